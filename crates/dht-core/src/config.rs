@@ -1,0 +1,168 @@
+//! Protocol constants and node configuration, in one place.
+//!
+//! The constants fix the protocol: changing one changes what goes on the
+//! wire or on disk and needs a new [`WIRE_VERSION`]. [`Config`] holds the
+//! tunables of one node (timeouts, quotas, the replication policy); its
+//! defaults suit a host node, [`Config::client`] a tool that uploads or
+//! downloads without storing, and [`Config::small`] a microcontroller.
+
+use crate::time::Duration;
+
+/// Bytes in a fragment. Every fragment is exactly this long; the last
+/// fragment of a file is padded with zeros.
+pub const FRAGMENT_SIZE: usize = 8192;
+
+/// Number of shards. A fragment lives on the nodes whose `id % SHARD_COUNT`
+/// equals `u64_be(hash[0..8]) % SHARD_COUNT`.
+pub const SHARD_COUNT: u8 = 16;
+
+/// Bytes in a fragment hash (SHA-256).
+pub const HASH_SIZE: usize = 32;
+
+/// Bytes of file name in an index fragment.
+pub const INDEX_NAME_SIZE: usize = 29;
+
+/// Fragment hashes in an index fragment.
+pub const INDEX_MAX_FRAGMENTS: usize = 255;
+
+/// The largest file one index fragment describes: 255 * 8192 bytes.
+pub const MAX_FILE_SIZE: u64 = (INDEX_MAX_FRAGMENTS * FRAGMENT_SIZE) as u64;
+
+/// The first byte of every datagram: high nibble `0xD` marks the protocol,
+/// low nibble is the wire version (1).
+pub const WIRE_VERSION: u8 = 0xD1;
+
+/// The largest datagram the protocol produces. A FILEFRAG with the longest
+/// possible header (broadcast, IPv6 source) is 8272 bytes; this leaves a
+/// margin and still fits the 8300-byte UDP payload that embedded IPv4
+/// reassembly buffers are sized for.
+pub const MAX_DATAGRAM_SIZE: usize = 8300;
+
+/// Most peers listed in one PEERS message.
+pub const MAX_PEERS_PER_MESSAGE: usize = 64;
+
+/// How a fragment is spread over its shard.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Replication {
+    /// Every node of the shard holds every fragment of the shard (the
+    /// original system's behaviour).
+    WholeShard,
+    /// The fragment lives on this many nodes of its shard, chosen by
+    /// rendezvous hashing over the shard members a node knows.
+    Copies(u8),
+}
+
+/// How a node that stored a new fragment tells the other holders.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Announce {
+    /// The original algorithm: a NEWFILE broadcast to the whole overlay with
+    /// the given breadth, UID = first 8 bytes of the hash. Kept as the
+    /// baseline that shard-targeted announcements are measured against.
+    Flood {
+        /// Relay levels of the broadcast.
+        breadth: u8,
+    },
+    /// A singlecast NEWFILE to each known member of the shard that should
+    /// hold the fragment. Costs O(holders) datagrams instead of
+    /// O(nodes x degree).
+    Shard,
+}
+
+/// Whether a node is a member of the overlay or a client of it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    /// Stores fragments of its shard, answers requests, appears in others'
+    /// neighbor tables.
+    Member,
+    /// Uploads and downloads through the overlay but stores nothing and is
+    /// never added to neighbor tables (dhtsend, dhtrecv, dhtping).
+    Client,
+}
+
+/// Tunables of one node. See the field docs for what each one trades.
+#[derive(Clone, Copy, Debug)]
+pub struct Config {
+    /// Member or client.
+    pub role: Role,
+    /// How many copies of a fragment the network keeps.
+    pub replication: Replication,
+    /// How new fragments are announced to their other holders.
+    pub announce: Announce,
+    /// Peers asked of the seed in JOIN.
+    pub join_want: u8,
+    /// Delay before a JOIN that got no PEERS is sent again (doubles up to
+    /// eight times this).
+    pub join_retry: Duration,
+    /// ADDME messages sent by randomcast after joining (the original's way
+    /// of becoming known to random nodes).
+    pub addme_randomcasts: u8,
+    /// Hops of those randomcasts.
+    pub addme_hops: u8,
+    /// Neighbors kept from each other shard.
+    pub per_shard_neighbors: u8,
+    /// Neighbors kept from one's own shard (replication news travels among
+    /// them, so this should cover the whole shard in networks of the
+    /// intended size).
+    pub own_shard_neighbors: u8,
+    /// Replication fetches (FILEGET for an announced fragment) in flight at
+    /// once. A small node keeps this at 1 so that it never receives two
+    /// large datagrams at the same time.
+    pub parallel_fetches: u8,
+    /// Time to wait for the answer to a replication fetch.
+    pub fetch_timeout: Duration,
+    /// Attempts of a replication fetch before it is given up (the periodic
+    /// repair exchange finds the fragment again later).
+    pub fetch_attempts: u8,
+    /// How long a client waits, after the first PEERS, for the per-shard
+    /// member lists it asked for before it reports itself ready.
+    pub client_settle: Duration,
+}
+
+impl Config {
+    /// A storing member node on a host.
+    pub const fn member() -> Config {
+        Config {
+            role: Role::Member,
+            replication: Replication::WholeShard,
+            announce: Announce::Shard,
+            join_want: 48,
+            join_retry: Duration::from_millis(250),
+            addme_randomcasts: 4,
+            addme_hops: 4,
+            per_shard_neighbors: 4,
+            own_shard_neighbors: 48,
+            parallel_fetches: 4,
+            fetch_timeout: Duration::from_millis(500),
+            fetch_attempts: 4,
+            client_settle: Duration::from_millis(200),
+        }
+    }
+
+    /// A client (upload, download, ping tools): stores nothing, learns as
+    /// many members of every shard as its table holds.
+    pub const fn client() -> Config {
+        let mut config = Config::member();
+        config.role = Role::Client;
+        config.per_shard_neighbors = 16;
+        config.own_shard_neighbors = 16;
+        config.addme_randomcasts = 0;
+        config
+    }
+
+    /// A member on a microcontroller: one large datagram in flight at a
+    /// time, small tables.
+    pub const fn small() -> Config {
+        let mut config = Config::member();
+        config.per_shard_neighbors = 2;
+        config.own_shard_neighbors = 8;
+        config.parallel_fetches = 1;
+        config.join_want = 24;
+        config
+    }
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config::member()
+    }
+}
