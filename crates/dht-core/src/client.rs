@@ -19,6 +19,35 @@ use crate::time::{Duration, Instant};
 pub const DISCOVERY_INTERVAL: Duration = Duration::from_millis(300);
 /// How many times it asks before the request fails.
 pub const DISCOVERY_ATTEMPTS: u8 = 10;
+/// How soon a request that had to wait (every candidate's window full, or
+/// the shard still being searched) is tried again.
+pub const RETRY_TICK: Duration = Duration::from_millis(50);
+/// A request is given up once it has been tried this many times...
+pub const MAX_ATTEMPTS: u8 = 12;
+/// ...and for at least this long since its first attempt, so that a
+/// fragment still being replicated (asked of members that do not have it
+/// yet) is not given up after a quick round of NOTFOUNDs.
+pub const GIVE_UP_AFTER: Duration = Duration::from_secs(5);
+
+/// Whether a request first sent at `first_sent` and tried `attempts`
+/// times should be given up at `now`.
+pub(crate) fn exhausted(attempts: u8, first_sent: Option<Instant>, now: Instant) -> bool {
+    attempts >= MAX_ATTEMPTS && first_sent.is_none_or(|t| now >= t + GIVE_UP_AFTER)
+}
+
+/// How long to wait before asking again after a refusal (NOTFOUND, store
+/// full): the first few go straight to the next candidate, then the waits
+/// double from 25 ms up to 2 s, so a fragment that nobody has yet is not
+/// asked for in a tight loop.
+pub(crate) fn refusal_backoff(attempts: u8) -> Duration {
+    match attempts {
+        0..=3 => Duration::ZERO,
+        n => Duration::from_millis(25)
+            .saturating_mul(1 << (n - 4).min(7))
+            .min(Duration::from_secs(2)),
+    }
+}
+
 /// Candidates considered per fragment.
 const CANDIDATES: usize = 32;
 
@@ -46,6 +75,7 @@ pub(crate) struct Requester<const PEERS: usize> {
     rtt: RttEstimator,
     windows: PeerWindows<PEERS>,
     discovery: [Discovery; SHARD_COUNT as usize],
+    retry_at: Option<Instant>,
 }
 
 impl<const PEERS: usize> Requester<PEERS> {
@@ -58,6 +88,7 @@ impl<const PEERS: usize> Requester<PEERS> {
             ),
             windows: PeerWindows::new(),
             discovery: [Discovery { last: None, attempts: 0 }; SHARD_COUNT as usize],
+            retry_at: None,
         }
     }
 
@@ -73,19 +104,17 @@ impl<const PEERS: usize> Requester<PEERS> {
         let mut candidates: heapless::Vec<PeerInfo, CANDIDATES> = heapless::Vec::new();
         node.holder_candidates(hash, &mut candidates);
         if candidates.is_empty() {
-            let shard = hash.shard();
-            let Some(state) = self.discovery.get_mut(shard.index()) else { return Pick::NoHolder };
-            if state.attempts >= DISCOVERY_ATTEMPTS {
-                return Pick::NoHolder;
-            }
-            if state.last.is_none_or(|last| now >= last + DISCOVERY_INTERVAL) {
-                state.last = Some(now);
-                state.attempts += 1;
-                node.discover_shard(shard, 3, sink);
-            }
-            return Pick::Wait;
+            return if self.discover(now, node, hash.shard(), sink) {
+                self.wait(now)
+            } else {
+                Pick::NoHolder
+            };
         }
         let count = candidates.len();
+        if usize::from(attempt) >= count {
+            // Every known member was tried: look for more while retrying.
+            self.discover(now, node, hash.shard(), sink);
+        }
         let start = usize::from(attempt) % count;
         for k in 0..count {
             if let Some(peer) = candidates.get((start + k) % count) {
@@ -94,17 +123,49 @@ impl<const PEERS: usize> Requester<PEERS> {
                 }
             }
         }
+        self.wait(now)
+    }
+
+    /// A request must wait: make sure a retry is scheduled.
+    fn wait(&mut self, now: Instant) -> Pick {
+        let at = now + RETRY_TICK;
+        self.retry_at = Some(self.retry_at.map_or(at, |r| r.min(at)));
         Pick::Wait
     }
 
-    /// When a shard search started now would allow the next pick.
-    pub(crate) fn next_discovery(&self) -> Option<Instant> {
-        self.discovery
-            .iter()
-            .filter(|d| d.attempts > 0 && d.attempts < DISCOVERY_ATTEMPTS)
-            .filter_map(|d| d.last)
-            .min()
-            .map(|last| last + DISCOVERY_INTERVAL)
+    /// When requests that had to wait should be tried again.
+    pub(crate) fn retry_at(&self) -> Option<Instant> {
+        self.retry_at
+    }
+
+    /// Clears a retry that is due; the caller then tries its waiting
+    /// requests again.
+    pub(crate) fn on_timeout(&mut self, now: Instant) {
+        if self.retry_at.is_some_and(|at| at <= now) {
+            self.retry_at = None;
+        }
+    }
+
+    /// Asks around for members of `shard`, at most every
+    /// [`DISCOVERY_INTERVAL`]; `false` once [`DISCOVERY_ATTEMPTS`] searches
+    /// were made.
+    fn discover<S: FragmentStore, const N: usize, const D: usize, const F: usize>(
+        &mut self,
+        now: Instant,
+        node: &mut Node<S, N, D, F>,
+        shard: crate::id::Shard,
+        sink: &mut impl Transmit,
+    ) -> bool {
+        let Some(state) = self.discovery.get_mut(shard.index()) else { return false };
+        if state.attempts >= DISCOVERY_ATTEMPTS {
+            return false;
+        }
+        if state.last.is_none_or(|last| now >= last + DISCOVERY_INTERVAL) {
+            state.last = Some(now);
+            state.attempts += 1;
+            node.discover_shard(shard, 3, sink);
+        }
+        true
     }
 
     pub(crate) fn on_sent(&mut self, to: PeerAddr, now: Instant) {

@@ -41,6 +41,9 @@ pub const MAX_DATAGRAM_SIZE: usize = 8300;
 /// Most peers listed in one PEERS message.
 pub const MAX_PEERS_PER_MESSAGE: usize = 64;
 
+/// Most fragment hashes listed in one HOLDINGS message (4 KB of hashes).
+pub const MAX_HASHES_PER_MESSAGE: usize = 128;
+
 /// How a fragment is spread over its shard.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Replication {
@@ -113,9 +116,16 @@ pub struct Config {
     /// Attempts of a replication fetch before it is given up (the periodic
     /// repair exchange finds the fragment again later).
     pub fetch_attempts: u8,
-    /// How long a client waits, after the first PEERS, for the per-shard
-    /// member lists it asked for before it reports itself ready.
-    pub client_settle: Duration,
+    /// How long a joining node waits, after the seed's PEERS, for the
+    /// per-shard member lists it asked for before it completes the join.
+    pub survey_timeout: Duration,
+    /// How often a member maintains its neighbor table: it asks a shard
+    /// mate for the shard's members, a random neighbor for members of its
+    /// shard it may not know, and, for one shard below its quota, a random
+    /// neighbor for members of that shard. A table with gaps (no mate, an
+    /// empty shard) is maintained eight times as often. Each request is one
+    /// small datagram and its answer.
+    pub maintenance_interval: Duration,
 }
 
 impl Config {
@@ -134,7 +144,8 @@ impl Config {
             parallel_fetches: 4,
             fetch_timeout: Duration::from_millis(500),
             fetch_attempts: 4,
-            client_settle: Duration::from_millis(200),
+            survey_timeout: Duration::from_millis(200),
+            maintenance_interval: Duration::from_secs(10),
         }
     }
 

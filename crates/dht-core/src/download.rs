@@ -17,7 +17,7 @@ use core::fmt;
 
 use heapless::Deque;
 
-use crate::client::{Pick, Requester};
+use crate::client::{exhausted, refusal_backoff, Pick, Requester};
 use crate::config::FRAGMENT_SIZE;
 use crate::fragment::{FragmentBytes, FragmentHash, IndexError, IndexFragment, IndexName};
 use crate::id::{PeerAddr, Shard};
@@ -112,13 +112,25 @@ struct Request {
     hash: FragmentHash,
     to: Option<PeerAddr>,
     sent_at: Instant,
+    first_sent: Option<Instant>,
+    /// While in flight, when it times out.
     deadline: Option<Instant>,
+    /// While waiting after a refusal, not before this.
+    not_before: Instant,
     attempts: u8,
 }
 
 impl Request {
     const fn new(hash: FragmentHash) -> Self {
-        Request { hash, to: None, sent_at: Instant::ZERO, deadline: None, attempts: 0 }
+        Request {
+            hash,
+            to: None,
+            sent_at: Instant::ZERO,
+            first_sent: None,
+            deadline: None,
+            not_before: Instant::ZERO,
+            attempts: 0,
+        }
     }
 }
 
@@ -148,8 +160,7 @@ enum State {
     Failed(DownloadError),
 }
 
-/// Attempts per fragment before the download fails.
-pub const MAX_ATTEMPTS: u8 = 12;
+pub use crate::client::{GIVE_UP_AFTER, MAX_ATTEMPTS};
 /// Peers whose windows are tracked at once.
 const PEERS: usize = 32;
 
@@ -225,12 +236,20 @@ impl<const WINDOW: usize> Download<WINDOW> {
     /// When [`Download::handle_timeout`] should next be called.
     #[must_use]
     pub fn poll_timeout(&self) -> Option<Instant> {
+        // A request in flight wakes us at its deadline, one waiting after a
+        // refusal at its `not_before`.
+        let wake = |r: &Request| r.deadline.or(Some(r.not_before).filter(|t| *t > Instant::ZERO));
         let requests = match self.state {
-            State::FetchingIndex => self.index_request.deadline,
-            State::Fetching => self.slots.iter().filter_map(|s| s.request.deadline).min(),
+            State::FetchingIndex => wake(&self.index_request),
+            State::Fetching => self
+                .slots
+                .iter()
+                .filter(|s| s.item.is_some() && !s.ready)
+                .filter_map(|s| wake(&s.request))
+                .min(),
             State::Finished | State::Failed(_) => return None,
         };
-        match (requests, self.requester.next_discovery()) {
+        match (requests, self.requester.retry_at()) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         }
@@ -253,6 +272,7 @@ impl<const WINDOW: usize> Download<WINDOW> {
         node: &mut Node<S, N, D, F>,
         sink: &mut impl Transmit,
     ) {
+        self.requester.on_timeout(now);
         let overdue = |r: &Request| r.deadline.is_some_and(|d| d <= now);
         if overdue(&self.index_request) {
             Self::lost(&mut self.requester, &mut self.index_request);
@@ -262,7 +282,7 @@ impl<const WINDOW: usize> Download<WINDOW> {
                 Self::lost(&mut self.requester, &mut slot.request);
             }
         }
-        self.check_attempts();
+        self.check_attempts(now);
         self.send_more(now, node, sink);
     }
 
@@ -292,12 +312,14 @@ impl<const WINDOW: usize> Download<WINDOW> {
                 }
             }
             Reply::NotFound { from, hash } => {
+                log::trace!("download: NOTFOUND {hash:?} from {}", from.addr);
                 let refused = |r: &mut Request, requester: &mut Requester<PEERS>| {
                     if r.hash == *hash && r.to == Some(from.addr) && r.deadline.is_some() {
                         requester.on_done(from.addr);
                         r.deadline = None;
                         r.to = None;
                         r.attempts = r.attempts.saturating_add(1);
+                        r.not_before = now + refusal_backoff(r.attempts);
                     }
                 };
                 if self.state == State::FetchingIndex {
@@ -308,7 +330,7 @@ impl<const WINDOW: usize> Download<WINDOW> {
                         refused(&mut slot.request, &mut self.requester);
                     }
                 }
-                self.check_attempts();
+                self.check_attempts(now);
             }
             _ => return,
         }
@@ -339,18 +361,19 @@ impl<const WINDOW: usize> Download<WINDOW> {
         request.deadline = None;
     }
 
-    fn check_attempts(&mut self) {
-        if self.state == State::FetchingIndex && self.index_request.attempts >= MAX_ATTEMPTS {
+    fn check_attempts(&mut self, now: Instant) {
+        let spent = |r: &Request| r.deadline.is_none() && exhausted(r.attempts, r.first_sent, now);
+        if self.state == State::FetchingIndex && spent(&self.index_request) {
             let attempts = self.index_request.attempts;
             self.fail(DownloadError::IndexNotFound { attempts });
             return;
         }
-        let exhausted = self
+        let gone = self
             .slots
             .iter()
-            .find(|s| s.item.is_some() && !s.ready && s.request.attempts >= MAX_ATTEMPTS)
+            .find(|s| s.item.is_some() && !s.ready && spent(&s.request))
             .and_then(|s| s.item.map(|item| (item, s.request.attempts)));
-        if let Some((fragment, attempts)) = exhausted {
+        if let Some((fragment, attempts)) = gone {
             self.fail(DownloadError::FragmentUnavailable { fragment, attempts });
         }
     }
@@ -430,7 +453,8 @@ impl<const WINDOW: usize> Download<WINDOW> {
     ) {
         match self.state {
             State::FetchingIndex => {
-                if self.index_request.deadline.is_none() {
+                let r = &self.index_request;
+                if r.deadline.is_none() && r.not_before <= now {
                     let mut request = self.index_request;
                     let result = self.send_request(now, node, &mut request, sink);
                     self.index_request = request;
@@ -443,7 +467,12 @@ impl<const WINDOW: usize> Download<WINDOW> {
                 self.assign_slots();
                 for i in 0..WINDOW {
                     let Some(slot) = self.slots.get(i) else { break };
-                    if slot.item.is_none() || slot.ready || slot.request.deadline.is_some() {
+                    let r = &slot.request;
+                    if slot.item.is_none()
+                        || slot.ready
+                        || r.deadline.is_some()
+                        || r.not_before > now
+                    {
                         continue;
                     }
                     let mut request = slot.request;
@@ -489,12 +518,21 @@ impl<const WINDOW: usize> Download<WINDOW> {
         request: &mut Request,
         sink: &mut impl Transmit,
     ) -> Result<(), Shard> {
+        // The wait after a refusal is over; from here on a retry timer or
+        // the request's deadline wakes us.
+        request.not_before = Instant::ZERO;
         match self.requester.pick(now, node, &request.hash, request.attempts, sink) {
             Pick::Target(to) => {
+                log::trace!(
+                    "download: FILEGET {:?} attempt {} to {to}",
+                    request.hash,
+                    request.attempts
+                );
                 node.send_fileget(to, request.hash, sink);
                 self.requester.on_sent(to, now);
                 request.to = Some(to);
                 request.sent_at = now;
+                request.first_sent.get_or_insert(now);
                 request.deadline = Some(now + self.requester.rto(request.attempts));
                 Ok(())
             }
@@ -506,11 +544,18 @@ impl<const WINDOW: usize> Download<WINDOW> {
 
 impl<const WINDOW: usize> fmt::Debug for Download<WINDOW> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let pending: heapless::Vec<(u16, Option<PeerAddr>, u8, bool), WINDOW> = self
+            .slots
+            .iter()
+            .filter_map(|s| s.item.map(|i| (i, s.request.to, s.request.attempts, s.ready)))
+            .collect();
         f.debug_struct("Download")
             .field("index_hash", &self.index_hash)
             .field("state", &self.state)
             .field("next_deliver", &self.next_deliver)
             .field("written", &self.written)
+            .field("slots", &pending)
+            .field("requester", &self.requester)
             .finish()
     }
 }

@@ -29,6 +29,7 @@ use heapless::{Deque, Vec};
 
 use crate::config::{
     Announce, Config, Replication, Role, FRAGMENT_SIZE, MAX_DATAGRAM_SIZE, MAX_PEERS_PER_MESSAGE,
+    SHARD_COUNT,
 };
 use crate::counters::{Counters, DropReason};
 use crate::dedup::BroadcastDedup;
@@ -37,10 +38,10 @@ use crate::id::{NodeId, PeerAddr, PeerInfo, Shard};
 use crate::neighbors::{Insert, NeighborTable};
 use crate::rand::Rng;
 use crate::store::{FragmentStore, StoreError};
-use crate::time::Instant;
+use crate::time::{Duration, Instant};
 use crate::wire::{
-    encode_filefrag_header, FragMode, FragmentRef, Message, MessageKind, Packet, PeerList, Source,
-    StoreOutcome, Transmission,
+    encode_filefrag_header, FragMode, FragmentRef, HashList, Message, MessageKind, Packet,
+    PeerList, Source, StoreOutcome, Transmission,
 };
 
 /// Where a node's datagrams go: a UDP socket, a smoltcp socket, the
@@ -147,9 +148,14 @@ enum JoinState {
     Alone,
     /// JOIN sent to `seed`, waiting for PEERS.
     Joining { seed: PeerAddr, attempt: u8, next: Instant },
-    /// A client that asked the shards for their members, waiting for the
-    /// answers until `until`.
-    Settling { until: Instant },
+    /// The seed answered; one member of each shard was asked for its
+    /// shard's members (a client to know every shard, a new member to find
+    /// the emptiest shard). Ends when all answered or at `until`.
+    Surveying {
+        until: Instant,
+        asked: [bool; SHARD_COUNT as usize],
+        sizes: [u16; SHARD_COUNT as usize],
+    },
     /// Joined.
     Joined,
 }
@@ -174,6 +180,10 @@ pub enum RequestError {
     /// The transport refused the datagram.
     SendFailed,
 }
+
+/// Shards a joining node compares before it picks the smallest (see
+/// `choose_shard`).
+pub const SHARD_CHOICES: usize = 4;
 
 /// Capacity of the application event queue.
 const EVENT_QUEUE: usize = 32;
@@ -207,6 +217,10 @@ pub struct Node<
     dedup: BroadcastDedup<DEDUP>,
     fetches: Vec<Fetch, FETCHES>,
     join: JoinState,
+    /// When a member next maintains its neighbor table.
+    next_maintenance: Option<Instant>,
+    /// Where the next HOLDINGS page starts in the store.
+    holdings_cursor: usize,
     events: Deque<Event, EVENT_QUEUE>,
     counters: Counters,
     tx: [u8; MAX_DATAGRAM_SIZE],
@@ -236,6 +250,8 @@ impl<S: FragmentStore, const NEIGHBORS: usize, const DEDUP: usize, const FETCHES
             dedup: BroadcastDedup::new(),
             fetches: Vec::new(),
             join: JoinState::Alone,
+            next_maintenance: None,
+            holdings_cursor: 0,
             events: Deque::new(),
             counters: Counters::default(),
             tx: [0; MAX_DATAGRAM_SIZE],
@@ -319,20 +335,25 @@ impl<S: FragmentStore, const NEIGHBORS: usize, const DEDUP: usize, const FETCHES
         hash: &FragmentHash,
         out: &mut Vec<PeerInfo, K>,
     ) {
-        out.clear();
-        let shard = hash.shard();
-        for n in self.neighbors.members_of(shard) {
-            if out.push(n.peer).is_err() {
+        // Verified neighbors first, each group in rendezvous order.
+        let rank = |n: &crate::neighbors::Neighbor| (n.verified, rendezvous_score(hash, n.peer.id));
+        let mut ranked: Vec<(bool, u64, PeerInfo), K> = Vec::new();
+        for n in self.neighbors.members_of(hash.shard()) {
+            let (verified, score) = rank(n);
+            if ranked.push((verified, score, n.peer)).is_err() {
                 // Keep the K best: replace the worst if this one is better.
-                let score = rendezvous_score(hash, n.peer.id);
-                if let Some(worst) = out.iter_mut().min_by_key(|p| rendezvous_score(hash, p.id)) {
-                    if rendezvous_score(hash, worst.id) < score {
-                        *worst = n.peer;
+                if let Some(worst) = ranked.iter_mut().min_by_key(|(v, s, _)| (*v, *s)) {
+                    if (worst.0, worst.1) < (verified, score) {
+                        *worst = (verified, score, n.peer);
                     }
                 }
             }
         }
-        out.sort_unstable_by_key(|p| core::cmp::Reverse(rendezvous_score(hash, p.id)));
+        ranked.sort_unstable_by_key(|(v, s, _)| core::cmp::Reverse((*v, *s)));
+        out.clear();
+        for (_, _, peer) in ranked {
+            let _ = out.push(peer);
+        }
     }
 
     // ----- outputs -------------------------------------------------------
@@ -348,14 +369,11 @@ impl<S: FragmentStore, const NEIGHBORS: usize, const DEDUP: usize, const FETCHES
     pub fn poll_timeout(&self) -> Option<Instant> {
         let join = match self.join {
             JoinState::Joining { next, .. } => Some(next),
-            JoinState::Settling { until } => Some(until),
+            JoinState::Surveying { until, .. } => Some(until),
             JoinState::Alone | JoinState::Joined => None,
         };
         let fetch = self.fetches.iter().filter_map(|f| f.deadline).min();
-        match (join, fetch) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        [join, fetch, self.next_maintenance].into_iter().flatten().min()
     }
 
     // ----- inputs --------------------------------------------------------
@@ -370,8 +388,14 @@ impl<S: FragmentStore, const NEIGHBORS: usize, const DEDUP: usize, const FETCHES
                 self.send_join(seed, None, sink);
                 self.push_event(Event::JoinRetry { attempt });
             }
-            JoinState::Settling { until } if now >= until => self.finish_join(),
+            JoinState::Surveying { until, sizes, .. } if now >= until => {
+                self.finish_join(now, sizes, sink)
+            }
             _ => {}
+        }
+        if self.next_maintenance.is_some_and(|at| now >= at) {
+            self.maintain_table(sink);
+            self.next_maintenance = Some(now + self.maintenance_delay());
         }
         self.expire_fetches(now, sink);
         self.pump_fetches(now, sink);
@@ -399,6 +423,21 @@ impl<S: FragmentStore, const NEIGHBORS: usize, const DEDUP: usize, const FETCHES
         };
         let kind = packet.message.kind();
         self.counters.count_received(kind, bytes.len());
+        log::trace!(
+            "{}: {} from {} via {from}, {:?}",
+            self.me.addr,
+            kind.name(),
+            packet.source.addr,
+            packet.transmission
+        );
+        if self.next_maintenance.is_none()
+            && self.config.role == Role::Member
+            && self.join == JoinState::Alone
+        {
+            // A root node starts maintaining its table once it hears from
+            // others.
+            self.next_maintenance = Some(now + self.maintenance_delay());
+        }
         packet.source.addr = packet.source.addr.or_observed(from);
         if packet.source.id == self.me.id || packet.source.addr == self.me.addr {
             self.counters.count_drop(DropReason::FromSelf);
@@ -436,7 +475,8 @@ impl<S: FragmentStore, const NEIGHBORS: usize, const DEDUP: usize, const FETCHES
                 }
             }
         }
-        self.process(now, packet, sink)
+        let direct = from == packet.source.addr;
+        self.process(now, packet, direct, sink)
     }
 
     // ----- commands ------------------------------------------------------
@@ -547,7 +587,10 @@ impl<S: FragmentStore, const NEIGHBORS: usize, const DEDUP: usize, const FETCHES
     // ----- internals -----------------------------------------------------
 
     fn source(&self) -> Source {
-        Source { id: self.me.id, addr: self.me.addr, member: self.config.role == Role::Member }
+        // A member that may still change its id stays invisible (not added
+        // to tables) until it has chosen.
+        let member = self.config.role == Role::Member && !self.may_choose_shard;
+        Source { id: self.me.id, addr: self.me.addr, member }
     }
 
     fn push_event(&mut self, event: Event) {
@@ -631,23 +674,143 @@ impl<S: FragmentStore, const NEIGHBORS: usize, const DEDUP: usize, const FETCHES
         self.send(to, Transmission::Singlecast, &Message::Join { want, shard }, sink);
     }
 
-    fn finish_join(&mut self) {
+    /// Keeps the neighbor table full: asks a random mate for its list of
+    /// the shard (JOIN restricted to the shard); asks a random other
+    /// neighbor which members of our shard it knows (FIND sent
+    /// singlecast), which finds mates the shard does not know yet, or the
+    /// first mate of a node that knows none; and asks a random neighbor for
+    /// members of one shard that is below its quota. Peers learned from the
+    /// answers get an ADDME, so tables become symmetric.
+    fn maintain_table(&mut self, sink: &mut impl Transmit) {
+        let own = self.shard();
+        if let Some(mate) = self.neighbors.random_in(&mut self.rng, own) {
+            self.send_join(mate.addr, Some(own), sink);
+        }
+        self.ask_for_shard(own, true, sink);
+        let counts = self.neighbors.shard_counts();
+        let table = &self.neighbors;
+        let is_short = |s: &Shard| {
+            let known = usize::from(counts.get(s.index()).copied().unwrap_or(0));
+            *s != own && known < table.quota(*s)
+        };
+        let pick = self.rng.below(Shard::all().filter(is_short).count());
+        if let Some(shard) = Shard::all().filter(is_short).nth(pick) {
+            self.ask_for_shard(shard, false, sink);
+        }
+        if let Some(mate) = self.neighbors.random_in(&mut self.rng, own) {
+            self.send_holdings(mate.addr, sink);
+        }
+    }
+
+    /// Sends the next page of this node's holdings to `to`, a member of its
+    /// shard. Successive pages walk the whole store and wrap around.
+    fn send_holdings(&mut self, to: PeerAddr, sink: &mut impl Transmit) {
+        let held = self.store.len();
+        if held == 0 {
+            return;
+        }
+        if self.holdings_cursor >= held {
+            self.holdings_cursor = 0;
+        }
+        let mut hashes = HashList::new();
+        while !hashes.is_full() && self.holdings_cursor < held {
+            if let Some(hash) = self.store.hash_at(self.holdings_cursor) {
+                let _ = hashes.push(hash);
+            }
+            self.holdings_cursor += 1;
+        }
+        self.send(to, Transmission::Singlecast, &Message::Holdings { hashes }, sink);
+    }
+
+    /// Fetches the fragments of a mate's HOLDINGS page that this node
+    /// should hold and lacks, as far as the fetch table has room.
+    fn on_holdings(
+        &mut self,
+        now: Instant,
+        from: PeerInfo,
+        hashes: &HashList,
+        sink: &mut impl Transmit,
+    ) {
+        for hash in hashes.iter() {
+            if self.fetches.is_full() {
+                break;
+            }
+            self.want_fragment(from, *hash);
+        }
+        self.pump_fetches(now, sink);
+    }
+
+    /// Sends FIND for `shard` singlecast to a random neighbor (outside
+    /// `shard` if `outside`), which answers with the members it knows.
+    fn ask_for_shard(&mut self, shard: Shard, outside: bool, sink: &mut impl Transmit) {
+        let eligible = |n: &&crate::neighbors::Neighbor| !outside || n.peer.shard() != shard;
+        let count = self.neighbors.iter().filter(eligible).count();
+        let pick = self.rng.below(count);
+        let target = self.neighbors.iter().filter(eligible).nth(pick).map(|n| n.peer.addr);
+        if let Some(to) = target {
+            let nonce = self.rng.next_u64();
+            self.send(to, Transmission::Singlecast, &Message::Find { shard, nonce }, sink);
+        }
+    }
+
+    /// The time to the next table maintenance: short while the table has
+    /// gaps (no shard mate, or a shard with nobody), the full interval
+    /// otherwise.
+    fn maintenance_delay(&self) -> Duration {
+        let counts = self.neighbors.shard_counts();
+        let gaps = counts.iter().enumerate().any(|(s, c)| *c == 0 && s != self.shard().index());
+        let no_mate = counts.get(self.shard().index()) == Some(&0);
+        if gaps || no_mate {
+            self.config.maintenance_interval.div(8)
+        } else {
+            self.config.maintenance_interval
+        }
+    }
+
+    /// Ends the join: a new member picks its shard, then every member
+    /// makes itself known (ADDME to the peers it knows, randomcast ADDMEs
+    /// as in the original) and asks a shard mate for the whole shard.
+    fn finish_join(
+        &mut self,
+        now: Instant,
+        sizes: [u16; SHARD_COUNT as usize],
+        sink: &mut impl Transmit,
+    ) {
         self.join = JoinState::Joined;
+        if self.config.role == Role::Member {
+            if self.may_choose_shard {
+                self.choose_shard(&sizes);
+            }
+            for to in self.neighbor_addrs() {
+                self.send(to, Transmission::Singlecast, &Message::AddMe, sink);
+            }
+            let hops = self.config.addme_hops;
+            for _ in 0..self.config.addme_randomcasts {
+                if let Some(first) = self.neighbors.random_except(&mut self.rng, None) {
+                    self.send(first.addr, Transmission::Randomcast { hops }, &Message::AddMe, sink);
+                }
+            }
+            self.maintain_table(sink);
+            self.next_maintenance = Some(now + self.config.maintenance_interval.div(8));
+        }
         let neighbors = self.neighbors.len();
         self.push_event(Event::Joined { neighbors });
     }
 
-    fn learn(&mut self, peer: PeerInfo, now: Instant) -> Insert {
+    fn learn(&mut self, peer: PeerInfo, now: Instant, verified: bool) -> Insert {
         if peer.id == self.me.id || peer.addr == self.me.addr {
             return Insert::Full;
         }
-        self.neighbors.insert(peer, now)
+        self.neighbors.insert(peer, now, verified)
     }
 
+    /// Processes a packet addressed to this node; `direct` if it came
+    /// straight from its originator.
     fn process<'a>(
         &mut self,
         now: Instant,
         packet: Packet<'a>,
+        direct: bool,
         sink: &mut impl Transmit,
     ) -> Option<Reply<'a>> {
         let source = packet.source;
@@ -664,24 +827,25 @@ impl<S: FragmentStore, const NEIGHBORS: usize, const DEDUP: usize, const FETCHES
                 self.neighbors.sample(&mut self.rng, want, shard, Some(source.addr), &mut peers);
                 self.send(source.addr, Transmission::Singlecast, &Message::Peers { peers }, sink);
                 if source.member {
-                    self.learn(from, now);
+                    self.learn(from, now, direct);
                 }
                 None
             }
             Message::Peers { peers } => {
-                self.on_peers(now, source, &peers, sink);
+                self.on_peers(now, source, &peers, direct, sink);
                 None
             }
             Message::AddMe => {
                 if is_member && source.member {
-                    self.learn(from, now);
+                    let outcome = self.learn(from, now, direct);
+                    log::trace!("{}: ADDME from {from} direct {direct}: {outcome:?}", self.me.addr);
                 }
                 None
             }
             Message::Ping { nonce } => {
                 self.send(source.addr, Transmission::Singlecast, &Message::Pong { nonce }, sink);
                 if is_member && source.member {
-                    self.learn(from, now);
+                    self.learn(from, now, direct);
                 }
                 None
             }
@@ -740,6 +904,12 @@ impl<S: FragmentStore, const NEIGHBORS: usize, const DEDUP: usize, const FETCHES
                 }
                 Some(Reply::NotFound { from, hash })
             }
+            Message::Holdings { hashes } => {
+                if is_member && source.member && source.id.shard() == self.shard() {
+                    self.on_holdings(now, from, &hashes, sink);
+                }
+                None
+            }
             Message::Leave => {
                 self.neighbors.remove_addr(source.addr);
                 None
@@ -766,75 +936,90 @@ impl<S: FragmentStore, const NEIGHBORS: usize, const DEDUP: usize, const FETCHES
         now: Instant,
         source: Source,
         peers: &PeerList,
+        direct: bool,
         sink: &mut impl Transmit,
     ) {
-        let joining_seed = match self.join {
-            JoinState::Joining { .. } => true,
-            JoinState::Alone | JoinState::Settling { .. } | JoinState::Joined => false,
-        };
-        if joining_seed && self.may_choose_shard {
-            self.choose_shard(source.peer(), peers);
-        }
-        let is_member = self.config.role == Role::Member;
+        let visible = self.source().member;
         let mut new_peers: Vec<PeerInfo, { MAX_PEERS_PER_MESSAGE + 1 }> = Vec::new();
         let candidates = peers.iter().copied().chain(source.member.then_some(source.peer()));
         for peer in candidates {
-            if self.learn(peer, now) == Insert::Added {
+            if self.learn(peer, now, direct) == Insert::Added {
                 let _ = new_peers.push(peer);
             }
         }
-        if is_member {
-            // Tell the peers just learned about us, so that tables are
-            // symmetric and the shard's members know each other.
-            for peer in new_peers.iter() {
-                self.send(peer.addr, Transmission::Singlecast, &Message::AddMe, sink);
-            }
-        }
-        if !joining_seed {
-            return;
-        }
-        if is_member {
-            // The original's way to become known to random nodes.
-            let hops = self.config.addme_hops;
-            for _ in 0..self.config.addme_randomcasts {
-                if let Some(first) = self.neighbors.random_except(&mut self.rng, None) {
-                    self.send(first.addr, Transmission::Randomcast { hops }, &Message::AddMe, sink);
+        match self.join {
+            JoinState::Joining { .. } => {
+                // The seed answered: ask one member of every shard for its
+                // shard's members.
+                let mut asked = [false; SHARD_COUNT as usize];
+                for shard in Shard::all() {
+                    if let Some(member) = self.neighbors.random_in(&mut self.rng, shard) {
+                        self.send_join(member.addr, Some(shard), sink);
+                        if let Some(a) = asked.get_mut(shard.index()) {
+                            *a = true;
+                        }
+                    }
+                }
+                let until = now + self.config.survey_timeout;
+                // What the seed told us is a lower bound of each shard's
+                // size; the survey answers refine it.
+                let sizes = self.neighbors.shard_counts();
+                self.join = JoinState::Surveying { until, asked, sizes };
+                if !asked.contains(&true) {
+                    self.finish_join(now, sizes, sink);
                 }
             }
-            // Ask a member of our shard for the whole shard.
-            let own = self.shard();
-            if let Some(mate) = self.neighbors.random_in(&mut self.rng, own) {
-                self.send_join(mate.addr, Some(self.shard()), sink);
-            }
-            self.finish_join();
-        } else {
-            // A client learns each shard's members from a member of it.
-            for shard in Shard::all() {
-                if let Some(member) = self.neighbors.random_in(&mut self.rng, shard) {
-                    self.send_join(member.addr, Some(shard), sink);
+            JoinState::Surveying { until, mut asked, mut sizes } => {
+                // The answer of a member of shard s about shard s.
+                let shard = source.id.shard();
+                let listed = peers.iter().filter(|p| p.shard() == shard).count() as u16;
+                if let (Some(a), Some(size)) =
+                    (asked.get_mut(shard.index()), sizes.get_mut(shard.index()))
+                {
+                    *a = false;
+                    *size = (*size).max(listed.saturating_add(1));
+                }
+                self.join = JoinState::Surveying { until, asked, sizes };
+                if !asked.contains(&true) {
+                    self.finish_join(now, sizes, sink);
                 }
             }
-            self.join = JoinState::Settling { until: now + self.config.client_settle };
+            JoinState::Alone | JoinState::Joined => {
+                // Tell the peers just learned about us, so that tables are
+                // symmetric and the shard's members know each other.
+                if visible {
+                    for peer in new_peers.iter() {
+                        self.send(peer.addr, Transmission::Singlecast, &Message::AddMe, sink);
+                    }
+                }
+            }
         }
     }
 
-    /// Picks the shard with the fewest members among the seed's answer
-    /// (ties broken at random) and takes a fresh id in it.
-    fn choose_shard(&mut self, seed: PeerInfo, peers: &PeerList) {
+    /// Takes a fresh id in a shard that the survey found small.
+    ///
+    /// If some shards look empty, it fills one of them with probability
+    /// `e / (e + 1)` for `e` empty shards; otherwise (or if the coin says
+    /// no) it takes the smallest of [`SHARD_CHOICES`] random shards. Always
+    /// taking the smallest shard balances best when nodes join one at a
+    /// time, but nodes that join at the same moment share a stale view and
+    /// would all crowd into the one shard that looks smallest; looking at a
+    /// few random shards keeps most of the balance without that herding.
+    fn choose_shard(&mut self, sizes: &[u16; SHARD_COUNT as usize]) {
         self.may_choose_shard = false;
-        let mut counts = [0u16; crate::config::SHARD_COUNT as usize];
-        for peer in peers.iter().chain(core::iter::once(&seed)) {
-            if let Some(c) = counts.get_mut(peer.shard().index()) {
-                *c = c.saturating_add(1);
-            }
+        let size = |n: u8| sizes.get(usize::from(n)).copied().unwrap_or(0);
+        let mut order = [0u8; SHARD_COUNT as usize];
+        for (i, slot) in order.iter_mut().enumerate() {
+            *slot = i as u8;
         }
-        let fewest = counts.iter().copied().min().unwrap_or(0);
-        let ties = counts.iter().filter(|c| **c == fewest).count();
-        let pick = self.rng.below(ties);
-        let Some(shard) = Shard::all().filter(|s| counts.get(s.index()) == Some(&fewest)).nth(pick)
-        else {
-            return;
+        self.rng.shuffle(&mut order);
+        let empty = order.iter().filter(|n| size(**n) == 0).count();
+        let best = if empty > 0 && self.rng.below(empty + 1) < empty {
+            order.iter().copied().find(|n| size(*n) == 0)
+        } else {
+            order.iter().take(SHARD_CHOICES).copied().min_by_key(|n| size(*n))
         };
+        let Some(shard) = best.and_then(Shard::new) else { return };
         let id = NodeId::in_shard(self.rng.next_u64(), shard);
         self.me.id = id;
         self.neighbors.set_own_shard(shard);
@@ -1017,22 +1202,48 @@ impl<S: FragmentStore, const NEIGHBORS: usize, const DEDUP: usize, const FETCHES
         hash: FragmentHash,
         sink: &mut impl Transmit,
     ) {
+        self.want_fragment(from, hash);
+        self.pump_fetches(now, sink);
+    }
+
+    /// Whether this node should hold `hash`: its shard's, and under bounded
+    /// replication among the top copies by rendezvous score over the
+    /// members it knows.
+    fn should_hold(&self, hash: &FragmentHash) -> bool {
         if self.config.role != Role::Member || hash.shard() != self.shard() {
+            return false;
+        }
+        match self.config.replication {
+            Replication::WholeShard => true,
+            Replication::Copies(copies) => {
+                let mine = rendezvous_score(hash, self.me.id);
+                let better = self
+                    .neighbors
+                    .members_of(hash.shard())
+                    .filter(|n| rendezvous_score(hash, n.peer.id) > mine)
+                    .count();
+                better < usize::from(copies)
+            }
+        }
+    }
+
+    /// Queues a fetch of `hash` from `from` if this node should hold it,
+    /// lacks it, and is not already fetching it.
+    fn want_fragment(&mut self, from: PeerInfo, hash: FragmentHash) {
+        if !self.should_hold(&hash) {
             return;
         }
         if self.store.contains(&hash) || self.fetches.iter().any(|f| f.hash == hash) {
             return;
         }
-        if self.store.len() >= self.store.capacity() {
+        if self.store.len() + self.fetches.len() >= self.store.capacity() {
             self.counters.count_drop(DropReason::StoreFull);
             return;
         }
         let fetch = Fetch { hash, from, attempts: 0, deadline: None };
         if self.fetches.push(fetch).is_err() {
             self.counters.count_drop(DropReason::FetchTableFull);
-            return;
         }
-        self.pump_fetches(now, sink);
     }
 
     /// Starts queued fetches while fewer than `parallel_fetches` are in flight.

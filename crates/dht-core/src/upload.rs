@@ -34,7 +34,7 @@ use core::fmt;
 use heapless::{Deque, Vec};
 use sha2::{Digest, Sha256};
 
-use crate::client::{Pick, Requester};
+use crate::client::{exhausted, refusal_backoff, Pick, Requester};
 use crate::config::{FRAGMENT_SIZE, INDEX_MAX_FRAGMENTS, MAX_FILE_SIZE};
 use crate::fragment::{
     fragment_layout, FragmentBytes, FragmentHash, IndexError, IndexFragment, IndexName,
@@ -163,8 +163,7 @@ enum State {
     Failed(UploadError),
 }
 
-/// Attempts per fragment before the upload fails.
-pub const MAX_ATTEMPTS: u8 = 12;
+pub use crate::client::{GIVE_UP_AFTER, MAX_ATTEMPTS};
 /// Peers whose windows are tracked at once.
 const PEERS: usize = 32;
 /// Items: data fragments plus the index.
@@ -178,6 +177,9 @@ pub struct Upload<const WINDOW: usize = 32> {
     count: u16,
     acked: [bool; ITEMS],
     attempts: [u8; ITEMS],
+    /// After a refusal, an item waits until this time.
+    not_before: [Instant; ITEMS],
+    started: Option<Instant>,
     acked_count: u16,
     in_flight: Vec<InFlight, WINDOW>,
     requester: Requester<PEERS>,
@@ -209,6 +211,8 @@ impl<const WINDOW: usize> Upload<WINDOW> {
             count: u16::from(count),
             acked: [false; ITEMS],
             attempts: [0; ITEMS],
+            not_before: [Instant::ZERO; ITEMS],
+            started: None,
             acked_count: 0,
             in_flight: Vec::new(),
             requester: Requester::new(),
@@ -268,10 +272,15 @@ impl<const WINDOW: usize> Upload<WINDOW> {
             return None;
         }
         let flight = self.in_flight.iter().map(|f| f.deadline).min();
-        match (flight, self.requester.next_discovery()) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        // Items waiting after a refusal wake us at their `not_before`.
+        let waiting = self
+            .not_before
+            .iter()
+            .zip(self.acked.iter())
+            .filter(|(t, acked)| !**acked && **t > Instant::ZERO)
+            .map(|(t, _)| *t)
+            .min();
+        [flight, waiting, self.requester.retry_at()].into_iter().flatten().min()
     }
 
     /// Sends the first requests.
@@ -282,6 +291,7 @@ impl<const WINDOW: usize> Upload<WINDOW> {
         source: &mut impl FileSource,
         sink: &mut impl Transmit,
     ) {
+        self.started.get_or_insert(now);
         self.send_more(now, node, source, sink);
     }
 
@@ -293,12 +303,13 @@ impl<const WINDOW: usize> Upload<WINDOW> {
         source: &mut impl FileSource,
         sink: &mut impl Transmit,
     ) {
+        self.requester.on_timeout(now);
         let mut i = 0;
         while let Some(flight) = self.in_flight.get(i).copied() {
             if flight.deadline <= now {
                 self.in_flight.swap_remove(i);
                 self.requester.on_loss(flight.to);
-                self.bump_attempts(flight.item);
+                self.bump_attempts(flight.item, now);
             } else {
                 i += 1;
             }
@@ -332,7 +343,11 @@ impl<const WINDOW: usize> Upload<WINDOW> {
         } else {
             self.requester.on_done(flight.to);
             self.in_flight.swap_remove(position);
-            self.bump_attempts(flight.item);
+            self.bump_attempts(flight.item, now);
+            let attempts = self.attempts.get(usize::from(flight.item)).copied().unwrap_or(0);
+            if let Some(t) = self.not_before.get_mut(usize::from(flight.item)) {
+                *t = now + refusal_backoff(attempts);
+            }
         }
         self.send_more(now, node, source, sink);
     }
@@ -345,10 +360,10 @@ impl<const WINDOW: usize> Upload<WINDOW> {
         }
     }
 
-    fn bump_attempts(&mut self, item: u16) {
+    fn bump_attempts(&mut self, item: u16, now: Instant) {
         let Some(attempts) = self.attempts.get_mut(usize::from(item)) else { return };
         *attempts = attempts.saturating_add(1);
-        if *attempts >= MAX_ATTEMPTS {
+        if exhausted(*attempts, self.started, now) {
             let attempts = *attempts;
             self.fail(UploadError::GaveUp { fragment: item, attempts });
         }
@@ -407,6 +422,12 @@ impl<const WINDOW: usize> Upload<WINDOW> {
             let index = usize::from(item);
             if self.acked.get(index) != Some(&false) {
                 continue;
+            }
+            match self.not_before.get_mut(index) {
+                Some(t) if *t > now => continue,
+                // The wait is over; a retry timer or the deadline wakes us now.
+                Some(t) => *t = Instant::ZERO,
+                None => {}
             }
             let hash = self.item_hash(item);
             // One request per distinct hash at a time.

@@ -38,7 +38,7 @@ use core::fmt;
 use serde::de::{self, Visitor};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use crate::config::{FRAGMENT_SIZE, MAX_PEERS_PER_MESSAGE, WIRE_VERSION};
+use crate::config::{FRAGMENT_SIZE, MAX_HASHES_PER_MESSAGE, MAX_PEERS_PER_MESSAGE, WIRE_VERSION};
 use crate::fragment::{FragmentBytes, FragmentHash};
 use crate::id::{NodeId, PeerAddr, PeerInfo, Shard};
 
@@ -253,7 +253,18 @@ pub enum Message<'a> {
         /// The counters.
         counters: crate::counters::Counters,
     },
+    /// HOLDINGS (variant 14): a page of the fragments the originator holds,
+    /// sent to a member of its shard, which fetches (FILEGET) those it
+    /// should hold and lacks. The periodic exchange of these pages is how
+    /// a shard repairs lost copies and how a new member gets its share.
+    Holdings {
+        /// Up to 128 fragment hashes.
+        hashes: HashList,
+    },
 }
+
+/// Fragment hashes carried by HOLDINGS.
+pub type HashList = heapless::Vec<FragmentHash, MAX_HASHES_PER_MESSAGE>;
 
 /// The kinds of message, for counting. Same order as [`Message`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -273,11 +284,12 @@ pub enum MessageKind {
     Leave,
     StatsRequest,
     Stats,
+    Holdings,
 }
 
 impl MessageKind {
     /// Number of kinds.
-    pub const COUNT: usize = 14;
+    pub const COUNT: usize = 15;
 
     /// All kinds in wire order.
     pub const ALL: [MessageKind; MessageKind::COUNT] = [
@@ -295,6 +307,7 @@ impl MessageKind {
         MessageKind::Leave,
         MessageKind::StatsRequest,
         MessageKind::Stats,
+        MessageKind::Holdings,
     ];
 
     /// The kind's position in [`MessageKind::ALL`].
@@ -319,6 +332,7 @@ impl MessageKind {
             MessageKind::Leave => "LEAVE",
             MessageKind::StatsRequest => "STATSREQ",
             MessageKind::Stats => "STATS",
+            MessageKind::Holdings => "HOLDINGS",
         }
     }
 
@@ -346,6 +360,7 @@ impl Message<'_> {
             Message::Leave => MessageKind::Leave,
             Message::StatsRequest { .. } => MessageKind::StatsRequest,
             Message::Stats { .. } => MessageKind::Stats,
+            Message::Holdings { .. } => MessageKind::Holdings,
         }
     }
 }
@@ -534,6 +549,11 @@ mod tests {
         check(Message::NotFound { hash }, &tail);
 
         check(Message::Leave, &[0x0B]);
+        let mut hashes = HashList::new();
+        hashes.push(hash).unwrap();
+        let mut tail = Vec::from([0x0E, 0x01]);
+        tail.extend_from_slice(&[0xAA; 32]);
+        check(Message::Holdings { hashes }, &tail);
         check(Message::StatsRequest { nonce: 2 }, &[0x0C, 0x02]);
 
         let fragment = [0x5Au8; FRAGMENT_SIZE];
@@ -606,6 +626,13 @@ mod tests {
             .is_ok()
         {}
         assert!(encode(&single(Message::Peers { peers })).len() <= MAX_DATAGRAM_SIZE);
+    }
+
+    #[test]
+    fn full_hash_list_fits_the_datagram_limit() {
+        let mut hashes = HashList::new();
+        while hashes.push(FragmentHash([0xFF; 32])).is_ok() {}
+        assert!(encode(&single(Message::Holdings { hashes })).len() <= MAX_DATAGRAM_SIZE);
     }
 
     #[test]

@@ -1,1 +1,714 @@
-//! placeholder
+//! A deterministic simulated network of dht-core nodes in one process.
+//!
+//! Every host is a [`dht_core::Node`] with a RAM store, optionally running
+//! an upload or a download as a client. Datagrams travel through a single
+//! event queue ordered by a virtual clock: each gets a latency drawn from
+//! the configured range and may be lost, duplicated or delayed far enough
+//! to arrive out of order; hosts can be partitioned, crashed (their RAM
+//! store survives, as a disk would) and restarted. All randomness comes
+//! from one seeded generator and all collections iterate in a fixed order,
+//! so the same seed gives the same run, datagram for datagram.
+//!
+//! ```
+//! use dht_core::{Config, Duration};
+//! use dht_sim::{Faults, Sim};
+//! let mut sim = Sim::new(1, Faults::default());
+//! let root = sim.add_member(Config::member(), 8);
+//! let other = sim.add_member(Config::member(), 8);
+//! sim.join(other, root);
+//! assert!(sim.run_until(Duration::from_secs(5), |s| s.is_joined(other)));
+//! assert_eq!(sim.node(other).unwrap().neighbors().len(), 1);
+//! ```
+
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BinaryHeap};
+
+use dht_core::counters::Counters;
+use dht_core::download::{Download, DownloadError, DownloadEvent, FileSink};
+use dht_core::node::{Event, SendError, Transmit};
+use dht_core::rand::Rng;
+use dht_core::store::{RamSlot, RamStore};
+use dht_core::upload::{Upload, UploadError, UploadEvent};
+use dht_core::{Config, Duration, FragmentHash, IndexName, Instant, Node, NodeId, PeerAddr};
+
+/// The node type of the simulator: default capacities, RAM store.
+pub type SimNode = Node<RamStore<Box<[RamSlot]>>>;
+
+/// Index of a host in the simulation.
+pub type HostId = usize;
+
+/// Fault injection, in parts per million of datagrams.
+#[derive(Clone, Copy, Debug)]
+pub struct Faults {
+    /// Shortest one-way latency.
+    pub latency_min: Duration,
+    /// Longest one-way latency (drawn uniformly in between).
+    pub latency_max: Duration,
+    /// Datagrams lost.
+    pub loss_ppm: u32,
+    /// Datagrams delivered twice.
+    pub duplicate_ppm: u32,
+    /// Datagrams held back by up to `reorder_delay` more, so that later ones
+    /// overtake them.
+    pub reorder_ppm: u32,
+    /// The extra delay of a reordered datagram.
+    pub reorder_delay: Duration,
+}
+
+impl Default for Faults {
+    /// A clean LAN: 0.1 to 1 ms, nothing lost.
+    fn default() -> Self {
+        Faults {
+            latency_min: Duration::from_micros(100),
+            latency_max: Duration::from_millis(1),
+            loss_ppm: 0,
+            duplicate_ppm: 0,
+            reorder_ppm: 0,
+            reorder_delay: Duration::from_millis(20),
+        }
+    }
+}
+
+impl Faults {
+    /// `percent` % loss, duplication and reordering each.
+    pub fn lossy(percent: u32) -> Faults {
+        let ppm = percent * 10_000;
+        Faults { loss_ppm: ppm, duplicate_ppm: ppm, reorder_ppm: ppm, ..Faults::default() }
+    }
+}
+
+/// What the network did with datagrams.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct NetStats {
+    /// Datagrams handed to a node.
+    pub delivered: u64,
+    /// Bytes handed to nodes.
+    pub delivered_bytes: u64,
+    /// Datagrams dropped by the loss model.
+    pub lost: u64,
+    /// Datagrams duplicated.
+    pub duplicated: u64,
+    /// Datagrams delayed for reordering.
+    pub reordered: u64,
+    /// Datagrams to a crashed host, an unknown address, or across a partition.
+    pub undeliverable: u64,
+}
+
+/// A file sink collecting bytes in memory.
+#[derive(Debug, Default)]
+struct Collect(Vec<u8>);
+
+impl FileSink for Collect {
+    fn write(&mut self, bytes: &[u8]) -> bool {
+        self.0.extend_from_slice(bytes);
+        true
+    }
+}
+
+/// What a host runs besides its node.
+enum App {
+    Idle,
+    Upload {
+        upload: Box<Upload<32>>,
+        source: Vec<u8>,
+        result: Option<Result<FragmentHash, UploadError>>,
+    },
+    Download {
+        download: Box<Download<16>>,
+        out: Collect,
+        result: Option<Result<Vec<u8>, DownloadError>>,
+    },
+}
+
+struct Host {
+    addr: PeerAddr,
+    id: NodeId,
+    config: Config,
+    node: Option<Box<SimNode>>,
+    /// The store of a crashed node, kept like a disk.
+    disk: Option<RamStore<Box<[RamSlot]>>>,
+    app: App,
+    group: u32,
+    wake_generation: u64,
+    scheduled: Option<Instant>,
+    events: Vec<Event>,
+}
+
+enum Pending {
+    Deliver { to: HostId, from: PeerAddr, bytes: Vec<u8> },
+    Wake { host: HostId, generation: u64 },
+}
+
+struct Queued {
+    at: Instant,
+    seq: u64,
+    what: Pending,
+}
+
+impl PartialEq for Queued {
+    fn eq(&self, other: &Self) -> bool {
+        (self.at, self.seq) == (other.at, other.seq)
+    }
+}
+impl Eq for Queued {}
+impl PartialOrd for Queued {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for Queued {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        (self.at, self.seq).cmp(&(other.at, other.seq))
+    }
+}
+
+/// Datagrams a node sent during one call.
+#[derive(Default)]
+struct Outbox {
+    datagrams: Vec<(PeerAddr, Vec<u8>)>,
+}
+
+impl Transmit for Outbox {
+    fn send(&mut self, to: PeerAddr, datagram: &[u8]) -> Result<(), SendError> {
+        self.datagrams.push((to, datagram.to_vec()));
+        Ok(())
+    }
+}
+
+/// The simulated network.
+pub struct Sim {
+    now: Instant,
+    rng: Rng,
+    faults: Faults,
+    hosts: Vec<Host>,
+    by_addr: BTreeMap<PeerAddr, HostId>,
+    queue: BinaryHeap<Reverse<Queued>>,
+    seq: u64,
+    stats: NetStats,
+    /// Counters of node incarnations that crashed.
+    retired: Counters,
+    /// Wake-ups handled without the clock moving, to catch a state machine
+    /// that keeps asking to be woken in the past.
+    wakes_at_same_time: u32,
+    last_wake_time: Instant,
+}
+
+/// Wake-ups at one instant after which the simulator declares a busy loop.
+const BUSY_LOOP_LIMIT: u32 = 100_000;
+
+impl Sim {
+    /// An empty network whose randomness all derives from `seed`.
+    pub fn new(seed: u64, faults: Faults) -> Sim {
+        Sim {
+            now: Instant::ZERO,
+            rng: Rng::new(seed),
+            faults,
+            hosts: Vec::new(),
+            by_addr: BTreeMap::new(),
+            queue: BinaryHeap::new(),
+            seq: 0,
+            stats: NetStats::default(),
+            retired: Counters::default(),
+            wakes_at_same_time: 0,
+            last_wake_time: Instant::ZERO,
+        }
+    }
+
+    /// The virtual time.
+    pub fn now(&self) -> Instant {
+        self.now
+    }
+
+    /// Changes the fault model from now on.
+    pub fn set_faults(&mut self, faults: Faults) {
+        self.faults = faults;
+    }
+
+    /// Network statistics so far.
+    pub fn net_stats(&self) -> NetStats {
+        self.stats
+    }
+
+    /// Number of hosts.
+    pub fn len(&self) -> usize {
+        self.hosts.len()
+    }
+
+    /// Whether there are no hosts.
+    pub fn is_empty(&self) -> bool {
+        self.hosts.is_empty()
+    }
+
+    /// Adds a member node with room for `capacity` fragments. It does not
+    /// join anyone until [`Sim::join`]; the first node is the root.
+    pub fn add_member(&mut self, config: Config, capacity: usize) -> HostId {
+        let id = NodeId(self.rng.next_u64());
+        self.add_host(config, id, capacity)
+    }
+
+    /// Adds a member whose id is in `shard` (for tests that need a shard
+    /// populated in a particular way).
+    pub fn add_member_in_shard(
+        &mut self,
+        config: Config,
+        capacity: usize,
+        shard: dht_core::Shard,
+    ) -> HostId {
+        let id = NodeId::in_shard(self.rng.next_u64(), shard);
+        self.add_host(config, id, capacity)
+    }
+
+    /// Adds a client (it stores nothing).
+    pub fn add_client(&mut self) -> HostId {
+        let id = NodeId(self.rng.next_u64());
+        self.add_host(Config::client(), id, 0)
+    }
+
+    fn add_host(&mut self, config: Config, id: NodeId, capacity: usize) -> HostId {
+        let host = self.hosts.len();
+        let port = 8000 + host as u16;
+        let addr = PeerAddr::v4([127, 0, 0, 1], port);
+        let store = RamStore::new(vec![RamSlot::EMPTY; capacity].into_boxed_slice());
+        let node = Box::new(Node::new(config, id, addr, self.rng.next_u64(), store));
+        self.hosts.push(Host {
+            addr,
+            id,
+            config,
+            node: Some(node),
+            disk: None,
+            app: App::Idle,
+            group: 0,
+            wake_generation: 0,
+            scheduled: None,
+            events: Vec::new(),
+        });
+        self.by_addr.insert(addr, host);
+        host
+    }
+
+    /// The node of `host`, if it is up.
+    pub fn node(&self, host: HostId) -> Option<&SimNode> {
+        self.hosts.get(host).and_then(|h| h.node.as_deref())
+    }
+
+    /// The node of `host`, mutably, if it is up.
+    pub fn node_mut(&mut self, host: HostId) -> Option<&mut SimNode> {
+        self.hosts.get_mut(host).and_then(|h| h.node.as_deref_mut())
+    }
+
+    /// The address of `host`.
+    pub fn addr(&self, host: HostId) -> PeerAddr {
+        self.hosts.get(host).map(|h| h.addr).unwrap_or(PeerAddr::v4([127, 0, 0, 1], 0))
+    }
+
+    /// Whether `host` is up.
+    pub fn is_up(&self, host: HostId) -> bool {
+        self.node(host).is_some()
+    }
+
+    /// Whether `host` has completed its join.
+    pub fn is_joined(&self, host: HostId) -> bool {
+        self.node(host).is_some_and(|n| n.is_joined())
+    }
+
+    /// Events `host`'s node reported so far (drained from the node as the
+    /// simulation runs).
+    pub fn events(&self, host: HostId) -> &[Event] {
+        self.hosts.get(host).map(|h| h.events.as_slice()).unwrap_or(&[])
+    }
+
+    /// Makes `host` join through `seed`.
+    pub fn join(&mut self, host: HostId, seed: HostId) {
+        let seed_addr = self.addr(seed);
+        self.with_node(host, |node, now, out| node.join(now, seed_addr, out));
+    }
+
+    /// Starts uploading `data` under `name` from client `host`.
+    pub fn start_upload(
+        &mut self,
+        host: HostId,
+        name: &str,
+        data: Vec<u8>,
+    ) -> Result<FragmentHash, UploadError> {
+        let mut source: &[u8] = &data;
+        let upload = Box::new(Upload::<32>::new(IndexName::from_file_name(name), &mut source)?);
+        let hash = upload.index_hash();
+        if let Some(h) = self.hosts.get_mut(host) {
+            h.app = App::Upload { upload, source: data, result: None };
+        }
+        self.with_app(host, |node, app, now, out| {
+            if let App::Upload { upload, source, .. } = app {
+                let mut src: &[u8] = source;
+                upload.start(now, node, &mut src, out);
+            }
+        });
+        Ok(hash)
+    }
+
+    /// The result of `host`'s upload, once it is over.
+    pub fn upload_result(&self, host: HostId) -> Option<Result<FragmentHash, UploadError>> {
+        match self.hosts.get(host).map(|h| &h.app) {
+            Some(App::Upload { result, .. }) => *result,
+            _ => None,
+        }
+    }
+
+    /// Starts downloading the file `index_hash` from client `host`.
+    pub fn start_download(&mut self, host: HostId, index_hash: FragmentHash) {
+        if let Some(h) = self.hosts.get_mut(host) {
+            h.app = App::Download {
+                download: Box::new(Download::new(index_hash)),
+                out: Collect::default(),
+                result: None,
+            };
+        }
+        self.with_app(host, |node, app, now, out| {
+            if let App::Download { download, .. } = app {
+                download.start(now, node, out);
+            }
+        });
+    }
+
+    /// The result of `host`'s download, once it is over.
+    pub fn download_result(&self, host: HostId) -> Option<&Result<Vec<u8>, DownloadError>> {
+        match self.hosts.get(host).map(|h| &h.app) {
+            Some(App::Download { result, .. }) => result.as_ref(),
+            _ => None,
+        }
+    }
+
+    /// A debugging description of what `host`'s upload or download is doing.
+    pub fn app_debug(&self, host: HostId) -> String {
+        match self.hosts.get(host).map(|h| &h.app) {
+            Some(App::Upload { upload, .. }) => format!("{upload:?}"),
+            Some(App::Download { download, .. }) => format!("{download:?}"),
+            _ => String::from("idle"),
+        }
+    }
+
+    /// Whether `host`'s upload or download is over.
+    pub fn app_done(&self, host: HostId) -> bool {
+        match self.hosts.get(host).map(|h| &h.app) {
+            Some(App::Upload { result, .. }) => result.is_some(),
+            Some(App::Download { result, .. }) => result.is_some(),
+            _ => true,
+        }
+    }
+
+    /// Crashes `host`: its node state and any client work are gone, its
+    /// store is kept like a disk.
+    pub fn crash(&mut self, host: HostId) {
+        let Some(h) = self.hosts.get_mut(host) else { return };
+        if let Some(node) = h.node.take() {
+            self.retired.accumulate(node.counters());
+            h.disk = Some(node.into_store());
+        }
+        h.app = App::Idle;
+        h.scheduled = None;
+        h.wake_generation += 1;
+    }
+
+    /// Restarts a crashed `host` on its store, with the same id and address,
+    /// joining through `seed`.
+    pub fn restart(&mut self, host: HostId, seed: HostId) {
+        let seed_value = self.rng.next_u64();
+        let Some(h) = self.hosts.get_mut(host) else { return };
+        let Some(store) = h.disk.take() else { return };
+        h.node = Some(Box::new(Node::new(h.config, h.id, h.addr, seed_value, store)));
+        self.join(host, seed);
+    }
+
+    /// Splits the network: datagrams only flow between hosts of the same
+    /// group. `group_of(host)` gives each host's group.
+    pub fn partition(&mut self, group_of: impl Fn(HostId) -> u32) {
+        for (i, h) in self.hosts.iter_mut().enumerate() {
+            h.group = group_of(i);
+        }
+    }
+
+    /// Heals any partition.
+    pub fn heal(&mut self) {
+        for h in self.hosts.iter_mut() {
+            h.group = 0;
+        }
+    }
+
+    /// The sum of all nodes' counters, crashed incarnations included.
+    pub fn total_counters(&self) -> Counters {
+        let mut total = self.retired.clone();
+        for h in self.hosts.iter() {
+            if let Some(node) = h.node.as_deref() {
+                total.accumulate(node.counters());
+            }
+        }
+        total
+    }
+
+    /// Hosts that hold `hash` right now.
+    pub fn holders_of(&self, hash: &FragmentHash) -> Vec<HostId> {
+        use dht_core::store::FragmentStore;
+        (0..self.hosts.len())
+            .filter(|&i| self.node(i).is_some_and(|n| n.store().contains(hash)))
+            .collect()
+    }
+
+    /// Runs for `span` of virtual time.
+    pub fn run_for(&mut self, span: Duration) {
+        let end = self.now + span;
+        while self.step(end) {}
+        self.now = self.now.max(end);
+    }
+
+    /// Runs until `done` holds or `limit` of virtual time has passed;
+    /// returns whether `done` held. `done` is checked after every event.
+    pub fn run_until(&mut self, limit: Duration, mut done: impl FnMut(&Sim) -> bool) -> bool {
+        let end = self.now + limit;
+        loop {
+            if done(self) {
+                return true;
+            }
+            if !self.step(end) {
+                self.now = self.now.max(end);
+                return done(self);
+            }
+        }
+    }
+
+    /// Processes the next queued event if it is due by `end`.
+    fn step(&mut self, end: Instant) -> bool {
+        let Some(Reverse(next)) = self.queue.peek() else { return false };
+        if next.at > end {
+            return false;
+        }
+        let Some(Reverse(item)) = self.queue.pop() else { return false };
+        self.now = self.now.max(item.at);
+        match item.what {
+            Pending::Deliver { to, from, bytes } => self.deliver(to, from, &bytes),
+            Pending::Wake { host, generation } => {
+                let current = self.hosts.get(host).map(|h| h.wake_generation);
+                if current == Some(generation) {
+                    if self.now == self.last_wake_time {
+                        self.wakes_at_same_time += 1;
+                        assert!(
+                            self.wakes_at_same_time < BUSY_LOOP_LIMIT,
+                            "host {host} keeps asking to be woken at {} without progress",
+                            self.now
+                        );
+                    } else {
+                        self.last_wake_time = self.now;
+                        self.wakes_at_same_time = 0;
+                    }
+                    if let Some(h) = self.hosts.get_mut(host) {
+                        h.scheduled = None;
+                    }
+                    self.with_app(host, |node, app, now, out| {
+                        node.handle_timeout(now, out);
+                        match app {
+                            App::Upload { upload, source, .. } => {
+                                let mut src: &[u8] = source;
+                                upload.handle_timeout(now, node, &mut src, out);
+                            }
+                            App::Download { download, .. } => {
+                                download.handle_timeout(now, node, out)
+                            }
+                            App::Idle => {}
+                        }
+                    });
+                }
+            }
+        }
+        true
+    }
+
+    /// Hands `bytes` to `host` as if it came from `from`, now (for
+    /// hostile-input tests). Whatever the node answers goes out on the
+    /// network as usual.
+    pub fn inject(&mut self, host: HostId, from: PeerAddr, bytes: &[u8]) {
+        self.deliver(host, from, bytes);
+    }
+
+    fn deliver(&mut self, to: HostId, from: PeerAddr, bytes: &[u8]) {
+        if !self.is_up(to) {
+            self.stats.undeliverable += 1;
+            return;
+        }
+        self.stats.delivered += 1;
+        self.stats.delivered_bytes += bytes.len() as u64;
+        self.with_app(to, |node, app, now, out| {
+            let reply = node.handle_datagram(now, from, bytes, out);
+            if let Some(reply) = reply {
+                match app {
+                    App::Upload { upload, source, .. } => {
+                        let mut src: &[u8] = source;
+                        upload.handle_reply(now, node, &reply, &mut src, out);
+                    }
+                    App::Download { download, out: collect, .. } => {
+                        download.handle_reply(now, node, &reply, collect, out)
+                    }
+                    App::Idle => {}
+                }
+            }
+        });
+    }
+
+    fn with_node(&mut self, host: HostId, f: impl FnOnce(&mut SimNode, Instant, &mut Outbox)) {
+        self.with_app(host, |node, _, now, out| f(node, now, out));
+    }
+
+    /// Runs `f` on a host's node and app, then sends what it sent,
+    /// collects events and reschedules the host's wake-up.
+    fn with_app(
+        &mut self,
+        host: HostId,
+        f: impl FnOnce(&mut SimNode, &mut App, Instant, &mut Outbox),
+    ) {
+        let now = self.now;
+        let mut out = Outbox::default();
+        let (addr, next_wake) = {
+            let Some(h) = self.hosts.get_mut(host) else { return };
+            let Some(node) = h.node.as_deref_mut() else { return };
+            f(node, &mut h.app, now, &mut out);
+            while let Some(event) = node.poll_event() {
+                if let Event::IdentityChosen(id) = event {
+                    h.id = id;
+                }
+                h.events.push(event);
+            }
+            match &mut h.app {
+                App::Upload { upload, result, .. } => {
+                    while let Some(event) = upload.poll_event() {
+                        match event {
+                            UploadEvent::Finished { index_hash } => *result = Some(Ok(index_hash)),
+                            UploadEvent::Failed(e) => *result = Some(Err(e)),
+                            UploadEvent::Stored { .. } => {}
+                        }
+                    }
+                }
+                App::Download { download, out: collect, result } => {
+                    while let Some(event) = download.poll_event() {
+                        match event {
+                            DownloadEvent::Finished { .. } => {
+                                *result = Some(Ok(std::mem::take(&mut collect.0)))
+                            }
+                            DownloadEvent::Failed(e) => *result = Some(Err(e)),
+                            DownloadEvent::IndexReceived { .. } | DownloadEvent::Written { .. } => {
+                            }
+                        }
+                    }
+                }
+                App::Idle => {}
+            }
+            let app_timeout = match &h.app {
+                App::Upload { upload, .. } => upload.poll_timeout(),
+                App::Download { download, .. } => download.poll_timeout(),
+                App::Idle => None,
+            };
+            let next = match (node.poll_timeout(), app_timeout) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+            (h.addr, next)
+        };
+        for (to, bytes) in out.datagrams {
+            self.transmit(host, addr, to, bytes);
+        }
+        self.schedule_wake(host, next_wake);
+    }
+
+    fn schedule_wake(&mut self, host: HostId, at: Option<Instant>) {
+        let Some(at) = at else { return };
+        let at = at.max(self.now);
+        let Some(h) = self.hosts.get_mut(host) else { return };
+        if h.scheduled == Some(at) {
+            return;
+        }
+        h.wake_generation += 1;
+        h.scheduled = Some(at);
+        let generation = h.wake_generation;
+        self.push(at, Pending::Wake { host, generation });
+    }
+
+    fn push(&mut self, at: Instant, what: Pending) {
+        self.seq += 1;
+        self.queue.push(Reverse(Queued { at, seq: self.seq, what }));
+    }
+
+    fn latency(&mut self) -> Duration {
+        let min = self.faults.latency_min.total_micros();
+        let max = self.faults.latency_max.total_micros().max(min);
+        let spread = (max - min) as usize;
+        Duration::from_micros(min + self.rng.below(spread + 1) as u64)
+    }
+
+    fn transmit(&mut self, from_host: HostId, from: PeerAddr, to: PeerAddr, bytes: Vec<u8>) {
+        let Some(&to_host) = self.by_addr.get(&to) else {
+            self.stats.undeliverable += 1;
+            return;
+        };
+        let same_side =
+            self.hosts.get(from_host).map(|h| h.group) == self.hosts.get(to_host).map(|h| h.group);
+        if !same_side {
+            self.stats.undeliverable += 1;
+            return;
+        }
+        if self.rng.chance(self.faults.loss_ppm, 1_000_000) {
+            self.stats.lost += 1;
+            return;
+        }
+        let mut at = self.now + self.latency();
+        if self.rng.chance(self.faults.reorder_ppm, 1_000_000) {
+            self.stats.reordered += 1;
+            let extra = self.rng.below(self.faults.reorder_delay.total_micros() as usize + 1);
+            at += Duration::from_micros(extra as u64);
+        }
+        if self.rng.chance(self.faults.duplicate_ppm, 1_000_000) {
+            self.stats.duplicated += 1;
+            let again = at + self.latency();
+            self.push(again, Pending::Deliver { to: to_host, from, bytes: bytes.clone() });
+        }
+        self.push(at, Pending::Deliver { to: to_host, from, bytes });
+    }
+}
+
+/// Helpers for building scenes in tests and benchmarks.
+pub mod scene {
+    use super::*;
+
+    /// Adds `count` members that join one after another through `seed`
+    /// (the first host added if `seed` is `None`, which then is the root),
+    /// spacing their joins by `spacing`, and runs until all have joined.
+    /// Returns the members' ids, or `None` if the joins did not complete
+    /// within a virtual minute.
+    pub fn join_members(
+        sim: &mut Sim,
+        config: Config,
+        capacity: usize,
+        count: usize,
+        spacing: Duration,
+    ) -> Option<Vec<HostId>> {
+        let mut members = Vec::with_capacity(count);
+        let root = sim.add_member(config, capacity);
+        members.push(root);
+        for _ in 1..count {
+            let host = sim.add_member(config, capacity);
+            if let Some(node) = sim.node_mut(host) {
+                node.choose_shard_on_join(true);
+            }
+            sim.join(host, root);
+            members.push(host);
+            sim.run_for(spacing);
+        }
+        let all = members.clone();
+        let joined =
+            sim.run_until(Duration::from_secs(60), |s| all.iter().all(|&h| s.is_joined(h)));
+        joined.then_some(members)
+    }
+
+    /// Deterministic pseudo-random bytes.
+    pub fn random_bytes(seed: u64, len: usize) -> Vec<u8> {
+        let mut rng = Rng::new(seed);
+        let mut data = vec![0u8; len];
+        rng.fill_bytes(&mut data);
+        data
+    }
+}

@@ -1,0 +1,46 @@
+# Build, test and run the DHT file store. `make help` lists the targets.
+
+CARGO ?= cargo
+BIN_DIR := bin
+TOOLS := dhtnode dhtsend dhtrecv dhthash dhtping
+EMBEDDED_TARGET := thumbv7m-none-eabi
+
+.PHONY: help all test test-core lint embedded setup clean
+
+help:
+	@echo "make all       build the tools in release mode into $(BIN_DIR)/"
+	@echo "make test      run every test (unit, simulator, lint, embedded build)"
+	@echo "make lint      rustfmt, clippy and rustdoc checks"
+	@echo "make embedded  build dht-core for $(EMBEDDED_TARGET)"
+	@echo "make clean     remove build output"
+
+# Rust targets the project needs; rustup is the only installer used.
+setup:
+	rustup target add $(EMBEDDED_TARGET)
+	rustup component add clippy rustfmt llvm-tools
+
+test: lint embedded test-core
+
+test-core:
+	$(CARGO) test --workspace
+
+lint:
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	RUSTDOCFLAGS="-D warnings" $(CARGO) doc --workspace --no-deps
+
+# Builds the core for a Cortex-M3 and checks that nothing in it calls an
+# allocator (no rlib may reference __rust_alloc and friends).
+embedded:
+	$(CARGO) build -p dht-core --target $(EMBEDDED_TARGET) --release
+	@nm=$$(find "$$(rustc --print sysroot)" -name llvm-nm -type f | head -n 1); \
+	if [ -z "$$nm" ]; then echo "llvm-nm missing: run make setup"; exit 1; fi; \
+	bad=$$(for f in target/$(EMBEDDED_TARGET)/release/deps/*.rlib; do \
+	  "$$nm" -u "$$f" 2>/dev/null | grep -E '__rust_(alloc|dealloc|realloc|alloc_zeroed)$$' | sed "s|^|$$f: |"; \
+	done); \
+	if [ -n "$$bad" ]; then echo "allocator used in the embedded build:"; echo "$$bad"; exit 1; fi; \
+	echo "dht-core for $(EMBEDDED_TARGET): no allocator referenced"
+
+clean:
+	$(CARGO) clean
+	rm -f $(addprefix $(BIN_DIR)/,$(TOOLS))

@@ -1,0 +1,126 @@
+//! End-to-end in the simulator: a 256-node network stores files and gives
+//! them back byte for byte, on a clean network and a lossy one.
+
+use dht_core::config::Replication;
+use dht_core::store::FragmentStore;
+use dht_core::upload::UploadError;
+use dht_core::{Config, Duration, MAX_FILE_SIZE};
+use dht_sim::scene::{join_members, random_bytes};
+use dht_sim::{Faults, HostId, Sim};
+
+const NODES: usize = 256;
+/// Fragments per node: a whole shard of a 2 MB file is about 16 + index.
+const CAPACITY: usize = 64;
+
+fn network(seed: u64, faults: Faults) -> (Sim, Vec<HostId>) {
+    let mut sim = Sim::new(seed, faults);
+    let members =
+        join_members(&mut sim, Config::member(), CAPACITY, NODES, Duration::from_millis(2))
+            .expect("all 256 nodes join");
+    // Let the ADDME randomcasts and shard queries settle.
+    sim.run_for(Duration::from_secs(1));
+    (sim, members)
+}
+
+/// Uploads `data` through a client attached to `entry` and downloads it
+/// through another client attached to `exit`; returns the bytes received.
+fn round_trip(sim: &mut Sim, entry: HostId, exit: HostId, name: &str, data: &[u8]) -> Vec<u8> {
+    let sender = sim.add_client();
+    sim.join(sender, entry);
+    assert!(sim.run_until(Duration::from_secs(10), |s| s.is_joined(sender)), "sender joins");
+    let hash = sim.start_upload(sender, name, data.to_vec()).expect("upload starts");
+    assert!(sim.run_until(Duration::from_secs(120), |s| s.app_done(sender)), "upload ends");
+    assert_eq!(sim.upload_result(sender), Some(Ok(hash)), "upload succeeds");
+
+    let receiver = sim.add_client();
+    sim.join(receiver, exit);
+    assert!(sim.run_until(Duration::from_secs(10), |s| s.is_joined(receiver)), "receiver joins");
+    sim.start_download(receiver, hash);
+    assert!(sim.run_until(Duration::from_secs(120), |s| s.app_done(receiver)), "download ends");
+    match sim.download_result(receiver) {
+        Some(Ok(bytes)) => bytes.clone(),
+        other => panic!("download failed: {other:?}"),
+    }
+}
+
+#[test]
+fn network_of_256_nodes_returns_a_2_mb_file_byte_identical() {
+    let (mut sim, members) = network(1, Faults::default());
+    // Every shard is populated and every node knows members of every shard.
+    for &m in &members {
+        let node = sim.node(m).unwrap();
+        let counts = node.neighbors().shard_counts();
+        let missing = counts
+            .iter()
+            .enumerate()
+            .filter(|(s, c)| **c == 0 && *s != node.shard().index())
+            .count();
+        assert_eq!(missing, 0, "node {m} misses shards: {counts:?}");
+    }
+    let data = random_bytes(7, MAX_FILE_SIZE as usize);
+    let back = round_trip(&mut sim, members[10], members[200], "big.bin", &data);
+    assert_eq!(back.len(), data.len());
+    assert!(back == data, "downloaded bytes differ");
+
+    // Whole-shard replication: after announcements settle, each fragment is
+    // on every member of its shard.
+    sim.run_for(Duration::from_secs(5));
+    let hash = dht_core::FragmentHash::of(data[..8192].try_into().unwrap());
+    let shard_size =
+        members.iter().filter(|&&m| sim.node(m).unwrap().shard() == hash.shard()).count();
+    assert_eq!(sim.holders_of(&hash).len(), shard_size);
+    let total = sim.total_counters();
+    assert_eq!(total.drops_of(dht_core::counters::DropReason::BadHash), 0);
+}
+
+#[test]
+fn lossy_network_still_returns_the_file() {
+    // 10 % loss, 10 % duplication and 10 % reordering from the first JOIN on.
+    let (mut sim, members) = network(2, Faults::lossy(10));
+    let data = random_bytes(8, MAX_FILE_SIZE as usize);
+    let back = round_trip(&mut sim, members[3], members[77], "lossy.bin", &data);
+    assert!(back == data, "downloaded bytes differ");
+    let stats = sim.net_stats();
+    assert!(stats.lost > 0 && stats.duplicated > 0 && stats.reordered > 0, "{stats:?}");
+}
+
+#[test]
+fn edge_sizes_round_trip() {
+    let (mut sim, members) = network(3, Faults::default());
+    for (i, size) in [0usize, 1, 8191, 8192, 8193].into_iter().enumerate() {
+        let data = random_bytes(100 + i as u64, size);
+        let back = round_trip(&mut sim, members[i], members[255 - i], "edge", &data);
+        assert_eq!(back, data, "size {size}");
+    }
+}
+
+#[test]
+fn file_over_one_index_is_refused_with_a_typed_error() {
+    let mut sim = Sim::new(4, Faults::default());
+    let client = sim.add_client();
+    let data = vec![0u8; MAX_FILE_SIZE as usize + 1];
+    assert_eq!(
+        sim.start_upload(client, "too-big", data),
+        Err(UploadError::FileTooLarge { size: 2_088_961 })
+    );
+}
+
+#[test]
+fn same_seed_same_run() {
+    fn run(seed: u64) -> (dht_core::counters::Counters, dht_sim::NetStats, u64) {
+        let mut sim = Sim::new(seed, Faults::lossy(5));
+        let members =
+            join_members(&mut sim, Config::member(), 16, 48, Duration::from_millis(2)).unwrap();
+        let data = random_bytes(5, 100_000);
+        let back = round_trip(&mut sim, members[1], members[40], "det", &data);
+        assert_eq!(back, data);
+        let held: usize = members.iter().map(|&m| sim.node(m).unwrap().store().len()).sum();
+        (sim.total_counters(), sim.net_stats(), held as u64 + sim.now().total_micros())
+    }
+    let a = run(11);
+    let b = run(11);
+    assert_eq!(a, b);
+    let c = run(12);
+    assert_ne!(a.2, c.2);
+    let _ = Replication::WholeShard;
+}
