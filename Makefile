@@ -5,7 +5,7 @@ BIN_DIR := bin
 TOOLS := dhtnode dhtsend dhtrecv dhthash dhtping
 EMBEDDED_TARGET := thumbv7m-none-eabi
 
-.PHONY: help all test test-core lint embedded setup clean
+.PHONY: help all test test-core lint embedded setup scene bench clean
 
 help:
 	@echo "make all       build the tools in release mode into $(BIN_DIR)/"
@@ -18,6 +18,12 @@ help:
 setup:
 	rustup target add $(EMBEDDED_TARGET)
 	rustup component add clippy rustfmt llvm-tools
+
+all:
+	$(CARGO) build --release -p dht-tools
+	@mkdir -p $(BIN_DIR)
+	@for t in $(TOOLS); do cp target/release/$$t $(BIN_DIR)/$$t; done
+	@echo "built $(addprefix $(BIN_DIR)/,$(TOOLS))"
 
 test: lint embedded test-core
 

@@ -63,7 +63,14 @@ fn main() {
         (Transmission::Singlecast, Message::StatsRequest { nonce: 2 }),
         (
             Transmission::Singlecast,
-            Message::Stats { nonce: 2, held: 17, capacity: 4096, neighbors: 75, counters },
+            Message::Stats {
+                nonce: 2,
+                held: 17,
+                capacity: 4096,
+                neighbors: 75,
+                joined: true,
+                counters,
+            },
         ),
         (Transmission::Singlecast, Message::Holdings { hashes }),
     ];

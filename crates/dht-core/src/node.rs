@@ -136,6 +136,8 @@ pub enum Reply<'a> {
         capacity: u32,
         /// Neighbors known.
         neighbors: u16,
+        /// Whether it has completed its join.
+        joined: bool,
         /// Its counters.
         counters: Counters,
     },
@@ -221,6 +223,8 @@ pub struct Node<
     next_maintenance: Option<Instant>,
     /// Where the next HOLDINGS page starts in the store.
     holdings_cursor: usize,
+    /// Table maintenance rounds done since the node started.
+    maintenance_rounds: u32,
     events: Deque<Event, EVENT_QUEUE>,
     counters: Counters,
     tx: [u8; MAX_DATAGRAM_SIZE],
@@ -241,7 +245,9 @@ impl<S: FragmentStore, const NEIGHBORS: usize, const DEDUP: usize, const FETCHES
             me: PeerInfo { id, addr },
             may_choose_shard: false,
             store,
-            rng: Rng::new(seed ^ id.0),
+            // Mixed so that a caller passing the same value as seed and id
+            // still gets an independent stream.
+            rng: Rng::new(Rng::new(seed).next_u64() ^ id.0),
             neighbors: NeighborTable::new(
                 id.shard(),
                 config.own_shard_neighbors,
@@ -252,6 +258,7 @@ impl<S: FragmentStore, const NEIGHBORS: usize, const DEDUP: usize, const FETCHES
             join: JoinState::Alone,
             next_maintenance: None,
             holdings_cursor: 0,
+            maintenance_rounds: 0,
             events: Deque::new(),
             counters: Counters::default(),
             tx: [0; MAX_DATAGRAM_SIZE],
@@ -682,6 +689,8 @@ impl<S: FragmentStore, const NEIGHBORS: usize, const DEDUP: usize, const FETCHES
     /// members of one shard that is below its quota. Peers learned from the
     /// answers get an ADDME, so tables become symmetric.
     fn maintain_table(&mut self, sink: &mut impl Transmit) {
+        self.maintenance_rounds = self.maintenance_rounds.saturating_add(1);
+        self.move_to_empty_shard(sink);
         let own = self.shard();
         if let Some(mate) = self.neighbors.random_in(&mut self.rng, own) {
             self.send_join(mate.addr, Some(own), sink);
@@ -738,6 +747,47 @@ impl<S: FragmentStore, const NEIGHBORS: usize, const DEDUP: usize, const FETCHES
             self.want_fragment(from, *hash);
         }
         self.pump_fetches(now, sink);
+    }
+
+    /// A node that holds nothing, whose shard has other members, moves to a
+    /// shard in which it knows nobody: it takes a new id there, saves it
+    /// (reported as [`Event::IdentityChosen`]) and tells its neighbors.
+    ///
+    /// Nodes that join at the same moment choose their shards from the same
+    /// stale view and may leave a shard empty, which makes every fragment of
+    /// that shard unstorable. This repairs it once the tables have settled
+    /// (from the second maintenance round on); each candidate moves with
+    /// probability one half per round so that several do not all move
+    /// into the same shard.
+    fn move_to_empty_shard(&mut self, sink: &mut impl Transmit) {
+        if self.config.role != Role::Member
+            || self.maintenance_rounds < 2
+            || !self.store.is_empty()
+            || !self.fetches.is_empty()
+            || !matches!(self.join, JoinState::Joined | JoinState::Alone)
+        {
+            return;
+        }
+        let counts = self.neighbors.shard_counts();
+        let own = self.shard();
+        if counts.get(own.index()).copied().unwrap_or(0) == 0 {
+            return; // we may be the only member of our shard
+        }
+        let empty = |s: &Shard| *s != own && counts.get(s.index()) == Some(&0);
+        let choices = Shard::all().filter(empty).count();
+        if choices == 0 || self.rng.below(2) == 0 {
+            return;
+        }
+        let pick = self.rng.below(choices);
+        let Some(shard) = Shard::all().filter(empty).nth(pick) else { return };
+        let id = NodeId::in_shard(self.rng.next_u64(), shard);
+        log::info!("{}: moving from shard {own} to empty shard {shard}", self.me.addr);
+        self.me.id = id;
+        self.neighbors.set_own_shard(shard);
+        self.push_event(Event::IdentityChosen(id));
+        for to in self.neighbor_addrs() {
+            self.send(to, Transmission::Singlecast, &Message::AddMe, sink);
+        }
     }
 
     /// Sends FIND for `shard` singlecast to a random neighbor (outside
@@ -920,13 +970,14 @@ impl<S: FragmentStore, const NEIGHBORS: usize, const DEDUP: usize, const FETCHES
                     held: self.store.len() as u32,
                     capacity: self.store.capacity() as u32,
                     neighbors: self.neighbors.len() as u16,
+                    joined: self.is_joined(),
                     counters: self.counters.clone(),
                 };
                 self.send(source.addr, Transmission::Singlecast, &stats, sink);
                 None
             }
-            Message::Stats { nonce, held, capacity, neighbors, counters } => {
-                Some(Reply::Stats { from, nonce, held, capacity, neighbors, counters })
+            Message::Stats { nonce, held, capacity, neighbors, joined, counters } => {
+                Some(Reply::Stats { from, nonce, held, capacity, neighbors, joined, counters })
             }
         }
     }

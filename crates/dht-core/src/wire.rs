@@ -250,6 +250,8 @@ pub enum Message<'a> {
         capacity: u32,
         /// Neighbors known.
         neighbors: u16,
+        /// Whether the node has completed its join (a root node always has).
+        joined: bool,
         /// The counters.
         counters: crate::counters::Counters,
     },
@@ -576,6 +578,7 @@ mod tests {
             held: 3,
             capacity: 100,
             neighbors: 17,
+            joined: true,
             counters: counters.clone(),
         });
         let bytes = encode(&packet);

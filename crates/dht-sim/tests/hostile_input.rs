@@ -69,6 +69,7 @@ fn valid_packet(rng: &mut Rng, fragment: &[u8; FRAGMENT_SIZE], buf: &mut [u8]) -
             held: 2,
             capacity: 3,
             neighbors: 4,
+            joined: true,
             counters: Default::default(),
         },
     };

@@ -1,0 +1,601 @@
+//! Client operations for the tools: join as a client, upload, download,
+//! ping, ask for statistics. Each runs the core's state machine in the
+//! event loop with a deadline, and turns failures into [`ClientError`]s
+//! whose messages say what to do.
+
+use std::fmt;
+use std::fs::File;
+use std::io;
+use std::net::SocketAddr;
+use std::os::unix::fs::FileExt;
+use std::time::Duration as StdDuration;
+
+use dht_core::counters::Counters;
+use dht_core::download::{Download, DownloadError, DownloadEvent, FileSink};
+use dht_core::node::{Event, Reply};
+use dht_core::store::NoStore;
+use dht_core::upload::{FileSource, Upload, UploadError, UploadEvent};
+use dht_core::wire::{Message, Transmission};
+use dht_core::{
+    Config, Duration, FragmentHash, IndexName, Instant, Node, NodeId, PeerAddr, PeerInfo, Shard,
+};
+
+use crate::runtime::{App, Clock, Runtime, Stop};
+use crate::transport::{client_bind_addr, UdpTransport};
+
+/// A client's node: stores nothing.
+pub type ClientNode = Node<NoStore>;
+
+/// Why a client operation failed.
+#[derive(Debug)]
+pub enum ClientError {
+    /// A socket or file error.
+    Io(io::Error),
+    /// Nobody answered at the entry node within the time allowed.
+    NoAnswer {
+        /// The entry node.
+        entry: SocketAddr,
+        /// How long we waited.
+        waited: StdDuration,
+    },
+    /// The upload failed.
+    Upload(UploadError),
+    /// The download failed.
+    Download(DownloadError),
+    /// The operation did not finish in time.
+    Timeout {
+        /// What was going on.
+        what: &'static str,
+        /// How long we waited.
+        waited: StdDuration,
+    },
+    /// SIGINT or SIGTERM.
+    Interrupted,
+    /// The application refused to go on (its own message).
+    Aborted(String),
+}
+
+impl fmt::Display for ClientError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ClientError::Io(e) => write!(f, "{e}"),
+            ClientError::NoAnswer { entry, waited } => write!(
+                f,
+                "no node answered at {entry} within {:.1} s; is a dhtnode running there?",
+                waited.as_secs_f64()
+            ),
+            ClientError::Upload(e) => write!(f, "upload failed: {e}"),
+            ClientError::Download(e) => write!(f, "download failed: {e}"),
+            ClientError::Timeout { what, waited } => {
+                write!(f, "{what} did not finish within {:.1} s", waited.as_secs_f64())
+            }
+            ClientError::Interrupted => f.write_str("interrupted"),
+            ClientError::Aborted(message) => f.write_str(message),
+        }
+    }
+}
+
+impl std::error::Error for ClientError {}
+
+impl From<io::Error> for ClientError {
+    fn from(e: io::Error) -> Self {
+        ClientError::Io(e)
+    }
+}
+
+/// A file read with positioned reads, as an upload source.
+#[derive(Debug)]
+pub struct FileReader {
+    file: File,
+    size: u64,
+    /// The first read error, kept for the message.
+    pub error: Option<io::Error>,
+}
+
+impl FileReader {
+    /// Opens `path` for an upload; a directory or unreadable file is an
+    /// error naming the path.
+    pub fn open(path: &std::path::Path) -> io::Result<FileReader> {
+        let file = File::open(path).map_err(|e| {
+            io::Error::new(e.kind(), format!("cannot open {}: {e}", path.display()))
+        })?;
+        let meta = file.metadata()?;
+        if meta.is_dir() {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("{} is a directory, not a file", path.display()),
+            ));
+        }
+        Ok(FileReader { file, size: meta.len(), error: None })
+    }
+}
+
+impl FileSource for FileReader {
+    fn size(&self) -> u64 {
+        self.size
+    }
+    fn read_at(&mut self, offset: u64, buf: &mut [u8]) -> bool {
+        match self.file.read_exact_at(buf, offset) {
+            Ok(()) => true,
+            Err(e) => {
+                self.error.get_or_insert(e);
+                false
+            }
+        }
+    }
+}
+
+/// How a ping travels.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PingMode {
+    /// To the node itself.
+    Singlecast,
+    /// Forwarded this many times at random; the last node answers.
+    Randomcast(u8),
+    /// Relayed to everyone up to this depth; everyone answers.
+    Broadcast(u8),
+    /// A broadcast FIND: members of this shard answer.
+    Find(Shard, u8),
+}
+
+/// One answer to a ping.
+#[derive(Clone, Copy, Debug)]
+pub struct Pong {
+    /// Who answered.
+    pub from: PeerInfo,
+    /// The round trip.
+    pub rtt: StdDuration,
+}
+
+/// A node's statistics.
+#[derive(Clone, Debug)]
+pub struct NodeStats {
+    /// The node.
+    pub from: PeerInfo,
+    /// Fragments held.
+    pub held: u32,
+    /// Store capacity.
+    pub capacity: u32,
+    /// Neighbors known.
+    pub neighbors: u16,
+    /// Whether it has completed its join.
+    pub joined: bool,
+    /// Its counters.
+    pub counters: Counters,
+}
+
+/// A client attached to the network through an entry node.
+pub struct Client {
+    runtime: Runtime<NoStore>,
+    entry: SocketAddr,
+}
+
+impl Client {
+    /// Binds a client socket (port `listen`, 0 for any) to talk to `entry`.
+    pub fn bind(entry: SocketAddr, listen: u16) -> Result<Client, ClientError> {
+        let transport = UdpTransport::bind(client_bind_addr(entry, listen))?;
+        let local = transport.local_addr()?;
+        let clock = Clock::new();
+        let id = NodeId(crate::random_seed());
+        let seed = crate::random_seed();
+        let node = Node::new(Config::client(), id, PeerAddr::from(local), seed, NoStore);
+        let mut runtime = Runtime::new(node, transport, clock);
+        runtime.handle_signals()?;
+        Ok(Client { runtime, entry })
+    }
+
+    /// The client's node.
+    pub fn node(&self) -> &ClientNode {
+        &self.runtime.node
+    }
+
+    /// The entry node.
+    pub fn entry(&self) -> SocketAddr {
+        self.entry
+    }
+
+    fn deadline(&self, timeout: StdDuration) -> Instant {
+        self.runtime.clock.now() + Duration::from_micros(timeout.as_micros() as u64)
+    }
+
+    /// Joins as a client: learns members of every shard from the entry
+    /// node. Fails with [`ClientError::NoAnswer`] after `timeout`.
+    pub fn join(&mut self, timeout: StdDuration) -> Result<usize, ClientError> {
+        struct Joining {
+            neighbors: Option<usize>,
+        }
+        impl App<NoStore> for Joining {
+            fn handle_event(&mut self, _: &ClientNode, event: Event) {
+                if let Event::Joined { neighbors } = event {
+                    self.neighbors = Some(neighbors);
+                }
+            }
+            fn is_done(&self) -> bool {
+                self.neighbors.is_some()
+            }
+        }
+        let now = self.runtime.clock.now();
+        let entry = PeerAddr::from(self.entry);
+        self.runtime.node.join(now, entry, &mut self.runtime.transport);
+        let mut app = Joining { neighbors: None };
+        let deadline = self.deadline(timeout);
+        match self.runtime.run(&mut app, Some(deadline))? {
+            Stop::Done => Ok(app.neighbors.unwrap_or(0)),
+            Stop::Deadline => Err(ClientError::NoAnswer { entry: self.entry, waited: timeout }),
+            Stop::Signal => Err(ClientError::Interrupted),
+        }
+    }
+
+    /// Uploads `source` under `name`; `progress` sees every event. Returns
+    /// the index hash.
+    pub fn upload(
+        &mut self,
+        name: IndexName,
+        source: &mut FileReader,
+        timeout: StdDuration,
+        mut progress: impl FnMut(&UploadEvent, u16),
+    ) -> Result<FragmentHash, ClientError> {
+        let mut upload = match Upload::<32>::new(name, source) {
+            Ok(upload) => Box::new(upload),
+            Err(UploadError::SourceFailed { offset }) => {
+                let cause = source.error.take().map(|e| e.to_string()).unwrap_or_default();
+                return Err(ClientError::Io(io::Error::other(format!(
+                    "cannot read the file at byte {offset}: {cause}"
+                ))));
+            }
+            Err(e) => return Err(ClientError::Upload(e)),
+        };
+        struct Uploading<'a, F: FnMut(&UploadEvent, u16)> {
+            upload: Box<Upload<32>>,
+            source: &'a mut FileReader,
+            progress: F,
+            result: Option<Result<FragmentHash, UploadError>>,
+        }
+        impl<F: FnMut(&UploadEvent, u16)> Uploading<'_, F> {
+            fn events(&mut self) {
+                while let Some(event) = self.upload.poll_event() {
+                    (self.progress)(&event, self.upload.total());
+                    match event {
+                        UploadEvent::Finished { index_hash } => self.result = Some(Ok(index_hash)),
+                        UploadEvent::Failed(e) => self.result = Some(Err(e)),
+                        UploadEvent::Stored { .. } => {}
+                    }
+                }
+            }
+        }
+        impl<F: FnMut(&UploadEvent, u16)> App<NoStore> for Uploading<'_, F> {
+            fn poll_timeout(&self) -> Option<Instant> {
+                self.upload.poll_timeout()
+            }
+            fn handle_timeout(
+                &mut self,
+                now: Instant,
+                node: &mut ClientNode,
+                tx: &mut UdpTransport,
+            ) {
+                self.upload.handle_timeout(now, node, self.source, tx);
+                self.events();
+            }
+            fn handle_reply(
+                &mut self,
+                now: Instant,
+                node: &mut ClientNode,
+                reply: &Reply<'_>,
+                tx: &mut UdpTransport,
+            ) {
+                self.upload.handle_reply(now, node, reply, self.source, tx);
+                self.events();
+            }
+            fn is_done(&self) -> bool {
+                self.result.is_some()
+            }
+        }
+        let now = self.runtime.clock.now();
+        upload.start(now, &mut self.runtime.node, source, &mut self.runtime.transport);
+        let mut app = Uploading { upload, source, progress: &mut progress, result: None };
+        app.events();
+        let deadline = self.deadline(timeout);
+        let stop = self.runtime.run(&mut app, Some(deadline))?;
+        match (stop, app.result) {
+            (_, Some(Ok(hash))) => Ok(hash),
+            (_, Some(Err(UploadError::SourceFailed { offset }))) => {
+                let cause = app.source.error.take().map(|e| e.to_string()).unwrap_or_default();
+                Err(ClientError::Io(io::Error::other(format!(
+                    "cannot read the file at byte {offset}: {cause}"
+                ))))
+            }
+            (_, Some(Err(e))) => Err(ClientError::Upload(e)),
+            (Stop::Signal, None) => Err(ClientError::Interrupted),
+            (_, None) => Err(ClientError::Timeout { what: "the upload", waited: timeout }),
+        }
+    }
+
+    /// Downloads the file `hash` into `sink`. `on_event` sees every event
+    /// and may stop the download by returning an error message (for
+    /// example when the file name from the index is unacceptable).
+    pub fn download(
+        &mut self,
+        hash: FragmentHash,
+        sink: &mut impl FileSink,
+        timeout: StdDuration,
+        mut on_event: impl FnMut(&DownloadEvent) -> Result<(), String>,
+    ) -> Result<u64, ClientError> {
+        struct Downloading<'a, K: FileSink, F: FnMut(&DownloadEvent) -> Result<(), String>> {
+            download: Box<Download<16>>,
+            sink: &'a mut K,
+            on_event: F,
+            result: Option<Result<u64, ClientError>>,
+        }
+        impl<K: FileSink, F: FnMut(&DownloadEvent) -> Result<(), String>> Downloading<'_, K, F> {
+            fn events(&mut self) {
+                while let Some(event) = self.download.poll_event() {
+                    if let Err(message) = (self.on_event)(&event) {
+                        self.result = Some(Err(ClientError::Aborted(message)));
+                        return;
+                    }
+                    match event {
+                        DownloadEvent::Finished { size } => self.result = Some(Ok(size)),
+                        DownloadEvent::Failed(e) => {
+                            self.result = Some(Err(ClientError::Download(e)))
+                        }
+                        DownloadEvent::IndexReceived { .. } | DownloadEvent::Written { .. } => {}
+                    }
+                }
+            }
+        }
+        impl<K: FileSink, F: FnMut(&DownloadEvent) -> Result<(), String>> App<NoStore>
+            for Downloading<'_, K, F>
+        {
+            fn poll_timeout(&self) -> Option<Instant> {
+                self.download.poll_timeout()
+            }
+            fn handle_timeout(
+                &mut self,
+                now: Instant,
+                node: &mut ClientNode,
+                tx: &mut UdpTransport,
+            ) {
+                self.download.handle_timeout(now, node, tx);
+                self.events();
+            }
+            fn handle_reply(
+                &mut self,
+                now: Instant,
+                node: &mut ClientNode,
+                reply: &Reply<'_>,
+                tx: &mut UdpTransport,
+            ) {
+                self.download.handle_reply(now, node, reply, self.sink, tx);
+                self.events();
+            }
+            fn is_done(&self) -> bool {
+                self.result.is_some()
+            }
+        }
+        let mut download = Box::new(Download::<16>::new(hash));
+        let now = self.runtime.clock.now();
+        download.start(now, &mut self.runtime.node, &mut self.runtime.transport);
+        let mut app = Downloading { download, sink, on_event: &mut on_event, result: None };
+        app.events();
+        let deadline = self.deadline(timeout);
+        let stop = self.runtime.run(&mut app, Some(deadline))?;
+        match (stop, app.result) {
+            (_, Some(result)) => result,
+            (Stop::Signal, None) => Err(ClientError::Interrupted),
+            (_, None) => Err(ClientError::Timeout { what: "the download", waited: timeout }),
+        }
+    }
+
+    /// Sends one ping to the entry node as `mode` says and collects the
+    /// answers that arrive within `wait` (a singlecast ping stops at the
+    /// first). `on_pong` sees each as it arrives.
+    pub fn ping(
+        &mut self,
+        mode: PingMode,
+        wait: StdDuration,
+        mut on_pong: impl FnMut(&Pong),
+    ) -> Result<Vec<Pong>, ClientError> {
+        struct Pinging<F: FnMut(&Pong)> {
+            nonce: u64,
+            sent: Instant,
+            single: bool,
+            pongs: Vec<Pong>,
+            on_pong: F,
+        }
+        impl<F: FnMut(&Pong)> App<NoStore> for Pinging<F> {
+            fn handle_reply(
+                &mut self,
+                now: Instant,
+                _: &mut ClientNode,
+                reply: &Reply<'_>,
+                _: &mut UdpTransport,
+            ) {
+                if let Reply::Pong { from, nonce } = reply {
+                    let duplicate = self.pongs.iter().any(|p| p.from.addr == from.addr);
+                    if *nonce == self.nonce && !duplicate {
+                        let rtt = StdDuration::from_micros((now - self.sent).total_micros());
+                        let pong = Pong { from: *from, rtt };
+                        (self.on_pong)(&pong);
+                        self.pongs.push(pong);
+                    }
+                }
+            }
+            fn is_done(&self) -> bool {
+                self.single && !self.pongs.is_empty()
+            }
+        }
+        let nonce = self.runtime.node.rng().next_u64();
+        let uid = self.runtime.node.rng().next_u64();
+        let (transmission, message) = match mode {
+            PingMode::Singlecast => (Transmission::Singlecast, Message::Ping { nonce }),
+            PingMode::Randomcast(hops) => {
+                (Transmission::Randomcast { hops }, Message::Ping { nonce })
+            }
+            PingMode::Broadcast(breadth) => {
+                (Transmission::Broadcast { breadth, uid }, Message::Ping { nonce })
+            }
+            PingMode::Find(shard, breadth) => {
+                (Transmission::Broadcast { breadth, uid }, Message::Find { shard, nonce })
+            }
+        };
+        let sent = self.runtime.clock.now();
+        let entry = PeerAddr::from(self.entry);
+        self.runtime.node.send_message(entry, transmission, &message, &mut self.runtime.transport);
+        let single = matches!(mode, PingMode::Singlecast | PingMode::Randomcast(_));
+        let mut app = Pinging { nonce, sent, single, pongs: Vec::new(), on_pong: &mut on_pong };
+        let deadline = self.deadline(wait);
+        match self.runtime.run(&mut app, Some(deadline))? {
+            Stop::Signal => Err(ClientError::Interrupted),
+            Stop::Done | Stop::Deadline => Ok(app.pongs),
+        }
+    }
+
+    /// Asks `target` for its statistics; `None` if it did not answer within
+    /// `wait`.
+    pub fn stats(
+        &mut self,
+        target: SocketAddr,
+        wait: StdDuration,
+    ) -> Result<Option<NodeStats>, ClientError> {
+        struct Asking {
+            nonce: u64,
+            stats: Option<NodeStats>,
+        }
+        impl App<NoStore> for Asking {
+            fn handle_reply(
+                &mut self,
+                _: Instant,
+                _: &mut ClientNode,
+                reply: &Reply<'_>,
+                _: &mut UdpTransport,
+            ) {
+                if let Reply::Stats { from, nonce, held, capacity, neighbors, joined, counters } =
+                    reply
+                {
+                    if *nonce == self.nonce {
+                        self.stats = Some(NodeStats {
+                            from: *from,
+                            held: *held,
+                            capacity: *capacity,
+                            neighbors: *neighbors,
+                            joined: *joined,
+                            counters: counters.clone(),
+                        });
+                    }
+                }
+            }
+            fn is_done(&self) -> bool {
+                self.stats.is_some()
+            }
+        }
+        let nonce = self.runtime.node.rng().next_u64();
+        let request = Message::StatsRequest { nonce };
+        let to = PeerAddr::from(target);
+        self.runtime.node.send_message(
+            to,
+            Transmission::Singlecast,
+            &request,
+            &mut self.runtime.transport,
+        );
+        let mut app = Asking { nonce, stats: None };
+        let deadline = self.deadline(wait);
+        match self.runtime.run(&mut app, Some(deadline))? {
+            Stop::Signal => Err(ClientError::Interrupted),
+            Stop::Done | Stop::Deadline => Ok(app.stats),
+        }
+    }
+
+    /// Asks every node of `targets` for its statistics, again every few ms
+    /// (5 ms plus 0.1 ms per target)
+    /// for those that did not answer or whose answer fails `ready`, until
+    /// all are ready or `wait` has passed. Returns the last answer of each.
+    pub fn stats_of_all(
+        &mut self,
+        targets: &[SocketAddr],
+        wait: StdDuration,
+        ready: impl Fn(&NodeStats) -> bool,
+    ) -> Result<Vec<Option<NodeStats>>, ClientError> {
+        struct Survey<'a, R: Fn(&NodeStats) -> bool> {
+            targets: &'a [PeerAddr],
+            nonce: u64,
+            answers: Vec<Option<NodeStats>>,
+            ready: R,
+            next_round: Instant,
+        }
+        impl<R: Fn(&NodeStats) -> bool> Survey<'_, R> {
+            fn pending(&self) -> impl Iterator<Item = PeerAddr> + '_ {
+                self.targets
+                    .iter()
+                    .zip(self.answers.iter())
+                    .filter(|(_, a)| !a.as_ref().is_some_and(|s| (self.ready)(s)))
+                    .map(|(t, _)| *t)
+            }
+        }
+        impl<R: Fn(&NodeStats) -> bool> App<NoStore> for Survey<'_, R> {
+            fn poll_timeout(&self) -> Option<Instant> {
+                Some(self.next_round)
+            }
+            fn handle_timeout(
+                &mut self,
+                now: Instant,
+                node: &mut ClientNode,
+                tx: &mut UdpTransport,
+            ) {
+                if now < self.next_round {
+                    return;
+                }
+                let spacing = 5_000 + 100 * self.targets.len() as u64;
+                self.next_round = now + Duration::from_micros(spacing);
+                let request = Message::StatsRequest { nonce: self.nonce };
+                let pending: Vec<PeerAddr> = self.pending().collect();
+                for to in pending {
+                    node.send_message(to, Transmission::Singlecast, &request, tx);
+                }
+            }
+            fn handle_reply(
+                &mut self,
+                _: Instant,
+                _: &mut ClientNode,
+                reply: &Reply<'_>,
+                _: &mut UdpTransport,
+            ) {
+                if let Reply::Stats { from, nonce, held, capacity, neighbors, joined, counters } =
+                    reply
+                {
+                    if *nonce != self.nonce {
+                        return;
+                    }
+                    if let Some(i) = self.targets.iter().position(|t| *t == from.addr) {
+                        if let Some(slot) = self.answers.get_mut(i) {
+                            *slot = Some(NodeStats {
+                                from: *from,
+                                held: *held,
+                                capacity: *capacity,
+                                neighbors: *neighbors,
+                                joined: *joined,
+                                counters: counters.clone(),
+                            });
+                        }
+                    }
+                }
+            }
+            fn is_done(&self) -> bool {
+                self.pending().next().is_none()
+            }
+        }
+        let peers: Vec<PeerAddr> = targets.iter().map(|t| PeerAddr::from(*t)).collect();
+        let nonce = self.runtime.node.rng().next_u64();
+        let mut app = Survey {
+            targets: &peers,
+            nonce,
+            answers: vec![None; peers.len()],
+            ready,
+            next_round: self.runtime.clock.now(),
+        };
+        let deadline = self.deadline(wait);
+        match self.runtime.run(&mut app, Some(deadline))? {
+            Stop::Signal => Err(ClientError::Interrupted),
+            Stop::Done | Stop::Deadline => Ok(app.answers),
+        }
+    }
+}

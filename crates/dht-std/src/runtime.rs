@@ -1,0 +1,212 @@
+//! The single-threaded event loop.
+//!
+//! [`Runtime::run`] blocks in `recv_from` with a read timeout set to the
+//! earliest of the core's [`poll_timeout`](dht_core::Node::poll_timeout),
+//! the application's, and the caller's deadline; with none of them it
+//! blocks indefinitely, so an idle node uses no CPU. Every datagram goes to
+//! [`Node::handle_datagram`]; answers to the application's own requests go
+//! on to its [`App::handle_reply`], and node events to
+//! [`App::handle_event`].
+//!
+//! SIGINT and SIGTERM set a flag and, through signal-hook's self-pipe,
+//! send one byte from a local socket to the node's own socket, which wakes
+//! `recv_from`; the loop then returns [`Stop::Signal`] so the caller can
+//! leave the network cleanly.
+
+use std::io;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use dht_core::node::{Event, Reply};
+use dht_core::store::FragmentStore;
+use dht_core::{Instant, Node};
+
+use crate::transport::UdpTransport;
+
+/// Converts between `std::time::Instant` and the core's clock, whose origin
+/// is the moment the clock was made.
+#[derive(Clone, Copy, Debug)]
+pub struct Clock {
+    origin: std::time::Instant,
+}
+
+impl Clock {
+    /// A clock starting now.
+    pub fn new() -> Self {
+        Clock { origin: std::time::Instant::now() }
+    }
+
+    /// The core's time now.
+    pub fn now(&self) -> Instant {
+        Instant::from_micros(self.origin.elapsed().as_micros() as u64)
+    }
+
+    /// How long until `at` (zero if it has passed).
+    pub fn until(&self, at: Instant) -> std::time::Duration {
+        std::time::Duration::from_micros(at.saturating_since(self.now()).total_micros())
+    }
+}
+
+impl Default for Clock {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// What runs on top of the node: a client operation, or nothing for a plain
+/// node. Every method has a default that does nothing.
+pub trait App<S: FragmentStore> {
+    /// When `handle_timeout` should next be called.
+    fn poll_timeout(&self) -> Option<Instant> {
+        None
+    }
+    /// Timed work.
+    fn handle_timeout(&mut self, _now: Instant, _node: &mut Node<S>, _tx: &mut UdpTransport) {}
+    /// An answer to one of the application's requests.
+    fn handle_reply(
+        &mut self,
+        _now: Instant,
+        _node: &mut Node<S>,
+        _reply: &Reply<'_>,
+        _tx: &mut UdpTransport,
+    ) {
+    }
+    /// A node event.
+    fn handle_event(&mut self, _node: &Node<S>, _event: Event) {}
+    /// Whether the work is over (the loop then returns [`Stop::Done`]).
+    fn is_done(&self) -> bool {
+        false
+    }
+}
+
+/// An application that does nothing: a plain node.
+#[derive(Debug, Default)]
+pub struct Idle;
+impl<S: FragmentStore> App<S> for Idle {}
+
+/// Why [`Runtime::run`] returned.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stop {
+    /// The application is done.
+    Done,
+    /// The deadline passed.
+    Deadline,
+    /// SIGINT or SIGTERM arrived.
+    Signal,
+}
+
+struct Signals {
+    flag: Arc<AtomicBool>,
+    wake_from: SocketAddr,
+}
+
+/// A node, its socket and its clock.
+pub struct Runtime<S: FragmentStore> {
+    /// The node.
+    pub node: Node<S>,
+    /// Its socket.
+    pub transport: UdpTransport,
+    /// Its clock.
+    pub clock: Clock,
+    buf: Vec<u8>,
+    signals: Option<Signals>,
+}
+
+impl<S: FragmentStore> Runtime<S> {
+    /// Puts a node on a bound socket.
+    pub fn new(node: Node<S>, transport: UdpTransport, clock: Clock) -> Self {
+        // Large enough for any UDP datagram, so an oversized one is seen
+        // whole (and rejected) rather than silently truncated.
+        Runtime { node, transport, clock, buf: vec![0; 65_536], signals: None }
+    }
+
+    /// Makes SIGINT and SIGTERM end [`Runtime::run`] with [`Stop::Signal`].
+    pub fn handle_signals(&mut self) -> io::Result<()> {
+        let local = self.transport.local_addr()?;
+        let target_ip = match local.ip() {
+            IpAddr::V4(ip) if ip.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
+            IpAddr::V6(ip) if ip.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
+            ip => ip,
+        };
+        let target = SocketAddr::new(target_ip, local.port());
+        let bind_ip = match target_ip {
+            IpAddr::V4(ip) if ip.is_loopback() => IpAddr::V4(ip),
+            IpAddr::V6(ip) if ip.is_loopback() => IpAddr::V6(ip),
+            ip => ip,
+        };
+        let waker = UdpSocket::bind(SocketAddr::new(bind_ip, 0))?;
+        waker.connect(target)?;
+        let wake_from = waker.local_addr()?;
+        let flag = Arc::new(AtomicBool::new(false));
+        for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+            signal_hook::flag::register(signal, Arc::clone(&flag))?;
+            signal_hook::low_level::pipe::register(signal, waker.try_clone()?)?;
+        }
+        self.signals = Some(Signals { flag, wake_from });
+        Ok(())
+    }
+
+    /// Whether a termination signal arrived.
+    pub fn signalled(&self) -> bool {
+        self.signals.as_ref().is_some_and(|s| s.flag.load(Ordering::SeqCst))
+    }
+
+    /// Runs until the application is done, `deadline` passes, or a signal.
+    pub fn run(&mut self, app: &mut impl App<S>, deadline: Option<Instant>) -> io::Result<Stop> {
+        loop {
+            self.drain_events(app);
+            if self.signalled() {
+                return Ok(Stop::Signal);
+            }
+            if app.is_done() {
+                return Ok(Stop::Done);
+            }
+            let now = self.clock.now();
+            if deadline.is_some_and(|d| now >= d) {
+                return Ok(Stop::Deadline);
+            }
+            let next = [self.node.poll_timeout(), app.poll_timeout(), deadline]
+                .into_iter()
+                .flatten()
+                .min();
+            if let Some(at) = next {
+                if at <= now {
+                    self.node.handle_timeout(now, &mut self.transport);
+                    app.handle_timeout(now, &mut self.node, &mut self.transport);
+                    continue;
+                }
+            }
+            let wait = next.map(|at| self.clock.until(at).max(std::time::Duration::from_micros(1)));
+            self.transport.socket().set_read_timeout(wait)?;
+            match self.transport.socket().recv_from(&mut self.buf) {
+                Ok((len, from)) => {
+                    if self.signals.as_ref().is_some_and(|s| s.wake_from == from) {
+                        continue;
+                    }
+                    let now = self.clock.now();
+                    let bytes = self.buf.get(..len).unwrap_or(&[]);
+                    if let Some(reply) =
+                        self.node.handle_datagram(now, from.into(), bytes, &mut self.transport)
+                    {
+                        app.handle_reply(now, &mut self.node, &reply, &mut self.transport);
+                    }
+                }
+                Err(e) => match e.kind() {
+                    io::ErrorKind::WouldBlock
+                    | io::ErrorKind::TimedOut
+                    | io::ErrorKind::Interrupted
+                    | io::ErrorKind::ConnectionRefused
+                    | io::ErrorKind::ConnectionReset => {}
+                    _ => return Err(e),
+                },
+            }
+        }
+    }
+
+    fn drain_events(&mut self, app: &mut impl App<S>) {
+        while let Some(event) = self.node.poll_event() {
+            app.handle_event(&self.node, event);
+        }
+    }
+}

@@ -1,0 +1,73 @@
+//! dhthash: the address dhtsend would print, without any network.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Parser;
+use dht_core::upload::{FileSource, Upload, UploadError};
+use dht_core::{IndexName, MAX_FILE_SIZE};
+use dht_std::client::FileReader;
+use dht_std::logger;
+use dht_tools::{fail, Verbosity};
+
+/// Prints the index hash that `dhtsend FILE` would print, computed locally.
+///
+/// With -v, also lists every fragment: its number, hash and shard.
+#[derive(Parser, Debug)]
+#[command(version)]
+struct Args {
+    /// The file to hash.
+    file: PathBuf,
+    /// Name stored in the index [default: the file's name], as dhtsend --name.
+    #[arg(long)]
+    name: Option<String>,
+    #[command(flatten)]
+    verbosity: Verbosity,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    logger::init("dhthash: ", args.verbosity.level());
+    match run(&args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => fail("dhthash", message),
+    }
+}
+
+fn run(args: &Args) -> Result<(), String> {
+    let mut reader = FileReader::open(&args.file).map_err(|e| e.to_string())?;
+    let size = reader.size();
+    if size > MAX_FILE_SIZE {
+        return Err(format!(
+            "{} is {size} bytes; the limit is {MAX_FILE_SIZE} bytes (one index fragment)",
+            args.file.display()
+        ));
+    }
+    let name = args.name.clone().unwrap_or_else(|| {
+        args.file.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
+    });
+    let upload =
+        Upload::<1>::new(IndexName::from_file_name(&name), &mut reader).map_err(|e| match e {
+            UploadError::SourceFailed { offset } => format!(
+                "cannot read {} at byte {offset}: {}",
+                args.file.display(),
+                reader.error.as_ref().map(|e| e.to_string()).unwrap_or_default()
+            ),
+            other => other.to_string(),
+        })?;
+    if args.verbosity.verbose > 0 {
+        let index = upload.index();
+        println!(
+            "# {} ({} bytes, {} fragments)",
+            index.name(),
+            index.file_size(),
+            index.fragment_count()
+        );
+        for (i, hash) in index.hashes().iter().enumerate() {
+            println!("{i:>3} {hash} shard {}", hash.shard());
+        }
+        println!("index {} shard {}", upload.index_hash(), upload.index_hash().shard());
+    }
+    println!("{}", upload.index_hash());
+    Ok(())
+}

@@ -1,0 +1,188 @@
+//! dhtping: check who answers.
+
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::Parser;
+use dht_core::Shard;
+use dht_std::client::{Client, PingMode, Pong};
+use dht_std::logger;
+use dht_std::transport::resolve;
+use dht_tools::{fail, Verbosity};
+
+/// Pings nodes of the network, like ping: prints who answered and the
+/// round-trip times, and exits 0 only if someone answered.
+///
+/// By default the node at HOST:PORT is pinged directly. --randomcast sends
+/// the ping on a random walk of HOPS nodes and the last one answers;
+/// --broadcast floods it BREADTH levels deep and every node reached
+/// answers; --find asks the nodes of a shard to answer. --stats prints the
+/// node's counters instead. --scan N asks the N nodes on ports PORT to
+/// PORT+N-1 for their state (used to wait for a test scene to be up).
+#[derive(Parser, Debug)]
+#[command(
+    version,
+    after_help = "Examples:\n  dhtping 127.0.0.1 8000\n  dhtping 127.0.0.1 8000 --broadcast 3\n  dhtping 127.0.0.1 8000 --find 7\n  dhtping 127.0.0.1 8000 --stats\n  dhtping 127.0.0.1 8000 --scan 256 --wait 30"
+)]
+struct Args {
+    /// Host of a node.
+    host: String,
+    /// Its port.
+    port: u16,
+    /// Random walk of HOPS forwards; the last node answers.
+    #[arg(long, value_name = "HOPS", group = "mode")]
+    randomcast: Option<u8>,
+    /// Flood BREADTH levels deep; every node reached answers.
+    #[arg(long, value_name = "BREADTH", group = "mode")]
+    broadcast: Option<u8>,
+    /// Nodes of shard SHARD (0-15) answer (a FIND broadcast 4 levels deep).
+    #[arg(long, value_name = "SHARD", group = "mode")]
+    find: Option<u8>,
+    /// Print the node's counters.
+    #[arg(long, group = "mode")]
+    stats: bool,
+    /// Ask the N nodes on ports PORT..PORT+N-1 whether they are up and joined.
+    #[arg(long, value_name = "N", group = "mode")]
+    scan: Option<u16>,
+    /// With --scan: also wait until every shard has a node.
+    #[arg(long, requires = "scan")]
+    full_shards: bool,
+    /// Pings to send (singlecast and randomcast).
+    #[arg(short, long, value_name = "COUNT", default_value_t = 3)]
+    count: u32,
+    /// Seconds to wait for answers to each ping (with --scan: for all nodes).
+    #[arg(short = 'W', long, value_name = "SECS", default_value_t = 1.0)]
+    wait: f64,
+    /// UDP port this tool listens on [default: any free port].
+    #[arg(long, value_name = "PORT", default_value_t = 0)]
+    listen: u16,
+    #[command(flatten)]
+    verbosity: Verbosity,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    logger::init("dhtping: ", args.verbosity.level());
+    match run(&args) {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::from(1),
+        Err(message) => fail("dhtping", message),
+    }
+}
+
+fn run(args: &Args) -> Result<bool, String> {
+    let wait = Duration::try_from_secs_f64(args.wait)
+        .map_err(|_| format!("'{}' is not a number of seconds", args.wait))?;
+    let entry = resolve(&args.host, args.port).map_err(|e| e.to_string())?;
+    let mut client = Client::bind(entry, args.listen).map_err(|e| e.to_string())?;
+    if let Some(count) = args.scan {
+        return scan(&mut client, entry, count, wait, args.full_shards);
+    }
+    if args.stats {
+        return match client.stats(entry, wait).map_err(|e| e.to_string())? {
+            Some(stats) => {
+                println!(
+                    "node {} shard {} at {}: {} of {} fragments, {} neighbors, {}",
+                    stats.from.id,
+                    stats.from.id.shard(),
+                    stats.from.addr,
+                    stats.held,
+                    stats.capacity,
+                    stats.neighbors,
+                    if stats.joined { "joined" } else { "joining" }
+                );
+                print!("{}", stats.counters);
+                Ok(true)
+            }
+            None => {
+                eprintln!("dhtping: no answer from {entry} within {:.1} s", wait.as_secs_f64());
+                Ok(false)
+            }
+        };
+    }
+    let (mode, rounds) = match (args.randomcast, args.broadcast, args.find) {
+        (Some(hops), _, _) => (PingMode::Randomcast(hops), args.count),
+        (_, Some(breadth), _) => (PingMode::Broadcast(breadth), 1),
+        (_, _, Some(shard)) => {
+            let shard = Shard::new(shard)
+                .ok_or(format!("shard {shard} does not exist; shards are 0 to 15"))?;
+            (PingMode::Find(shard, 4), 1)
+        }
+        _ => (PingMode::Singlecast, args.count),
+    };
+    let mut answered = 0usize;
+    let mut rtts = Vec::new();
+    for _ in 0..rounds.max(1) {
+        let pongs = client
+            .ping(mode, wait, |pong: &Pong| {
+                println!(
+                    "answer from {} (shard {}) at {}: time={:.3} ms",
+                    pong.from.id,
+                    pong.from.id.shard(),
+                    pong.from.addr,
+                    pong.rtt.as_secs_f64() * 1000.0
+                );
+            })
+            .map_err(|e| e.to_string())?;
+        answered += pongs.len();
+        rtts.extend(pongs.iter().map(|p| p.rtt.as_secs_f64() * 1000.0));
+    }
+    if rtts.is_empty() {
+        println!("no answer from {entry} ({rounds} sent)");
+        return Ok(false);
+    }
+    let min = rtts.iter().copied().fold(f64::INFINITY, f64::min);
+    let max = rtts.iter().copied().fold(0.0, f64::max);
+    let avg = rtts.iter().sum::<f64>() / rtts.len() as f64;
+    println!(
+        "{answered} answers to {rounds} pings; rtt min/avg/max = {min:.3}/{avg:.3}/{max:.3} ms"
+    );
+    Ok(true)
+}
+
+fn scan(
+    client: &mut Client,
+    first: SocketAddr,
+    count: u16,
+    wait: Duration,
+    full_shards: bool,
+) -> Result<bool, String> {
+    let targets: Vec<SocketAddr> = (0..count)
+        .filter_map(|i| first.port().checked_add(i).map(|p| SocketAddr::new(first.ip(), p)))
+        .collect();
+    let start = std::time::Instant::now();
+    let mut answers =
+        client.stats_of_all(&targets, wait, |s| s.joined).map_err(|e| e.to_string())?;
+    // Nodes may move to empty shards after joining: ask again until every
+    // shard has a node, within the same time limit.
+    while full_shards && start.elapsed() < wait && shards_of(&answers).contains(&0) {
+        std::thread::sleep(Duration::from_millis(100));
+        let left = wait.saturating_sub(start.elapsed());
+        answers = client.stats_of_all(&targets, left, |s| s.joined).map_err(|e| e.to_string())?;
+    }
+    let up = answers.iter().filter(|a| a.is_some()).count();
+    let joined = answers.iter().filter(|a| a.as_ref().is_some_and(|s| s.joined)).count();
+    let shards = shards_of(&answers);
+    println!(
+        "{up} of {} nodes answered, {joined} joined, in {:.3} s; nodes per shard {shards:?}",
+        targets.len(),
+        start.elapsed().as_secs_f64()
+    );
+    for (target, answer) in targets.iter().zip(answers.iter()) {
+        if answer.is_none() {
+            println!("no answer from {target}");
+        }
+    }
+    Ok(joined == targets.len() && !(full_shards && shards.contains(&0)))
+}
+
+fn shards_of(answers: &[Option<dht_std::client::NodeStats>]) -> [usize; 16] {
+    let mut shards = [0usize; 16];
+    for stats in answers.iter().flatten() {
+        if let Some(n) = shards.get_mut(stats.from.id.shard().index()) {
+            *n += 1;
+        }
+    }
+    shards
+}

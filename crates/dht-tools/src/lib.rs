@@ -1,0 +1,133 @@
+//! What the five tools share: verbosity flags, error reporting, progress
+//! display and the file-name rules of `dhtrecv`. The network work itself is
+//! in `dht-std`, the protocol in `dht-core`.
+
+use std::io::{IsTerminal, Write};
+use std::process::ExitCode;
+
+use clap::Args;
+use dht_core::FragmentHash;
+
+/// `-v` and `-q`, shared by every tool.
+#[derive(Args, Debug, Clone, Copy)]
+pub struct Verbosity {
+    /// More log output on stderr: -v info, -vv debug, -vvv every datagram.
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    pub verbose: u8,
+    /// Only errors on stderr.
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    pub quiet: bool,
+}
+
+impl Verbosity {
+    /// The verbosity as a number (-1 quiet, 0 default, 1.. verbose).
+    pub fn level(&self) -> i8 {
+        if self.quiet {
+            -1
+        } else {
+            self.verbose.min(3) as i8
+        }
+    }
+}
+
+/// Prints `program: message` on stderr and returns a failing exit code.
+pub fn fail(program: &str, message: impl std::fmt::Display) -> ExitCode {
+    let _ = writeln!(std::io::stderr(), "{program}: {message}");
+    ExitCode::from(1)
+}
+
+/// Progress on stderr: one `#` per step as the original tools printed, or
+/// a bar with a count when stderr is a terminal.
+pub struct Progress {
+    total: u64,
+    done: u64,
+    bar: bool,
+    quiet: bool,
+}
+
+impl Progress {
+    /// Progress towards `total` steps; nothing is drawn when `quiet`.
+    pub fn new(total: u64, quiet: bool) -> Self {
+        Progress { total, done: 0, bar: std::io::stderr().is_terminal(), quiet }
+    }
+
+    /// Sets the total (known only after the index arrived, for dhtrecv).
+    pub fn set_total(&mut self, total: u64) {
+        self.total = total;
+    }
+
+    /// One more step done.
+    pub fn step(&mut self) {
+        self.done += 1;
+        if self.quiet {
+            return;
+        }
+        let mut err = std::io::stderr().lock();
+        if self.bar {
+            let width = 40u64;
+            let filled = (self.done * width).checked_div(self.total).unwrap_or(width).min(width);
+            let _ = write!(
+                err,
+                "\r[{}{}] {}/{}",
+                "#".repeat(filled as usize),
+                " ".repeat((width - filled) as usize),
+                self.done,
+                self.total
+            );
+        } else {
+            let _ = write!(err, "#");
+        }
+        let _ = err.flush();
+    }
+
+    /// Ends the progress line.
+    pub fn finish(&mut self) {
+        if !self.quiet && self.done > 0 {
+            let _ = writeln!(std::io::stderr());
+        }
+    }
+}
+
+/// A file name from the network made safe to create in a directory:
+/// path separators become `_`, leading dots are dropped, control
+/// characters are dropped; a name left empty (or one that was only dots,
+/// like `..`) becomes `<first 16 hex digits of the hash>.bin`. The result
+/// never contains a path separator and never starts with a dot, so it
+/// cannot leave the target directory or hide there.
+pub fn safe_file_name(name: &str, hash: &FragmentHash) -> String {
+    let cleaned: String = name
+        .chars()
+        .filter(|c| !c.is_control())
+        .map(|c| if c == '/' || c == '\\' { '_' } else { c })
+        .collect();
+    let trimmed = cleaned.trim_start_matches('.').trim();
+    if trimmed.is_empty() || trimmed.chars().all(|c| c == '.' || c == '_') {
+        format!("{:016x}.bin", hash.prefix_u64())
+    } else {
+        trimmed.to_owned()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_from_the_network_stay_in_the_directory() {
+        let hash = FragmentHash([0xAB; 32]);
+        assert_eq!(safe_file_name("photo.jpg", &hash), "photo.jpg");
+        assert_eq!(safe_file_name("../../etc/passwd", &hash), "_.._etc_passwd");
+        assert_eq!(safe_file_name("/etc/passwd", &hash), "_etc_passwd");
+        assert_eq!(safe_file_name("..", &hash), "abababababababab.bin");
+        assert_eq!(safe_file_name(".bashrc", &hash), "bashrc");
+        assert_eq!(safe_file_name("", &hash), "abababababababab.bin");
+        assert_eq!(safe_file_name("a\\b", &hash), "a_b");
+        assert_eq!(safe_file_name("bad\u{7}name", &hash), "badname");
+        for hostile in ["../x", "./.././", "a/../../b", ".", "...", "/", "\\..\\x"] {
+            let safe = safe_file_name(hostile, &hash);
+            assert!(!safe.contains('/') && !safe.contains('\\'), "{hostile} -> {safe}");
+            assert!(!safe.starts_with('.'), "{hostile} -> {safe}");
+            assert_ne!(safe, "..");
+        }
+    }
+}

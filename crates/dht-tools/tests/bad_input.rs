@@ -1,0 +1,139 @@
+//! Every kind of bad input gives a one-line message and a non-zero exit,
+//! in bounded time.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{random_bytes, run_tool, Run, Scene, TempDir};
+
+fn assert_fails(run: &Run, expected: &str) {
+    assert!(!run.ok(), "should fail: {run:?}");
+    assert!(run.status.is_some(), "should exit, not be killed: {run:?}");
+    assert!(
+        run.stderr.to_lowercase().contains(&expected.to_lowercase()),
+        "stderr should mention '{expected}': {:?}",
+        run.stderr
+    );
+    let lines = run.stderr.lines().filter(|l| !l.chars().all(|c| c == '#')).count();
+    assert!(lines <= 2, "one line of message: {:?}", run.stderr);
+}
+
+#[test]
+fn file_problems_are_reported_without_any_network() {
+    let work = TempDir::new("bad-files");
+    std::fs::write(work.path().join("big.bin"), random_bytes(1, 2_088_961)).unwrap();
+    std::fs::create_dir(work.path().join("adir")).unwrap();
+    // No node listens on this port; file errors come first.
+    for tool in ["dhtsend", "dhthash"] {
+        let mut args = vec!["missing.bin"];
+        if tool == "dhtsend" {
+            args.extend(["127.0.0.1", "1"]);
+        }
+        assert_fails(&run_tool(tool, &args, work.path()), "cannot open missing.bin");
+        args[0] = "adir";
+        assert_fails(&run_tool(tool, &args, work.path()), "is a directory");
+        args[0] = "big.bin";
+        assert_fails(&run_tool(tool, &args, work.path()), "limit is 2088960 bytes");
+    }
+}
+
+#[test]
+fn network_problems_are_reported_in_bounded_time() {
+    let work = TempDir::new("bad-network");
+    std::fs::write(work.path().join("a.bin"), b"hello").unwrap();
+    let hash = "00".repeat(32);
+
+    let bad_hash = run_tool("dhtrecv", &["xyz", "127.0.0.1", "21390"], work.path());
+    assert_fails(&bad_hash, "not an index hash");
+    let short = run_tool("dhtrecv", &[&hash[..63], "127.0.0.1", "21390"], work.path());
+    assert_fails(&short, "64 hexadecimal digits");
+
+    let host = run_tool("dhtsend", &["a.bin", "no such host.invalid", "21390"], work.path());
+    assert_fails(&host, "cannot resolve host");
+    let host = run_tool("dhtping", &["no such host.invalid", "21390"], work.path());
+    assert_fails(&host, "cannot resolve host");
+
+    // Nothing listens on 21390.
+    for (tool, args) in [
+        ("dhtsend", vec!["a.bin", "127.0.0.1", "21390", "--connect-timeout", "1"]),
+        ("dhtrecv", vec![hash.as_str(), "127.0.0.1", "21390", "--connect-timeout", "1"]),
+    ] {
+        let run = run_tool(tool, &args, work.path());
+        assert_fails(&run, "no node answered at 127.0.0.1:21390");
+        assert!(run.elapsed < Duration::from_secs(5), "{tool} took {:?}", run.elapsed);
+    }
+    let ping = run_tool("dhtping", &["127.0.0.1", "21390", "-c", "2", "-W", "0.2"], work.path());
+    assert!(!ping.ok());
+    assert!(ping.stdout.contains("no answer"), "{ping:?}");
+    assert!(ping.elapsed < Duration::from_secs(5));
+}
+
+#[test]
+fn node_problems_are_reported() {
+    let work = TempDir::new("bad-node");
+    let socket = std::net::UdpSocket::bind("127.0.0.1:21391").unwrap();
+    let busy = run_tool("dhtnode", &["21391", "--store", "s"], work.path());
+    assert_fails(&busy, "already in use");
+    drop(socket);
+
+    let unwritable = run_tool("dhtnode", &["21392", "--store", "/proc/dht-store"], work.path());
+    assert_fails(&unwritable, "/proc/dht-store");
+
+    let copies = run_tool("dhtnode", &["21393", "--copies", "zero"], work.path());
+    assert_fails(&copies, "--copies");
+
+    std::fs::create_dir_all(work.path().join("s2")).unwrap();
+    std::fs::write(work.path().join("s2").join("node.id"), "garbage").unwrap();
+    let identity = run_tool("dhtnode", &["21394", "--store", "s2"], work.path());
+    assert_fails(&identity, "does not hold a node id");
+}
+
+#[test]
+fn download_problems_are_reported() {
+    let scene = Scene::deploy("bad-download", 21300, 32, "");
+    let work = TempDir::new("bad-download-files");
+    let port = (scene.base + 3).to_string();
+
+    // A hash nobody holds: not found, within bounded time.
+    let unknown = "ab".repeat(32);
+    let run = run_tool("dhtrecv", &[&unknown, "127.0.0.1", &port], work.path());
+    assert_fails(&run, "no node holds a file with this hash");
+    assert!(run.elapsed < Duration::from_secs(20), "took {:?}", run.elapsed);
+    assert!(std::fs::read_dir(work.path()).unwrap().next().is_none(), "no partial file left");
+
+    // An existing file is not overwritten without --force.
+    std::fs::write(work.path().join("doc.txt"), b"first version").unwrap();
+    let sent = run_tool("dhtsend", &["doc.txt", "127.0.0.1", &port], work.path());
+    assert!(sent.ok(), "{}", sent.stderr);
+    let hash = sent.stdout.trim().to_owned();
+    let run = run_tool("dhtrecv", &[&hash, "127.0.0.1", &port], work.path());
+    assert_fails(&run, "exists; use --force");
+    let run = run_tool("dhtrecv", &[&hash, "127.0.0.1", &port, "-o", "doc.txt"], work.path());
+    assert_fails(&run, "exists; use --force");
+    let run = run_tool("dhtrecv", &[&hash, "127.0.0.1", &port, "--force"], work.path());
+    assert!(run.ok(), "{}", run.stderr);
+    assert_eq!(std::fs::read(work.path().join("doc.txt")).unwrap(), b"first version");
+    let run = run_tool("dhtrecv", &[&hash, "127.0.0.1", &port, "-o", "nodir/x"], work.path());
+    assert_fails(&run, "does not exist");
+
+    // A name from the network cannot leave the target directory.
+    let inner = work.path().join("inner");
+    std::fs::create_dir(&inner).unwrap();
+    std::fs::write(work.path().join("evil.txt"), b"payload").unwrap();
+    let sent = run_tool(
+        "dhtsend",
+        &["evil.txt", "127.0.0.1", &port, "--name", "../../escaped"],
+        work.path(),
+    );
+    assert!(sent.ok(), "{}", sent.stderr);
+    let run = run_tool("dhtrecv", &[sent.stdout.trim(), "127.0.0.1", &port], &inner);
+    assert!(run.ok(), "{}", run.stderr);
+    assert!(!work.path().join("escaped").exists());
+    let saved: Vec<String> = std::fs::read_dir(&inner)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(saved, vec!["_.._escaped".to_owned()]);
+    assert_eq!(std::fs::read(inner.join("_.._escaped")).unwrap(), b"payload");
+}

@@ -1,0 +1,110 @@
+//! The tools on a scene of real dhtnode processes on loopback.
+
+mod common;
+
+use std::net::UdpSocket;
+use std::time::Duration;
+
+use common::{random_bytes, run_tool, Scene, TempDir};
+
+#[test]
+fn files_of_every_size_round_trip_through_a_32_node_scene() {
+    let scene = Scene::deploy("roundtrip", 21000, 32, "");
+    let work = TempDir::new("roundtrip-files");
+    let entry = (scene.base + 1).to_string();
+    let exit = (scene.base + 30).to_string();
+    for (i, size) in [0usize, 1, 8191, 8192, 8193, 2_088_960].into_iter().enumerate() {
+        let name = format!("file{i}.bin");
+        let data = random_bytes(i as u64 + 1, size);
+        std::fs::write(work.path().join(&name), &data).unwrap();
+
+        let hashed = run_tool("dhthash", &[&name], work.path());
+        assert!(hashed.ok(), "dhthash {size}: {}", hashed.stderr);
+        let sent = run_tool("dhtsend", &[&name, "127.0.0.1", &entry], work.path());
+        assert!(sent.ok(), "dhtsend {size}: {}", sent.stderr);
+        let hash = sent.stdout.trim();
+        assert_eq!(hash.len(), 64, "stdout is the hash alone: {:?}", sent.stdout);
+        assert_eq!(hash, hashed.stdout.trim(), "dhthash agrees with dhtsend");
+
+        let out = format!("copy{i}.bin");
+        let received = run_tool("dhtrecv", &[hash, "127.0.0.1", &exit, "-o", &out], work.path());
+        assert!(received.ok(), "dhtrecv {size}: {}", received.stderr);
+        let back = std::fs::read(work.path().join(&out)).unwrap();
+        assert_eq!(back.len(), size);
+        assert!(back == data, "file of {size} bytes differs after the round trip");
+    }
+    // Without -o the file gets the name stored in the index.
+    let data = random_bytes(99, 5000);
+    std::fs::write(work.path().join("named.txt"), &data).unwrap();
+    let sent = run_tool("dhtsend", &["named.txt", "127.0.0.1", &entry], work.path());
+    assert!(sent.ok(), "{}", sent.stderr);
+    let target = TempDir::new("roundtrip-target");
+    let received = run_tool(
+        "dhtrecv",
+        &[sent.stdout.trim(), "127.0.0.1", &exit, "-o", target.path().to_str().unwrap()],
+        work.path(),
+    );
+    assert!(received.ok(), "{}", received.stderr);
+    assert_eq!(std::fs::read(target.path().join("named.txt")).unwrap(), data);
+}
+
+#[test]
+fn a_node_sent_thousands_of_garbage_datagrams_keeps_serving() {
+    let scene = Scene::deploy("garbage", 21100, 16, "");
+    let work = TempDir::new("garbage-files");
+    let data = random_bytes(7, 300_000);
+    std::fs::write(work.path().join("a.bin"), &data).unwrap();
+    let entry = (scene.base + 2).to_string();
+    let sent = run_tool("dhtsend", &["a.bin", "127.0.0.1", &entry], work.path());
+    assert!(sent.ok(), "{}", sent.stderr);
+
+    let target = scene.base + 5;
+    let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let mut rng = dht_core::rand::Rng::new(5);
+    let mut datagram = vec![0u8; 9000];
+    for i in 0..5000 {
+        let len = rng.below(9000);
+        rng.fill_bytes(&mut datagram[..len]);
+        if i % 2 == 0 && len > 0 {
+            datagram[0] = dht_core::config::WIRE_VERSION; // right version, garbage after it
+        }
+        let _ = socket.send_to(&datagram[..len], ("127.0.0.1", target));
+        if i % 500 == 0 {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    let stats = run_tool("dhtping", &["127.0.0.1", &target.to_string(), "--stats"], work.path());
+    assert!(stats.ok(), "the node still answers: {}", stats.stderr);
+    assert!(stats.stdout.contains("drop.malformed"), "{}", stats.stdout);
+
+    let received = run_tool(
+        "dhtrecv",
+        &[sent.stdout.trim(), "127.0.0.1", &target.to_string(), "-o", "back.bin"],
+        work.path(),
+    );
+    assert!(received.ok(), "download through the attacked node: {}", received.stderr);
+    assert!(std::fs::read(work.path().join("back.bin")).unwrap() == data);
+}
+
+#[test]
+fn deploy_refuses_a_second_scene_and_stops_by_pid() {
+    let scene = Scene::deploy("twice", 21200, 4, "");
+    let pids = scene.pids();
+    assert_eq!(pids.len(), 4);
+    let again = scene.script(&["-n", "4", "-p", "21200"]);
+    assert!(!again.status.success());
+    assert!(String::from_utf8_lossy(&again.stderr).contains("already running"));
+    let ping = run_tool("dhtping", &["127.0.0.1", "21203", "-c", "1"], scene.dir.path());
+    assert!(ping.ok(), "{}", ping.stdout);
+    let stop = scene.script(&["stop"]);
+    assert!(stop.status.success());
+    for (_, pid) in pids {
+        assert!(!std::path::Path::new(&format!("/proc/{pid}")).exists(), "node {pid} still runs");
+    }
+    // The nodes left: a ping finds nobody, in bounded time.
+    let ping =
+        run_tool("dhtping", &["127.0.0.1", "21203", "-c", "1", "-W", "0.3"], scene.dir.path());
+    assert!(!ping.ok());
+    assert!(ping.elapsed < Duration::from_secs(5));
+}

@@ -1,0 +1,162 @@
+#!/usr/bin/env bash
+# Deploys a test scene of dhtnode processes on 127.0.0.1, or stops it.
+#
+#   ./deploy_test_scene.sh                 256 nodes on ports 8000-8255
+#   ./deploy_test_scene.sh -n 32 -p 9000   32 nodes on ports 9000-9031
+#   ./deploy_test_scene.sh --clean         wipe the nodes' stores first
+#   ./deploy_test_scene.sh stop            stop the running scene (graceful leave)
+#
+# The first node starts the network; every other node joins a random node
+# started before it. Node P keeps its fragments and identity in
+# test_scene/P/, logs to test_scene/P/node.log and has its PID in
+# test_scene/P/node.pid. The script returns once every node answers and has
+# joined (and, with 16 nodes or more, every shard has a node), and says how
+# long that took. Without --clean, nodes restart on
+# what their stores hold (same id, same fragments).
+#
+# Environment: DHT_BIN_DIR (default ./bin, built with `make all` if a tool
+# is missing), DHT_SCENE_DIR (default ./test_scene), DHT_NODE_ARGS (extra
+# dhtnode arguments, e.g. "--copies 3").
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+BIN=${DHT_BIN_DIR:-$ROOT/bin}
+SCENE=${DHT_SCENE_DIR:-$ROOT/test_scene}
+COUNT=256
+BASE=8000
+CLEAN=0
+ACTION=deploy
+WAIT=${DHT_DEPLOY_WAIT:-60}
+
+usage() {
+    sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'
+    exit "${1:-0}"
+}
+
+die() {
+    echo "deploy_test_scene.sh: $*" >&2
+    exit 1
+}
+
+while [ $# -gt 0 ]; do
+    case "$1" in
+        stop) ACTION=stop ;;
+        -n) shift; COUNT=${1:-} ;;
+        -p) shift; BASE=${1:-} ;;
+        --clean) CLEAN=1 ;;
+        -h|--help) usage 0 ;;
+        *) echo "unknown argument: $1" >&2; usage 2 ;;
+    esac
+    shift
+done
+
+case "$COUNT" in ''|*[!0-9]*) die "-n takes a number of nodes, not '$COUNT'" ;; esac
+case "$BASE" in ''|*[!0-9]*) die "-p takes a port number, not '$BASE'" ;; esac
+[ "$COUNT" -ge 1 ] || die "-n must be at least 1"
+[ $((BASE + COUNT - 1)) -le 65535 ] || die "ports $BASE-$((BASE + COUNT - 1)) go past 65535"
+
+# PIDs of live dhtnode processes recorded in the scene.
+running_pids() {
+    local file pid
+    for file in "$SCENE"/*/node.pid; do
+        [ -f "$file" ] || continue
+        pid=$(cat "$file" 2>/dev/null || true)
+        case "$pid" in ''|*[!0-9]*) continue ;; esac
+        # Only a process that is still a dhtnode: a recycled PID is left alone.
+        if [ "$(cat "/proc/$pid/comm" 2>/dev/null || true)" = dhtnode ]; then
+            echo "$pid"
+        fi
+    done
+}
+
+stop_scene() {
+    local pids deadline
+    pids=$(running_pids)
+    if [ -z "$pids" ]; then
+        echo "no scene is running in $SCENE"
+        rm -f "$SCENE"/*/node.pid
+        return 0
+    fi
+    # SIGTERM: each node tells its neighbors it leaves, then exits.
+    # shellcheck disable=SC2086
+    kill -TERM $pids 2>/dev/null || true
+    deadline=$((SECONDS + 10))
+    while [ -n "$(running_pids)" ] && [ $SECONDS -lt $deadline ]; do
+        sleep 0.05
+    done
+    pids=$(running_pids)
+    if [ -n "$pids" ]; then
+        echo "some nodes did not stop within 10 s; killing them: $pids" >&2
+        # shellcheck disable=SC2086
+        kill -KILL $pids 2>/dev/null || true
+    fi
+    rm -f "$SCENE"/*/node.pid
+    echo "stopped the scene in $SCENE"
+}
+
+if [ "$ACTION" = stop ]; then
+    stop_scene
+    exit 0
+fi
+
+if [ -n "$(running_pids)" ]; then
+    die "a scene is already running in $SCENE ($(running_pids | wc -l) nodes); stop it first with: $0 stop"
+fi
+
+for tool in dhtnode dhtping; do
+    if [ ! -x "$BIN/$tool" ]; then
+        echo "building the tools (make all)..."
+        make -C "$ROOT" all >/dev/null
+        break
+    fi
+done
+[ -x "$BIN/dhtnode" ] || die "$BIN/dhtnode is missing after the build"
+
+if [ "$CLEAN" = 1 ]; then
+    for ((i = 0; i < COUNT; i++)); do
+        rm -rf "${SCENE:?}/$((BASE + i))"
+    done
+fi
+mkdir -p "$SCENE"
+
+start_ns=$(date +%s%N)
+start_node() {
+    local port=$1
+    shift
+    mkdir -p "$SCENE/$port"
+    # shellcheck disable=SC2086
+    "$BIN/dhtnode" "$port" "$@" --store "$SCENE/$port" ${DHT_NODE_ARGS:-} \
+        </dev/null >>"$SCENE/$port/node.log" 2>&1 &
+    echo $! >"$SCENE/$port/node.pid"
+}
+
+# In a small scene the first 16 nodes start one at a time, each once the
+# previous ones have joined, so that they spread over the 16 shards from
+# exact knowledge; the rest start all at once. Large scenes start at once
+# (nodes that find a shard empty move there, see docs/PROTOCOL.md).
+FIRST=0
+[ "$COUNT" -le 64 ] && FIRST=$((COUNT < 16 ? COUNT : 16))
+start_node "$BASE"
+for ((i = 1; i < COUNT; i++)); do
+    if [ "$i" -lt "$FIRST" ]; then
+        if ! "$BIN/dhtping" 127.0.0.1 "$BASE" --scan "$i" --wait "$WAIT" -q >/dev/null 2>&1; then
+            echo "deploy_test_scene.sh: node $((BASE + i - 1)) did not come up; see $SCENE/$((BASE + i - 1))/node.log" >&2
+            stop_scene >&2
+            exit 1
+        fi
+    fi
+    start_node $((BASE + i)) 127.0.0.1 $((BASE + RANDOM % i))
+done
+
+FULL=""
+[ "$COUNT" -ge 16 ] && FULL=--full-shards
+if ! "$BIN/dhtping" 127.0.0.1 "$BASE" --scan "$COUNT" $FULL --wait "$WAIT" -q >"$SCENE/deploy.scan" 2>&1; then
+    cat "$SCENE/deploy.scan" >&2
+    echo "deploy_test_scene.sh: not every node answered within $WAIT s; stopping the scene" >&2
+    stop_scene >&2
+    exit 1
+fi
+end_ns=$(date +%s%N)
+elapsed=$(awk -v a="$start_ns" -v b="$end_ns" 'BEGIN { printf "%.3f", (b - a) / 1e9 }')
+echo "deployed $COUNT nodes on 127.0.0.1:$BASE-$((BASE + COUNT - 1)) in $elapsed s ($(head -n 1 "$SCENE/deploy.scan" | sed 's/.*nodes per shard/nodes per shard/'))"
+echo "stop them with: $0 stop"
