@@ -12,6 +12,8 @@ help:
 	@echo "make test      run every test (unit, simulator, lint, embedded build)"
 	@echo "make lint      rustfmt, clippy and rustdoc checks"
 	@echo "make embedded  build dht-core for $(EMBEDDED_TARGET)"
+	@echo "make scene     deploy 256 nodes, round-trip a 2 MB file, stop them"
+	@echo "make bench     measure the 256-node scene (JSON on stdout)"
 	@echo "make clean     remove build output"
 
 # Rust targets the project needs; rustup is the only installer used.
@@ -46,6 +48,17 @@ embedded:
 	done); \
 	if [ -n "$$bad" ]; then echo "allocator used in the embedded build:"; echo "$$bad"; exit 1; fi; \
 	echo "dht-core for $(EMBEDDED_TARGET): no allocator referenced"
+
+# Deploys the 256-node scene, uploads a random 2 MB file through one node,
+# downloads it through another, compares, and stops the scene (also on
+# failure).
+scene: all
+	./scripts/scene-roundtrip.sh
+
+# Measures the 256-node scene with real processes; prints one JSON object.
+bench: all
+	$(CARGO) build --release -p dht-bench
+	target/release/dht-bench
 
 clean:
 	$(CARGO) clean

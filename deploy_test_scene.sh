@@ -62,8 +62,10 @@ running_pids() {
         [ -f "$file" ] || continue
         pid=$(cat "$file" 2>/dev/null || true)
         case "$pid" in ''|*[!0-9]*) continue ;; esac
-        # Only a process that is still a dhtnode: a recycled PID is left alone.
-        if [ "$(cat "/proc/$pid/comm" 2>/dev/null || true)" = dhtnode ]; then
+        # Only a live dhtnode: a recycled PID is left alone, and an exited
+        # node that nobody reaped yet (a zombie) no longer counts.
+        if [ "$(cat "/proc/$pid/comm" 2>/dev/null || true)" = dhtnode ] &&
+            ! grep -q '^State:[[:space:]]*Z' "/proc/$pid/status" 2>/dev/null; then
             echo "$pid"
         fi
     done
@@ -117,13 +119,16 @@ if [ "$CLEAN" = 1 ]; then
         rm -rf "${SCENE:?}/$((BASE + i))"
     done
 fi
-mkdir -p "$SCENE"
+dirs=()
+for ((i = 0; i < COUNT; i++)); do
+    dirs+=("$SCENE/$((BASE + i))")
+done
+mkdir -p "${dirs[@]}"
 
 start_ns=$(date +%s%N)
 start_node() {
     local port=$1
     shift
-    mkdir -p "$SCENE/$port"
     # shellcheck disable=SC2086
     "$BIN/dhtnode" "$port" "$@" --store "$SCENE/$port" ${DHT_NODE_ARGS:-} \
         </dev/null >>"$SCENE/$port/node.log" 2>&1 &
@@ -150,13 +155,25 @@ done
 
 FULL=""
 [ "$COUNT" -ge 16 ] && FULL=--full-shards
+spawned_ns=$(date +%s%N)
 if ! "$BIN/dhtping" 127.0.0.1 "$BASE" --scan "$COUNT" $FULL --wait "$WAIT" -q >"$SCENE/deploy.scan" 2>&1; then
     cat "$SCENE/deploy.scan" >&2
     echo "deploy_test_scene.sh: not every node answered within $WAIT s; stopping the scene" >&2
     stop_scene >&2
     exit 1
 fi
+# A node that could not start (its port taken by another program, say) has
+# exited; something else may have answered on its port.
+for ((i = 0; i < COUNT; i++)); do
+    pid=$(cat "$SCENE/$((BASE + i))/node.pid")
+    if ! kill -0 "$pid" 2>/dev/null; then
+        echo "deploy_test_scene.sh: node $((BASE + i)) exited: $(tail -n 1 "$SCENE/$((BASE + i))/node.log")" >&2
+        stop_scene >&2
+        exit 1
+    fi
+done
 end_ns=$(date +%s%N)
 elapsed=$(awk -v a="$start_ns" -v b="$end_ns" 'BEGIN { printf "%.3f", (b - a) / 1e9 }')
+echo "spawned in $(( (spawned_ns - start_ns) / 1000000 )) ms"
 echo "deployed $COUNT nodes on 127.0.0.1:$BASE-$((BASE + COUNT - 1)) in $elapsed s ($(head -n 1 "$SCENE/deploy.scan" | sed 's/.*nodes per shard/nodes per shard/'))"
 echo "stop them with: $0 stop"

@@ -111,6 +111,10 @@ pub struct Config {
     /// once. A small node keeps this at 1 so that it never receives two
     /// large datagrams at the same time.
     pub parallel_fetches: u8,
+    /// How long a node waits before it fetches an announced fragment (plus
+    /// a random jitter of up to as much again): replication yields to the
+    /// upload that caused it, which is acknowledged by the first holder.
+    pub replication_delay: Duration,
     /// Time to wait for the answer to a replication fetch.
     pub fetch_timeout: Duration,
     /// Attempts of a replication fetch before it is given up (the periodic
@@ -142,6 +146,7 @@ impl Config {
             per_shard_neighbors: 4,
             own_shard_neighbors: 48,
             parallel_fetches: 4,
+            replication_delay: Duration::from_millis(200),
             fetch_timeout: Duration::from_millis(500),
             fetch_attempts: 4,
             survey_timeout: Duration::from_millis(200),

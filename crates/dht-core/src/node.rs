@@ -170,6 +170,8 @@ struct Fetch {
     attempts: u8,
     /// `None` while queued, the timeout of the FILEGET in flight otherwise.
     deadline: Option<Instant>,
+    /// A queued fetch starts no earlier than this.
+    not_before: Instant,
 }
 
 /// Why a client request could not be sent.
@@ -223,8 +225,9 @@ pub struct Node<
     next_maintenance: Option<Instant>,
     /// Where the next HOLDINGS page starts in the store.
     holdings_cursor: usize,
-    /// Table maintenance rounds done since the node started.
-    maintenance_rounds: u32,
+    /// A shard in which the node knew nobody at the last maintenance round
+    /// and asked around (see `move_to_empty_shard`).
+    suspect_empty: Option<Shard>,
     events: Deque<Event, EVENT_QUEUE>,
     counters: Counters,
     tx: [u8; MAX_DATAGRAM_SIZE],
@@ -258,7 +261,7 @@ impl<S: FragmentStore, const NEIGHBORS: usize, const DEDUP: usize, const FETCHES
             join: JoinState::Alone,
             next_maintenance: None,
             holdings_cursor: 0,
-            maintenance_rounds: 0,
+            suspect_empty: None,
             events: Deque::new(),
             counters: Counters::default(),
             tx: [0; MAX_DATAGRAM_SIZE],
@@ -379,7 +382,19 @@ impl<S: FragmentStore, const NEIGHBORS: usize, const DEDUP: usize, const FETCHES
             JoinState::Surveying { until, .. } => Some(until),
             JoinState::Alone | JoinState::Joined => None,
         };
-        let fetch = self.fetches.iter().filter_map(|f| f.deadline).min();
+        // In-flight fetches wake us at their deadline; queued ones when they
+        // may start, if there is room for another in flight (otherwise an
+        // answer or a deadline frees the room first).
+        let in_flight = self.fetches.iter().filter(|f| f.deadline.is_some()).count();
+        let room = in_flight < usize::from(self.config.parallel_fetches.max(1));
+        let fetch = self
+            .fetches
+            .iter()
+            .filter_map(|f| match f.deadline {
+                Some(deadline) => Some(deadline),
+                None => room.then_some(f.not_before),
+            })
+            .min();
         [join, fetch, self.next_maintenance].into_iter().flatten().min()
     }
 
@@ -685,11 +700,11 @@ impl<S: FragmentStore, const NEIGHBORS: usize, const DEDUP: usize, const FETCHES
     /// the shard (JOIN restricted to the shard); asks a random other
     /// neighbor which members of our shard it knows (FIND sent
     /// singlecast), which finds mates the shard does not know yet, or the
-    /// first mate of a node that knows none; and asks a random neighbor for
-    /// members of one shard that is below its quota. Peers learned from the
-    /// answers get an ADDME, so tables become symmetric.
+    /// first mate of a node that knows none; and, if some shard is below
+    /// its quota, asks a random neighbor for a sample of every shard (JOIN).
+    /// Peers learned from the answers get an ADDME, so tables become
+    /// symmetric. Finally it sends one HOLDINGS page to a random mate.
     fn maintain_table(&mut self, sink: &mut impl Transmit) {
-        self.maintenance_rounds = self.maintenance_rounds.saturating_add(1);
         self.move_to_empty_shard(sink);
         let own = self.shard();
         if let Some(mate) = self.neighbors.random_in(&mut self.rng, own) {
@@ -697,14 +712,14 @@ impl<S: FragmentStore, const NEIGHBORS: usize, const DEDUP: usize, const FETCHES
         }
         self.ask_for_shard(own, true, sink);
         let counts = self.neighbors.shard_counts();
-        let table = &self.neighbors;
-        let is_short = |s: &Shard| {
+        let short = Shard::all().any(|s| {
             let known = usize::from(counts.get(s.index()).copied().unwrap_or(0));
-            *s != own && known < table.quota(*s)
-        };
-        let pick = self.rng.below(Shard::all().filter(is_short).count());
-        if let Some(shard) = Shard::all().filter(is_short).nth(pick) {
-            self.ask_for_shard(shard, false, sink);
+            s != own && known < self.neighbors.quota(s)
+        });
+        if short {
+            if let Some(peer) = self.neighbors.random_except(&mut self.rng, None) {
+                self.send_join(peer.addr, None, sink);
+            }
         }
         if let Some(mate) = self.neighbors.random_in(&mut self.rng, own) {
             self.send_holdings(mate.addr, sink);
@@ -744,49 +759,56 @@ impl<S: FragmentStore, const NEIGHBORS: usize, const DEDUP: usize, const FETCHES
             if self.fetches.is_full() {
                 break;
             }
-            self.want_fragment(from, *hash);
+            self.want_fragment(now, from, *hash);
         }
         self.pump_fetches(now, sink);
     }
 
     /// A node that holds nothing, whose shard has other members, moves to a
-    /// shard in which it knows nobody: it takes a new id there, saves it
-    /// (reported as [`Event::IdentityChosen`]) and tells its neighbors.
+    /// shard in which nobody can be found: it takes a new id there, saves
+    /// it (reported as [`Event::IdentityChosen`]) and tells its neighbors.
     ///
     /// Nodes that join at the same moment choose their shards from the same
     /// stale view and may leave a shard empty, which makes every fragment of
-    /// that shard unstorable. This repairs it once the tables have settled
-    /// (from the second maintenance round on); each candidate moves with
-    /// probability one half per round so that several do not all move
-    /// into the same shard.
+    /// that shard unstorable. A shard in which the node knows nobody is
+    /// first only suspected: the node asks three random neighbors for its
+    /// members. If a round later it still knows nobody there, the shard is
+    /// taken to be empty, and the node moves with probability one half (so
+    /// that several candidates do not all move into the same shard).
     fn move_to_empty_shard(&mut self, sink: &mut impl Transmit) {
-        if self.config.role != Role::Member
-            || self.maintenance_rounds < 2
-            || !self.store.is_empty()
-            || !self.fetches.is_empty()
-            || !matches!(self.join, JoinState::Joined | JoinState::Alone)
-        {
-            return;
-        }
         let counts = self.neighbors.shard_counts();
         let own = self.shard();
-        if counts.get(own.index()).copied().unwrap_or(0) == 0 {
-            return; // we may be the only member of our shard
-        }
-        let empty = |s: &Shard| *s != own && counts.get(s.index()) == Some(&0);
-        let choices = Shard::all().filter(empty).count();
-        if choices == 0 || self.rng.below(2) == 0 {
+        let known = |s: Shard| counts.get(s.index()).copied().unwrap_or(0);
+        let suspect = self.suspect_empty.take();
+        let eligible = self.config.role == Role::Member
+            && self.store.is_empty()
+            && self.fetches.is_empty()
+            && known(own) > 0
+            && matches!(self.join, JoinState::Joined | JoinState::Alone);
+        if !eligible {
             return;
         }
-        let pick = self.rng.below(choices);
-        let Some(shard) = Shard::all().filter(empty).nth(pick) else { return };
-        let id = NodeId::in_shard(self.rng.next_u64(), shard);
-        log::info!("{}: moving from shard {own} to empty shard {shard}", self.me.addr);
-        self.me.id = id;
-        self.neighbors.set_own_shard(shard);
-        self.push_event(Event::IdentityChosen(id));
-        for to in self.neighbor_addrs() {
-            self.send(to, Transmission::Singlecast, &Message::AddMe, sink);
+        if let Some(shard) = suspect.filter(|s| *s != own && known(*s) == 0) {
+            if self.rng.below(2) == 0 {
+                return;
+            }
+            let id = NodeId::in_shard(self.rng.next_u64(), shard);
+            log::info!("{}: moving from shard {own} to empty shard {shard}", self.me.addr);
+            self.me.id = id;
+            self.neighbors.set_own_shard(shard);
+            self.push_event(Event::IdentityChosen(id));
+            for to in self.neighbor_addrs() {
+                self.send(to, Transmission::Singlecast, &Message::AddMe, sink);
+            }
+            return;
+        }
+        let empty = |s: &Shard| *s != own && known(*s) == 0;
+        let pick = self.rng.below(Shard::all().filter(empty).count());
+        if let Some(shard) = Shard::all().filter(empty).nth(pick) {
+            for _ in 0..3 {
+                self.ask_for_shard(shard, false, sink);
+            }
+            self.suspect_empty = Some(shard);
         }
     }
 
@@ -1253,7 +1275,7 @@ impl<S: FragmentStore, const NEIGHBORS: usize, const DEDUP: usize, const FETCHES
         hash: FragmentHash,
         sink: &mut impl Transmit,
     ) {
-        self.want_fragment(from, hash);
+        self.want_fragment(now, from, hash);
         self.pump_fetches(now, sink);
     }
 
@@ -1279,8 +1301,10 @@ impl<S: FragmentStore, const NEIGHBORS: usize, const DEDUP: usize, const FETCHES
     }
 
     /// Queues a fetch of `hash` from `from` if this node should hold it,
-    /// lacks it, and is not already fetching it.
-    fn want_fragment(&mut self, from: PeerInfo, hash: FragmentHash) {
+    /// lacks it, and is not already fetching it. The fetch starts after the
+    /// configured replication delay plus a random jitter of as much again,
+    /// so that replication does not compete with the upload it follows.
+    fn want_fragment(&mut self, now: Instant, from: PeerInfo, hash: FragmentHash) {
         if !self.should_hold(&hash) {
             return;
         }
@@ -1291,7 +1315,10 @@ impl<S: FragmentStore, const NEIGHBORS: usize, const DEDUP: usize, const FETCHES
             self.counters.count_drop(DropReason::StoreFull);
             return;
         }
-        let fetch = Fetch { hash, from, attempts: 0, deadline: None };
+        let delay = self.config.replication_delay;
+        let jitter = self.rng.below(delay.total_micros() as usize + 1) as u64;
+        let not_before = now + delay + Duration::from_micros(jitter);
+        let fetch = Fetch { hash, from, attempts: 0, deadline: None, not_before };
         if self.fetches.push(fetch).is_err() {
             self.counters.count_drop(DropReason::FetchTableFull);
         }
@@ -1305,7 +1332,8 @@ impl<S: FragmentStore, const NEIGHBORS: usize, const DEDUP: usize, const FETCHES
             if in_flight >= limit {
                 return;
             }
-            let Some(i) = self.fetches.iter().position(|f| f.deadline.is_none()) else { return };
+            let due = |f: &Fetch| f.deadline.is_none() && f.not_before <= now;
+            let Some(i) = self.fetches.iter().position(due) else { return };
             let deadline = now + self.config.fetch_timeout;
             let Some(fetch) = self.fetches.get_mut(i) else { return };
             fetch.deadline = Some(deadline);

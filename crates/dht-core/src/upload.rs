@@ -443,6 +443,7 @@ impl<const WINDOW: usize> Upload<WINDOW> {
                     return;
                 }
             };
+            log::trace!("upload: FILEFRAG {hash:?} item {item} attempt {attempt} to {to}");
             let size = self.size;
             let is_index = item == self.count;
             let index_fragment = &self.index;

@@ -235,7 +235,7 @@ impl Client {
         timeout: StdDuration,
         mut progress: impl FnMut(&UploadEvent, u16),
     ) -> Result<FragmentHash, ClientError> {
-        let mut upload = match Upload::<32>::new(name, source) {
+        let mut upload = match Upload::<128>::new(name, source) {
             Ok(upload) => Box::new(upload),
             Err(UploadError::SourceFailed { offset }) => {
                 let cause = source.error.take().map(|e| e.to_string()).unwrap_or_default();
@@ -246,7 +246,7 @@ impl Client {
             Err(e) => return Err(ClientError::Upload(e)),
         };
         struct Uploading<'a, F: FnMut(&UploadEvent, u16)> {
-            upload: Box<Upload<32>>,
+            upload: Box<Upload<128>>,
             source: &'a mut FileReader,
             progress: F,
             result: Option<Result<FragmentHash, UploadError>>,
