@@ -155,7 +155,6 @@ done
 
 FULL=""
 [ "$COUNT" -ge 16 ] && FULL=--full-shards
-spawned_ns=$(date +%s%N)
 if ! "$BIN/dhtping" 127.0.0.1 "$BASE" --scan "$COUNT" $FULL --wait "$WAIT" -q >"$SCENE/deploy.scan" 2>&1; then
     cat "$SCENE/deploy.scan" >&2
     echo "deploy_test_scene.sh: not every node answered within $WAIT s; stopping the scene" >&2
@@ -174,6 +173,5 @@ for ((i = 0; i < COUNT; i++)); do
 done
 end_ns=$(date +%s%N)
 elapsed=$(awk -v a="$start_ns" -v b="$end_ns" 'BEGIN { printf "%.3f", (b - a) / 1e9 }')
-echo "spawned in $(( (spawned_ns - start_ns) / 1000000 )) ms"
 echo "deployed $COUNT nodes on 127.0.0.1:$BASE-$((BASE + COUNT - 1)) in $elapsed s ($(head -n 1 "$SCENE/deploy.scan" | sed 's/.*nodes per shard/nodes per shard/'))"
 echo "stop them with: $0 stop"

@@ -103,7 +103,10 @@ fn deploy_refuses_a_second_scene_and_stops_by_pid() {
         // Gone, or an exited process its new parent has not reaped yet.
         let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
         let state = status.lines().find(|l| l.starts_with("State:")).unwrap_or("State: gone");
-        assert!(!status.contains("dhtnode") || state.contains('Z'), "node {pid} still runs: {state}");
+        assert!(
+            !status.contains("dhtnode") || state.contains('Z'),
+            "node {pid} still runs: {state}"
+        );
     }
     // The nodes left: a ping finds nobody, in bounded time.
     let ping =
