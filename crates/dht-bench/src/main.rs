@@ -200,10 +200,10 @@ fn fragment_hashes(setup: &Setup, file: &Path) -> Result<Vec<String>, Error> {
     Ok(listing
         .lines()
         .filter_map(|l| {
-            let mut words = l.split_whitespace();
-            let first = words.next()?;
-            let hash = if first == "index" { words.next()? } else { words.next()? };
-            (hash.len() == 64).then(|| hash.to_owned())
+            // "  7 <hash> shard 3" and "index <hash> shard 9"
+            let mut words = l.split_whitespace().skip(1);
+            let hash = words.next()?;
+            (hash.len() == 64 && words.next() == Some("shard")).then(|| hash.to_owned())
         })
         .collect())
 }
