@@ -1,0 +1,334 @@
+//! Storing, serving, announcing and fetching fragments.
+
+use heapless::Vec;
+
+use super::*;
+
+impl<S: FragmentStore, const NEIGHBORS: usize, const DEDUP: usize, const FETCHES: usize>
+    Node<S, NEIGHBORS, DEDUP, FETCHES>
+{
+    /// Sends the next page of this node's holdings to `to`, a member of its
+    /// shard. Successive pages walk the whole store and wrap around.
+    pub(super) fn send_holdings(&mut self, to: PeerAddr, sink: &mut impl Transmit) {
+        let held = self.store.len();
+        if held == 0 {
+            return;
+        }
+        if self.holdings_cursor >= held {
+            self.holdings_cursor = 0;
+        }
+        let mut hashes = HashList::new();
+        while !hashes.is_full() && self.holdings_cursor < held {
+            if let Some(hash) = self.store.hash_at(self.holdings_cursor) {
+                let _ = hashes.push(hash);
+            }
+            self.holdings_cursor += 1;
+        }
+        self.send(to, Transmission::Singlecast, &Message::Holdings { hashes }, sink);
+    }
+
+    /// Fetches the fragments of a mate's HOLDINGS page that this node
+    /// should hold and lacks, as far as the fetch table has room.
+    pub(super) fn on_holdings(
+        &mut self,
+        now: Instant,
+        from: PeerInfo,
+        hashes: &HashList,
+        sink: &mut impl Transmit,
+    ) {
+        for hash in hashes.iter() {
+            if self.fetches.is_full() {
+                break;
+            }
+            self.want_fragment(now, from, *hash);
+        }
+        self.pump_fetches(now, sink);
+    }
+
+    pub(super) fn on_filefrag<'a>(
+        &mut self,
+        now: Instant,
+        source: Source,
+        mode: FragMode,
+        hash: FragmentHash,
+        data: FragmentRef<'a>,
+        sink: &mut impl Transmit,
+    ) -> Option<Reply<'a>> {
+        if !hash.verifies(data.0) {
+            self.counters.count_drop(DropReason::BadHash);
+            return None;
+        }
+        let from = source.peer();
+        match mode {
+            FragMode::Store => {
+                let outcome = self.accept_store(&hash, data.0);
+                let stored = Message::Stored { hash, outcome };
+                self.send(source.addr, Transmission::Singlecast, &stored, sink);
+                if outcome == StoreOutcome::Stored {
+                    self.announce(hash, Some(source.addr), sink);
+                }
+                None
+            }
+            FragMode::Answer => {
+                let fetch = self.fetches.iter().position(|f| f.hash == hash);
+                match fetch {
+                    Some(i) => {
+                        self.fetches.swap_remove(i);
+                        self.counters.fetches_completed =
+                            self.counters.fetches_completed.saturating_add(1);
+                        if self.accept_store(&hash, data.0) == StoreOutcome::Stored {
+                            self.announce(hash, Some(source.addr), sink);
+                        }
+                        self.pump_fetches(now, sink);
+                        None
+                    }
+                    None => Some(Reply::Fragment { from, hash, data: data.0 }),
+                }
+            }
+        }
+    }
+
+    /// Decides on and performs a store of a verified fragment.
+    pub(super) fn accept_store(
+        &mut self,
+        hash: &FragmentHash,
+        data: &FragmentBytes,
+    ) -> StoreOutcome {
+        if self.config.role != Role::Member {
+            self.counters.count_drop(DropReason::NotServed);
+            return StoreOutcome::Failed;
+        }
+        if hash.shard() != self.shard() {
+            self.counters.count_drop(DropReason::WrongShard);
+            return StoreOutcome::WrongShard;
+        }
+        if self.store.contains(hash) {
+            return StoreOutcome::AlreadyHeld;
+        }
+        match self.store.store(hash, data) {
+            Ok(()) => {
+                self.counters.fragments_stored = self.counters.fragments_stored.saturating_add(1);
+                self.push_event(Event::FragmentStored(*hash));
+                StoreOutcome::Stored
+            }
+            Err(StoreError::Full) => {
+                self.counters.count_drop(DropReason::StoreFull);
+                StoreOutcome::Full
+            }
+            Err(StoreError::Failed) => {
+                self.counters.count_drop(DropReason::StoreError);
+                StoreOutcome::Failed
+            }
+        }
+    }
+
+    /// Answers a FILEGET: the fragment read straight into the datagram and
+    /// checked, or NOTFOUND.
+    pub(super) fn serve(&mut self, to: PeerAddr, hash: FragmentHash, sink: &mut impl Transmit) {
+        let held = self.config.role == Role::Member && self.store.contains(&hash);
+        if held {
+            if let Ok(head) = encode_filefrag_header(
+                Transmission::Singlecast,
+                self.source(),
+                FragMode::Answer,
+                &hash,
+                &mut self.tx,
+            ) {
+                let end = head + FRAGMENT_SIZE;
+                let body =
+                    self.tx.get_mut(head..end).and_then(|s| <&mut FragmentBytes>::try_from(s).ok());
+                if let Some(body) = body {
+                    match self.store.read(&hash, body) {
+                        Ok(true) if hash.verifies(body) => {
+                            if self.transmit_tx(to, MessageKind::FileFrag, end, sink) {
+                                self.counters.fragments_served =
+                                    self.counters.fragments_served.saturating_add(1);
+                            }
+                            return;
+                        }
+                        Ok(true) => {
+                            let _ = self.store.remove(&hash);
+                            self.counters.count_drop(DropReason::CorruptStored);
+                            self.push_event(Event::CorruptFragmentRemoved(hash));
+                        }
+                        Ok(false) => {}
+                        Err(_) => self.counters.count_drop(DropReason::StoreError),
+                    }
+                }
+            }
+        }
+        self.send(to, Transmission::Singlecast, &Message::NotFound { hash }, sink);
+    }
+
+    /// Tells the other holders of `hash` that this node has it.
+    pub(super) fn announce(
+        &mut self,
+        hash: FragmentHash,
+        except: Option<PeerAddr>,
+        sink: &mut impl Transmit,
+    ) {
+        match self.config.announce {
+            Announce::Flood { breadth } => {
+                // The original: a broadcast whose UID is the hash prefix.
+                let uid = hash.prefix_u64();
+                self.dedup.insert(uid);
+                let packet = Packet {
+                    transmission: Transmission::Broadcast { breadth, uid },
+                    source: self.source(),
+                    message: Message::NewFile { hash },
+                };
+                self.relay_to_all(&packet, &[], sink);
+            }
+            Announce::Shard => {
+                let targets = self.replica_targets(&hash);
+                for peer in targets.iter() {
+                    if Some(peer.addr) != except {
+                        self.send(
+                            peer.addr,
+                            Transmission::Singlecast,
+                            &Message::NewFile { hash },
+                            sink,
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    /// The known members of this node's shard that should hold `hash`
+    /// besides this node.
+    pub(super) fn replica_targets(&self, hash: &FragmentHash) -> Vec<PeerInfo, NEIGHBORS> {
+        let mut out: Vec<PeerInfo, NEIGHBORS> = Vec::new();
+        let shard = hash.shard();
+        match self.config.replication {
+            Replication::WholeShard => {
+                for n in self.neighbors.members_of(shard) {
+                    let _ = out.push(n.peer);
+                }
+            }
+            Replication::Copies(copies) => {
+                let mut ranked: Vec<PeerInfo, NEIGHBORS> = Vec::new();
+                for n in self.neighbors.members_of(shard) {
+                    let _ = ranked.push(n.peer);
+                }
+                let _ = ranked.push(self.me);
+                ranked.sort_unstable_by_key(|p| core::cmp::Reverse(rendezvous_score(hash, p.id)));
+                for p in ranked.iter().take(usize::from(copies)) {
+                    if p.id != self.me.id {
+                        let _ = out.push(*p);
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    pub(super) fn on_newfile(
+        &mut self,
+        now: Instant,
+        from: PeerInfo,
+        hash: FragmentHash,
+        sink: &mut impl Transmit,
+    ) {
+        self.want_fragment(now, from, hash);
+        self.pump_fetches(now, sink);
+    }
+
+    /// Whether this node should hold `hash`: its shard's, and under bounded
+    /// replication among the top copies by rendezvous score over the
+    /// members it knows.
+    pub(super) fn should_hold(&self, hash: &FragmentHash) -> bool {
+        if self.config.role != Role::Member || hash.shard() != self.shard() {
+            return false;
+        }
+        match self.config.replication {
+            Replication::WholeShard => true,
+            Replication::Copies(copies) => {
+                let mine = rendezvous_score(hash, self.me.id);
+                let better = self
+                    .neighbors
+                    .members_of(hash.shard())
+                    .filter(|n| rendezvous_score(hash, n.peer.id) > mine)
+                    .count();
+                better < usize::from(copies)
+            }
+        }
+    }
+
+    /// Queues a fetch of `hash` from `from` if this node should hold it,
+    /// lacks it, and is not already fetching it. The fetch starts after the
+    /// configured replication delay plus a random jitter of as much again,
+    /// so that replication does not compete with the upload it follows.
+    pub(super) fn want_fragment(&mut self, now: Instant, from: PeerInfo, hash: FragmentHash) {
+        if !self.should_hold(&hash) {
+            return;
+        }
+        if self.store.contains(&hash) || self.fetches.iter().any(|f| f.hash == hash) {
+            return;
+        }
+        if self.store.len() + self.fetches.len() >= self.store.capacity() {
+            self.counters.count_drop(DropReason::StoreFull);
+            return;
+        }
+        let delay = self.config.replication_delay;
+        let jitter = self.rng.below(delay.total_micros() as usize + 1) as u64;
+        let not_before = now + delay + Duration::from_micros(jitter);
+        let fetch = Fetch { hash, from, attempts: 0, deadline: None, not_before };
+        if self.fetches.push(fetch).is_err() {
+            self.counters.count_drop(DropReason::FetchTableFull);
+        }
+    }
+
+    /// Starts queued fetches while fewer than `parallel_fetches` are in flight.
+    pub(super) fn pump_fetches(&mut self, now: Instant, sink: &mut impl Transmit) {
+        let limit = usize::from(self.config.parallel_fetches.max(1));
+        loop {
+            let in_flight = self.fetches.iter().filter(|f| f.deadline.is_some()).count();
+            if in_flight >= limit {
+                return;
+            }
+            let due = |f: &Fetch| f.deadline.is_none() && f.not_before <= now;
+            let Some(i) = self.fetches.iter().position(due) else { return };
+            let deadline = now + self.config.fetch_timeout;
+            let Some(fetch) = self.fetches.get_mut(i) else { return };
+            fetch.deadline = Some(deadline);
+            fetch.attempts = fetch.attempts.saturating_add(1);
+            let (to, hash) = (fetch.from.addr, fetch.hash);
+            self.send_fileget(to, hash, sink);
+        }
+    }
+
+    /// Retries or abandons fetches whose answer is overdue. A retry goes to
+    /// the announcer on odd attempts and to another member of the shard
+    /// (which may have fetched it meanwhile) on even ones.
+    pub(super) fn expire_fetches(&mut self, now: Instant, _sink: &mut impl Transmit) {
+        let mut i = 0;
+        while let Some(fetch) = self.fetches.get(i).copied() {
+            match fetch.deadline {
+                Some(deadline) if deadline <= now => {
+                    if fetch.attempts >= self.config.fetch_attempts {
+                        self.fetches.swap_remove(i);
+                        self.counters.fetches_abandoned =
+                            self.counters.fetches_abandoned.saturating_add(1);
+                        self.push_event(Event::FetchAbandoned(fetch.hash));
+                        continue;
+                    }
+                    let own = self.shard();
+                    let other = if fetch.attempts % 2 == 0 {
+                        None
+                    } else {
+                        self.neighbors.random_in(&mut self.rng, own)
+                    };
+                    if let Some(f) = self.fetches.get_mut(i) {
+                        f.deadline = None; // requeue; pump_fetches resends
+                        if let Some(other) = other {
+                            f.from = other;
+                        }
+                    }
+                }
+                _ => {}
+            }
+            i += 1;
+        }
+    }
+}
