@@ -34,6 +34,8 @@ fn main() {
     let mut hashes = HashList::new();
     let _ = hashes.push(hash);
     let _ = hashes.push(FragmentHash([0xBB; 32]));
+    let mut holders = dht_core::wire::HolderList::new();
+    let _ = holders.push(PeerInfo { id: NodeId(0x23), addr: PeerAddr::v4([127, 0, 0, 1], 8003) });
     let mut counters = Counters::default();
     counters.count_received(MessageKind::Ping, 15);
     counters.count_sent(MessageKind::Pong, 15);
@@ -57,8 +59,15 @@ fn main() {
             Message::NewFile { hash },
         ),
         (Transmission::Singlecast, Message::NewFile { hash }),
-        (Transmission::Singlecast, Message::Stored { hash, outcome: StoreOutcome::Stored }),
-        (Transmission::Singlecast, Message::NotFound { hash }),
+        (
+            Transmission::Singlecast,
+            Message::Stored {
+                hash,
+                outcome: StoreOutcome::Stored,
+                holders: dht_core::wire::HolderList::new(),
+            },
+        ),
+        (Transmission::Singlecast, Message::NotFound { hash, holders }),
         (Transmission::Singlecast, Message::Leave),
         (Transmission::Singlecast, Message::StatsRequest { nonce: 2 }),
         (
@@ -73,6 +82,12 @@ fn main() {
             },
         ),
         (Transmission::Singlecast, Message::Holdings { hashes }),
+        (
+            Transmission::Broadcast { breadth: 2, uid: 0x55 },
+            Message::Dead {
+                peer: PeerInfo { id: NodeId(0x23), addr: PeerAddr::v4([127, 0, 0, 1], 8003) },
+            },
+        ),
     ];
     let mut buf = [0u8; MAX_DATAGRAM_SIZE];
     for (transmission, message) in examples {

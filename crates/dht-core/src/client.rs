@@ -1,8 +1,9 @@
 //! What uploads and downloads share: choosing a holder, pacing, discovery.
 //!
 //! A [`Requester`] picks which member of a fragment's shard a request goes
-//! to (the `attempt`-th candidate in rendezvous order, skipping peers whose
-//! window is full), measures round trips, keeps the per-peer windows, and
+//! to (the best candidate in rendezvous order that the request has not
+//! tried yet, or the `attempt`-th one when all were tried, skipping peers
+//! whose window is full), measures round trips, keeps the per-peer windows, and
 //! asks the overlay for members of a shard the node knows nobody in, at
 //! most every [`DISCOVERY_INTERVAL`], giving up after
 //! [`DISCOVERY_ATTEMPTS`].
@@ -14,6 +15,7 @@ use crate::id::{PeerAddr, PeerInfo};
 use crate::node::{Node, Transmit};
 use crate::store::FragmentStore;
 use crate::time::{Duration, Instant};
+use crate::wire::HolderList;
 
 /// How often a node with no member of a shard asks around for one.
 pub const DISCOVERY_INTERVAL: Duration = Duration::from_millis(300);
@@ -23,11 +25,11 @@ pub const DISCOVERY_ATTEMPTS: u8 = 10;
 /// the shard still being searched) is tried again.
 pub const RETRY_TICK: Duration = Duration::from_millis(50);
 /// A request is given up once it has been tried this many times...
-pub const MAX_ATTEMPTS: u8 = 12;
+pub const MAX_ATTEMPTS: u8 = 16;
 /// ...and for at least this long since its first attempt, so that a
 /// fragment still being replicated (asked of members that do not have it
 /// yet) is not given up after a quick round of NOTFOUNDs.
-pub const GIVE_UP_AFTER: Duration = Duration::from_secs(5);
+pub const GIVE_UP_AFTER: Duration = Duration::from_secs(8);
 
 /// Whether a request first sent at `first_sent` and tried `attempts`
 /// times should be given up at `now`.
@@ -37,14 +39,14 @@ pub(crate) fn exhausted(attempts: u8, first_sent: Option<Instant>, now: Instant)
 
 /// How long to wait before asking again after a refusal (NOTFOUND, store
 /// full): the first few go straight to the next candidate, then the waits
-/// double from 25 ms up to 2 s, so a fragment that nobody has yet is not
+/// double from 25 ms up to 1 s, so a fragment that nobody has yet is not
 /// asked for in a tight loop.
 pub(crate) fn refusal_backoff(attempts: u8) -> Duration {
     match attempts {
         0..=3 => Duration::ZERO,
         n => Duration::from_millis(25)
             .saturating_mul(1 << (n - 4).min(7))
-            .min(Duration::from_secs(2)),
+            .min(Duration::from_secs(1)),
     }
 }
 
@@ -69,6 +71,40 @@ struct Discovery {
     attempts: u8,
 }
 
+/// The last peers a request asked without success.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Tried {
+    peers: [Option<PeerAddr>; 4],
+    next: usize,
+}
+
+impl Tried {
+    /// An empty list.
+    pub(crate) const fn new() -> Self {
+        Tried { peers: [None; 4], next: 0 }
+    }
+
+    /// Whether `peer` is in the list.
+    pub(crate) fn contains(&self, peer: &PeerAddr) -> bool {
+        self.peers.contains(&Some(*peer))
+    }
+
+    /// Records that `peer` failed (the oldest entry makes room).
+    pub(crate) fn remember(&mut self, peer: PeerAddr) {
+        if self.contains(&peer) {
+            return;
+        }
+        if let Some(slot) = self.peers.get_mut(self.next % 4) {
+            *slot = Some(peer);
+        }
+        self.next = (self.next + 1) % 4;
+    }
+}
+
+/// Holders named by NOTFOUND and STORED answers, kept for the fragments
+/// they were named for.
+const HINTS: usize = 16;
+
 /// Holder choice, round-trip estimation and per-peer windows.
 #[derive(Clone, Debug)]
 pub(crate) struct Requester<const PEERS: usize> {
@@ -76,6 +112,7 @@ pub(crate) struct Requester<const PEERS: usize> {
     windows: PeerWindows<PEERS>,
     discovery: [Discovery; SHARD_COUNT as usize],
     retry_at: Option<Instant>,
+    hints: heapless::Deque<(FragmentHash, HolderList), HINTS>,
 }
 
 impl<const PEERS: usize> Requester<PEERS> {
@@ -89,6 +126,7 @@ impl<const PEERS: usize> Requester<PEERS> {
             windows: PeerWindows::new(),
             discovery: [Discovery { last: None, attempts: 0 }; SHARD_COUNT as usize],
             retry_at: None,
+            hints: heapless::Deque::new(),
         }
     }
 
@@ -99,10 +137,24 @@ impl<const PEERS: usize> Requester<PEERS> {
         node: &mut Node<S, N, D, F>,
         hash: &FragmentHash,
         attempt: u8,
+        tried: &Tried,
         sink: &mut impl Transmit,
     ) -> Pick {
         let mut candidates: heapless::Vec<PeerInfo, CANDIDATES> = heapless::Vec::new();
-        node.holder_candidates(hash, &mut candidates);
+        // Holders a node named for this fragment come first: they may be
+        // missing from our table (a shard larger than our quota for it).
+        if let Some((_, named)) = self.hints.iter().find(|(h, _)| h == hash) {
+            for peer in named.iter() {
+                let _ = candidates.push(*peer);
+            }
+        }
+        let mut known: heapless::Vec<PeerInfo, CANDIDATES> = heapless::Vec::new();
+        node.holder_candidates(hash, &mut known);
+        for peer in known {
+            if !candidates.iter().any(|p| p.addr == peer.addr) {
+                let _ = candidates.push(peer);
+            }
+        }
         if candidates.is_empty() {
             return if self.discover(now, node, hash.shard(), sink) {
                 self.wait(now)
@@ -110,8 +162,15 @@ impl<const PEERS: usize> Requester<PEERS> {
                 Pick::NoHolder
             };
         }
+        // The best-ranked candidate not tried yet for this request.
+        let fresh = candidates.iter().find(|p| !tried.contains(&p.addr));
+        if let Some(peer) = fresh {
+            if self.windows.can_send(peer.addr) {
+                return Pick::Target(peer.addr);
+            }
+        }
         let count = candidates.len();
-        if usize::from(attempt) >= count {
+        if usize::from(attempt) >= count || fresh.is_none() {
             // Every known member was tried: look for more while retrying.
             self.discover(now, node, hash.shard(), sink);
         }
@@ -144,6 +203,21 @@ impl<const PEERS: usize> Requester<PEERS> {
         if self.retry_at.is_some_and(|at| at <= now) {
             self.retry_at = None;
         }
+    }
+
+    /// Remembers the holders a node named for `hash`.
+    pub(crate) fn hint(&mut self, hash: FragmentHash, holders: &HolderList) {
+        if holders.is_empty() {
+            return;
+        }
+        if let Some(entry) = self.hints.iter_mut().find(|(h, _)| *h == hash) {
+            entry.1 = holders.clone();
+            return;
+        }
+        if self.hints.is_full() {
+            self.hints.pop_front();
+        }
+        let _ = self.hints.push_back((hash, holders.clone()));
     }
 
     /// Asks around for members of `shard`, at most every

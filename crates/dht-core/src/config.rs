@@ -120,15 +120,32 @@ pub struct Config {
     /// Attempts of a replication fetch before it is given up (the periodic
     /// repair exchange finds the fragment again later).
     pub fetch_attempts: u8,
+    /// How often a member probes the members that follow it in its shard's
+    /// id ring (see `monitors`) when it has not heard from them meanwhile.
+    pub monitor_interval: Duration,
+    /// How many ring successors in its shard each member monitors. Every
+    /// member is thereby watched by as many predecessors.
+    pub monitors: u8,
+    /// How often a member probes one random neighbor it has not heard from
+    /// (so that dead entries of other shards are found too).
+    pub random_probe_interval: Duration,
+    /// How long a probe (PING) waits for its answer.
+    pub probe_timeout: Duration,
+    /// Probes without answer after which a neighbor is declared dead.
+    pub probe_tries: u8,
+    /// Breadth of the DEAD broadcast that tells the network of a death.
+    pub dead_breadth: u8,
+    /// How long a graceful leave may spend handing off fragments.
+    pub leave_timeout: Duration,
     /// How long a joining node waits, after the seed's PEERS, for the
     /// per-shard member lists it asked for before it completes the join.
     pub survey_timeout: Duration,
-    /// How often a member maintains its neighbor table: it asks a shard
+    /// How often a member maintains its neighbor table when it has no gaps
+    /// (eight times as often otherwise): it asks a shard
     /// mate for the shard's members, a random neighbor for members of its
     /// shard it may not know, and, for one shard below its quota, a random
-    /// neighbor for members of that shard. A table with gaps (no mate, an
-    /// empty shard) is maintained eight times as often. Each request is one
-    /// small datagram and its answer.
+    /// neighbor for members of that shard, and sends a HOLDINGS page to a
+    /// mate. Each request is one small datagram and its answer.
     pub maintenance_interval: Duration,
 }
 
@@ -137,7 +154,7 @@ impl Config {
     pub const fn member() -> Config {
         Config {
             role: Role::Member,
-            replication: Replication::WholeShard,
+            replication: Replication::Copies(3),
             announce: Announce::Shard,
             join_want: 48,
             join_retry: Duration::from_millis(250),
@@ -148,9 +165,16 @@ impl Config {
             parallel_fetches: 4,
             replication_delay: Duration::from_millis(200),
             fetch_timeout: Duration::from_millis(500),
-            fetch_attempts: 4,
+            fetch_attempts: 6,
             survey_timeout: Duration::from_millis(200),
-            maintenance_interval: Duration::from_secs(10),
+            maintenance_interval: Duration::from_secs(30),
+            monitor_interval: Duration::from_secs(3),
+            monitors: 2,
+            random_probe_interval: Duration::from_secs(10),
+            probe_timeout: Duration::from_millis(400),
+            probe_tries: 4,
+            dead_breadth: 2,
+            leave_timeout: Duration::from_secs(5),
         }
     }
 

@@ -17,7 +17,7 @@ use core::fmt;
 
 use heapless::Deque;
 
-use crate::client::{exhausted, refusal_backoff, Pick, Requester};
+use crate::client::{exhausted, refusal_backoff, Pick, Requester, Tried};
 use crate::config::FRAGMENT_SIZE;
 use crate::fragment::{FragmentBytes, FragmentHash, IndexError, IndexFragment, IndexName};
 use crate::id::{PeerAddr, Shard};
@@ -118,6 +118,8 @@ struct Request {
     /// While waiting after a refusal, not before this.
     not_before: Instant,
     attempts: u8,
+    /// Peers that answered NOTFOUND or did not answer.
+    tried: Tried,
 }
 
 impl Request {
@@ -130,6 +132,7 @@ impl Request {
             deadline: None,
             not_before: Instant::ZERO,
             attempts: 0,
+            tried: Tried::new(),
         }
     }
 }
@@ -311,11 +314,13 @@ impl<const WINDOW: usize> Download<WINDOW> {
                     self.deliver(out);
                 }
             }
-            Reply::NotFound { from, hash } => {
+            Reply::NotFound { from, hash, holders } => {
+                self.requester.hint(*hash, holders);
                 log::trace!("download: NOTFOUND {hash:?} from {}", from.addr);
                 let refused = |r: &mut Request, requester: &mut Requester<PEERS>| {
                     if r.hash == *hash && r.to == Some(from.addr) && r.deadline.is_some() {
                         requester.on_done(from.addr);
+                        r.tried.remember(from.addr);
                         r.deadline = None;
                         r.to = None;
                         r.attempts = r.attempts.saturating_add(1);
@@ -340,6 +345,7 @@ impl<const WINDOW: usize> Download<WINDOW> {
     fn lost(requester: &mut Requester<PEERS>, request: &mut Request) {
         if let Some(to) = request.to.take() {
             requester.on_loss(to);
+            request.tried.remember(to);
         }
         request.deadline = None;
         request.attempts = request.attempts.saturating_add(1);
@@ -521,7 +527,8 @@ impl<const WINDOW: usize> Download<WINDOW> {
         // The wait after a refusal is over; from here on a retry timer or
         // the request's deadline wakes us.
         request.not_before = Instant::ZERO;
-        match self.requester.pick(now, node, &request.hash, request.attempts, sink) {
+        match self.requester.pick(now, node, &request.hash, request.attempts, &request.tried, sink)
+        {
             Pick::Target(to) => {
                 log::trace!(
                     "download: FILEGET {:?} attempt {} to {to}",

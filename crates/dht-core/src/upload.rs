@@ -34,7 +34,7 @@ use core::fmt;
 use heapless::{Deque, Vec};
 use sha2::{Digest, Sha256};
 
-use crate::client::{exhausted, refusal_backoff, Pick, Requester};
+use crate::client::{exhausted, refusal_backoff, Pick, Requester, Tried};
 use crate::config::{FRAGMENT_SIZE, INDEX_MAX_FRAGMENTS, MAX_FILE_SIZE};
 use crate::fragment::{
     fragment_layout, FragmentBytes, FragmentHash, IndexError, IndexFragment, IndexName,
@@ -43,6 +43,7 @@ use crate::id::{PeerAddr, PeerInfo, Shard};
 use crate::node::{Node, Reply, RequestError, Transmit};
 use crate::store::FragmentStore;
 use crate::time::Instant;
+use crate::wire::StoreOutcome;
 
 /// The bytes of a file being uploaded.
 pub trait FileSource {
@@ -166,6 +167,9 @@ enum State {
 pub use crate::client::{GIVE_UP_AFTER, MAX_ATTEMPTS};
 /// Peers whose windows are tracked at once.
 const PEERS: usize = 32;
+/// Redirects to named holders an item may follow before refusals count as
+/// failures.
+const MAX_REDIRECTS: u8 = 4;
 /// Items: data fragments plus the index.
 const ITEMS: usize = INDEX_MAX_FRAGMENTS + 1;
 
@@ -179,6 +183,8 @@ pub struct Upload<const WINDOW: usize = 32> {
     attempts: [u8; ITEMS],
     /// After a refusal, an item waits until this time.
     not_before: [Instant; ITEMS],
+    /// Times each item was redirected to the holders a node named.
+    redirects: [u8; ITEMS],
     started: Option<Instant>,
     acked_count: u16,
     in_flight: Vec<InFlight, WINDOW>,
@@ -212,6 +218,7 @@ impl<const WINDOW: usize> Upload<WINDOW> {
             acked: [false; ITEMS],
             attempts: [0; ITEMS],
             not_before: [Instant::ZERO; ITEMS],
+            redirects: [0; ITEMS],
             started: None,
             acked_count: 0,
             in_flight: Vec::new(),
@@ -326,7 +333,8 @@ impl<const WINDOW: usize> Upload<WINDOW> {
         source: &mut impl FileSource,
         sink: &mut impl Transmit,
     ) {
-        let Reply::Stored { from, hash, outcome } = reply else { return };
+        let Reply::Stored { from, hash, outcome, holders } = reply else { return };
+        self.requester.hint(*hash, holders);
         let Some(position) = self.in_flight.iter().position(|f| self.item_hash(f.item) == *hash)
         else {
             return;
@@ -340,6 +348,11 @@ impl<const WINDOW: usize> Upload<WINDOW> {
             }
             self.in_flight.swap_remove(position);
             self.mark_stored(*hash, *from);
+        } else if *outcome == StoreOutcome::NotHolder && self.redirect(flight.item) {
+            // The node named the right holders (the node has learned them):
+            // try again at once, from the best-ranked candidate.
+            self.requester.on_done(flight.to);
+            self.in_flight.swap_remove(position);
         } else {
             self.requester.on_done(flight.to);
             self.in_flight.swap_remove(position);
@@ -357,6 +370,18 @@ impl<const WINDOW: usize> Upload<WINDOW> {
             self.index_hash
         } else {
             self.index.hash_of(usize::from(item)).unwrap_or_default()
+        }
+    }
+
+    /// Counts a redirect of `item`; `false` once it was redirected too often
+    /// (then the refusal counts as a failed attempt).
+    fn redirect(&mut self, item: u16) -> bool {
+        match self.redirects.get_mut(usize::from(item)) {
+            Some(count) if *count < MAX_REDIRECTS => {
+                *count += 1;
+                true
+            }
+            _ => false,
         }
     }
 
@@ -435,7 +460,7 @@ impl<const WINDOW: usize> Upload<WINDOW> {
                 continue;
             }
             let attempt = self.attempts.get(index).copied().unwrap_or(0);
-            let to = match self.requester.pick(now, node, &hash, attempt, sink) {
+            let to = match self.requester.pick(now, node, &hash, attempt, &Tried::new(), sink) {
                 Pick::Target(to) => to,
                 Pick::Wait => continue,
                 Pick::NoHolder => {

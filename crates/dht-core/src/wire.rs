@@ -110,6 +110,9 @@ pub enum StoreOutcome {
     WrongShard,
     /// The store failed (I/O error): try another holder.
     Failed,
+    /// The receiver is not among the members that should hold this
+    /// fragment; the answer names those that are.
+    NotHolder,
 }
 
 impl StoreOutcome {
@@ -227,11 +230,20 @@ pub enum Message<'a> {
         hash: FragmentHash,
         /// What became of it.
         outcome: StoreOutcome,
+        /// With [`StoreOutcome::NotHolder`], the members that should hold
+        /// it as the receiver sees its shard; empty otherwise.
+        holders: HolderList,
     },
+
     /// NOTFOUND (variant 10): Answers a FILEGET for a fragment the receiver does not hold.
     NotFound {
         /// The fragment asked for.
         hash: FragmentHash,
+        /// Members of the fragment's shard that should hold it, as the
+        /// answering node sees the shard (empty if it does not know). A
+        /// member of the shard knows it whole, so one NOTFOUND is enough to
+        /// find the holders.
+        holders: HolderList,
     },
     /// LEAVE (variant 11): The originator leaves the network: remove it from your tables.
     Leave,
@@ -263,7 +275,22 @@ pub enum Message<'a> {
         /// Up to 128 fragment hashes.
         hashes: HashList,
     },
+    /// DEAD (variant 15): `peer` stopped answering its liveness probes.
+    /// Sent as a broadcast whose UID is derived from the peer, so each
+    /// node handles one notice per death; receivers drop the peer from
+    /// their tables. A node that hears of its own death says it is alive
+    /// with ADDME to its neighbors.
+    Dead {
+        /// The node found dead.
+        peer: PeerInfo,
+    },
 }
+
+/// Suggested holders carried by NOTFOUND.
+pub type HolderList = heapless::Vec<PeerInfo, MAX_SUGGESTED_HOLDERS>;
+
+/// Most holders suggested in one NOTFOUND.
+pub const MAX_SUGGESTED_HOLDERS: usize = 4;
 
 /// Fragment hashes carried by HOLDINGS.
 pub type HashList = heapless::Vec<FragmentHash, MAX_HASHES_PER_MESSAGE>;
@@ -287,11 +314,12 @@ pub enum MessageKind {
     StatsRequest,
     Stats,
     Holdings,
+    Dead,
 }
 
 impl MessageKind {
     /// Number of kinds.
-    pub const COUNT: usize = 15;
+    pub const COUNT: usize = 16;
 
     /// All kinds in wire order.
     pub const ALL: [MessageKind; MessageKind::COUNT] = [
@@ -310,6 +338,7 @@ impl MessageKind {
         MessageKind::StatsRequest,
         MessageKind::Stats,
         MessageKind::Holdings,
+        MessageKind::Dead,
     ];
 
     /// The kind's position in [`MessageKind::ALL`].
@@ -335,6 +364,7 @@ impl MessageKind {
             MessageKind::StatsRequest => "STATSREQ",
             MessageKind::Stats => "STATS",
             MessageKind::Holdings => "HOLDINGS",
+            MessageKind::Dead => "DEAD",
         }
     }
 
@@ -363,6 +393,7 @@ impl Message<'_> {
             Message::StatsRequest { .. } => MessageKind::StatsRequest,
             Message::Stats { .. } => MessageKind::Stats,
             Message::Holdings { .. } => MessageKind::Holdings,
+            Message::Dead { .. } => MessageKind::Dead,
         }
     }
 }
@@ -544,11 +575,16 @@ mod tests {
         let mut tail = Vec::from([0x09]);
         tail.extend_from_slice(&hash_bytes);
         tail.push(0x02); // Full
-        check(Message::Stored { hash, outcome: StoreOutcome::Full }, &tail);
+        tail.push(0x00); // no holders named
+        check(
+            Message::Stored { hash, outcome: StoreOutcome::Full, holders: HolderList::new() },
+            &tail,
+        );
 
         let mut tail = Vec::from([0x0A]);
         tail.extend_from_slice(&hash_bytes);
-        check(Message::NotFound { hash }, &tail);
+        tail.push(0x00); // no suggested holders
+        check(Message::NotFound { hash, holders: HolderList::new() }, &tail);
 
         check(Message::Leave, &[0x0B]);
         let mut hashes = HashList::new();
@@ -556,6 +592,8 @@ mod tests {
         let mut tail = Vec::from([0x0E, 0x01]);
         tail.extend_from_slice(&[0xAA; 32]);
         check(Message::Holdings { hashes }, &tail);
+        let peer = PeerInfo { id: NodeId(3), addr: PeerAddr::v4([127, 0, 0, 1], 8001) };
+        check(Message::Dead { peer }, &[0x0F, 0x03, 0x00, 127, 0, 0, 1, 0xC1, 0x3E]);
         check(Message::StatsRequest { nonce: 2 }, &[0x0C, 0x02]);
 
         let fragment = [0x5Au8; FRAGMENT_SIZE];

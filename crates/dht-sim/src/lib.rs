@@ -408,6 +408,12 @@ impl Sim {
         h.wake_generation += 1;
     }
 
+    /// Makes `host` leave gracefully: it hands off its fragments and tells
+    /// its neighbors, then goes down (its store is kept, like a disk).
+    pub fn leave(&mut self, host: HostId) {
+        self.with_node(host, |node, now, out| node.leave(now, out));
+    }
+
     /// Restarts a crashed `host` on its store, with the same id and address,
     /// joining through `seed`.
     pub fn restart(&mut self, host: HostId, seed: HostId) {
@@ -564,6 +570,7 @@ impl Sim {
     ) {
         let now = self.now;
         let mut out = Outbox::default();
+        let mut left_counters = None;
         let (addr, next_wake) = {
             let Some(h) = self.hosts.get_mut(host) else { return };
             let Some(node) = h.node.as_deref_mut() else { return };
@@ -607,8 +614,19 @@ impl Sim {
                 (Some(a), Some(b)) => Some(a.min(b)),
                 (a, b) => a.or(b),
             };
+            if node.has_left() {
+                // A node that left is down: its process would exit now.
+                if let Some(node) = h.node.take() {
+                    left_counters = Some(node.counters().clone());
+                    h.disk = Some(node.into_store());
+                }
+                h.app = App::Idle;
+            }
             (h.addr, next)
         };
+        if let Some(counters) = left_counters {
+            self.retired.accumulate(&counters);
+        }
         for (to, bytes) in out.datagrams {
             self.transmit(host, addr, to, bytes);
         }

@@ -45,7 +45,7 @@ fn valid_packet(rng: &mut Rng, fragment: &[u8; FRAGMENT_SIZE], buf: &mut [u8]) -
         let _ = peers.push(PeerInfo { id: NodeId(rng.next_u64()), addr: random_addr(rng) });
     }
     let hash = random_hash(rng);
-    let message = match rng.below(14) {
+    let message = match rng.below(16) {
         0 => Message::Join { want: rng.next_u64() as u8, shard: rng.chance(1, 2).then_some(shard) },
         1 => Message::Peers { peers },
         2 => Message::AddMe,
@@ -60,10 +60,20 @@ fn valid_packet(rng: &mut Rng, fragment: &[u8; FRAGMENT_SIZE], buf: &mut [u8]) -
         6 => Message::FileGet { hash },
         7 => Message::Find { shard, nonce: rng.next_u64() },
         8 => Message::NewFile { hash },
-        9 => Message::Stored { hash, outcome: StoreOutcome::Stored },
-        10 => Message::NotFound { hash },
+        9 => Message::Stored { hash, outcome: StoreOutcome::Stored, holders: Default::default() },
+        10 => Message::NotFound { hash, holders: Default::default() },
         11 => Message::Leave,
         12 => Message::StatsRequest { nonce: rng.next_u64() },
+        13 => {
+            Message::Dead { peer: PeerInfo { id: NodeId(rng.next_u64()), addr: random_addr(rng) } }
+        }
+        14 => {
+            let mut hashes = dht_core::wire::HashList::new();
+            for _ in 0..rng.below(129) {
+                let _ = hashes.push(random_hash(rng));
+            }
+            Message::Holdings { hashes }
+        }
         _ => Message::Stats {
             nonce: 1,
             held: 2,

@@ -62,13 +62,20 @@ fn network_of_256_nodes_returns_a_2_mb_file_byte_identical() {
     assert_eq!(back.len(), data.len());
     assert!(back == data, "downloaded bytes differ");
 
-    // Whole-shard replication: after announcements settle, each fragment is
-    // on every member of its shard.
+    // Bounded replication (R = 3 by default): once announcements settle,
+    // every fragment has three holders, all in its shard. A member whose
+    // view of the shard was still incomplete when it announced may have
+    // made a fourth copy; such extra copies stay rare.
     sim.run_for(Duration::from_secs(5));
-    let hash = dht_core::FragmentHash::of(data[..8192].try_into().unwrap());
-    let shard_size =
-        members.iter().filter(|&&m| sim.node(m).unwrap().shard() == hash.shard()).count();
-    assert_eq!(sim.holders_of(&hash).len(), shard_size);
+    let mut copies = 0;
+    for chunk in data.chunks(8192) {
+        let hash = dht_core::FragmentHash::of(chunk.try_into().unwrap());
+        let holders = sim.holders_of(&hash);
+        assert!(holders.len() >= 3, "{hash:?} has {} holders", holders.len());
+        assert!(holders.iter().all(|&h| sim.node(h).unwrap().shard() == hash.shard()));
+        copies += holders.len();
+    }
+    assert!(copies <= 255 * 3 + 255 / 20, "{copies} copies of 255 fragments");
     let total = sim.total_counters();
     assert_eq!(total.drops_of(dht_core::counters::DropReason::BadHash), 0);
 }

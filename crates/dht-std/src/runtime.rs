@@ -147,6 +147,15 @@ impl<S: FragmentStore> Runtime<S> {
         Ok(())
     }
 
+    /// Forgets a termination signal that was handled, so that the next one
+    /// ends [`Runtime::run`] again (a second Ctrl-C during a graceful
+    /// leave ends it at once).
+    pub fn reset_signal(&self) {
+        if let Some(s) = self.signals.as_ref() {
+            s.flag.store(false, Ordering::SeqCst);
+        }
+    }
+
     /// Whether a termination signal arrived.
     pub fn signalled(&self) -> bool {
         self.signals.as_ref().is_some_and(|s| s.flag.load(Ordering::SeqCst))

@@ -146,7 +146,16 @@ impl<S: FragmentStore, const NEIGHBORS: usize, const DEDUP: usize, const FETCHES
         if peer.id == self.me.id || peer.addr == self.me.addr {
             return Insert::Full;
         }
-        self.neighbors.insert(peer, now, verified)
+        if self.recently_dead(peer.addr, now) {
+            // Only the node itself, heard directly, brings it back (see
+            // `handle_datagram`); lists from others may be stale.
+            return Insert::Full;
+        }
+        let outcome = self.neighbors.insert(peer, now, verified);
+        if outcome == Insert::Added {
+            self.membership_changed(now, peer, true);
+        }
+        outcome
     }
 
     pub(super) fn on_peers(

@@ -25,7 +25,9 @@
 
 use core::fmt;
 
+mod liveness;
 mod membership;
+mod repair;
 mod replication;
 
 use heapless::{Deque, Vec};
@@ -87,6 +89,12 @@ pub enum Event {
     CorruptFragmentRemoved(FragmentHash),
     /// A replication fetch was given up after its attempts.
     FetchAbandoned(FragmentHash),
+    /// A neighbor was found dead (it stopped answering probes, or another
+    /// node said so) and dropped.
+    NeighborDead(PeerInfo),
+    /// A graceful leave is complete: the hand-off is done and the
+    /// neighbors were told. The node should now stop.
+    Left,
 }
 
 /// An answer to a request the application made through this node.
@@ -110,6 +118,8 @@ pub enum Reply<'a> {
         hash: FragmentHash,
         /// What happened to it.
         outcome: StoreOutcome,
+        /// With [`StoreOutcome::NotHolder`], who should hold it instead.
+        holders: crate::wire::HolderList,
     },
     /// A fragment (verified against its hash) answering a FILEGET.
     Fragment {
@@ -126,6 +136,8 @@ pub enum Reply<'a> {
         from: PeerInfo,
         /// The fragment asked for.
         hash: FragmentHash,
+        /// Who should hold it, as the answering node sees its shard.
+        holders: crate::wire::HolderList,
     },
     /// A node's statistics.
     Stats {
@@ -169,6 +181,9 @@ enum JoinState {
 #[derive(Clone, Copy, Debug)]
 struct Fetch {
     hash: FragmentHash,
+    /// The node that announced the fragment (it has it).
+    origin: PeerInfo,
+    /// The node the current attempt asks.
     from: PeerInfo,
     attempts: u8,
     /// `None` while queued, the timeout of the FILEGET in flight otherwise.
@@ -191,6 +206,11 @@ pub enum RequestError {
 /// Shards a joining node compares before it picks the smallest (see
 /// `choose_shard`).
 pub const SHARD_CHOICES: usize = 4;
+
+/// Announcements remembered for their second sending.
+const REANNOUNCE: usize = 64;
+/// When an announcement is sent the second time.
+const REANNOUNCE_DELAY: Duration = Duration::from_secs(2);
 
 /// Capacity of the application event queue.
 const EVENT_QUEUE: usize = 32;
@@ -231,6 +251,23 @@ pub struct Node<
     /// A shard in which the node knew nobody at the last maintenance round
     /// and asked around (see `move_to_empty_shard`).
     suspect_empty: Option<Shard>,
+    /// Liveness probes in flight.
+    probes: Vec<liveness::Probe, { liveness::PROBES }>,
+    /// When the watched mates are next probed.
+    next_monitor: Option<Instant>,
+    /// When a random quiet neighbor is next probed.
+    next_random_probe: Option<Instant>,
+    /// Nodes recently found dead, kept out of the table for a while.
+    recently_dead: Deque<(PeerAddr, Instant), { liveness::RECENTLY_DEAD }>,
+    /// The store scan after shard membership changed.
+    repair: Option<repair::RepairScan>,
+    /// A graceful leave in progress.
+    leaving: Option<repair::Leaving>,
+    /// Fragments announced recently, announced once more at the given time
+    /// (an announcement is a datagram without acknowledgement).
+    reannounce: Deque<(FragmentHash, Instant), REANNOUNCE>,
+    /// Whether the node has left.
+    left: bool,
     events: Deque<Event, EVENT_QUEUE>,
     counters: Counters,
     tx: [u8; MAX_DATAGRAM_SIZE],
@@ -265,6 +302,14 @@ impl<S: FragmentStore, const NEIGHBORS: usize, const DEDUP: usize, const FETCHES
             next_maintenance: None,
             holdings_cursor: 0,
             suspect_empty: None,
+            probes: Vec::new(),
+            next_monitor: None,
+            next_random_probe: None,
+            recently_dead: Deque::new(),
+            repair: None,
+            leaving: None,
+            reannounce: Deque::new(),
+            left: false,
             events: Deque::new(),
             counters: Counters::default(),
             tx: [0; MAX_DATAGRAM_SIZE],
@@ -398,13 +443,30 @@ impl<S: FragmentStore, const NEIGHBORS: usize, const DEDUP: usize, const FETCHES
                 None => room.then_some(f.not_before),
             })
             .min();
-        [join, fetch, self.next_maintenance].into_iter().flatten().min()
+        if self.left {
+            return None;
+        }
+        [
+            join,
+            fetch,
+            self.next_maintenance,
+            self.liveness_deadline(),
+            self.repair_deadline(),
+            self.leave_deadline(),
+            self.reannounce.front().map(|(_, at)| *at),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 
     // ----- inputs --------------------------------------------------------
 
     /// Does the timed work due at `now`. Safe to call at any time.
     pub fn handle_timeout(&mut self, now: Instant, sink: &mut impl Transmit) {
+        if self.left {
+            return;
+        }
         match self.join {
             JoinState::Joining { seed, attempt, next } if now >= next => {
                 let attempt = attempt.saturating_add(1);
@@ -424,6 +486,13 @@ impl<S: FragmentStore, const NEIGHBORS: usize, const DEDUP: usize, const FETCHES
         }
         self.expire_fetches(now, sink);
         self.pump_fetches(now, sink);
+        self.liveness_timeout(now, sink);
+        self.repair_timeout(now, sink);
+        self.leave_timeout(now, sink);
+        while let Some((hash, _)) = self.reannounce.front().copied().filter(|(_, at)| *at <= now) {
+            self.reannounce.pop_front();
+            self.announce_to_holders(hash, None, sink);
+        }
     }
 
     /// Processes one datagram received from `from` at `now`. Returns the
@@ -435,6 +504,9 @@ impl<S: FragmentStore, const NEIGHBORS: usize, const DEDUP: usize, const FETCHES
         bytes: &'a [u8],
         sink: &mut impl Transmit,
     ) -> Option<Reply<'a>> {
+        if self.left {
+            return None;
+        }
         let mut packet = match Packet::decode(bytes) {
             Ok(packet) => packet,
             Err(crate::wire::DecodeError::BadVersion(_)) => {
@@ -469,6 +541,10 @@ impl<S: FragmentStore, const NEIGHBORS: usize, const DEDUP: usize, const FETCHES
             return None;
         }
         self.neighbors.touch(from, now);
+        if from == packet.source.addr {
+            // Heard directly: whatever was said of its death, it is alive.
+            self.revived(from);
+        }
 
         match packet.transmission {
             Transmission::Singlecast | Transmission::Randomcast { hops: 0 } => {}
@@ -501,7 +577,9 @@ impl<S: FragmentStore, const NEIGHBORS: usize, const DEDUP: usize, const FETCHES
             }
         }
         let direct = from == packet.source.addr;
-        self.process(now, packet, direct, sink)
+        let reply = self.process(now, packet, direct, sink);
+        self.heard_from(from);
+        reply
     }
 
     // ----- commands ------------------------------------------------------
@@ -513,12 +591,23 @@ impl<S: FragmentStore, const NEIGHBORS: usize, const DEDUP: usize, const FETCHES
         self.send_join(seed, None, sink);
     }
 
-    /// Tells every neighbor that this node leaves.
-    pub fn leave(&mut self, sink: &mut impl Transmit) {
-        let targets = self.neighbor_addrs();
-        for to in targets {
-            self.send(to, Transmission::Singlecast, &Message::Leave, sink);
-        }
+    /// Leaves the network gracefully: hands off every fragment whose copies
+    /// would fall below R without this node (store requests to the members
+    /// that replace it, at most `leave_timeout`), then sends LEAVE to every
+    /// neighbor. [`Event::Left`] and [`Node::has_left`] tell when it is
+    /// done; keep driving the node until then.
+    pub fn leave(&mut self, now: Instant, sink: &mut impl Transmit) {
+        self.start_leave(now, sink);
+    }
+
+    /// Whether the node has left (after [`Node::leave`]).
+    pub fn has_left(&self) -> bool {
+        self.left
+    }
+
+    /// Whether a leave is in progress.
+    pub fn is_leaving(&self) -> bool {
+        self.leaving.is_some()
     }
 
     /// Sends a message singlecast (or as a randomcast with `hops`).
@@ -598,10 +687,15 @@ impl<S: FragmentStore, const NEIGHBORS: usize, const DEDUP: usize, const FETCHES
         }
     }
 
-    /// Asks up to `ask` random neighbors which members of `shard` they know
-    /// (a FIND sent singlecast is answered with PEERS by non-members), to
-    /// fill the table for an upload or download.
+    /// Asks a known member of `shard` for the shard's members (JOIN
+    /// restricted to the shard), and up to `ask` random neighbors which
+    /// members of `shard` they know (a FIND sent singlecast is answered with
+    /// PEERS by non-members), to fill the table for an upload or download.
     pub fn discover_shard(&mut self, shard: Shard, ask: usize, sink: &mut impl Transmit) {
+        // A member of the shard knows the whole shard: ask one if we can.
+        if let Some(member) = self.neighbors.random_in(&mut self.rng, shard) {
+            self.send_join(member.addr, Some(shard), sink);
+        }
         for _ in 0..ask {
             let Some(peer) = self.neighbors.random_except(&mut self.rng, None) else { return };
             let nonce = self.rng.next_u64();
@@ -739,7 +833,12 @@ impl<S: FragmentStore, const NEIGHBORS: usize, const DEDUP: usize, const FETCHES
                 }
                 None
             }
-            Message::Pong { nonce } => Some(Reply::Pong { from, nonce }),
+            Message::Pong { nonce } => {
+                if self.is_probe_answer(nonce) {
+                    return None;
+                }
+                Some(Reply::Pong { from, nonce })
+            }
             Message::FileFrag { mode, hash, data } => {
                 self.on_filefrag(now, source, mode, hash, data, sink)
             }
@@ -775,11 +874,29 @@ impl<S: FragmentStore, const NEIGHBORS: usize, const DEDUP: usize, const FETCHES
                 None
             }
             Message::NewFile { hash } => {
-                self.on_newfile(now, from, hash, sink);
+                let targeted = packet.transmission == Transmission::Singlecast;
+                self.on_newfile(now, from, hash, targeted, sink);
                 None
             }
-            Message::Stored { hash, outcome } => Some(Reply::Stored { from, hash, outcome }),
-            Message::NotFound { hash } => {
+            Message::Stored { hash, outcome, holders } => {
+                if self.handoff_answered(source.addr, &hash) {
+                    return None;
+                }
+                if direct {
+                    for peer in holders.iter().filter(|p| p.shard() == hash.shard()) {
+                        self.learn(*peer, now, true);
+                    }
+                }
+                Some(Reply::Stored { from, hash, outcome, holders })
+            }
+            Message::NotFound { hash, holders } => {
+                // The suggested holders come straight from a node that
+                // knows the shard: worth knowing.
+                if direct {
+                    for peer in holders.iter().filter(|p| p.shard() == hash.shard()) {
+                        self.learn(*peer, now, true);
+                    }
+                }
                 if let Some(i) =
                     self.fetches.iter().position(|f| f.hash == hash && f.from.addr == source.addr)
                 {
@@ -792,7 +909,7 @@ impl<S: FragmentStore, const NEIGHBORS: usize, const DEDUP: usize, const FETCHES
                     self.pump_fetches(now, sink);
                     return None;
                 }
-                Some(Reply::NotFound { from, hash })
+                Some(Reply::NotFound { from, hash, holders })
             }
             Message::Holdings { hashes } => {
                 if is_member && source.member && source.id.shard() == self.shard() {
@@ -801,7 +918,16 @@ impl<S: FragmentStore, const NEIGHBORS: usize, const DEDUP: usize, const FETCHES
                 None
             }
             Message::Leave => {
-                self.neighbors.remove_addr(source.addr);
+                let known =
+                    self.neighbors.get_addr(source.addr).is_some_and(|n| n.peer.id == source.id);
+                if known {
+                    self.neighbors.remove_addr(source.addr);
+                    self.membership_changed(now, from, false);
+                }
+                None
+            }
+            Message::Dead { peer } => {
+                self.on_dead(now, peer, sink);
                 None
             }
             Message::StatsRequest { nonce } => {

@@ -40,7 +40,7 @@ impl<S: FragmentStore, const NEIGHBORS: usize, const DEDUP: usize, const FETCHES
             if self.fetches.is_full() {
                 break;
             }
-            self.want_fragment(now, from, *hash);
+            self.want_fragment(now, from, *hash, false);
         }
         self.pump_fetches(now, sink);
     }
@@ -61,11 +61,24 @@ impl<S: FragmentStore, const NEIGHBORS: usize, const DEDUP: usize, const FETCHES
         let from = source.peer();
         match mode {
             FragMode::Store => {
-                let outcome = self.accept_store(&hash, data.0);
-                let stored = Message::Stored { hash, outcome };
+                // An upload (from a client, or a node of another shard) is
+                // stored only by a member that should hold the fragment; a
+                // mate's store request (a hand-off) is always taken.
+                let from_mate = source.member && source.id.shard() == self.shard();
+                let redirect = !from_mate
+                    && self.config.role == Role::Member
+                    && hash.shard() == self.shard()
+                    && !self.store.contains(&hash)
+                    && !self.should_hold(&hash);
+                let (outcome, holders) = if redirect {
+                    (StoreOutcome::NotHolder, self.suggested_holders(&hash))
+                } else {
+                    (self.accept_store(&hash, data.0), crate::wire::HolderList::new())
+                };
+                let stored = Message::Stored { hash, outcome, holders };
                 self.send(source.addr, Transmission::Singlecast, &stored, sink);
                 if outcome == StoreOutcome::Stored {
-                    self.announce(hash, Some(source.addr), sink);
+                    self.announce(now, hash, Some(source.addr), sink);
                 }
                 None
             }
@@ -77,7 +90,7 @@ impl<S: FragmentStore, const NEIGHBORS: usize, const DEDUP: usize, const FETCHES
                         self.counters.fetches_completed =
                             self.counters.fetches_completed.saturating_add(1);
                         if self.accept_store(&hash, data.0) == StoreOutcome::Stored {
-                            self.announce(hash, Some(source.addr), sink);
+                            self.announce(now, hash, Some(source.addr), sink);
                         }
                         self.pump_fetches(now, sink);
                         None
@@ -94,7 +107,7 @@ impl<S: FragmentStore, const NEIGHBORS: usize, const DEDUP: usize, const FETCHES
         hash: &FragmentHash,
         data: &FragmentBytes,
     ) -> StoreOutcome {
-        if self.config.role != Role::Member {
+        if self.config.role != Role::Member || self.leaving.is_some() {
             self.counters.count_drop(DropReason::NotServed);
             return StoreOutcome::Failed;
         }
@@ -126,43 +139,78 @@ impl<S: FragmentStore, const NEIGHBORS: usize, const DEDUP: usize, const FETCHES
     /// checked, or NOTFOUND.
     pub(super) fn serve(&mut self, to: PeerAddr, hash: FragmentHash, sink: &mut impl Transmit) {
         let held = self.config.role == Role::Member && self.store.contains(&hash);
-        if held {
-            if let Ok(head) = encode_filefrag_header(
-                Transmission::Singlecast,
-                self.source(),
-                FragMode::Answer,
-                &hash,
-                &mut self.tx,
-            ) {
-                let end = head + FRAGMENT_SIZE;
-                let body =
-                    self.tx.get_mut(head..end).and_then(|s| <&mut FragmentBytes>::try_from(s).ok());
-                if let Some(body) = body {
-                    match self.store.read(&hash, body) {
-                        Ok(true) if hash.verifies(body) => {
-                            if self.transmit_tx(to, MessageKind::FileFrag, end, sink) {
-                                self.counters.fragments_served =
-                                    self.counters.fragments_served.saturating_add(1);
-                            }
-                            return;
-                        }
-                        Ok(true) => {
-                            let _ = self.store.remove(&hash);
-                            self.counters.count_drop(DropReason::CorruptStored);
-                            self.push_event(Event::CorruptFragmentRemoved(hash));
-                        }
-                        Ok(false) => {}
-                        Err(_) => self.counters.count_drop(DropReason::StoreError),
-                    }
-                }
+        if held && self.send_stored(to, hash, FragMode::Answer, sink) {
+            self.counters.fragments_served = self.counters.fragments_served.saturating_add(1);
+            return;
+        }
+        // Point the asker at the members that should hold it.
+        let holders = self.suggested_holders(&hash);
+        self.send(to, Transmission::Singlecast, &Message::NotFound { hash, holders }, sink);
+    }
+
+    /// The members other than this node that should hold `hash`, as this
+    /// node sees its shard (at most four), to point a client at them.
+    pub(super) fn suggested_holders(&self, hash: &FragmentHash) -> crate::wire::HolderList {
+        let mut holders = crate::wire::HolderList::new();
+        if hash.shard() != self.shard() {
+            return holders;
+        }
+        let copies = match self.config.replication {
+            Replication::WholeShard => crate::wire::MAX_SUGGESTED_HOLDERS,
+            Replication::Copies(r) => usize::from(r),
+        };
+        let top = self.top_holders(hash, copies.min(repair::MAX_COPIES), true);
+        for peer in top.iter().take(crate::wire::MAX_SUGGESTED_HOLDERS) {
+            let _ = holders.push(*peer);
+        }
+        holders
+    }
+
+    /// Sends the stored fragment `hash` to `to` in `mode`, read from the
+    /// store straight into the datagram and checked against its hash; a
+    /// fragment that fails the check is removed. Returns whether it was
+    /// sent.
+    pub(super) fn send_stored(
+        &mut self,
+        to: PeerAddr,
+        hash: FragmentHash,
+        mode: FragMode,
+        sink: &mut impl Transmit,
+    ) -> bool {
+        let source = self.source();
+        let Ok(head) =
+            encode_filefrag_header(Transmission::Singlecast, source, mode, &hash, &mut self.tx)
+        else {
+            return false;
+        };
+        let end = head + FRAGMENT_SIZE;
+        let Some(body) =
+            self.tx.get_mut(head..end).and_then(|s| <&mut FragmentBytes>::try_from(s).ok())
+        else {
+            return false;
+        };
+        match self.store.read(&hash, body) {
+            Ok(true) if hash.verifies(body) => {
+                self.transmit_tx(to, MessageKind::FileFrag, end, sink)
+            }
+            Ok(true) => {
+                let _ = self.store.remove(&hash);
+                self.counters.count_drop(DropReason::CorruptStored);
+                self.push_event(Event::CorruptFragmentRemoved(hash));
+                false
+            }
+            Ok(false) => false,
+            Err(_) => {
+                self.counters.count_drop(DropReason::StoreError);
+                false
             }
         }
-        self.send(to, Transmission::Singlecast, &Message::NotFound { hash }, sink);
     }
 
     /// Tells the other holders of `hash` that this node has it.
     pub(super) fn announce(
         &mut self,
+        now: Instant,
         hash: FragmentHash,
         except: Option<PeerAddr>,
         sink: &mut impl Transmit,
@@ -180,17 +228,26 @@ impl<S: FragmentStore, const NEIGHBORS: usize, const DEDUP: usize, const FETCHES
                 self.relay_to_all(&packet, &[], sink);
             }
             Announce::Shard => {
-                let targets = self.replica_targets(&hash);
-                for peer in targets.iter() {
-                    if Some(peer.addr) != except {
-                        self.send(
-                            peer.addr,
-                            Transmission::Singlecast,
-                            &Message::NewFile { hash },
-                            sink,
-                        );
-                    }
+                self.announce_to_holders(hash, except, sink);
+                if self.reannounce.is_full() {
+                    self.reannounce.pop_front();
                 }
+                let _ = self.reannounce.push_back((hash, now + REANNOUNCE_DELAY));
+            }
+        }
+    }
+
+    /// A NEWFILE to each member that should hold `hash` (but `except`).
+    pub(super) fn announce_to_holders(
+        &mut self,
+        hash: FragmentHash,
+        except: Option<PeerAddr>,
+        sink: &mut impl Transmit,
+    ) {
+        let targets = self.replica_targets(&hash);
+        for peer in targets.iter() {
+            if Some(peer.addr) != except {
+                self.send(peer.addr, Transmission::Singlecast, &Message::NewFile { hash }, sink);
             }
         }
     }
@@ -228,10 +285,30 @@ impl<S: FragmentStore, const NEIGHBORS: usize, const DEDUP: usize, const FETCHES
         now: Instant,
         from: PeerInfo,
         hash: FragmentHash,
+        targeted: bool,
         sink: &mut impl Transmit,
     ) {
-        self.want_fragment(now, from, hash);
+        // A mate's announcement to us alone says its view of the shard puts
+        // us among the holders; views can differ while the shard's
+        // membership settles, and the announcer's word is what keeps the
+        // copies at R then. A flooded announcement asks nobody in
+        // particular.
+        let asked = targeted && from.shard() == self.shard() && hash.shard() == self.shard();
+        self.want_fragment(now, from, hash, asked);
         self.pump_fetches(now, sink);
+    }
+
+    /// A random member other than this node and `except` that should hold
+    /// `hash` by this node's view.
+    fn other_holder(&mut self, hash: &FragmentHash, except: PeerInfo) -> Option<PeerInfo> {
+        let copies = match self.config.replication {
+            Replication::WholeShard => NEIGHBORS,
+            Replication::Copies(r) => usize::from(r),
+        };
+        let top = self.top_holders(hash, copies.min(repair::MAX_COPIES), false);
+        let others = top.iter().filter(|p| p.id != self.me.id && p.addr != except.addr);
+        let pick = self.rng.below(others.clone().count());
+        others.clone().nth(pick).copied()
     }
 
     /// Whether this node should hold `hash`: its shard's, and under bounded
@@ -255,12 +332,20 @@ impl<S: FragmentStore, const NEIGHBORS: usize, const DEDUP: usize, const FETCHES
         }
     }
 
-    /// Queues a fetch of `hash` from `from` if this node should hold it,
-    /// lacks it, and is not already fetching it. The fetch starts after the
-    /// configured replication delay plus a random jitter of as much again,
-    /// so that replication does not compete with the upload it follows.
-    pub(super) fn want_fragment(&mut self, now: Instant, from: PeerInfo, hash: FragmentHash) {
-        if !self.should_hold(&hash) {
+    /// Queues a fetch of `hash` from `from` if this node should hold it (or
+    /// was `asked` to by a mate), lacks it, and is not already fetching it.
+    /// The fetch starts after the configured replication delay plus a
+    /// random jitter of as much again, so that replication does not compete
+    /// with the upload it follows.
+    pub(super) fn want_fragment(
+        &mut self,
+        now: Instant,
+        from: PeerInfo,
+        hash: FragmentHash,
+        asked: bool,
+    ) {
+        let ours = hash.shard() == self.shard() && self.config.role == Role::Member;
+        if !(self.should_hold(&hash) || (asked && ours)) {
             return;
         }
         if self.store.contains(&hash) || self.fetches.iter().any(|f| f.hash == hash) {
@@ -273,7 +358,7 @@ impl<S: FragmentStore, const NEIGHBORS: usize, const DEDUP: usize, const FETCHES
         let delay = self.config.replication_delay;
         let jitter = self.rng.below(delay.total_micros() as usize + 1) as u64;
         let not_before = now + delay + Duration::from_micros(jitter);
-        let fetch = Fetch { hash, from, attempts: 0, deadline: None, not_before };
+        let fetch = Fetch { hash, origin: from, from, attempts: 0, deadline: None, not_before };
         if self.fetches.push(fetch).is_err() {
             self.counters.count_drop(DropReason::FetchTableFull);
         }
@@ -313,17 +398,17 @@ impl<S: FragmentStore, const NEIGHBORS: usize, const DEDUP: usize, const FETCHES
                         self.push_event(Event::FetchAbandoned(fetch.hash));
                         continue;
                     }
-                    let own = self.shard();
-                    let other = if fetch.attempts % 2 == 0 {
-                        None
+                    // Odd attempts ask the announcer again, even ones another
+                    // member that should hold the fragment (it may have
+                    // fetched it meanwhile).
+                    let next = if fetch.attempts % 2 == 0 {
+                        fetch.origin
                     } else {
-                        self.neighbors.random_in(&mut self.rng, own)
+                        self.other_holder(&fetch.hash, fetch.origin).unwrap_or(fetch.origin)
                     };
                     if let Some(f) = self.fetches.get_mut(i) {
                         f.deadline = None; // requeue; pump_fetches resends
-                        if let Some(other) = other {
-                            f.from = other;
-                        }
+                        f.from = next;
                     }
                 }
                 _ => {}

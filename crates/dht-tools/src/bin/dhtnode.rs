@@ -49,7 +49,7 @@ struct Args {
     capacity: usize,
     /// Copies of each fragment: a number, or "all" for every node of its
     /// shard (the original system's behaviour).
-    #[arg(long, value_name = "N|all", default_value = "all")]
+    #[arg(long, value_name = "N|all", default_value = "3")]
     copies: String,
     /// How new fragments are announced to their other holders: "shard"
     /// (singlecast to the shard's members) or "flood" (the original's
@@ -84,7 +84,8 @@ impl App<DirStore> for NodeApp {
             Event::FragmentStored(hash) => log::debug!("stored {hash}"),
             Event::CorruptFragmentRemoved(hash) => log::warn!("removed corrupt fragment {hash}"),
             Event::FetchAbandoned(hash) => log::debug!("gave up fetching {hash}"),
-            Event::JoinRetry { .. } => {}
+            Event::NeighborDead(peer) => log::info!("{peer} does not answer; dropped it"),
+            Event::Left | Event::JoinRetry { .. } => {}
         }
     }
 }
@@ -163,11 +164,42 @@ fn run(args: Args) -> Result<(), String> {
     let mut app = NodeApp { store: store_dir };
     let stop = runtime.run(&mut app, None).map_err(|e| format!("network error: {e}"))?;
     if stop == Stop::Signal {
+        // Hand off what would fall below R copies, tell the neighbors, go.
+        // A second signal ends the hand-off at once.
         log::info!("leaving the network");
-        // The LEAVEs are handed to the kernel before the socket closes.
-        runtime.node.leave(&mut runtime.transport);
+        runtime.reset_signal();
+        let now = runtime.clock.now();
+        runtime.node.leave(now, &mut runtime.transport);
+        let deadline = now + runtime.node.config().leave_timeout + dht_core::Duration::from_secs(1);
+        let mut leaving = Leaving { left: runtime.node.has_left() };
+        match runtime
+            .run(&mut leaving, Some(deadline))
+            .map_err(|e| format!("network error: {e}"))?
+        {
+            Stop::Done => log::info!("left"),
+            Stop::Deadline => log::warn!("leave did not finish in time"),
+            Stop::Signal => log::warn!("second signal: leaving without finishing the hand-off"),
+        }
     }
     Ok(())
+}
+
+/// Runs until the node has left.
+struct Leaving {
+    left: bool,
+}
+
+impl App<DirStore> for Leaving {
+    fn handle_event(&mut self, _: &Node<DirStore>, event: Event) {
+        match event {
+            Event::Left => self.left = true,
+            Event::NeighborDead(peer) => log::info!("{peer} is dead"),
+            _ => {}
+        }
+    }
+    fn is_done(&self) -> bool {
+        self.left
+    }
 }
 
 fn node_store_len(node: &Node<DirStore>) -> usize {
