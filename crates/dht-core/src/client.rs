@@ -84,6 +84,11 @@ impl Tried {
         Tried { peers: [None; 4], next: 0 }
     }
 
+    /// Whether the list is empty.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.peers.iter().all(Option::is_none)
+    }
+
     /// Whether `peer` is in the list.
     pub(crate) fn contains(&self, peer: &PeerAddr) -> bool {
         self.peers.contains(&Some(*peer))
@@ -162,17 +167,25 @@ impl<const PEERS: usize> Requester<PEERS> {
                 Pick::NoHolder
             };
         }
-        // The best-ranked candidate not tried yet for this request.
-        let fresh = candidates.iter().find(|p| !tried.contains(&p.addr));
+        let count = candidates.len();
+        // A request that remembers whom it tried goes to the best-ranked
+        // candidate not tried yet; one that does not (an upload) goes round
+        // the candidates by attempt.
+        let fresh = if tried.is_empty() {
+            None
+        } else {
+            candidates.iter().find(|p| !tried.contains(&p.addr)).copied()
+        };
+        let all_tried =
+            if tried.is_empty() { usize::from(attempt) >= count } else { fresh.is_none() };
+        if all_tried {
+            // Every known member was tried: look for more while retrying.
+            self.discover(now, node, hash.shard(), sink);
+        }
         if let Some(peer) = fresh {
             if self.windows.can_send(peer.addr) {
                 return Pick::Target(peer.addr);
             }
-        }
-        let count = candidates.len();
-        if usize::from(attempt) >= count || fresh.is_none() {
-            // Every known member was tried: look for more while retrying.
-            self.discover(now, node, hash.shard(), sink);
         }
         let start = usize::from(attempt) % count;
         for k in 0..count {

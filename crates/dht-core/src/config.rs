@@ -171,8 +171,8 @@ impl Config {
             monitor_interval: Duration::from_secs(3),
             monitors: 2,
             random_probe_interval: Duration::from_secs(10),
-            probe_timeout: Duration::from_millis(400),
-            probe_tries: 4,
+            probe_timeout: Duration::from_millis(300),
+            probe_tries: 5,
             dead_breadth: 2,
             leave_timeout: Duration::from_secs(5),
         }

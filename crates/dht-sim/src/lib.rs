@@ -432,6 +432,19 @@ impl Sim {
         }
     }
 
+    /// The partition group of `host` (0 when there is no partition).
+    pub fn group(&self, host: HostId) -> u32 {
+        self.hosts.get(host).map(|h| h.group).unwrap_or(0)
+    }
+
+    /// Moves `host` into partition group `group` (a host added during a
+    /// partition starts in group 0).
+    pub fn set_group(&mut self, host: HostId, group: u32) {
+        if let Some(h) = self.hosts.get_mut(host) {
+            h.group = group;
+        }
+    }
+
     /// Heals any partition.
     pub fn heal(&mut self) {
         for h in self.hosts.iter_mut() {
@@ -456,6 +469,16 @@ impl Sim {
         (0..self.hosts.len())
             .filter(|&i| self.node(i).is_some_and(|n| n.store().contains(hash)))
             .collect()
+    }
+
+    /// Live hosts that hold `hash`, counted.
+    pub fn copies(&self, hash: &FragmentHash) -> usize {
+        self.holders_of(hash).len()
+    }
+
+    /// Hosts that are up.
+    pub fn live_hosts(&self) -> Vec<HostId> {
+        (0..self.hosts.len()).filter(|&h| self.is_up(h)).collect()
     }
 
     /// Runs for `span` of virtual time.
@@ -720,6 +743,18 @@ pub mod scene {
         let joined =
             sim.run_until(Duration::from_secs(60), |s| all.iter().all(|&h| s.is_joined(h)));
         joined.then_some(members)
+    }
+
+    /// Every fragment address of a file uploaded as `name`: its data
+    /// fragments, then its index.
+    pub fn file_hashes(name: &str, data: &[u8]) -> Vec<FragmentHash> {
+        let mut source: &[u8] = data;
+        let Ok(upload) = Upload::<1>::new(IndexName::from_file_name(name), &mut source) else {
+            return Vec::new();
+        };
+        let mut hashes: Vec<FragmentHash> = upload.index().hashes().to_vec();
+        hashes.push(upload.index_hash());
+        hashes
     }
 
     /// Deterministic pseudo-random bytes.

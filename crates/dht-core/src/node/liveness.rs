@@ -23,6 +23,11 @@
 //! A random neighbor not heard from is also probed every
 //! `random_probe_interval`, which finds dead entries that missed the
 //! broadcast (a lost datagram, a partition).
+//!
+//! Dead nodes are remembered for ten minutes, and each table maintenance
+//! round sends JOIN to one of them: a node that comes back (the other side
+//! of a healed partition, a restarted machine) answers with PEERS, and the
+//! two sides of the network find each other again.
 
 use super::*;
 
@@ -41,6 +46,9 @@ pub(super) const PROBES: usize = 8;
 pub(super) const RECENTLY_DEAD: usize = 32;
 /// How long a dead node is kept out of the table unless heard directly.
 pub(super) const DEAD_MEMORY: Duration = Duration::from_secs(30);
+/// How long a dead node is still asked, now and then, whether it is back
+/// (a healed partition, a restarted machine).
+pub(super) const GRAVEYARD_MEMORY: Duration = Duration::from_secs(600);
 
 /// The broadcast UID of the DEAD notice about `peer`.
 pub(super) fn dead_uid(peer: &PeerInfo) -> u64 {
@@ -181,6 +189,18 @@ impl<S: FragmentStore, const NEIGHBORS: usize, const DEDUP: usize, const FETCHES
             self.recently_dead.pop_front();
         }
         let _ = self.recently_dead.push_back((peer.addr, now));
+    }
+
+    /// Asks one node that died in the last ten minutes whether it is back
+    /// (JOIN; an answer brings it and its peers back into the table).
+    pub(super) fn call_the_dead(&mut self, now: Instant, sink: &mut impl Transmit) {
+        while self.recently_dead.front().is_some_and(|(_, t)| now >= *t + GRAVEYARD_MEMORY) {
+            self.recently_dead.pop_front();
+        }
+        let pick = self.rng.below(self.recently_dead.len());
+        if let Some((addr, _)) = self.recently_dead.iter().nth(pick).copied() {
+            self.send_join(addr, None, sink);
+        }
     }
 
     /// A DEAD notice arrived.

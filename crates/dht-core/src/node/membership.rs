@@ -15,7 +15,7 @@ impl<S: FragmentStore, const NEIGHBORS: usize, const DEDUP: usize, const FETCHES
     /// its quota, asks a random neighbor for a sample of every shard (JOIN).
     /// Peers learned from the answers get an ADDME, so tables become
     /// symmetric. Finally it sends one HOLDINGS page to a random mate.
-    pub(super) fn maintain_table(&mut self, sink: &mut impl Transmit) {
+    pub(super) fn maintain_table(&mut self, now: Instant, sink: &mut impl Transmit) {
         self.move_to_empty_shard(sink);
         let own = self.shard();
         if let Some(mate) = self.neighbors.random_in(&mut self.rng, own) {
@@ -35,6 +35,7 @@ impl<S: FragmentStore, const NEIGHBORS: usize, const DEDUP: usize, const FETCHES
         if let Some(mate) = self.neighbors.random_in(&mut self.rng, own) {
             self.send_holdings(mate.addr, sink);
         }
+        self.call_the_dead(now, sink);
     }
 
     /// A node that holds nothing, whose shard has other members, moves to a
@@ -135,7 +136,7 @@ impl<S: FragmentStore, const NEIGHBORS: usize, const DEDUP: usize, const FETCHES
                     self.send(first.addr, Transmission::Randomcast { hops }, &Message::AddMe, sink);
                 }
             }
-            self.maintain_table(sink);
+            self.maintain_table(now, sink);
             self.next_maintenance = Some(now + self.config.maintenance_interval.div(8));
         }
         let neighbors = self.neighbors.len();

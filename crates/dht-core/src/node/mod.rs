@@ -207,10 +207,23 @@ pub enum RequestError {
 /// `choose_shard`).
 pub const SHARD_CHOICES: usize = 4;
 
-/// Announcements remembered for their second sending.
-const REANNOUNCE: usize = 64;
-/// When an announcement is sent the second time.
-const REANNOUNCE_DELAY: Duration = Duration::from_secs(2);
+/// Announcements awaiting their acknowledgement.
+const ANNOUNCEMENTS: usize = 64;
+/// First wait for an announcement's acknowledgement (doubles per retry).
+const ANNOUNCE_RETRY: Duration = Duration::from_millis(1_500);
+/// Times an announcement is sent before it is given up (the HOLDINGS
+/// exchange is the backstop).
+const ANNOUNCE_TRIES: u8 = 5;
+
+/// A NEWFILE that its target has not acknowledged yet, by fetching the
+/// fragment (FILEGET) or saying it has it (STORED).
+#[derive(Clone, Copy, Debug)]
+struct Announced {
+    hash: FragmentHash,
+    to: PeerAddr,
+    next: Instant,
+    tries: u8,
+}
 
 /// Capacity of the application event queue.
 const EVENT_QUEUE: usize = 32;
@@ -263,9 +276,8 @@ pub struct Node<
     repair: Option<repair::RepairScan>,
     /// A graceful leave in progress.
     leaving: Option<repair::Leaving>,
-    /// Fragments announced recently, announced once more at the given time
-    /// (an announcement is a datagram without acknowledgement).
-    reannounce: Deque<(FragmentHash, Instant), REANNOUNCE>,
+    /// Announcements awaiting acknowledgement.
+    announced: Vec<Announced, ANNOUNCEMENTS>,
     /// Whether the node has left.
     left: bool,
     events: Deque<Event, EVENT_QUEUE>,
@@ -308,7 +320,7 @@ impl<S: FragmentStore, const NEIGHBORS: usize, const DEDUP: usize, const FETCHES
             recently_dead: Deque::new(),
             repair: None,
             leaving: None,
-            reannounce: Deque::new(),
+            announced: Vec::new(),
             left: false,
             events: Deque::new(),
             counters: Counters::default(),
@@ -453,7 +465,7 @@ impl<S: FragmentStore, const NEIGHBORS: usize, const DEDUP: usize, const FETCHES
             self.liveness_deadline(),
             self.repair_deadline(),
             self.leave_deadline(),
-            self.reannounce.front().map(|(_, at)| *at),
+            self.announced.iter().map(|a| a.next).min(),
         ]
         .into_iter()
         .flatten()
@@ -481,7 +493,7 @@ impl<S: FragmentStore, const NEIGHBORS: usize, const DEDUP: usize, const FETCHES
             _ => {}
         }
         if self.next_maintenance.is_some_and(|at| now >= at) {
-            self.maintain_table(sink);
+            self.maintain_table(now, sink);
             self.next_maintenance = Some(now + self.maintenance_delay());
         }
         self.expire_fetches(now, sink);
@@ -489,10 +501,7 @@ impl<S: FragmentStore, const NEIGHBORS: usize, const DEDUP: usize, const FETCHES
         self.liveness_timeout(now, sink);
         self.repair_timeout(now, sink);
         self.leave_timeout(now, sink);
-        while let Some((hash, _)) = self.reannounce.front().copied().filter(|(_, at)| *at <= now) {
-            self.reannounce.pop_front();
-            self.announce_to_holders(hash, None, sink);
-        }
+        self.retry_announcements(now, sink);
     }
 
     /// Processes one datagram received from `from` at `now`. Returns the
@@ -879,7 +888,9 @@ impl<S: FragmentStore, const NEIGHBORS: usize, const DEDUP: usize, const FETCHES
                 None
             }
             Message::Stored { hash, outcome, holders } => {
-                if self.handoff_answered(source.addr, &hash) {
+                if self.handoff_answered(source.addr, &hash)
+                    || self.announcement_acked(source.addr, &hash)
+                {
                     return None;
                 }
                 if direct {

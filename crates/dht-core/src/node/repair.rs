@@ -129,7 +129,7 @@ impl<S: FragmentStore, const NEIGHBORS: usize, const DEDUP: usize, const FETCHES
         let end = start.saturating_add(REPAIR_BATCH).min(self.store.len());
         for i in start..end {
             let Some(hash) = self.store.hash_at(i) else { break };
-            self.repair_fragment(&hash, &changes, overflow, sink);
+            self.repair_fragment(now, &hash, &changes, overflow, sink);
         }
         match self.repair.as_mut() {
             Some(scan) if end < self.store.len() => {
@@ -143,6 +143,7 @@ impl<S: FragmentStore, const NEIGHBORS: usize, const DEDUP: usize, const FETCHES
     /// Tells the members that should now hold `hash` that we have it.
     fn repair_fragment(
         &mut self,
+        now: Instant,
         hash: &FragmentHash,
         changes: &[(PeerInfo, bool)],
         overflow: bool,
@@ -177,6 +178,7 @@ impl<S: FragmentStore, const NEIGHBORS: usize, const DEDUP: usize, const FETCHES
         }
         for to in targets {
             self.send(to, Transmission::Singlecast, &Message::NewFile { hash: *hash }, sink);
+            self.expect_ack(now, *hash, to);
         }
     }
 

@@ -138,6 +138,7 @@ impl<S: FragmentStore, const NEIGHBORS: usize, const DEDUP: usize, const FETCHES
     /// Answers a FILEGET: the fragment read straight into the datagram and
     /// checked, or NOTFOUND.
     pub(super) fn serve(&mut self, to: PeerAddr, hash: FragmentHash, sink: &mut impl Transmit) {
+        self.announcement_acked(to, &hash);
         let held = self.config.role == Role::Member && self.store.contains(&hash);
         if held && self.send_stored(to, hash, FragMode::Answer, sink) {
             self.counters.fragments_served = self.counters.fragments_served.saturating_add(1);
@@ -227,28 +228,69 @@ impl<S: FragmentStore, const NEIGHBORS: usize, const DEDUP: usize, const FETCHES
                 };
                 self.relay_to_all(&packet, &[], sink);
             }
-            Announce::Shard => {
-                self.announce_to_holders(hash, except, sink);
-                if self.reannounce.is_full() {
-                    self.reannounce.pop_front();
-                }
-                let _ = self.reannounce.push_back((hash, now + REANNOUNCE_DELAY));
-            }
+            Announce::Shard => self.announce_to_holders(now, hash, except, sink),
         }
     }
 
-    /// A NEWFILE to each member that should hold `hash` (but `except`).
+    /// A NEWFILE to each member that should hold `hash` (but `except`),
+    /// remembered until acknowledged.
     pub(super) fn announce_to_holders(
         &mut self,
+        now: Instant,
         hash: FragmentHash,
         except: Option<PeerAddr>,
         sink: &mut impl Transmit,
     ) {
         let targets = self.replica_targets(&hash);
-        for peer in targets.iter() {
-            if Some(peer.addr) != except {
-                self.send(peer.addr, Transmission::Singlecast, &Message::NewFile { hash }, sink);
+        for peer in targets.iter().filter(|p| Some(p.addr) != except) {
+            self.send(peer.addr, Transmission::Singlecast, &Message::NewFile { hash }, sink);
+            self.expect_ack(now, hash, peer.addr);
+        }
+    }
+
+    /// Remembers an announcement of `hash` to `to` until it is acknowledged.
+    pub(super) fn expect_ack(&mut self, now: Instant, hash: FragmentHash, to: PeerAddr) {
+        if self.announced.iter().any(|a| a.hash == hash && a.to == to) {
+            return;
+        }
+        let entry = Announced { hash, to, next: now + ANNOUNCE_RETRY, tries: 1 };
+        if self.announced.push(entry).is_err() {
+            // Full: the oldest waiting one makes room (HOLDINGS will do).
+            if let Some(oldest) = self.announced.iter().enumerate().min_by_key(|(_, a)| a.next) {
+                let i = oldest.0;
+                if let Some(slot) = self.announced.get_mut(i) {
+                    *slot = entry;
+                }
             }
+        }
+    }
+
+    /// `from` acknowledged our announcement of `hash` (it fetched it, or it
+    /// has it, or it will not hold it).
+    pub(super) fn announcement_acked(&mut self, from: PeerAddr, hash: &FragmentHash) -> bool {
+        let before = self.announced.len();
+        self.announced.retain(|a| !(a.to == from && a.hash == *hash));
+        self.announced.len() != before
+    }
+
+    /// Sends again the announcements whose acknowledgement is overdue.
+    pub(super) fn retry_announcements(&mut self, now: Instant, sink: &mut impl Transmit) {
+        let mut i = 0;
+        while let Some(a) = self.announced.get(i).copied() {
+            if a.next > now {
+                i += 1;
+                continue;
+            }
+            if a.tries >= ANNOUNCE_TRIES || !self.store.contains(&a.hash) {
+                self.announced.swap_remove(i);
+                continue;
+            }
+            if let Some(entry) = self.announced.get_mut(i) {
+                entry.tries += 1;
+                entry.next = now + ANNOUNCE_RETRY.saturating_mul(1 << a.tries.min(4));
+            }
+            self.send(a.to, Transmission::Singlecast, &Message::NewFile { hash: a.hash }, sink);
+            i += 1;
         }
     }
 
@@ -294,6 +336,16 @@ impl<S: FragmentStore, const NEIGHBORS: usize, const DEDUP: usize, const FETCHES
         // copies at R then. A flooded announcement asks nobody in
         // particular.
         let asked = targeted && from.shard() == self.shard() && hash.shard() == self.shard();
+        if targeted && self.store.contains(&hash) {
+            // Acknowledge, so the announcer stops asking.
+            let ack = Message::Stored {
+                hash,
+                outcome: StoreOutcome::AlreadyHeld,
+                holders: crate::wire::HolderList::new(),
+            };
+            self.send(from.addr, Transmission::Singlecast, &ack, sink);
+            return;
+        }
         self.want_fragment(now, from, hash, asked);
         self.pump_fetches(now, sink);
     }
