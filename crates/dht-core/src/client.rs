@@ -148,10 +148,12 @@ impl<const PEERS: usize> Requester<PEERS> {
         let mut candidates: heapless::Vec<PeerInfo, CANDIDATES> = heapless::Vec::new();
         // Holders a node named for this fragment come first: they may be
         // missing from our table (a shard larger than our quota for it).
+        let mut named_count = 0;
         if let Some((_, named)) = self.hints.iter().find(|(h, _)| h == hash) {
             for peer in named.iter() {
                 let _ = candidates.push(*peer);
             }
+            named_count = candidates.len();
         }
         let mut known: heapless::Vec<PeerInfo, CANDIDATES> = heapless::Vec::new();
         node.holder_candidates(hash, &mut known);
@@ -187,6 +189,9 @@ impl<const PEERS: usize> Requester<PEERS> {
                 return Pick::Target(peer.addr);
             }
         }
+        // Named holders are the ones to ask: wait for room at one of them
+        // rather than ask a node that said it is not a holder.
+        let count = if named_count > 0 { named_count } else { count };
         let start = usize::from(attempt) % count;
         for k in 0..count {
             if let Some(peer) = candidates.get((start + k) % count) {

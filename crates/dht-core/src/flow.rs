@@ -138,11 +138,14 @@ impl<const N: usize> PeerWindows<N> {
         self.peers.last_mut()
     }
 
-    /// Whether one more datagram may go to `addr` now.
+    /// Whether one more datagram may go to `addr` now. A peer that is not
+    /// tracked (all `N` places hold busy peers) may always be sent to: the
+    /// window limits bursts to a peer, it must not stall requests to
+    /// others.
     pub fn can_send(&self, addr: PeerAddr) -> bool {
         match self.get(addr) {
             Some(p) => p.in_flight < p.window,
-            None => self.peers.len() < N || self.peers.iter().any(|p| p.in_flight == 0),
+            None => true,
         }
     }
 
@@ -277,9 +280,10 @@ mod tests {
         let mut w = PeerWindows::<2>::new();
         w.on_send_at(peer(1), Instant::from_millis(1));
         w.on_send_at(peer(2), Instant::from_millis(2));
-        assert!(!w.can_send(peer(3))); // both busy
+        assert!(w.can_send(peer(3))); // both busy: peer 3 goes untracked
+        w.on_send_at(peer(3), Instant::from_millis(3)); // no room: not tracked
+        assert_eq!(w.window(peer(3)), PeerWindows::<2>::INITIAL_WINDOW);
         w.on_ack(peer(1));
-        assert!(w.can_send(peer(3)));
         w.on_send_at(peer(3), Instant::from_millis(3));
         assert_eq!(w.window(peer(1)), PeerWindows::<2>::INITIAL_WINDOW); // forgotten
         assert!(!w.can_send(peer(2)));

@@ -334,6 +334,11 @@ impl<const WINDOW: usize> Upload<WINDOW> {
         sink: &mut impl Transmit,
     ) {
         let Reply::Stored { from, hash, outcome, holders } = reply else { return };
+        log::trace!(
+            "upload: STORED {hash:?} from {} {outcome:?}, {} holders named",
+            from.addr,
+            holders.len()
+        );
         self.requester.hint(*hash, holders);
         let Some(position) = self.in_flight.iter().position(|f| self.item_hash(f.item) == *hash)
         else {
