@@ -69,7 +69,7 @@ fn main() {
         ),
         (Transmission::Singlecast, Message::NotFound { hash, holders }),
         (Transmission::Singlecast, Message::Leave),
-        (Transmission::Singlecast, Message::StatsRequest { nonce: 2 }),
+        (Transmission::Singlecast, Message::StatsRequest { nonce: 2, about: None }),
         (
             Transmission::Singlecast,
             Message::Stats {
@@ -78,6 +78,7 @@ fn main() {
                 capacity: 4096,
                 neighbors: 75,
                 joined: true,
+                knows: false,
                 counters,
             },
         ),

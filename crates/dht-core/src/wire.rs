@@ -251,7 +251,11 @@ pub enum Message<'a> {
     StatsRequest {
         /// Echoed in the STATS answer.
         nonce: u64,
+        /// Ask also whether this address is in the receiver's neighbor
+        /// table (to watch a node leave the tables).
+        about: Option<PeerAddr>,
     },
+
     /// STATS (variant 13): A node's counters.
     Stats {
         /// The nonce of the request answered.
@@ -264,9 +268,12 @@ pub enum Message<'a> {
         neighbors: u16,
         /// Whether the node has completed its join (a root node always has).
         joined: bool,
+        /// Whether the address the request asked `about` is a neighbor.
+        knows: bool,
         /// The counters.
         counters: crate::counters::Counters,
     },
+
     /// HOLDINGS (variant 14): a page of the fragments the originator holds,
     /// sent to a member of its shard, which fetches (FILEGET) those it
     /// should hold and lacks. The periodic exchange of these pages is how
@@ -594,7 +601,7 @@ mod tests {
         check(Message::Holdings { hashes }, &tail);
         let peer = PeerInfo { id: NodeId(3), addr: PeerAddr::v4([127, 0, 0, 1], 8001) };
         check(Message::Dead { peer }, &[0x0F, 0x03, 0x00, 127, 0, 0, 1, 0xC1, 0x3E]);
-        check(Message::StatsRequest { nonce: 2 }, &[0x0C, 0x02]);
+        check(Message::StatsRequest { nonce: 2, about: None }, &[0x0C, 0x02, 0x00]);
 
         let fragment = [0x5Au8; FRAGMENT_SIZE];
         let mut tail = Vec::from([0x05, 0x01]); // FILEFRAG, Answer
@@ -617,6 +624,7 @@ mod tests {
             capacity: 100,
             neighbors: 17,
             joined: true,
+            knows: false,
             counters: counters.clone(),
         });
         let bytes = encode(&packet);

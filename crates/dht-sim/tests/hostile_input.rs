@@ -63,7 +63,7 @@ fn valid_packet(rng: &mut Rng, fragment: &[u8; FRAGMENT_SIZE], buf: &mut [u8]) -
         9 => Message::Stored { hash, outcome: StoreOutcome::Stored, holders: Default::default() },
         10 => Message::NotFound { hash, holders: Default::default() },
         11 => Message::Leave,
-        12 => Message::StatsRequest { nonce: rng.next_u64() },
+        12 => Message::StatsRequest { nonce: rng.next_u64(), about: None },
         13 => {
             Message::Dead { peer: PeerInfo { id: NodeId(rng.next_u64()), addr: random_addr(rng) } }
         }
@@ -80,6 +80,7 @@ fn valid_packet(rng: &mut Rng, fragment: &[u8; FRAGMENT_SIZE], buf: &mut [u8]) -
             capacity: 3,
             neighbors: 4,
             joined: true,
+            knows: false,
             counters: Default::default(),
         },
     };

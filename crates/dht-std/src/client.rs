@@ -160,6 +160,8 @@ pub struct NodeStats {
     pub neighbors: u16,
     /// Whether it has completed its join.
     pub joined: bool,
+    /// Whether it knows the address asked about.
+    pub knows: bool,
     /// Its counters.
     pub counters: Counters,
 }
@@ -469,8 +471,16 @@ impl Client {
                 reply: &Reply<'_>,
                 _: &mut UdpTransport,
             ) {
-                if let Reply::Stats { from, nonce, held, capacity, neighbors, joined, counters } =
-                    reply
+                if let Reply::Stats {
+                    from,
+                    nonce,
+                    held,
+                    capacity,
+                    neighbors,
+                    joined,
+                    knows,
+                    counters,
+                } = reply
                 {
                     if *nonce == self.nonce {
                         self.stats = Some(NodeStats {
@@ -479,6 +489,7 @@ impl Client {
                             capacity: *capacity,
                             neighbors: *neighbors,
                             joined: *joined,
+                            knows: *knows,
                             counters: counters.clone(),
                         });
                     }
@@ -489,7 +500,7 @@ impl Client {
             }
         }
         let nonce = self.runtime.node.rng().next_u64();
-        let request = Message::StatsRequest { nonce };
+        let request = Message::StatsRequest { nonce, about: None };
         let to = PeerAddr::from(target);
         self.runtime.node.send_message(
             to,
@@ -515,8 +526,21 @@ impl Client {
         wait: StdDuration,
         ready: impl Fn(&NodeStats) -> bool,
     ) -> Result<Vec<Option<NodeStats>>, ClientError> {
+        self.stats_of_all_about(targets, None, wait, ready)
+    }
+
+    /// [`Client::stats_of_all`], also asking each node whether `about` is
+    /// in its neighbor table ([`NodeStats::knows`]).
+    pub fn stats_of_all_about(
+        &mut self,
+        targets: &[SocketAddr],
+        about: Option<SocketAddr>,
+        wait: StdDuration,
+        ready: impl Fn(&NodeStats) -> bool,
+    ) -> Result<Vec<Option<NodeStats>>, ClientError> {
         struct Survey<'a, R: Fn(&NodeStats) -> bool> {
             targets: &'a [PeerAddr],
+            about: Option<PeerAddr>,
             nonce: u64,
             answers: Vec<Option<NodeStats>>,
             ready: R,
@@ -546,7 +570,7 @@ impl Client {
                 }
                 let spacing = 5_000 + 100 * self.targets.len() as u64;
                 self.next_round = now + Duration::from_micros(spacing);
-                let request = Message::StatsRequest { nonce: self.nonce };
+                let request = Message::StatsRequest { nonce: self.nonce, about: self.about };
                 let pending: Vec<PeerAddr> = self.pending().collect();
                 for to in pending {
                     node.send_message(to, Transmission::Singlecast, &request, tx);
@@ -559,8 +583,16 @@ impl Client {
                 reply: &Reply<'_>,
                 _: &mut UdpTransport,
             ) {
-                if let Reply::Stats { from, nonce, held, capacity, neighbors, joined, counters } =
-                    reply
+                if let Reply::Stats {
+                    from,
+                    nonce,
+                    held,
+                    capacity,
+                    neighbors,
+                    joined,
+                    knows,
+                    counters,
+                } = reply
                 {
                     if *nonce != self.nonce {
                         return;
@@ -573,6 +605,7 @@ impl Client {
                                 capacity: *capacity,
                                 neighbors: *neighbors,
                                 joined: *joined,
+                                knows: *knows,
                                 counters: counters.clone(),
                             });
                         }
@@ -587,6 +620,7 @@ impl Client {
         let nonce = self.runtime.node.rng().next_u64();
         let mut app = Survey {
             targets: &peers,
+            about: about.map(PeerAddr::from),
             nonce,
             answers: vec![None; peers.len()],
             ready,

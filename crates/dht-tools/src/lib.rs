@@ -30,6 +30,12 @@ impl Verbosity {
     }
 }
 
+/// Prints a line on stdout. A closed stdout (`dhtping --stats | head`) is
+/// not an error worth a panic: the line is dropped.
+pub fn say(line: impl std::fmt::Display) {
+    let _ = writeln!(std::io::stdout().lock(), "{line}");
+}
+
 /// Prints `program: message` on stderr and returns a failing exit code.
 pub fn fail(program: &str, message: impl std::fmt::Display) -> ExitCode {
     let _ = writeln!(std::io::stderr(), "{program}: {message}");

@@ -16,6 +16,13 @@ impl<S: FragmentStore, const NEIGHBORS: usize, const DEDUP: usize, const FETCHES
     /// Peers learned from the answers get an ADDME, so tables become
     /// symmetric. Finally it sends one HOLDINGS page to a random mate.
     pub(super) fn maintain_table(&mut self, now: Instant, sink: &mut impl Transmit) {
+        if self.neighbors.is_empty() {
+            // Everyone we knew is gone (or we never met anyone): ask the seed
+            // again.
+            if let Some(seed) = self.seed {
+                self.send_join(seed, None, sink);
+            }
+        }
         self.move_to_empty_shard(sink);
         let own = self.shard();
         if let Some(mate) = self.neighbors.random_in(&mut self.rng, own) {

@@ -153,6 +153,8 @@ pub enum Reply<'a> {
         neighbors: u16,
         /// Whether it has completed its join.
         joined: bool,
+        /// Whether it knows the address asked about.
+        knows: bool,
         /// Its counters.
         counters: Counters,
     },
@@ -278,6 +280,9 @@ pub struct Node<
     leaving: Option<repair::Leaving>,
     /// Announcements awaiting acknowledgement.
     announced: Vec<Announced, ANNOUNCEMENTS>,
+    /// The node this one joined through, asked again if the table ever
+    /// empties.
+    seed: Option<PeerAddr>,
     /// Whether the node has left.
     left: bool,
     events: Deque<Event, EVENT_QUEUE>,
@@ -321,6 +326,7 @@ impl<S: FragmentStore, const NEIGHBORS: usize, const DEDUP: usize, const FETCHES
             repair: None,
             leaving: None,
             announced: Vec::new(),
+            seed: None,
             left: false,
             events: Deque::new(),
             counters: Counters::default(),
@@ -596,6 +602,7 @@ impl<S: FragmentStore, const NEIGHBORS: usize, const DEDUP: usize, const FETCHES
     /// Starts joining the network through `seed`. JOIN is repeated with
     /// backoff until PEERS arrives; [`Event::Joined`] reports success.
     pub fn join(&mut self, now: Instant, seed: PeerAddr, sink: &mut impl Transmit) {
+        self.seed = Some(seed);
         self.join = JoinState::Joining { seed, attempt: 0, next: now + self.config.join_retry };
         self.send_join(seed, None, sink);
     }
@@ -815,6 +822,23 @@ impl<S: FragmentStore, const NEIGHBORS: usize, const DEDUP: usize, const FETCHES
                     self.counters.count_drop(DropReason::NotServed);
                     return None;
                 }
+                // A node still joining knows too little, and cannot list
+                // itself yet: it passes the request on to the node it is
+                // joining through, which answers the asker directly.
+                if !self.is_joined() || !self.source().member {
+                    match self.seed {
+                        Some(seed) if seed != source.addr => {
+                            let forwarded = Packet {
+                                transmission: Transmission::Singlecast,
+                                source,
+                                message: Message::Join { want, shard },
+                            };
+                            self.relay(&forwarded, seed, sink);
+                        }
+                        _ => self.counters.count_drop(DropReason::NotServed),
+                    }
+                    return None;
+                }
                 let mut peers = PeerList::new();
                 let want = usize::from(want).min(MAX_PEERS_PER_MESSAGE);
                 self.neighbors.sample(&mut self.rng, want, shard, Some(source.addr), &mut peers);
@@ -941,20 +965,30 @@ impl<S: FragmentStore, const NEIGHBORS: usize, const DEDUP: usize, const FETCHES
                 self.on_dead(now, peer, sink);
                 None
             }
-            Message::StatsRequest { nonce } => {
+            Message::StatsRequest { nonce, about } => {
                 let stats = Message::Stats {
                     nonce,
                     held: self.store.len() as u32,
                     capacity: self.store.capacity() as u32,
                     neighbors: self.neighbors.len() as u16,
                     joined: self.is_joined(),
+                    knows: about.is_some_and(|a| self.neighbors.contains_addr(a)),
                     counters: self.counters.clone(),
                 };
                 self.send(source.addr, Transmission::Singlecast, &stats, sink);
                 None
             }
-            Message::Stats { nonce, held, capacity, neighbors, joined, counters } => {
-                Some(Reply::Stats { from, nonce, held, capacity, neighbors, joined, counters })
+            Message::Stats { nonce, held, capacity, neighbors, joined, knows, counters } => {
+                Some(Reply::Stats {
+                    from,
+                    nonce,
+                    held,
+                    capacity,
+                    neighbors,
+                    joined,
+                    knows,
+                    counters,
+                })
             }
         }
     }

@@ -8,7 +8,7 @@ use dht_core::upload::{FileSource, Upload, UploadError};
 use dht_core::{IndexName, MAX_FILE_SIZE};
 use dht_std::client::FileReader;
 use dht_std::logger;
-use dht_tools::{fail, Verbosity};
+use dht_tools::{fail, say, Verbosity};
 
 /// Prints the index hash that `dhtsend FILE` would print, computed locally.
 ///
@@ -57,17 +57,17 @@ fn run(args: &Args) -> Result<(), String> {
         })?;
     if args.verbosity.verbose > 0 {
         let index = upload.index();
-        println!(
+        say(format!(
             "# {} ({} bytes, {} fragments)",
             index.name(),
             index.file_size(),
             index.fragment_count()
-        );
+        ));
         for (i, hash) in index.hashes().iter().enumerate() {
-            println!("{i:>3} {hash} shard {}", hash.shard());
+            say(format!("{i:>3} {hash} shard {}", hash.shard()));
         }
-        println!("index {} shard {}", upload.index_hash(), upload.index_hash().shard());
+        say(format!("index {} shard {}", upload.index_hash(), upload.index_hash().shard()));
     }
-    println!("{}", upload.index_hash());
+    say(format!("{}", upload.index_hash()));
     Ok(())
 }

@@ -9,7 +9,7 @@ use dht_core::Shard;
 use dht_std::client::{Client, PingMode, Pong};
 use dht_std::logger;
 use dht_std::transport::resolve;
-use dht_tools::{fail, Verbosity};
+use dht_tools::{fail, say, Verbosity};
 
 /// Pings nodes of the network, like ping: prints who answered and the
 /// round-trip times, and exits 0 only if someone answered.
@@ -82,7 +82,7 @@ fn run(args: &Args) -> Result<bool, String> {
     if args.stats {
         return match client.stats(entry, wait).map_err(|e| e.to_string())? {
             Some(stats) => {
-                println!(
+                say(format!(
                     "node {} shard {} at {}: {} of {} fragments, {} neighbors, {}",
                     stats.from.id,
                     stats.from.id.shard(),
@@ -91,8 +91,8 @@ fn run(args: &Args) -> Result<bool, String> {
                     stats.capacity,
                     stats.neighbors,
                     if stats.joined { "joined" } else { "joining" }
-                );
-                print!("{}", stats.counters);
+                ));
+                say(format_args!("{}", stats.counters).to_string().trim_end());
                 Ok(true)
             }
             None => {
@@ -116,28 +116,28 @@ fn run(args: &Args) -> Result<bool, String> {
     for _ in 0..rounds.max(1) {
         let pongs = client
             .ping(mode, wait, |pong: &Pong| {
-                println!(
+                say(format!(
                     "answer from {} (shard {}) at {}: time={:.3} ms",
                     pong.from.id,
                     pong.from.id.shard(),
                     pong.from.addr,
                     pong.rtt.as_secs_f64() * 1000.0
-                );
+                ));
             })
             .map_err(|e| e.to_string())?;
         answered += pongs.len();
         rtts.extend(pongs.iter().map(|p| p.rtt.as_secs_f64() * 1000.0));
     }
     if rtts.is_empty() {
-        println!("no answer from {entry} ({rounds} sent)");
+        say(format!("no answer from {entry} ({rounds} sent)"));
         return Ok(false);
     }
     let min = rtts.iter().copied().fold(f64::INFINITY, f64::min);
     let max = rtts.iter().copied().fold(0.0, f64::max);
     let avg = rtts.iter().sum::<f64>() / rtts.len() as f64;
-    println!(
+    say(format!(
         "{answered} answers to {rounds} pings; rtt min/avg/max = {min:.3}/{avg:.3}/{max:.3} ms"
-    );
+    ));
     Ok(true)
 }
 
@@ -164,14 +164,14 @@ fn scan(
     let up = answers.iter().filter(|a| a.is_some()).count();
     let joined = answers.iter().filter(|a| a.as_ref().is_some_and(|s| s.joined)).count();
     let shards = shards_of(&answers);
-    println!(
+    say(format!(
         "{up} of {} nodes answered, {joined} joined, in {:.3} s; nodes per shard {shards:?}",
         targets.len(),
         start.elapsed().as_secs_f64()
-    );
+    ));
     for (target, answer) in targets.iter().zip(answers.iter()) {
         if answer.is_none() {
-            println!("no answer from {target}");
+            say(format!("no answer from {target}"));
         }
     }
     Ok(joined == targets.len() && !(full_shards && shards.contains(&0)))

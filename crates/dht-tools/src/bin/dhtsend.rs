@@ -10,7 +10,7 @@ use dht_core::{IndexName, MAX_FILE_SIZE};
 use dht_std::client::{Client, FileReader};
 use dht_std::logger;
 use dht_std::transport::resolve;
-use dht_tools::{fail, Progress, Verbosity};
+use dht_tools::{fail, say, Progress, Verbosity};
 
 /// Uploads a file to the network through the node at HOST:PORT.
 ///
@@ -52,7 +52,7 @@ fn main() -> ExitCode {
     logger::init("dhtsend: ", args.verbosity.level());
     match run(&args) {
         Ok(hash) => {
-            println!("{hash}");
+            say(hash);
             ExitCode::SUCCESS
         }
         Err(message) => fail("dhtsend", message),

@@ -100,12 +100,17 @@ pub fn run_tool(name: &str, args: &[&str], dir: &Path) -> Run {
     run_with_limit(&tool(name), args, dir, Duration::from_secs(120))
 }
 
+/// Scenes of one test binary run one at a time: two machines' worth of
+/// processes on two cores would make every timing in them meaningless.
+static SCENE_LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 /// A scene deployed with deploy_test_scene.sh; stopped (by PID, through
 /// the script) when dropped, also when the test fails.
 pub struct Scene {
     pub base: u16,
     pub count: u16,
     pub dir: TempDir,
+    _turn: std::sync::MutexGuard<'static, ()>,
 }
 
 impl Scene {
@@ -121,7 +126,10 @@ impl Scene {
     /// Deploys `count` nodes on ports `base..base+count` with extra dhtnode
     /// arguments.
     pub fn deploy(name: &str, base: u16, count: u16, node_args: &str) -> Scene {
-        let scene = Scene { base, count, dir: TempDir::new(name) };
+        // A test that failed while holding the lock poisons it; the next
+        // scene may still run.
+        let turn = SCENE_LOCK.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let scene = Scene { base, count, dir: TempDir::new(name), _turn: turn };
         let output: Output = scene
             .command()
             .env("DHT_NODE_ARGS", node_args)
@@ -181,4 +189,107 @@ pub fn random_bytes(seed: u64, len: usize) -> Vec<u8> {
     let mut data = vec![0u8; len];
     rng.fill_bytes(&mut data);
     data
+}
+
+/// Sends `signal` (a name such as "KILL", "STOP", "CONT") to `pid`.
+pub fn signal(pid: u32, signal: &str) {
+    let status =
+        Command::new("kill").arg(format!("-{signal}")).arg(pid.to_string()).status().unwrap();
+    assert!(status.success(), "kill -{signal} {pid}");
+}
+
+/// Whether `pid` is a live (not zombie) process.
+pub fn alive(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/status")) {
+        Ok(status) => !status.lines().any(|l| l.starts_with("State:") && l.contains('Z')),
+        Err(_) => false,
+    }
+}
+
+/// The fragment hashes (hex) of a file, from `dhthash -v`: data fragments
+/// and the index.
+pub fn fragment_hashes(file: &Path) -> Vec<String> {
+    let run = run_tool("dhthash", &["-v", file.to_str().unwrap()], file.parent().unwrap());
+    assert!(run.ok(), "{}", run.stderr);
+    run.stdout
+        .lines()
+        .filter_map(|l| {
+            let mut words = l.split_whitespace().skip(1);
+            let hash = words.next()?;
+            (hash.len() == 64 && words.next() == Some("shard")).then(|| hash.to_owned())
+        })
+        .collect()
+}
+
+impl Scene {
+    /// Ports whose store holds `hash`, among `ports`.
+    pub fn holders(&self, hash: &str, ports: &[u16]) -> Vec<u16> {
+        ports
+            .iter()
+            .copied()
+            .filter(|p| self.store(*p).join("fragments").join(hash).exists())
+            .collect()
+    }
+
+    /// Polls until `done` holds or `limit` passes; returns the time it took.
+    pub fn wait_for(&self, limit: Duration, mut done: impl FnMut() -> bool) -> Option<Duration> {
+        let start = Instant::now();
+        loop {
+            if done() {
+                return Some(start.elapsed());
+            }
+            if start.elapsed() > limit {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Starts a dhtnode on `port` with its store in the scene, joining
+    /// `seed`, recording its PID where the deploy script looks for it (so
+    /// that the scene's stop stops it too).
+    pub fn start_node(&self, port: u16, seed: u16, extra: &[&str]) -> u32 {
+        let store = self.store(port);
+        std::fs::create_dir_all(&store).unwrap();
+        let log = std::fs::File::create(store.join("node.log")).unwrap();
+        let mut args = vec![port.to_string(), "127.0.0.1".into(), seed.to_string()];
+        args.push("--store".into());
+        args.push(store.to_str().unwrap().into());
+        args.extend(extra.iter().map(|s| s.to_string()));
+        let child = Command::new(tool("dhtnode"))
+            .args(&args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        let pid = child.id();
+        std::fs::write(store.join("node.pid"), pid.to_string()).unwrap();
+        // The scene's stop ends it by PID; dropping the handle neither
+        // waits for nor kills the process.
+        drop(child);
+        pid
+    }
+}
+
+/// The shard of a fragment hash given in hex.
+pub fn shard_of_hash(hex: &str) -> u8 {
+    dht_core::FragmentHash::from_hex(hex).unwrap().shard().get()
+}
+
+impl Scene {
+    /// The shard of the node on `port`, from its saved identity.
+    pub fn node_shard(&self, port: u16) -> Option<u8> {
+        let text = std::fs::read_to_string(self.store(port).join("node.id")).ok()?;
+        let id = u64::from_str_radix(text.trim(), 16).ok()?;
+        Some((id % 16) as u8)
+    }
+
+    /// How many copies of `hash` repair can keep among `live`: R, or all
+    /// the live members of its shard if there are fewer.
+    pub fn attainable(&self, hash: &str, live: &[u16], r: usize) -> usize {
+        let shard = shard_of_hash(hash);
+        let members = live.iter().filter(|p| self.node_shard(**p) == Some(shard)).count();
+        r.min(members)
+    }
 }

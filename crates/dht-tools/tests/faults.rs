@@ -1,0 +1,207 @@
+//! Faults on real processes: half the nodes killed, a node stopped and
+//! continued, a killed node restarted on its store, a full store. Each test
+//! prints the times it measured (run with `--nocapture`).
+
+mod common;
+
+use std::net::{SocketAddr, UdpSocket};
+use std::time::Duration;
+
+use common::{alive, fragment_hashes, random_bytes, run_tool, signal, Scene, TempDir};
+use dht_core::wire::{Message, Packet, Source, Transmission};
+use dht_core::{FragmentHash, NodeId, PeerAddr};
+use dht_std::client::Client;
+
+const R: usize = 3;
+
+fn upload(
+    scene: &Scene,
+    work: &TempDir,
+    name: &str,
+    size: usize,
+    seed: u64,
+    port: u16,
+) -> (String, Vec<String>) {
+    std::fs::write(work.path().join(name), random_bytes(seed, size)).unwrap();
+    let sent = run_tool("dhtsend", &[name, "127.0.0.1", &port.to_string()], work.path());
+    assert!(sent.ok(), "upload of {name}: {}", sent.stderr);
+    let _ = scene;
+    (sent.stdout.trim().to_owned(), fragment_hashes(&work.path().join(name)))
+}
+
+fn download_ok(work: &TempDir, name: &str, hash: &str, port: u16) {
+    let out = format!("{name}.back");
+    let run = run_tool(
+        "dhtrecv",
+        &[hash, "127.0.0.1", &port.to_string(), "-o", &out, "--force"],
+        work.path(),
+    );
+    assert!(run.ok(), "download of {name} through {port}: {}", run.stderr);
+    let a = std::fs::read(work.path().join(name)).unwrap();
+    let b = std::fs::read(work.path().join(&out)).unwrap();
+    assert!(a == b, "{name} differs after download");
+}
+
+/// Asks `node` directly for fragment `hash` and returns whether it sent it.
+fn serves(node: u16, hash: &str) -> bool {
+    let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+    socket.set_read_timeout(Some(Duration::from_millis(500))).unwrap();
+    let me = PeerAddr::from(socket.local_addr().unwrap());
+    let hash = FragmentHash::from_hex(hash).unwrap();
+    let packet = Packet {
+        transmission: Transmission::Singlecast,
+        source: Source { id: NodeId(7), addr: me, member: false },
+        message: Message::FileGet { hash },
+    };
+    let mut buf = vec![0u8; 9000];
+    let len = packet.encode(&mut buf).unwrap();
+    for _ in 0..3 {
+        socket.send_to(&buf[..len], ("127.0.0.1", node)).unwrap();
+        if let Ok((n, _)) = socket.recv_from(&mut buf) {
+            if let Ok(Packet { message: Message::FileFrag { hash: h, .. }, .. }) =
+                Packet::decode(&buf[..n])
+            {
+                return h == hash;
+            }
+        }
+    }
+    false
+}
+
+#[test]
+fn half_the_nodes_killed_repair_restores_copies_and_a_restarted_node_serves() {
+    let scene = Scene::deploy("kill-half", 22000, 64, "");
+    let work = TempDir::new("kill-half-files");
+    let ports: Vec<u16> = (scene.base..scene.base + scene.count).collect();
+    let files: Vec<(String, String, Vec<String>)> = [(200_000, 1u64), (500_000, 2), (1_000_000, 3)]
+        .iter()
+        .enumerate()
+        .map(|(i, &(size, seed))| {
+            let name = format!("f{i}.bin");
+            let (hash, fragments) = upload(&scene, &work, &name, size, seed, ports[i + 1]);
+            (name, hash, fragments)
+        })
+        .collect();
+    let all: Vec<String> = files.iter().flat_map(|f| f.2.iter().cloned()).collect();
+    let settled = scene.wait_for(Duration::from_secs(60), || {
+        all.iter().all(|h| scene.holders(h, &ports).len() >= R)
+    });
+    assert!(settled.is_some(), "replication did not reach {R} copies");
+
+    // Kill half the nodes at once with SIGKILL. A fragment whose R holders
+    // all die is gone; repair restores R copies from any survivor, so the
+    // victims are drawn among the nodes whose death leaves every fragment
+    // at least one copy.
+    let pids: std::collections::HashMap<u16, u32> = scene.pids().into_iter().collect();
+    let mut rng = dht_core::rand::Rng::new(11);
+    let mut order = ports.clone();
+    rng.shuffle(&mut order);
+    let mut victims: Vec<u16> = Vec::new();
+    for &p in &order {
+        if victims.len() == ports.len() / 2 {
+            break;
+        }
+        let ok = all
+            .iter()
+            .all(|h| scene.holders(h, &ports).iter().any(|x| *x != p && !victims.contains(x)));
+        if ok {
+            victims.push(p);
+        }
+    }
+    assert_eq!(victims.len(), 32);
+    for p in &victims {
+        signal(pids[p], "KILL");
+    }
+    let live: Vec<u16> = ports.iter().copied().filter(|p| !victims.contains(p)).collect();
+    // Every fragment back at R copies, or at as many as its shard still has
+    // members if fewer than R of them survived.
+    let repaired = |h: &String| scene.holders(h, &live).len() >= scene.attainable(h, &live, R);
+    let repair = scene.wait_for(Duration::from_secs(90), || all.iter().all(repaired));
+    let repair = repair.unwrap_or_else(|| {
+        let short = all.iter().filter(|h| !repaired(h)).count();
+        panic!("repair did not restore the copies within 90 s ({short} fragments short)")
+    });
+    println!("repair after killing 32 of 64 nodes: {:.1} s", repair.as_secs_f64());
+    for (i, (name, hash, _)) in files.iter().enumerate() {
+        download_ok(&work, name, hash, live[i * 7 % live.len()]);
+    }
+
+    // A killed node restarted on its store comes back with its id and serves
+    // what it holds.
+    let back =
+        *victims.iter().find(|p| all.iter().any(|h| scene.holders(h, &[**p]).len() == 1)).unwrap();
+    let id_before = std::fs::read_to_string(scene.store(back).join("node.id")).unwrap();
+    let held: Vec<String> =
+        all.iter().filter(|h| scene.holders(h, &[back]).len() == 1).cloned().collect();
+    let pid = scene.start_node(back, live[0], &[]);
+    let entry = SocketAddr::from(([127, 0, 0, 1], back));
+    let mut client = Client::bind(entry, 0).unwrap();
+    let joined = scene.wait_for(Duration::from_secs(20), || {
+        client.stats(entry, Duration::from_millis(200)).ok().flatten().is_some_and(|s| s.joined)
+    });
+    assert!(joined.is_some(), "restarted node did not rejoin");
+    assert!(alive(pid));
+    assert_eq!(std::fs::read_to_string(scene.store(back).join("node.id")).unwrap(), id_before);
+    assert!(held.iter().all(|h| serves(back, h)), "restarted node serves its fragments");
+}
+
+#[test]
+fn a_stopped_node_is_evicted_and_comes_back_when_continued() {
+    let scene = Scene::deploy("stop-cont", 22100, 32, "");
+    std::thread::sleep(Duration::from_secs(2));
+    let ports: Vec<u16> = (scene.base..scene.base + scene.count).collect();
+    let victim = ports[9];
+    let pid = scene.pids().into_iter().find(|(p, _)| *p == victim).unwrap().1;
+    let others: Vec<SocketAddr> = ports
+        .iter()
+        .filter(|p| **p != victim)
+        .map(|p| SocketAddr::from(([127, 0, 0, 1], *p)))
+        .collect();
+    let about = SocketAddr::from(([127, 0, 0, 1], victim));
+    let mut client = Client::bind(others[0], 0).unwrap();
+    let knowers = |client: &mut Client| {
+        let answers = client
+            .stats_of_all_about(&others, Some(about), Duration::from_secs(2), |_| true)
+            .unwrap();
+        answers.iter().flatten().filter(|s| s.knows).count()
+    };
+    assert!(knowers(&mut client) > 0, "someone knows the node before it stops");
+    signal(pid, "STOP");
+    let gone = scene.wait_for(Duration::from_secs(30), || knowers(&mut client) == 0);
+    let gone = gone.expect("the stopped node was not evicted from every table");
+    println!("stopped node gone from every table after {:.1} s", gone.as_secs_f64());
+    signal(pid, "CONT");
+    let back = scene.wait_for(Duration::from_secs(30), || knowers(&mut client) >= 3);
+    let back = back.expect("the continued node did not come back");
+    println!("continued node back in tables after {:.1} s", back.as_secs_f64());
+}
+
+#[test]
+fn a_full_node_sends_uploads_elsewhere_without_an_error() {
+    let scene = Scene::deploy("full", 22200, 24, "");
+    let work = TempDir::new("full-files");
+    let full_port = scene.base + 30;
+    scene.start_node(full_port, scene.base, &["--capacity", "1"]);
+    let entry = SocketAddr::from(([127, 0, 0, 1], full_port));
+    let mut client = Client::bind(entry, 0).unwrap();
+    let joined = scene.wait_for(Duration::from_secs(20), || {
+        client.stats(entry, Duration::from_millis(200)).ok().flatten().is_some_and(|s| s.joined)
+    });
+    assert!(joined.is_some());
+    std::thread::sleep(Duration::from_secs(1));
+    let mut sent = Vec::new();
+    for i in 0..6 {
+        let name = format!("u{i}.bin");
+        sent.push((
+            name.clone(),
+            upload(&scene, &work, &name, 120_000, 40 + i, scene.base + i as u16).0,
+        ));
+    }
+    let stats = client.stats(entry, Duration::from_secs(2)).unwrap().unwrap();
+    assert!(stats.held <= 1, "the full node holds {} fragments", stats.held);
+    let refused = stats.counters.drops_of(dht_core::counters::DropReason::StoreFull);
+    println!("full node: holds {}, refused {refused} store requests", stats.held);
+    for (i, (name, hash)) in sent.iter().enumerate() {
+        download_ok(&work, name, hash, scene.base + 10 + i as u16);
+    }
+}
