@@ -75,14 +75,14 @@ impl Setup {
             .status();
     }
 
+    fn pid_of(&self, port: u16) -> Option<u32> {
+        let text =
+            std::fs::read_to_string(self.scene.join(port.to_string()).join("node.pid")).ok()?;
+        text.trim().parse().ok()
+    }
+
     fn pids(&self) -> Vec<u32> {
-        self.ports()
-            .filter_map(|p| {
-                let text = std::fs::read_to_string(self.scene.join(p.to_string()).join("node.pid"))
-                    .ok()?;
-                text.trim().parse().ok()
-            })
-            .collect()
+        self.ports().filter_map(|p| self.pid_of(p)).collect()
     }
 
     fn tool(&self, name: &str, args: &[&str]) -> Result<(f64, String), Error> {
@@ -153,6 +153,46 @@ fn holders(setup: &Setup, hashes: &[String]) -> Vec<usize> {
     out
 }
 
+/// The shard of the node on `port`, from its saved identity.
+fn node_shard(setup: &Setup, port: u16) -> Option<u64> {
+    let text = std::fs::read_to_string(setup.scene.join(port.to_string()).join("node.id")).ok()?;
+    u64::from_str_radix(text.trim(), 16).ok().map(|id| id % 16)
+}
+
+/// Ports among `ports` whose store holds `hash`.
+fn holders_among(setup: &Setup, hash: &str, ports: &[u16]) -> Vec<u16> {
+    ports
+        .iter()
+        .copied()
+        .filter(|p| setup.scene.join(p.to_string()).join("fragments").join(hash).exists())
+        .collect()
+}
+
+/// Whether every fragment has R copies among `live`, or as many as its
+/// shard still has members.
+fn repaired(setup: &Setup, hashes: &[String], live: &[u16]) -> bool {
+    hashes.iter().all(|h| {
+        let shard = u64::from_str_radix(&h[..16], 16).map(|v| v % 16).ok();
+        let members = live.iter().filter(|p| node_shard(setup, **p) == shard).count();
+        holders_among(setup, h, live).len() >= REPLICATION.min(members)
+    })
+}
+
+/// Replication factor of the default node configuration.
+const REPLICATION: usize = 3;
+
+/// Polls `done` every 50 ms for at most `limit`; the time it took.
+fn time_until(limit: Duration, mut done: impl FnMut() -> bool) -> Option<f64> {
+    let start = Instant::now();
+    while start.elapsed() < limit {
+        if done() {
+            return Some(start.elapsed().as_secs_f64());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    None
+}
+
 /// Total proportional set size of the processes, in MiB.
 fn pss_mib(pids: &[u32]) -> f64 {
     let kib: u64 = pids
@@ -168,27 +208,16 @@ fn pss_mib(pids: &[u32]) -> f64 {
     kib as f64 / 1024.0
 }
 
-/// User plus system CPU time of the processes, in clock ticks.
-fn cpu_ticks(pids: &[u32]) -> u64 {
-    pids.iter()
-        .filter_map(|pid| std::fs::read_to_string(format!("/proc/{pid}/stat")).ok())
-        .filter_map(|text| {
-            let after = text.rsplit_once(')')?.1;
-            let fields: Vec<&str> = after.split_whitespace().collect();
-            let utime: u64 = fields.get(11)?.parse().ok()?;
-            let stime: u64 = fields.get(12)?.parse().ok()?;
-            Some(utime + stime)
-        })
-        .sum()
-}
-
-fn clock_ticks_per_second() -> f64 {
-    Command::new("getconf")
-        .arg("CLK_TCK")
-        .output()
-        .ok()
-        .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok())
-        .unwrap_or(100.0)
+/// CPU time the processes have used, in seconds, from
+/// `/proc/PID/schedstat` (nanoseconds, unlike the tick counts of
+/// `/proc/PID/stat`, which round an idle node's few microseconds to zero).
+fn cpu_seconds(pids: &[u32]) -> f64 {
+    let nanos: u64 = pids
+        .iter()
+        .filter_map(|pid| std::fs::read_to_string(format!("/proc/{pid}/schedstat")).ok())
+        .filter_map(|text| text.split_whitespace().next()?.parse::<u64>().ok())
+        .sum();
+    nanos as f64 / 1e9
 }
 
 fn median(sorted: &[usize]) -> usize {
@@ -268,16 +297,77 @@ fn measure(setup: &Setup) -> Result<String, Error> {
     let pids = setup.pids();
     eprintln!("dht-bench: measuring the idle scene for 10 s");
     let before_idle = totals(&mut client, setup)?;
-    let ticks = cpu_ticks(&pids);
+    let cpu_before = cpu_seconds(&pids);
     let idle_started = Instant::now();
     std::thread::sleep(Duration::from_secs(10));
-    let idle_cpu_s = (cpu_ticks(&pids) - ticks) as f64 / clock_ticks_per_second();
+    let idle_cpu_s = cpu_seconds(&pids) - cpu_before;
     let idle_wall = idle_started.elapsed().as_secs_f64();
     let after_idle = totals(&mut client, setup)?;
     let idle = sent_since(&after_idle, &before_idle);
     let pss = pss_mib(&pids);
 
     let idle_per_node = idle.datagrams as f64 / idle_wall / f64::from(setup.nodes);
+
+    // Detection: SIGKILL one node, and time until no node knows it.
+    eprintln!("dht-bench: killing one node");
+    let ports: Vec<u16> = setup.ports().collect();
+    let pids_by_port: HashMap<u16, u32> =
+        ports.iter().filter_map(|p| setup.pid_of(*p).map(|pid| (*p, pid))).collect();
+    let victim = setup.base + setup.nodes / 2;
+    kill(pids_by_port.get(&victim).copied(), 9);
+    let victim_addr = SocketAddr::from(([127, 0, 0, 1], victim));
+    let others: Vec<SocketAddr> = setup.addrs().into_iter().filter(|a| *a != victim_addr).collect();
+    let detect_s = time_until(Duration::from_secs(60), || {
+        client
+            .stats_of_all_about(&others, Some(victim_addr), Duration::from_secs(2), |_| true)
+            .map(|answers| answers.iter().flatten().all(|s| !s.knows))
+            .unwrap_or(false)
+    });
+
+    // Repair: SIGKILL half of the nodes (among those whose death leaves
+    // every fragment a copy), and time until every fragment is back at R
+    // copies (or as many as its shard still has members).
+    eprintln!("dht-bench: killing half of the nodes");
+    let mut live: Vec<u16> = ports.iter().copied().filter(|p| *p != victim).collect();
+    let mut rng = dht_core::rand::Rng::new(dht_std::random_seed());
+    let mut order = live.clone();
+    rng.shuffle(&mut order);
+    let mut victims = Vec::new();
+    for &p in &order {
+        if victims.len() + 1 >= usize::from(setup.nodes) / 2 {
+            break;
+        }
+        let keeps = hashes.iter().all(|h| {
+            holders_among(setup, h, &live).iter().any(|x| *x != p && !victims.contains(x))
+        });
+        if keeps {
+            victims.push(p);
+        }
+    }
+    for p in &victims {
+        kill(pids_by_port.get(p).copied(), 9);
+    }
+    live.retain(|p| !victims.contains(p));
+    let repair_s = time_until(Duration::from_secs(300), || repaired(setup, &hashes, &live));
+    let mut after: Vec<usize> =
+        hashes.iter().map(|h| holders_among(setup, h, &live).len()).collect();
+    after.sort_unstable();
+    setup.stop();
+
+    // The same upload with the original flooding announcements.
+    eprintln!("dht-bench: deploying again with flooding announcements");
+    setup.deploy("--announce flood")?;
+    std::thread::sleep(Duration::from_millis(500));
+    let mut client = Client::bind(SocketAddr::from(([127, 0, 0, 1], setup.base)), 0)?;
+    let before_flood = totals(&mut client, setup)?;
+    let (flood_upload_s, _) =
+        setup.tool("dhtsend", &["-q", file.to_str().ok_or("path")?, "127.0.0.1", &entry])?;
+    let after_flood = settle(&mut client, setup, Duration::from_secs(30))?;
+    let flood = sent_since(&after_flood, &before_flood);
+    let flood_newfile = after_flood.sent_of(MessageKind::NewFile).datagrams
+        - before_flood.sent_of(MessageKind::NewFile).datagrams;
+
+    let opt = |v: Option<f64>| v.map_or("null".to_owned(), |x| format!("{x:.3}"));
     Ok(format!(
         concat!(
             "{{\"nodes\": {}, \"deploy_s\": {:.3}, \"upload_s\": {:.3}, \"download_s\": {:.3}, ",
@@ -286,7 +376,12 @@ fn measure(setup: &Setup) -> Result<String, Error> {
             "\"download_datagrams\": {}, \"download_bytes\": {}, ",
             "\"holders_per_fragment_median\": {}, \"holders_per_fragment_min\": {}, ",
             "\"pss_total_mib\": {:.1}, \"idle_cpu_s_over_10s\": {:.3}, \"idle_cpu_percent_of_one_core\": {:.2}, ",
-            "\"idle_datagrams_per_node_per_s\": {:.3}}}"
+            "\"idle_datagrams_per_s\": {:.1}, \"idle_datagrams_per_node_per_s\": {:.3}, ",
+            "\"dead_node_gone_from_every_table_s\": {}, ",
+            "\"killed_half\": {}, \"repair_after_killing_half_s\": {}, ",
+            "\"holders_after_repair_median\": {}, \"holders_after_repair_min\": {}, ",
+            "\"flood_upload_s\": {:.3}, \"flood_upload_datagrams\": {}, \"flood_upload_bytes\": {}, ",
+            "\"flood_upload_newfile_datagrams\": {}}}"
         ),
         setup.nodes,
         deploy_s,
@@ -303,6 +398,23 @@ fn measure(setup: &Setup) -> Result<String, Error> {
         pss,
         idle_cpu_s,
         idle_cpu_s / idle_wall * 100.0,
+        idle.datagrams as f64 / idle_wall,
         idle_per_node,
+        opt(detect_s),
+        victims.len() + 1,
+        opt(repair_s),
+        median(&after),
+        after.first().copied().unwrap_or(0),
+        flood_upload_s,
+        flood.datagrams,
+        flood.bytes,
+        flood_newfile,
     ))
+}
+
+/// Sends signal `number` to `pid` (through kill(1)).
+fn kill(pid: Option<u32>, number: u8) {
+    if let Some(pid) = pid {
+        let _ = Command::new("kill").arg(format!("-{number}")).arg(pid.to_string()).status();
+    }
 }
