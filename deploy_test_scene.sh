@@ -55,19 +55,22 @@ case "$BASE" in ''|*[!0-9]*) die "-p takes a port number, not '$BASE'" ;; esac
 [ "$COUNT" -ge 1 ] || die "-n must be at least 1"
 [ $((BASE + COUNT - 1)) -le 65535 ] || die "ports $BASE-$((BASE + COUNT - 1)) go past 65535"
 
-# PIDs of live dhtnode processes recorded in the scene.
+# PIDs of live dhtnode processes recorded in the scene (bash builtins
+# only: this runs in a loop over hundreds of nodes).
 running_pids() {
-    local file pid
+    local file pid comm stat
     for file in "$SCENE"/*/node.pid; do
         [ -f "$file" ] || continue
-        pid=$(cat "$file" 2>/dev/null || true)
+        read -r pid <"$file" 2>/dev/null || continue
         case "$pid" in ''|*[!0-9]*) continue ;; esac
         # Only a live dhtnode: a recycled PID is left alone, and an exited
         # node that nobody reaped yet (a zombie) no longer counts.
-        if [ "$(cat "/proc/$pid/comm" 2>/dev/null || true)" = dhtnode ] &&
-            ! grep -q '^State:[[:space:]]*Z' "/proc/$pid/status" 2>/dev/null; then
-            echo "$pid"
-        fi
+        read -r comm <"/proc/$pid/comm" 2>/dev/null || continue
+        [ "$comm" = dhtnode ] || continue
+        read -r stat <"/proc/$pid/stat" 2>/dev/null || continue
+        stat=${stat##*) }
+        [ "${stat%% *}" = Z ] && continue
+        echo "$pid"
     done
 }
 

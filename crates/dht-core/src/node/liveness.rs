@@ -184,6 +184,7 @@ impl<S: FragmentStore, const NEIGHBORS: usize, const DEDUP: usize, const FETCHES
             self.membership_changed(now, peer, false);
         }
         self.probes.retain(|p| p.peer.addr != peer.addr);
+        self.peer_gone(peer.addr);
         self.fetches.retain(|f| f.from.addr != peer.addr || f.deadline.is_none());
         if self.recently_dead.is_full() {
             self.recently_dead.pop_front();

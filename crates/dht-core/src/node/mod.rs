@@ -959,6 +959,7 @@ impl<S: FragmentStore, const NEIGHBORS: usize, const DEDUP: usize, const FETCHES
                     self.neighbors.remove_addr(source.addr);
                     self.membership_changed(now, from, false);
                 }
+                self.peer_gone(source.addr);
                 None
             }
             Message::Dead { peer } => {

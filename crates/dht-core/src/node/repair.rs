@@ -279,6 +279,13 @@ impl<S: FragmentStore, const NEIGHBORS: usize, const DEDUP: usize, const FETCHES
         true
     }
 
+    /// `addr` left or died: hand-offs to it will not be answered.
+    pub(super) fn peer_gone(&mut self, addr: PeerAddr) {
+        if let Some(leaving) = self.leaving.as_mut() {
+            leaving.in_flight.retain(|h| h.to != addr);
+        }
+    }
+
     /// Tells every neighbor that this node leaves, and marks it gone.
     pub(super) fn finish_leave(&mut self, sink: &mut impl Transmit) {
         self.leaving = None;
