@@ -22,8 +22,12 @@ fn hex(bytes: &[u8]) -> String {
 }
 
 fn main() {
-    let source =
-        Source { id: NodeId(0x0102), addr: PeerAddr::v4([127, 0, 0, 1], 8000), member: true };
+    let source = Source {
+        id: NodeId(0x0102),
+        addr: PeerAddr::v4([127, 0, 0, 1], 8000),
+        member: true,
+        window: 0,
+    };
     let hash = FragmentHash([0xAA; 32]);
     let mut peers = PeerList::new();
     let _ = peers.push(PeerInfo { id: NodeId(3), addr: PeerAddr::v4([127, 0, 0, 1], 8001) });
@@ -95,7 +99,7 @@ fn main() {
         let kind = message.kind().name();
         let packet = Packet { transmission, source, message };
         let len = packet.encode(&mut buf).unwrap_or(0);
-        let shown = if kind == "FILEFRAG" { 48 } else { len };
+        let shown = if kind == "FILEFRAG" { len - 8192 } else { len };
         println!("## {kind} {transmission:?} ({len} bytes)\n```hex\n{}\n```\n", hex(&buf[..shown]));
     }
 }

@@ -185,7 +185,7 @@ impl<const PEERS: usize> Requester<PEERS> {
             self.discover(now, node, hash.shard(), sink);
         }
         if let Some(peer) = fresh {
-            if self.windows.can_send(peer.addr) {
+            if self.windows.can_send_within(peer.addr, node.advertised_window(peer.addr)) {
                 return Pick::Target(peer.addr);
             }
         }
@@ -195,7 +195,7 @@ impl<const PEERS: usize> Requester<PEERS> {
         let start = usize::from(attempt) % count;
         for k in 0..count {
             if let Some(peer) = candidates.get((start + k) % count) {
-                if self.windows.can_send(peer.addr) {
+                if self.windows.can_send_within(peer.addr, node.advertised_window(peer.addr)) {
                     return Pick::Target(peer.addr);
                 }
             }

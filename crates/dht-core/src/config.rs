@@ -111,6 +111,10 @@ pub struct Config {
     /// once. A small node keeps this at 1 so that it never receives two
     /// large datagrams at the same time.
     pub parallel_fetches: u8,
+    /// Large datagrams this node can take in flight from one sender,
+    /// advertised in every packet it sends (0: no limit). Senders keep
+    /// their per-peer windows at or below it.
+    pub rx_window: u8,
     /// How long a node waits before it fetches an announced fragment (plus
     /// a random jitter of up to as much again): replication yields to the
     /// upload that caused it, which is acknowledged by the first holder.
@@ -163,6 +167,7 @@ impl Config {
             per_shard_neighbors: 4,
             own_shard_neighbors: 48,
             parallel_fetches: 4,
+            rx_window: 0,
             replication_delay: Duration::from_millis(200),
             fetch_timeout: Duration::from_millis(500),
             fetch_attempts: 6,
@@ -196,6 +201,7 @@ impl Config {
         config.per_shard_neighbors = 2;
         config.own_shard_neighbors = 8;
         config.parallel_fetches = 1;
+        config.rx_window = 1;
         config.join_want = 24;
         config
     }

@@ -149,6 +149,16 @@ impl<const N: usize> PeerWindows<N> {
         }
     }
 
+    /// Like [`PeerWindows::can_send`], with the window also capped at
+    /// `limit`, the receive window the peer advertised (if any).
+    pub fn can_send_within(&self, addr: PeerAddr, limit: Option<u8>) -> bool {
+        let limit = limit.filter(|l| *l > 0).unwrap_or(u8::MAX);
+        match self.get(addr) {
+            Some(p) => p.in_flight < p.window.min(limit),
+            None => true,
+        }
+    }
+
     /// Records a datagram sent to `addr`.
     pub fn on_send_at(&mut self, addr: PeerAddr, now: Instant) {
         if let Some(p) = self.get_or_insert(addr) {
@@ -234,6 +244,21 @@ mod tests {
         rtt.sample(Duration::from_millis(20));
         // rttvar 3/4*10 + 0 = 7.5, srtt 20: 20 + 30 = 50
         assert_eq!(rtt.rto(0), Duration::from_millis(50));
+    }
+
+    #[test]
+    fn advertised_limit_caps_the_window() {
+        let mut w = PeerWindows::<2>::new();
+        let p = peer(1);
+        for _ in 0..10 {
+            w.on_send(p);
+            w.on_ack(p);
+        }
+        assert!(w.can_send_within(p, Some(1)));
+        w.on_send(p);
+        assert!(!w.can_send_within(p, Some(1)), "the advertised limit holds");
+        assert!(w.can_send_within(p, None), "without a limit the grown window holds");
+        assert!(w.can_send_within(p, Some(0)), "0 advertises no limit");
     }
 
     #[test]

@@ -25,7 +25,7 @@
 //! use dht_core::wire::{Message, Packet, Source, Transmission};
 //! let packet = Packet {
 //!     transmission: Transmission::Singlecast,
-//!     source: Source { id: NodeId(1), addr: PeerAddr::v4([127, 0, 0, 1], 8000), member: true },
+//!     source: Source { id: NodeId(1), addr: PeerAddr::v4([127, 0, 0, 1], 8000), member: true, window: 0 },
 //!     message: Message::Ping { nonce: 7 },
 //! };
 //! let mut buf = [0u8; 64];
@@ -78,6 +78,12 @@ pub struct Source {
     /// Whether the originator is a member that may be added to neighbor
     /// tables (false for clients such as dhtsend).
     pub member: bool,
+    /// How many large datagrams (fragments) the originator can take in
+    /// flight from one sender; 0 means no limit. A microcontroller whose
+    /// network interface buffers one 8 KB datagram says 1, and senders that
+    /// heard it keep at most that many store requests or fetch answers
+    /// outstanding to it.
+    pub window: u8,
 }
 
 impl Source {
@@ -521,7 +527,12 @@ mod tests {
     use std::vec::Vec;
 
     fn source() -> Source {
-        Source { id: NodeId(0x0102), addr: PeerAddr::v4([127, 0, 0, 1], 8000), member: true }
+        Source {
+            id: NodeId(0x0102),
+            addr: PeerAddr::v4([127, 0, 0, 1], 8000),
+            member: true,
+            window: 0,
+        }
     }
 
     fn encode(packet: &Packet<'_>) -> Vec<u8> {
@@ -536,12 +547,13 @@ mod tests {
 
     /// Header bytes shared by the fixed vectors below: version, singlecast,
     /// id 0x0102 as varint (0x82 0x02), V4, 127.0.0.1, port 8000 as varint
-    /// (0xC0 0x3E), member.
+    /// (0xC0 0x3E), member, window.
     const HEAD: [u8; 11] = [0xD1, 0x00, 0x82, 0x02, 0x00, 127, 0, 0, 1, 0xC0, 0x3E];
 
     fn with_head(tail: &[u8]) -> Vec<u8> {
         let mut v = HEAD.to_vec();
         v.push(0x01); // member = true
+        v.push(0x00); // window = 0 (no limit)
         v.extend_from_slice(tail);
         v
     }
@@ -628,7 +640,7 @@ mod tests {
             counters: counters.clone(),
         });
         let bytes = encode(&packet);
-        assert_eq!(&bytes[12..14], &[0x0D, 0x09]);
+        assert_eq!(&bytes[13..15], &[0x0D, 0x09]);
         assert_eq!(Packet::decode(&bytes).unwrap(), packet);
     }
 
@@ -655,6 +667,7 @@ mod tests {
                 id: NodeId(u64::MAX),
                 addr: PeerAddr::v6([0xFF; 16], u16::MAX),
                 member: true,
+                window: u8::MAX,
             },
             message: Message::FileFrag {
                 mode: FragMode::Store,
@@ -663,7 +676,7 @@ mod tests {
             },
         };
         let len = encode(&packet).len();
-        assert_eq!(len, 8272);
+        assert_eq!(len, 8273);
         assert!(len <= MAX_DATAGRAM_SIZE);
     }
 
@@ -726,7 +739,7 @@ mod tests {
         long.push(0);
         assert_eq!(Packet::decode(&long), Err(DecodeError::TrailingBytes));
         let mut unknown = bytes.clone();
-        unknown[12] = 0x7F; // no such message
+        unknown[13] = 0x7F; // no such message
         assert_eq!(Packet::decode(&unknown), Err(DecodeError::Malformed));
     }
 
@@ -740,7 +753,7 @@ mod tests {
         }));
         // Claim 8191 bytes (0xFF 0x3F) and drop one.
         let mut short = bytes.clone();
-        let at = 12 + 2 + 32;
+        let at = 13 + 2 + 32;
         assert_eq!(&short[at..at + 2], &[0x80, 0x40]);
         short[at] = 0xFF;
         short[at + 1] = 0x3F;

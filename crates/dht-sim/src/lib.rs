@@ -92,6 +92,51 @@ pub struct NetStats {
     pub reordered: u64,
     /// Datagrams to a crashed host, an unknown address, or across a partition.
     pub undeliverable: u64,
+    /// Datagrams dropped because a host's receive FIFO was full (see
+    /// [`Sim::set_rx_fifo`]).
+    pub fifo_drops: u64,
+}
+
+/// A network interface's receive FIFO: it holds `capacity` bytes and the
+/// host's CPU empties it at `drain_bytes_per_ms`. A datagram that does not
+/// fit when it arrives is dropped whole (one lost Ethernet frame loses the
+/// IP datagram), as QEMU's LAN9118 model and small SPI controllers do.
+#[derive(Clone, Copy, Debug)]
+pub struct RxFifo {
+    /// Bytes the FIFO holds.
+    pub capacity: u32,
+    /// How fast the host reads it out.
+    pub drain_bytes_per_ms: u32,
+}
+
+impl RxFifo {
+    /// The LAN9118 of QEMU's MPS2 boards: about 10.5 KB, so one 8.3 KB
+    /// datagram at a time; read out at roughly 8 KB per millisecond.
+    pub const LAN9118: RxFifo = RxFifo { capacity: 10_560, drain_bytes_per_ms: 8_000 };
+}
+
+#[derive(Clone, Copy, Debug)]
+struct FifoState {
+    model: RxFifo,
+    level: u64,
+    at: Instant,
+    drops: u64,
+}
+
+impl FifoState {
+    /// Whether a datagram of `len` bytes arriving at `now` fits.
+    fn admit(&mut self, now: Instant, len: usize) -> bool {
+        let elapsed = now.saturating_since(self.at).total_micros();
+        let drained = elapsed.saturating_mul(u64::from(self.model.drain_bytes_per_ms)) / 1000;
+        self.level = self.level.saturating_sub(drained);
+        self.at = now;
+        if self.level + len as u64 > u64::from(self.model.capacity) {
+            self.drops += 1;
+            return false;
+        }
+        self.level += len as u64;
+        true
+    }
 }
 
 /// A file sink collecting bytes in memory.
@@ -132,6 +177,7 @@ struct Host {
     wake_generation: u64,
     scheduled: Option<Instant>,
     events: Vec<Event>,
+    fifo: Option<FifoState>,
 }
 
 enum Pending {
@@ -281,6 +327,7 @@ impl Sim {
             wake_generation: 0,
             scheduled: None,
             events: Vec::new(),
+            fifo: None,
         });
         self.by_addr.insert(addr, host);
         host
@@ -315,6 +362,20 @@ impl Sim {
     /// simulation runs).
     pub fn events(&self, host: HostId) -> &[Event] {
         self.hosts.get(host).map(|h| h.events.as_slice()).unwrap_or(&[])
+    }
+
+    /// Gives `host` a small receive FIFO (from now on): datagrams that
+    /// arrive while it is too full are dropped.
+    pub fn set_rx_fifo(&mut self, host: HostId, model: RxFifo) {
+        let now = self.now;
+        if let Some(h) = self.hosts.get_mut(host) {
+            h.fifo = Some(FifoState { model, level: 0, at: now, drops: 0 });
+        }
+    }
+
+    /// Datagrams `host`'s receive FIFO dropped.
+    pub fn fifo_drops(&self, host: HostId) -> u64 {
+        self.hosts.get(host).and_then(|h| h.fifo).map_or(0, |f| f.drops)
     }
 
     /// Makes `host` join through `seed`.
@@ -560,6 +621,13 @@ impl Sim {
         if !self.is_up(to) {
             self.stats.undeliverable += 1;
             return;
+        }
+        let now = self.now;
+        if let Some(fifo) = self.hosts.get_mut(to).and_then(|h| h.fifo.as_mut()) {
+            if !fifo.admit(now, bytes.len()) {
+                self.stats.fifo_drops += 1;
+                return;
+            }
         }
         self.stats.delivered += 1;
         self.stats.delivered_bytes += bytes.len() as u64;

@@ -37,8 +37,12 @@ fn valid_packet(rng: &mut Rng, fragment: &[u8; FRAGMENT_SIZE], buf: &mut [u8]) -
         1 => Transmission::Randomcast { hops: rng.below(6) as u8 },
         _ => Transmission::Broadcast { breadth: rng.below(4) as u8, uid: rng.next_u64() },
     };
-    let source =
-        Source { id: NodeId(rng.next_u64()), addr: random_addr(rng), member: rng.chance(1, 2) };
+    let source = Source {
+        id: NodeId(rng.next_u64()),
+        addr: random_addr(rng),
+        member: rng.chance(1, 2),
+        window: rng.next_u64() as u8,
+    };
     let shard = Shard::new(rng.below(16) as u8).unwrap();
     let mut peers = PeerList::new();
     for _ in 0..rng.below(65) {
@@ -203,7 +207,7 @@ fn node_survives_100k_hostile_datagrams_and_still_serves() {
     let held = sim.node(target).unwrap().store().hash_at(0).unwrap();
     let get = Packet {
         transmission: Transmission::Singlecast,
-        source: Source { id: NodeId(1), addr: sim.addr(probe), member: false },
+        source: Source { id: NodeId(1), addr: sim.addr(probe), member: false, window: 0 },
         message: Message::FileGet { hash: held },
     };
     let mut buf = [0u8; 128];

@@ -50,7 +50,7 @@ fn serves(node: u16, hash: &str) -> bool {
     let hash = FragmentHash::from_hex(hash).unwrap();
     let packet = Packet {
         transmission: Transmission::Singlecast,
-        source: Source { id: NodeId(7), addr: me, member: false },
+        source: Source { id: NodeId(7), addr: me, member: false, window: 0 },
         message: Message::FileGet { hash },
     };
     let mut buf = vec![0u8; 9000];

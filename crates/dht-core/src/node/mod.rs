@@ -227,6 +227,11 @@ struct Announced {
     tries: u8,
 }
 
+/// Peers with a limited receive window that a node remembers (the
+/// least recently heard is forgotten first; forgetting one only means that
+/// its windows open as for any peer until it is heard again).
+const LIMITED_PEERS: usize = 16;
+
 /// Capacity of the application event queue.
 const EVENT_QUEUE: usize = 32;
 
@@ -285,6 +290,9 @@ pub struct Node<
     seed: Option<PeerAddr>,
     /// Whether the node has left.
     left: bool,
+    /// Peers that advertised a limited receive window (see
+    /// [`Source::window`]), most recently heard last.
+    rx_windows: Vec<(PeerAddr, u8), LIMITED_PEERS>,
     events: Deque<Event, EVENT_QUEUE>,
     counters: Counters,
     tx: [u8; MAX_DATAGRAM_SIZE],
@@ -328,6 +336,7 @@ impl<S: FragmentStore, const NEIGHBORS: usize, const DEDUP: usize, const FETCHES
             announced: Vec::new(),
             seed: None,
             left: false,
+            rx_windows: Vec::new(),
             events: Deque::new(),
             counters: Counters::default(),
             tx: [0; MAX_DATAGRAM_SIZE],
@@ -384,6 +393,12 @@ impl<S: FragmentStore, const NEIGHBORS: usize, const DEDUP: usize, const FETCHES
     /// Whether the join is complete (always true for a root node).
     pub fn is_joined(&self) -> bool {
         matches!(self.join, JoinState::Joined | JoinState::Alone)
+    }
+
+    /// The receive window `addr` advertised (large datagrams it takes in
+    /// flight from one sender), if it advertised a limit.
+    pub fn advertised_window(&self, addr: PeerAddr) -> Option<u8> {
+        self.rx_windows.iter().find(|(a, _)| *a == addr).map(|(_, w)| *w)
     }
 
     /// Replication fetches pending.
@@ -559,6 +574,7 @@ impl<S: FragmentStore, const NEIGHBORS: usize, const DEDUP: usize, const FETCHES
         if from == packet.source.addr {
             // Heard directly: whatever was said of its death, it is alive.
             self.revived(from);
+            self.note_window(from, packet.source.window);
         }
 
         match packet.transmission {
@@ -725,7 +741,29 @@ impl<S: FragmentStore, const NEIGHBORS: usize, const DEDUP: usize, const FETCHES
         // A member that may still change its id stays invisible (not added
         // to tables) until it has chosen.
         let member = self.config.role == Role::Member && !self.may_choose_shard;
-        Source { id: self.me.id, addr: self.me.addr, member }
+        Source { id: self.me.id, addr: self.me.addr, member, window: self.config.rx_window }
+    }
+
+    /// Remembers the receive window `addr` advertised in a packet it sent.
+    fn note_window(&mut self, addr: PeerAddr, window: u8) {
+        let known = self.rx_windows.iter().position(|(a, _)| *a == addr);
+        match (known, window) {
+            (None, 0) => {}
+            (Some(i), 0) => {
+                self.rx_windows.remove(i);
+            }
+            (Some(i), w) => {
+                // Move to the back: most recently heard.
+                self.rx_windows.remove(i);
+                let _ = self.rx_windows.push((addr, w));
+            }
+            (None, w) => {
+                if self.rx_windows.is_full() {
+                    self.rx_windows.remove(0);
+                }
+                let _ = self.rx_windows.push((addr, w));
+            }
+        }
     }
 
     fn push_event(&mut self, event: Event) {

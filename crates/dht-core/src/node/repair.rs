@@ -236,8 +236,17 @@ impl<S: FragmentStore, const NEIGHBORS: usize, const DEDUP: usize, const FETCHES
         // Start new ones.
         while !leaving.in_flight.is_full() && leaving.cursor < self.store.len() {
             let Some(hash) = self.store.hash_at(leaving.cursor) else { break };
+            let to = self.replacement_for(&hash);
+            if let Some(to) = to {
+                // A peer that advertised a small receive window gets no
+                // more than that at a time: wait for its answers.
+                let limit = self.advertised_window(to.addr).map_or(usize::MAX, usize::from);
+                if leaving.in_flight.iter().filter(|h| h.to == to.addr).count() >= limit {
+                    break;
+                }
+            }
             leaving.cursor += 1;
-            if let Some(to) = self.replacement_for(&hash) {
+            if let Some(to) = to {
                 if self.push_copy(to.addr, hash, sink) {
                     let deadline = now + self.config.fetch_timeout;
                     let _ =
