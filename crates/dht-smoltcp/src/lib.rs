@@ -1,0 +1,505 @@
+//! Runs a dht-core [`Node`] over any [`smoltcp::phy::Device`]: an Ethernet
+//! controller on a microcontroller, an emulator's NIC, a TAP device.
+//!
+//! [`Stack`] is a smoltcp [`Interface`] with one UDP socket, sized for the
+//! overlay's 8.3 KB datagrams: IPv4 fragmentation and reassembly, with a
+//! reassembly timeout of one second (smoltcp's default of 60 s would let one
+//! lost fragment block all later datagrams for a minute). It reads no
+//! clock: every call takes the time from the caller, as dht-core does.
+//!
+//! The caller owns every buffer ([`Buffers`], `const fn new` so it can be a
+//! `static` or live in `main`'s frame). RAM cost, with the sizes the
+//! workspace's `.cargo/config.toml` gives smoltcp:
+//!
+//! | buffer | bytes |
+//! |--------|-------|
+//! | socket receive payload ([`RX_PAYLOAD`]) | 9 324 |
+//! | socket transmit payload ([`TX_PAYLOAD`]) | 9 324 |
+//! | socket packet metadata, 2 × [`PACKETS`] entries | about 700 |
+//! | received-datagram copy handed to the node ([`MAX_DATAGRAM_SIZE`]) | 8 300 |
+//! | smoltcp `Interface` (reassembly 8 320 + fragmentation 8 344 + tables) | about 17 300 |
+//!
+//! about 45 KB in all, besides the node (whose own transmit buffer is
+//! another 8.3 KB) and its fragment store. Each receive buffer holds one
+//! large datagram and some small ones; a node that advertises a receive
+//! window of one (`Config::small`) is never sent two large datagrams at a
+//! time by well-behaved peers.
+//!
+//! A step of the main loop is [`Stack::service`]: it lets smoltcp take in
+//! what the device received, hands each datagram to the node (and answers
+//! to the application's own requests to an [`App`]), runs the node's and the
+//! application's timers, sends what they produced and says when it next
+//! needs to run. Between steps the caller sleeps until that time or until the
+//! device interrupts.
+//!
+//! Emulators with user-mode networking (QEMU's slirp) put the host's
+//! loopback behind the gateway address: a [`Translation`] maps the
+//! addresses peers advertise (`127.0.0.1`) to the one that reaches them from
+//! inside (`10.0.2.2`) and back.
+
+#![no_std]
+#![forbid(unsafe_code)]
+#![deny(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing,
+    clippy::unimplemented,
+    clippy::unreachable
+)]
+#![cfg_attr(
+    test,
+    allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)
+)]
+
+use core::fmt;
+
+pub mod learn;
+
+use dht_core::node::{Event, Reply, SendError, Transmit};
+use dht_core::store::FragmentStore;
+use dht_core::{Instant, Node, PeerAddr, MAX_DATAGRAM_SIZE};
+use smoltcp::iface::{Config as IfaceConfig, Interface, SocketHandle, SocketSet, SocketStorage};
+use smoltcp::phy::{self, Device};
+use smoltcp::socket::udp;
+use smoltcp::time::{Duration as SmolDuration, Instant as SmolInstant};
+use smoltcp::wire::{
+    EthernetAddress, HardwareAddress, IpAddress, IpCidr, IpEndpoint, Ipv4Address, Ipv4Cidr,
+};
+
+pub use smoltcp;
+
+use learn::{Learned, Learning};
+
+/// Datagrams (of any size) the socket's receive buffer can queue.
+pub const RX_PACKETS: usize = 16;
+/// Payload bytes of the socket's receive buffer: one largest datagram and
+/// 2 KB of small ones (pings, announcements) that arrive with it.
+pub const RX_PAYLOAD: usize = MAX_DATAGRAM_SIZE + 2048;
+/// Datagrams the socket's transmit buffer can queue: a node sends one small
+/// datagram to each of its neighbors at once (ADDME, LEAVE, a broadcast),
+/// while the first may wait for ARP.
+pub const TX_PACKETS: usize = 48;
+/// Payload bytes of the socket's transmit buffer: one largest datagram and
+/// 4 KB of small ones.
+pub const TX_PAYLOAD: usize = MAX_DATAGRAM_SIZE + 4096;
+/// How long smoltcp keeps an incomplete IPv4 datagram.
+pub const REASSEMBLY_TIMEOUT: SmolDuration = SmolDuration::from_millis(1_000);
+/// Rounds of smoltcp egress a send waits for room in the transmit buffer
+/// (each sends at least one frame).
+const FLUSH_ROUNDS: usize = 64;
+
+/// Memory for a [`Stack`], owned by the caller. Create it with
+/// [`Buffers::new`] (a `const fn`), keep it alive as long as the stack.
+pub struct Buffers<'a> {
+    rx_meta: [udp::PacketMetadata; RX_PACKETS],
+    rx_payload: [u8; RX_PAYLOAD],
+    tx_meta: [udp::PacketMetadata; TX_PACKETS],
+    tx_payload: [u8; TX_PAYLOAD],
+    sockets: [SocketStorage<'a>; 1],
+    datagram: [u8; MAX_DATAGRAM_SIZE],
+}
+
+impl Buffers<'_> {
+    /// Zeroed buffers.
+    pub const fn new() -> Self {
+        Buffers {
+            rx_meta: [udp::PacketMetadata::EMPTY; RX_PACKETS],
+            rx_payload: [0; RX_PAYLOAD],
+            tx_meta: [udp::PacketMetadata::EMPTY; TX_PACKETS],
+            tx_payload: [0; TX_PAYLOAD],
+            sockets: [SocketStorage::EMPTY; 1],
+            datagram: [0; MAX_DATAGRAM_SIZE],
+        }
+    }
+}
+
+impl Default for Buffers<'_> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Rewrites addresses between what peers advertise and what reaches them
+/// from this interface: datagrams to `outside` go to `inside`, datagrams
+/// from `inside` are reported as from `outside` (ports unchanged).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Translation {
+    /// The address peers advertise (the host's loopback).
+    pub outside: [u8; 4],
+    /// The address that reaches them from here (the emulator's gateway).
+    pub inside: [u8; 4],
+}
+
+impl Translation {
+    /// QEMU user-mode networking: the host's `127.0.0.1` is `10.0.2.2`
+    /// inside the guest.
+    pub const QEMU_USER: Translation =
+        Translation { outside: [127, 0, 0, 1], inside: [10, 0, 2, 2] };
+
+    fn outbound(&self, ip: [u8; 4]) -> [u8; 4] {
+        if ip == self.outside {
+            self.inside
+        } else {
+            ip
+        }
+    }
+
+    fn inbound(&self, ip: [u8; 4]) -> [u8; 4] {
+        if ip == self.inside {
+            self.outside
+        } else {
+            ip
+        }
+    }
+}
+
+/// How the interface is set up.
+#[derive(Clone, Copy, Debug)]
+pub struct StackConfig {
+    /// The interface's Ethernet address.
+    pub mac: [u8; 6],
+    /// Its IPv4 address.
+    pub address: [u8; 4],
+    /// The prefix length of its subnet.
+    pub prefix_len: u8,
+    /// The default gateway, if peers outside the subnet are to be reached.
+    pub gateway: Option<[u8; 4]>,
+    /// The UDP port the node listens on.
+    pub port: u16,
+    /// Address translation for user-mode emulator networking.
+    pub translation: Option<Translation>,
+}
+
+/// Why the stack could not start.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StackError {
+    /// The prefix length is not 0 to 32.
+    BadPrefix,
+    /// The gateway could not be installed as the default route.
+    BadGateway,
+    /// The UDP socket could not bind the port (port 0?).
+    Bind,
+}
+
+impl fmt::Display for StackError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            StackError::BadPrefix => "the prefix length must be 0 to 32",
+            StackError::BadGateway => "the gateway cannot be the default route",
+            StackError::Bind => "the UDP port cannot be bound (0 is not a port)",
+        })
+    }
+}
+
+/// What the stack did, for logs and tests.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct StackStats {
+    /// Datagrams handed to the node.
+    pub received: u64,
+    /// Datagrams queued for sending.
+    pub sent: u64,
+    /// Sends refused (no room in the transmit buffer after flushing, or
+    /// an IPv6 peer this IPv4 stack cannot reach).
+    pub send_failed: u64,
+    /// Received datagrams dropped because they were larger than any dht
+    /// datagram.
+    pub oversized: u64,
+}
+
+/// Converts dht-core time to smoltcp time.
+pub fn smol_instant(now: Instant) -> SmolInstant {
+    SmolInstant::from_micros(i64::try_from(now.total_micros()).unwrap_or(i64::MAX))
+}
+
+/// Converts smoltcp time back.
+fn dht_instant(at: SmolInstant) -> Instant {
+    Instant::from_micros(u64::try_from(at.total_micros()).unwrap_or(0))
+}
+
+/// What runs beside the node: an upload, a download, a sensor that
+/// publishes readings. Every method has a default that does nothing.
+pub trait App<S: FragmentStore, const N: usize, const D: usize, const F: usize> {
+    /// When [`App::handle_timeout`] should next run.
+    fn poll_timeout(&self) -> Option<Instant> {
+        None
+    }
+    /// Timed work.
+    fn handle_timeout<T: Transmit>(
+        &mut self,
+        _now: Instant,
+        _node: &mut Node<S, N, D, F>,
+        _tx: &mut T,
+    ) {
+    }
+    /// An answer to one of the application's requests.
+    fn handle_reply<T: Transmit>(
+        &mut self,
+        _now: Instant,
+        _node: &mut Node<S, N, D, F>,
+        _reply: &Reply<'_>,
+        _tx: &mut T,
+    ) {
+    }
+    /// A node event.
+    fn handle_event(&mut self, _node: &Node<S, N, D, F>, _event: Event) {}
+}
+
+/// An application that does nothing: a plain node.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Idle;
+impl<S: FragmentStore, const N: usize, const D: usize, const F: usize> App<S, N, D, F> for Idle {}
+
+/// A smoltcp interface with the node's UDP socket.
+pub struct Stack<'a> {
+    iface: Interface,
+    sockets: SocketSet<'a>,
+    udp: SocketHandle,
+    datagram: &'a mut [u8; MAX_DATAGRAM_SIZE],
+    translation: Option<Translation>,
+    learned: Learned,
+    stats: StackStats,
+}
+
+impl<'a> Stack<'a> {
+    /// Brings up the interface on `device` at `now`, with its UDP socket
+    /// bound to `config.port`.
+    pub fn new<D: Device + ?Sized>(
+        config: StackConfig,
+        device: &mut D,
+        buffers: &'a mut Buffers<'a>,
+        now: Instant,
+    ) -> Result<Self, StackError> {
+        if config.prefix_len > 32 {
+            return Err(StackError::BadPrefix);
+        }
+        let hw = HardwareAddress::Ethernet(EthernetAddress(config.mac));
+        let mut iface = Interface::new(IfaceConfig::new(hw), device, smol_instant(now));
+        iface.set_reassembly_timeout(REASSEMBLY_TIMEOUT);
+        let [a, b, c, d] = config.address;
+        let cidr = IpCidr::Ipv4(Ipv4Cidr::new(Ipv4Address::new(a, b, c, d), config.prefix_len));
+        iface.update_ip_addrs(|addrs| {
+            addrs.clear();
+            let _ = addrs.push(cidr);
+        });
+        if let Some([a, b, c, d]) = config.gateway {
+            iface
+                .routes_mut()
+                .add_default_ipv4_route(Ipv4Address::new(a, b, c, d))
+                .map_err(|_| StackError::BadGateway)?;
+        }
+        let Buffers { rx_meta, rx_payload, tx_meta, tx_payload, sockets, datagram } = buffers;
+        let rx = udp::PacketBuffer::new(&mut rx_meta[..], &mut rx_payload[..]);
+        let tx = udp::PacketBuffer::new(&mut tx_meta[..], &mut tx_payload[..]);
+        let mut socket = udp::Socket::new(rx, tx);
+        socket.bind(config.port).map_err(|_| StackError::Bind)?;
+        let mut sockets = SocketSet::new(&mut sockets[..]);
+        let udp = sockets.add(socket);
+        Ok(Stack {
+            iface,
+            sockets,
+            udp,
+            datagram,
+            translation: config.translation,
+            learned: Learned::new(config.mac, config.address, config.prefix_len, config.gateway),
+            stats: StackStats::default(),
+        })
+    }
+
+    /// What the stack did so far.
+    pub fn stats(&self) -> StackStats {
+        self.stats
+    }
+
+    /// Synthetic ARP replies given to smoltcp (see [`learn`]).
+    pub fn neighbors_learned(&self) -> u64 {
+        self.learned.injected
+    }
+
+    /// Datagrams waiting in the socket's transmit buffer.
+    pub fn send_queue(&mut self) -> usize {
+        self.sockets.get_mut::<udp::Socket>(self.udp).send_queue()
+    }
+
+    /// The smoltcp interface (addresses, routes).
+    pub fn interface(&mut self) -> &mut Interface {
+        &mut self.iface
+    }
+
+    /// A sink for the node's datagrams at `now` on `device`, for commands
+    /// the caller gives the node between service steps (join, leave, an
+    /// upload's start).
+    pub fn tx<'s, D: Device + ?Sized>(
+        &'s mut self,
+        now: Instant,
+        device: &'s mut D,
+    ) -> StackTx<'s, 'a, D> {
+        StackTx {
+            iface: &mut self.iface,
+            sockets: &mut self.sockets,
+            udp: self.udp,
+            device: Learning { inner: device, learned: &mut self.learned },
+            now: smol_instant(now),
+            translation: self.translation,
+            stats: &mut self.stats,
+        }
+    }
+
+    /// One step of the main loop at `now`: takes in what `device` received,
+    /// hands each datagram to `node` (answers to the application's requests
+    /// go to `app`), runs due timers, sends everything queued, and returns
+    /// when the next step is due (`None`: only when a frame arrives).
+    pub fn service<S, A, D, const N: usize, const DD: usize, const F: usize>(
+        &mut self,
+        now: Instant,
+        device: &mut D,
+        node: &mut Node<S, N, DD, F>,
+        app: &mut A,
+    ) -> Option<Instant>
+    where
+        S: FragmentStore,
+        A: App<S, N, DD, F>,
+        D: Device + ?Sized,
+    {
+        let smol_now = smol_instant(now);
+        self.iface.poll(
+            smol_now,
+            &mut Learning { inner: &mut *device, learned: &mut self.learned },
+            &mut self.sockets,
+        );
+        // Datagrams received: each is copied out of the socket so that the
+        // node can answer through the same socket while it reads it.
+        loop {
+            let socket = self.sockets.get_mut::<udp::Socket>(self.udp);
+            let (len, meta) = match socket.recv_slice(&mut self.datagram[..]) {
+                Ok(got) => got,
+                Err(udp::RecvError::Truncated) => {
+                    self.stats.oversized += 1;
+                    continue;
+                }
+                Err(udp::RecvError::Exhausted) => break,
+            };
+            let Some(from) = peer_of(meta.endpoint, self.translation) else { continue };
+            self.stats.received += 1;
+            let mut tx = StackTx {
+                iface: &mut self.iface,
+                sockets: &mut self.sockets,
+                udp: self.udp,
+                device: Learning { inner: &mut *device, learned: &mut self.learned },
+                now: smol_now,
+                translation: self.translation,
+                stats: &mut self.stats,
+            };
+            let bytes = self.datagram.get(..len).unwrap_or(&[]);
+            if let Some(reply) = node.handle_datagram(now, from, bytes, &mut tx) {
+                app.handle_reply(now, node, &reply, &mut tx);
+            }
+            while let Some(event) = node.poll_event() {
+                app.handle_event(node, event);
+            }
+        }
+        {
+            let mut tx = self.tx(now, &mut *device);
+            if node.poll_timeout().is_some_and(|at| at <= now) {
+                node.handle_timeout(now, &mut tx);
+            }
+            if app.poll_timeout().is_some_and(|at| at <= now) {
+                app.handle_timeout(now, node, &mut tx);
+            }
+        }
+        while let Some(event) = node.poll_event() {
+            app.handle_event(node, event);
+        }
+        self.flush(smol_now, device);
+        let net = self.iface.poll_at(smol_now, &self.sockets).map(dht_instant);
+        [node.poll_timeout(), app.poll_timeout(), net].into_iter().flatten().min()
+    }
+
+    /// Lets smoltcp send what is queued (every fragment of a large
+    /// datagram), bounded.
+    fn flush<D: Device + ?Sized>(&mut self, now: SmolInstant, device: &mut D) {
+        let mut device = Learning { inner: device, learned: &mut self.learned };
+        flush(&mut self.iface, &mut self.sockets, now, &mut device);
+    }
+}
+
+/// Runs smoltcp until nothing is left to send now (or the device is full).
+fn flush<D: Device + ?Sized>(
+    iface: &mut Interface,
+    sockets: &mut SocketSet<'_>,
+    now: SmolInstant,
+    device: &mut D,
+) {
+    for _ in 0..FLUSH_ROUNDS {
+        iface.poll(now, device, sockets);
+        match iface.poll_delay(now, sockets) {
+            Some(delay) if delay == SmolDuration::ZERO => continue,
+            _ => return,
+        }
+    }
+}
+
+/// The overlay address of a datagram's sender.
+fn peer_of(endpoint: IpEndpoint, translation: Option<Translation>) -> Option<PeerAddr> {
+    #[allow(unreachable_patterns)] // IPv6 is compiled out
+    let ip = match endpoint.addr {
+        IpAddress::Ipv4(v4) => v4.octets(),
+        _ => return None,
+    };
+    let ip = translation.map_or(ip, |t| t.inbound(ip));
+    Some(PeerAddr::v4(ip, endpoint.port))
+}
+
+/// The node's datagram sink on a [`Stack`]: queues each datagram on the
+/// UDP socket, letting smoltcp send earlier ones first when the transmit
+/// buffer is full.
+pub struct StackTx<'s, 'a, D: Device + ?Sized> {
+    iface: &'s mut Interface,
+    sockets: &'s mut SocketSet<'a>,
+    udp: SocketHandle,
+    device: Learning<'s, D>,
+    now: SmolInstant,
+    translation: Option<Translation>,
+    stats: &'s mut StackStats,
+}
+
+impl<D: Device + ?Sized> StackTx<'_, '_, D> {
+    /// Sends everything queued now (the service step does this anyway).
+    pub fn flush(&mut self) {
+        flush(self.iface, self.sockets, self.now, &mut self.device);
+    }
+}
+
+impl<D: Device + ?Sized> Transmit for StackTx<'_, '_, D> {
+    fn send(&mut self, to: PeerAddr, datagram: &[u8]) -> Result<(), SendError> {
+        let PeerAddr::V4 { ip, port } = to else {
+            self.stats.send_failed += 1;
+            return Err(SendError);
+        };
+        let ip = self.translation.map_or(ip, |t| t.outbound(ip));
+        if let Some(request) = self.device.learned.arp_request_for(ip, self.now) {
+            // Resolve the next hop now rather than when this datagram
+            // reaches the head of the queue (see `learn`).
+            if let Some(token) = self.device.inner.transmit(self.now) {
+                phy::TxToken::consume(token, request.len(), |buf| buf.copy_from_slice(&request));
+            }
+        }
+        let [a, b, c, d] = ip;
+        let endpoint = IpEndpoint::new(IpAddress::Ipv4(Ipv4Address::new(a, b, c, d)), port);
+        for attempt in 0..2 {
+            let socket = self.sockets.get_mut::<udp::Socket>(self.udp);
+            match socket.send_slice(datagram, endpoint) {
+                Ok(()) => {
+                    self.stats.sent += 1;
+                    return Ok(());
+                }
+                Err(udp::SendError::BufferFull) if attempt == 0 => {
+                    flush(self.iface, self.sockets, self.now, &mut self.device)
+                }
+                Err(_) => break,
+            }
+        }
+        self.stats.send_failed += 1;
+        Err(SendError)
+    }
+}
