@@ -12,7 +12,7 @@ use dht_core::{Node, SmallNode};
 
 fn main() {
     println!(
-        "{{\"node_default\": {}, \"small_node\": {}, \"ram_slot\": {}, \"upload_32\": {}, \"upload_4\": {}, \"download_16\": {}, \"download_1\": {}}}",
+        "{{\"node_default\": {}, \"small_node\": {}, \"ram_slot\": {}, \"upload_32\": {}, \"upload_4\": {}, \"download_16\": {}, \"download_1\": {}, \"upload_2_2\": {}}}",
         size_of::<Node<NoStore>>(),
         size_of::<SmallNode<RamStore<[RamSlot; 4]>>>() - size_of::<[RamSlot; 4]>(),
         size_of::<RamSlot>(),
@@ -20,5 +20,6 @@ fn main() {
         size_of::<Upload<4>>(),
         size_of::<Download<16>>(),
         size_of::<Download<1>>(),
+        size_of::<Upload<2, 2>>(),
     );
 }

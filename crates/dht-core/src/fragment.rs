@@ -279,6 +279,63 @@ impl fmt::Display for IndexError {
     }
 }
 
+/// The fields of an index fragment, borrowed: what an upload keeps instead
+/// of the 8 KB index (a microcontroller uploading a one-fragment file keeps
+/// one hash). Encodes and hashes the index without holding its bytes.
+#[derive(Clone, Copy, Debug)]
+pub struct IndexParts<'a> {
+    /// The file name.
+    pub name: &'a IndexName,
+    /// Data fragments.
+    pub count: u8,
+    /// Bytes of the last fragment that belong to the file.
+    pub last_len: u16,
+    /// The data fragments' hashes (only the first `count` are used; missing
+    /// ones encode as zeros).
+    pub hashes: &'a [FragmentHash],
+}
+
+impl IndexParts<'_> {
+    /// Writes the 8192-byte form.
+    pub fn encode(&self, out: &mut FragmentBytes) {
+        out.fill(0);
+        if let Some(dst) = out.get_mut(..INDEX_NAME_SIZE) {
+            dst.copy_from_slice(self.name.field());
+        }
+        if let Some(dst) = out.get_mut(COUNT_OFFSET) {
+            *dst = self.count;
+        }
+        if let Some(dst) = out.get_mut(LAST_LEN_OFFSET..HASHES_OFFSET) {
+            dst.copy_from_slice(&self.last_len.to_be_bytes());
+        }
+        let hash_area = out.get_mut(HASHES_OFFSET..).unwrap_or(&mut []);
+        let used = self.hashes.iter().take(usize::from(self.count));
+        for (chunk, hash) in hash_area.chunks_exact_mut(HASH_SIZE).zip(used) {
+            chunk.copy_from_slice(&hash.0);
+        }
+    }
+
+    /// The SHA-256 of the encoded form, computed field by field (no 8 KB
+    /// buffer).
+    pub fn hash(&self) -> FragmentHash {
+        let mut hasher = Sha256::new();
+        hasher.update(self.name.field());
+        hasher.update([self.count]);
+        hasher.update(self.last_len.to_be_bytes());
+        let used = self.hashes.iter().take(usize::from(self.count));
+        let mut written = 0;
+        for hash in used {
+            hasher.update(hash.0);
+            written += 1;
+        }
+        let zeros = [0u8; HASH_SIZE];
+        for _ in written..INDEX_MAX_FRAGMENTS {
+            hasher.update(zeros);
+        }
+        FragmentHash(hasher.finalize().into())
+    }
+}
+
 /// The decoded form of an index fragment.
 #[derive(Clone, PartialEq, Eq)]
 pub struct IndexFragment {
@@ -339,27 +396,24 @@ impl IndexFragment {
 
     /// Writes the 8192-byte form.
     pub fn encode(&self, out: &mut FragmentBytes) {
-        out.fill(0);
-        if let Some(dst) = out.get_mut(..INDEX_NAME_SIZE) {
-            dst.copy_from_slice(self.name.field());
+        IndexParts {
+            name: &self.name,
+            count: self.count,
+            last_len: self.last_len,
+            hashes: self.hashes(),
         }
-        if let Some(dst) = out.get_mut(COUNT_OFFSET) {
-            *dst = self.count;
-        }
-        if let Some(dst) = out.get_mut(LAST_LEN_OFFSET..HASHES_OFFSET) {
-            dst.copy_from_slice(&self.last_len.to_be_bytes());
-        }
-        let hash_area = out.get_mut(HASHES_OFFSET..).unwrap_or(&mut []);
-        for (chunk, hash) in hash_area.chunks_exact_mut(HASH_SIZE).zip(self.hashes.iter()) {
-            chunk.copy_from_slice(&hash.0);
-        }
+        .encode(out);
     }
 
     /// The hash of the encoded index: the file's address.
     pub fn hash(&self) -> FragmentHash {
-        let mut bytes = [0u8; FRAGMENT_SIZE];
-        self.encode(&mut bytes);
-        FragmentHash::of(&bytes)
+        IndexParts {
+            name: &self.name,
+            count: self.count,
+            last_len: self.last_len,
+            hashes: self.hashes(),
+        }
+        .hash()
     }
 
     /// The file name.

@@ -54,6 +54,7 @@ pub mod fragment;
 pub mod id;
 pub mod neighbors;
 pub mod node;
+mod order;
 pub mod rand;
 pub mod store;
 pub mod time;

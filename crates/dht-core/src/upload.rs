@@ -37,7 +37,7 @@ use sha2::{Digest, Sha256};
 use crate::client::{exhausted, refusal_backoff, Pick, Requester, Tried};
 use crate::config::{FRAGMENT_SIZE, INDEX_MAX_FRAGMENTS, MAX_FILE_SIZE};
 use crate::fragment::{
-    fragment_layout, FragmentBytes, FragmentHash, IndexError, IndexFragment, IndexName,
+    fragment_layout, FragmentBytes, FragmentHash, IndexError, IndexName, IndexParts,
 };
 use crate::id::{PeerAddr, PeerInfo, Shard};
 use crate::node::{Node, Reply, RequestError, Transmit};
@@ -78,6 +78,14 @@ pub enum UploadError {
         /// Its size.
         size: u64,
     },
+    /// The file has more fragments than this upload was built to track
+    /// (its `ITEMS` parameter, the index included).
+    TooManyFragments {
+        /// Fragments of the file, the index included.
+        fragments: u16,
+        /// What the upload can track.
+        capacity: u16,
+    },
     /// The source could not be read at this offset.
     SourceFailed {
         /// Where reading failed.
@@ -109,6 +117,11 @@ impl fmt::Display for UploadError {
             UploadError::FileTooLarge { size } => {
                 fmt::Display::fmt(&IndexError::FileTooLarge { size: *size }, f)
             }
+            UploadError::TooManyFragments { fragments, capacity } => write!(
+                f,
+                "the file needs {fragments} fragments with its index; this upload tracks at most \
+                 {capacity}"
+            ),
             UploadError::SourceFailed { offset } => {
                 write!(f, "could not read the file at byte {offset}")
             }
@@ -170,12 +183,20 @@ const PEERS: usize = 32;
 /// Redirects to named holders an item may follow before refusals count as
 /// failures.
 const MAX_REDIRECTS: u8 = 4;
-/// Items: data fragments plus the index.
-const ITEMS: usize = INDEX_MAX_FRAGMENTS + 1;
+/// Items of the largest file: data fragments plus the index.
+pub const MAX_ITEMS: usize = INDEX_MAX_FRAGMENTS + 1;
 
-/// An upload in progress, with up to `WINDOW` store requests in flight.
-pub struct Upload<const WINDOW: usize = 32> {
-    index: IndexFragment,
+/// An upload in progress, with up to `WINDOW` store requests in flight, of
+/// a file of at most `ITEMS - 1` data fragments (the default: any file).
+///
+/// It keeps the data fragments' hashes and a few bytes per fragment, not
+/// the index itself, which is rebuilt from them when it is sent: an upload
+/// sized for a one-fragment file (`Upload<2, 2>`) takes about 5 KB, most of
+/// it the holder choice and per-peer windows it shares with downloads.
+pub struct Upload<const WINDOW: usize = 32, const ITEMS: usize = MAX_ITEMS> {
+    name: IndexName,
+    last_len: u16,
+    hashes: [FragmentHash; ITEMS],
     index_hash: FragmentHash,
     size: u64,
     count: u16,
@@ -193,25 +214,30 @@ pub struct Upload<const WINDOW: usize = 32> {
     events: Deque<UploadEvent, 16>,
 }
 
-impl<const WINDOW: usize> Upload<WINDOW> {
+impl<const WINDOW: usize, const ITEMS: usize> Upload<WINDOW, ITEMS> {
     /// Prepares the upload of `source` under `name`: hashes every fragment
-    /// (reading the source once, 512 bytes at a time) and builds the index.
+    /// (reading the source once, 512 bytes at a time) and the index.
     pub fn new(name: IndexName, source: &mut impl FileSource) -> Result<Self, UploadError> {
         let size = source.size();
         if size > MAX_FILE_SIZE {
             return Err(UploadError::FileTooLarge { size });
         }
-        let (count, _) = fragment_layout(size).map_err(|_| UploadError::FileTooLarge { size })?;
-        let mut hashes = [FragmentHash::default(); INDEX_MAX_FRAGMENTS];
+        let (count, last_len) =
+            fragment_layout(size).map_err(|_| UploadError::FileTooLarge { size })?;
+        let fragments = u16::from(count) + 1;
+        if usize::from(fragments) > ITEMS {
+            let capacity = u16::try_from(ITEMS).unwrap_or(u16::MAX);
+            return Err(UploadError::TooManyFragments { fragments, capacity });
+        }
+        let mut hashes = [FragmentHash::default(); ITEMS];
         for (i, slot) in hashes.iter_mut().enumerate().take(usize::from(count)) {
             *slot = hash_fragment(source, size, i)?;
         }
-        let index =
-            IndexFragment::for_file(name, size, |i| hashes.get(i).copied().unwrap_or_default())
-                .map_err(|_| UploadError::FileTooLarge { size })?;
-        let index_hash = index.hash();
+        let index_hash = IndexParts { name: &name, count, last_len, hashes: &hashes }.hash();
         Ok(Upload {
-            index,
+            name,
+            last_len,
+            hashes,
             index_hash,
             size,
             count: u16::from(count),
@@ -233,9 +259,24 @@ impl<const WINDOW: usize> Upload<WINDOW> {
         self.index_hash
     }
 
-    /// The index fragment.
-    pub fn index(&self) -> &IndexFragment {
-        &self.index
+    /// The file name stored in the index.
+    pub fn name(&self) -> &IndexName {
+        &self.name
+    }
+
+    /// The file size in bytes.
+    pub fn file_size(&self) -> u64 {
+        self.size
+    }
+
+    /// The data fragments' hashes, in file order.
+    pub fn hashes(&self) -> &[FragmentHash] {
+        self.hashes.get(..usize::from(self.count)).unwrap_or(&[])
+    }
+
+    fn index_parts(&self) -> IndexParts<'_> {
+        let count = u8::try_from(self.count).unwrap_or(u8::MAX);
+        IndexParts { name: &self.name, count, last_len: self.last_len, hashes: self.hashes() }
     }
 
     /// Fragments to store, the index included.
@@ -374,7 +415,7 @@ impl<const WINDOW: usize> Upload<WINDOW> {
         if item == self.count {
             self.index_hash
         } else {
-            self.index.hash_of(usize::from(item)).unwrap_or_default()
+            self.hashes().get(usize::from(item)).copied().unwrap_or_default()
         }
     }
 
@@ -476,7 +517,7 @@ impl<const WINDOW: usize> Upload<WINDOW> {
             log::trace!("upload: FILEFRAG {hash:?} item {item} attempt {attempt} to {to}");
             let size = self.size;
             let is_index = item == self.count;
-            let index_fragment = &self.index;
+            let index_fragment = self.index_parts();
             let mut read_ok = true;
             let result = node.send_fragment(
                 to,
@@ -512,7 +553,7 @@ impl<const WINDOW: usize> Upload<WINDOW> {
     }
 }
 
-impl<const WINDOW: usize> fmt::Debug for Upload<WINDOW> {
+impl<const WINDOW: usize, const ITEMS: usize> fmt::Debug for Upload<WINDOW, ITEMS> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Upload")
             .field("index_hash", &self.index_hash)
@@ -596,11 +637,34 @@ mod tests {
         let mut source: &[u8] = &data;
         let upload = Upload::<4>::new(IndexName::from_file_name("x"), &mut source).unwrap();
         assert_eq!(upload.total(), 3);
-        assert_eq!(upload.index().file_size(), 8193);
+        assert_eq!(upload.file_size(), 8193);
         let mut first = [1u8; FRAGMENT_SIZE];
-        assert_eq!(upload.index().hash_of(0), Some(FragmentHash::of(&first)));
+        assert_eq!(upload.hashes().first(), Some(&FragmentHash::of(&first)));
         first.fill(0);
         first[0] = 1;
-        assert_eq!(upload.index().hash_of(1), Some(FragmentHash::of(&first)));
+        assert_eq!(upload.hashes().get(1), Some(&FragmentHash::of(&first)));
+        // The index hash is that of the full index the download will read.
+        let index =
+            crate::fragment::IndexFragment::for_file(IndexName::from_file_name("x"), 8193, |i| {
+                upload.hashes()[i]
+            })
+            .unwrap();
+        assert_eq!(upload.index_hash(), index.hash());
+        let mut bytes = [0u8; FRAGMENT_SIZE];
+        index.encode(&mut bytes);
+        assert_eq!(upload.index_hash(), FragmentHash::of(&bytes));
+    }
+
+    #[test]
+    fn an_upload_sized_for_small_files_refuses_larger_ones() {
+        let data = vec![7u8; 3 * FRAGMENT_SIZE];
+        let mut source: &[u8] = &data;
+        let result = Upload::<2, 2>::new(IndexName::from_file_name("s"), &mut source);
+        assert_eq!(result.err(), Some(UploadError::TooManyFragments { fragments: 4, capacity: 2 }));
+        let mut small: &[u8] = &data[..100];
+        let upload = Upload::<2, 2>::new(IndexName::from_file_name("s"), &mut small).unwrap();
+        assert_eq!(upload.total(), 2);
+        let size = core::mem::size_of::<Upload<2, 2>>();
+        assert!(size < 8192, "{size}");
     }
 }

@@ -820,7 +820,7 @@ pub mod scene {
         let Ok(upload) = Upload::<1>::new(IndexName::from_file_name(name), &mut source) else {
             return Vec::new();
         };
-        let mut hashes: Vec<FragmentHash> = upload.index().hashes().to_vec();
+        let mut hashes: Vec<FragmentHash> = upload.hashes().to_vec();
         hashes.push(upload.index_hash());
         hashes
     }

@@ -7,9 +7,9 @@
 //! lost fragment block all later datagrams for a minute). It reads no
 //! clock: every call takes the time from the caller, as dht-core does.
 //!
-//! The caller owns every buffer ([`Buffers`], `const fn new` so it can be a
-//! `static` or live in `main`'s frame). RAM cost, with the sizes the
-//! workspace's `.cargo/config.toml` gives smoltcp:
+//! The caller owns every buffer ([`Buffers`] and [`SocketSlots`], each with
+//! a `const fn new` so it can be a `static` or live in `main`'s frame). RAM
+//! cost, with the sizes the workspace's `.cargo/config.toml` gives smoltcp:
 //!
 //! | buffer | bytes |
 //! |--------|-------|
@@ -89,32 +89,55 @@ pub const REASSEMBLY_TIMEOUT: SmolDuration = SmolDuration::from_millis(1_000);
 /// (each sends at least one frame).
 const FLUSH_ROUNDS: usize = 64;
 
-/// Memory for a [`Stack`], owned by the caller. Create it with
-/// [`Buffers::new`] (a `const fn`), keep it alive as long as the stack.
-pub struct Buffers<'a> {
-    rx_meta: [udp::PacketMetadata; RX_PACKETS],
+/// The byte buffers of a [`Stack`], owned by the caller: create them with
+/// [`Buffers::new`] (a `const fn`) and keep them as long as the stack.
+/// They are all zeros, so a `static` of them costs RAM (`.bss`) but no
+/// flash.
+pub struct Buffers {
     rx_payload: [u8; RX_PAYLOAD],
-    tx_meta: [udp::PacketMetadata; TX_PACKETS],
     tx_payload: [u8; TX_PAYLOAD],
-    sockets: [SocketStorage<'a>; 1],
     datagram: [u8; MAX_DATAGRAM_SIZE],
 }
 
-impl Buffers<'_> {
+impl Buffers {
     /// Zeroed buffers.
     pub const fn new() -> Self {
         Buffers {
-            rx_meta: [udp::PacketMetadata::EMPTY; RX_PACKETS],
             rx_payload: [0; RX_PAYLOAD],
-            tx_meta: [udp::PacketMetadata::EMPTY; TX_PACKETS],
             tx_payload: [0; TX_PAYLOAD],
-            sockets: [SocketStorage::EMPTY; 1],
             datagram: [0; MAX_DATAGRAM_SIZE],
         }
     }
 }
 
-impl Default for Buffers<'_> {
+impl Default for Buffers {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// The socket bookkeeping of a [`Stack`] (packet metadata and the socket
+/// slot), owned by the caller like [`Buffers`]. Kept apart from them
+/// because its initial value is not all zeros: a `static` of it is copied
+/// from flash at boot, and this way only its ~2 KB are.
+pub struct SocketSlots<'a> {
+    rx_meta: [udp::PacketMetadata; RX_PACKETS],
+    tx_meta: [udp::PacketMetadata; TX_PACKETS],
+    sockets: [SocketStorage<'a>; 1],
+}
+
+impl SocketSlots<'_> {
+    /// Empty slots.
+    pub const fn new() -> Self {
+        SocketSlots {
+            rx_meta: [udp::PacketMetadata::EMPTY; RX_PACKETS],
+            tx_meta: [udp::PacketMetadata::EMPTY; TX_PACKETS],
+            sockets: [SocketStorage::EMPTY; 1],
+        }
+    }
+}
+
+impl Default for SocketSlots<'_> {
     fn default() -> Self {
         Self::new()
     }
@@ -267,7 +290,8 @@ impl<'a> Stack<'a> {
     pub fn new<D: Device + ?Sized>(
         config: StackConfig,
         device: &mut D,
-        buffers: &'a mut Buffers<'a>,
+        buffers: &'a mut Buffers,
+        slots: &'a mut SocketSlots<'a>,
         now: Instant,
     ) -> Result<Self, StackError> {
         if config.prefix_len > 32 {
@@ -288,7 +312,8 @@ impl<'a> Stack<'a> {
                 .add_default_ipv4_route(Ipv4Address::new(a, b, c, d))
                 .map_err(|_| StackError::BadGateway)?;
         }
-        let Buffers { rx_meta, rx_payload, tx_meta, tx_payload, sockets, datagram } = buffers;
+        let Buffers { rx_payload, tx_payload, datagram } = buffers;
+        let SocketSlots { rx_meta, tx_meta, sockets } = slots;
         let rx = udp::PacketBuffer::new(&mut rx_meta[..], &mut rx_payload[..]);
         let tx = udp::PacketBuffer::new(&mut tx_meta[..], &mut tx_payload[..]);
         let mut socket = udp::Socket::new(rx, tx);

@@ -16,7 +16,7 @@ use dht_core::upload::{Upload, UploadEvent};
 use dht_core::{Config, Duration, FragmentHash, IndexName, Instant, Node, NodeId, PeerAddr, Shard};
 use dht_smoltcp::smoltcp::phy::{self, Device, DeviceCapabilities, Medium};
 use dht_smoltcp::smoltcp::time::Instant as SmolInstant;
-use dht_smoltcp::{App, Buffers, Idle, Stack, StackConfig};
+use dht_smoltcp::{App, Buffers, Idle, SocketSlots, Stack, StackConfig};
 
 struct TraceLog;
 static NOW_MS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
@@ -262,7 +262,8 @@ impl Net {
         };
         let ip = [10, 0, (index >> 8) as u8, index as u8 + 1];
         let mut port = Port { hub: self.hub.clone(), index };
-        let buffers: &'static mut Buffers<'static> = Box::leak(Box::new(Buffers::new()));
+        let buffers: &'static mut Buffers = Box::leak(Box::new(Buffers::new()));
+        let slots: &'static mut SocketSlots<'static> = Box::leak(Box::new(SocketSlots::new()));
         let config_stack = StackConfig {
             mac: mac(index),
             address: ip,
@@ -271,7 +272,7 @@ impl Net {
             port: 9000,
             translation: None,
         };
-        let stack = Stack::new(config_stack, &mut port, buffers, self.now).unwrap();
+        let stack = Stack::new(config_stack, &mut port, buffers, slots, self.now).unwrap();
         let addr = PeerAddr::v4(ip, 9000);
         let node = Node::new(config, id, addr, index as u64 + 1, store);
         Host { stack, port, node, app, addr }
@@ -506,7 +507,7 @@ fn run(
 fn hashes_of(data: &[u8]) -> Vec<FragmentHash> {
     let mut source: &[u8] = data;
     let upload = Upload::<1>::new(IndexName::from_file_name("hub.bin"), &mut source).unwrap();
-    let mut hashes = upload.index().hashes().to_vec();
+    let mut hashes = upload.hashes().to_vec();
     hashes.push(upload.index_hash());
     hashes
 }

@@ -440,7 +440,7 @@ impl<S: FragmentStore, const NEIGHBORS: usize, const DEDUP: usize, const FETCHES
                 }
             }
         }
-        ranked.sort_unstable_by_key(|(v, s, _)| core::cmp::Reverse((*v, *s)));
+        crate::order::sort_by_key_descending(&mut ranked, |(v, s, _)| (*v, *s));
         out.clear();
         for (_, _, peer) in ranked {
             let _ = out.push(peer);

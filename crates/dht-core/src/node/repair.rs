@@ -89,7 +89,7 @@ impl<S: FragmentStore, const NEIGHBORS: usize, const DEDUP: usize, const FETCHES
                 }
             }
         }
-        top.sort_unstable_by_key(|(s, _)| core::cmp::Reverse(*s));
+        crate::order::sort_by_key_descending(&mut top, |(s, _)| *s);
         top.iter().map(|(_, p)| *p).collect()
     }
 

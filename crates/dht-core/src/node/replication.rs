@@ -311,7 +311,7 @@ impl<S: FragmentStore, const NEIGHBORS: usize, const DEDUP: usize, const FETCHES
                     let _ = ranked.push(n.peer);
                 }
                 let _ = ranked.push(self.me);
-                ranked.sort_unstable_by_key(|p| core::cmp::Reverse(rendezvous_score(hash, p.id)));
+                crate::order::sort_by_key_descending(&mut ranked, |p| rendezvous_score(hash, p.id));
                 for p in ranked.iter().take(usize::from(copies)) {
                     if p.id != self.me.id {
                         let _ = out.push(*p);

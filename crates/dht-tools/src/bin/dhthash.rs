@@ -56,14 +56,13 @@ fn run(args: &Args) -> Result<(), String> {
             other => other.to_string(),
         })?;
     if args.verbosity.verbose > 0 {
-        let index = upload.index();
         say(format!(
             "# {} ({} bytes, {} fragments)",
-            index.name(),
-            index.file_size(),
-            index.fragment_count()
+            upload.name(),
+            upload.file_size(),
+            upload.hashes().len()
         ));
-        for (i, hash) in index.hashes().iter().enumerate() {
+        for (i, hash) in upload.hashes().iter().enumerate() {
             say(format!("{i:>3} {hash} shard {}", hash.shard()));
         }
         say(format!("index {} shard {}", upload.index_hash(), upload.index_hash().shard()));
