@@ -4,22 +4,41 @@ CARGO ?= cargo
 BIN_DIR := bin
 TOOLS := dhtnode dhtsend dhtrecv dhthash dhtping
 EMBEDDED_TARGET := thumbv7m-none-eabi
+BOARD_TARGET := thumbv7em-none-eabihf
+FIRMWARE := firmware/qemu-mps2-an385
+FIRMWARE_ELF := $(FIRMWARE)/target/$(EMBEDDED_TARGET)/release/dht-fw-mps2-an385
+BOARD := firmware/stm32f411-enc28j60
 
-.PHONY: help all test test-core lint embedded setup scene bench clean
+.PHONY: help all test test-core lint embedded setup setup-qemu scene bench clean \
+	firmware firmware-build firmware-test board
 
 help:
 	@echo "make all       build the tools in release mode into $(BIN_DIR)/"
 	@echo "make test      run every test (unit, simulator, lint, embedded build)"
 	@echo "make lint      rustfmt, clippy and rustdoc checks"
 	@echo "make embedded  build dht-core for $(EMBEDDED_TARGET)"
+	@echo "make firmware  build the MPS2-AN385 firmware, print its flash and RAM use,"
+	@echo "               run it in QEMU among host nodes and print its stack high-water"
+	@echo "make firmware-test  only the QEMU test (part of make test)"
+	@echo "make board     build the STM32F411 + ENC28J60 board example"
 	@echo "make scene     deploy 256 nodes, round-trip a 2 MB file, stop them"
 	@echo "make bench     measure the 256-node scene (JSON on stdout)"
 	@echo "make clean     remove build output"
 
-# Rust targets the project needs; rustup is the only installer used.
-setup:
-	rustup target add $(EMBEDDED_TARGET)
+# Rust targets the project needs (rustup), and QEMU for the firmware test
+# (apt-get, as root or through sudo, only if qemu-system-arm is missing).
+setup: setup-qemu
+	rustup target add $(EMBEDDED_TARGET) $(BOARD_TARGET)
 	rustup component add clippy rustfmt llvm-tools
+
+setup-qemu:
+	@if command -v qemu-system-arm >/dev/null; then \
+	  echo "qemu-system-arm: $$(qemu-system-arm --version | head -n 1)"; \
+	else \
+	  sudo=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$sudo apt-get update -qq && $$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq qemu-system-arm >/dev/null \
+	    && qemu-system-arm --version | head -n 1; \
+	fi
 
 all:
 	$(CARGO) build --release -p dht-tools
@@ -27,7 +46,7 @@ all:
 	@for t in $(TOOLS); do cp target/release/$$t $(BIN_DIR)/$$t; done
 	@echo "built $(addprefix $(BIN_DIR)/,$(TOOLS))"
 
-test: lint embedded test-core
+test: lint embedded test-core board firmware-test
 
 test-core:
 	$(CARGO) test --workspace
@@ -36,6 +55,8 @@ lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 	RUSTDOCFLAGS="-D warnings" $(CARGO) doc --workspace --no-deps
+	cd $(FIRMWARE) && $(CARGO) fmt -- --check && $(CARGO) clippy --release -- -D warnings
+	cd $(BOARD) && $(CARGO) fmt -- --check && $(CARGO) clippy --release -- -D warnings
 
 # Builds the core for a Cortex-M3 and checks that nothing in it calls an
 # allocator (no rlib may reference __rust_alloc and friends).
@@ -48,6 +69,30 @@ embedded:
 	done); \
 	if [ -n "$$bad" ]; then echo "allocator used in the embedded build:"; echo "$$bad"; exit 1; fi; \
 	echo "dht-core for $(EMBEDDED_TARGET): no allocator referenced"
+
+# The MPS2-AN385 firmware (its own workspace, built for the Cortex-M3).
+firmware-build:
+	cd $(FIRMWARE) && $(CARGO) build --release
+
+# Flash and RAM from the ELF, then the QEMU run that measures the stack.
+firmware: all firmware-build
+	@size=$$(find "$$(rustc --print sysroot)" -name llvm-size -type f | head -n 1); \
+	"$$size" -A $(FIRMWARE_ELF) | awk '\
+	  $$1 == ".vector_table" || $$1 == ".text" || $$1 == ".rodata" { flash += $$2 } \
+	  $$1 == ".data" { data = $$2; flash += $$2 } $$1 == ".bss" { bss = $$2 } \
+	  $$1 ~ /^\.(vector_table|text|rodata|data|bss)$$/ { printf "%-14s %7d bytes\n", $$1, $$2 } \
+	  END { printf "flash (vectors+text+rodata+data): %d bytes (%.1f KiB)\n", flash, flash / 1024; \
+	        printf "static RAM (data+bss): %d bytes (%.1f KiB)\n", data + bss, (data + bss) / 1024 }'
+	./scripts/firmware-test.sh
+	@cat target/firmware/report.txt
+
+firmware-test: all firmware-build
+	./scripts/firmware-test.sh
+
+# The ENC28J60 board example builds for its target (it needs the hardware
+# to run; see its README).
+board:
+	cd $(BOARD) && $(CARGO) build --release
 
 # Deploys the 256-node scene, uploads a random 2 MB file through one node,
 # downloads it through another, compares, and stops the scene (also on
@@ -62,4 +107,6 @@ bench: all
 
 clean:
 	$(CARGO) clean
+	cd $(FIRMWARE) && $(CARGO) clean
+	cd $(BOARD) && $(CARGO) clean
 	rm -f $(addprefix $(BIN_DIR)/,$(TOOLS))

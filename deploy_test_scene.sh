@@ -61,7 +61,9 @@ running_pids() {
     local file pid comm stat
     for file in "$SCENE"/*/node.pid; do
         [ -f "$file" ] || continue
-        read -r pid <"$file" 2>/dev/null || continue
+        # (A PID file written without a final newline still counts.)
+        pid=
+        read -r pid <"$file" 2>/dev/null || [ -n "$pid" ] || continue
         case "$pid" in ''|*[!0-9]*) continue ;; esac
         # Only a live dhtnode: a recycled PID is left alone, and an exited
         # node that nobody reaped yet (a zombie) no longer counts.

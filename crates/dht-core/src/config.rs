@@ -39,10 +39,13 @@ pub const WIRE_VERSION: u8 = 0xD1;
 pub const MAX_DATAGRAM_SIZE: usize = 8300;
 
 /// Most peers listed in one PEERS message.
-pub const MAX_PEERS_PER_MESSAGE: usize = 64;
+pub const MAX_PEERS_PER_MESSAGE: usize = 32;
 
-/// Most fragment hashes listed in one HOLDINGS message (4 KB of hashes).
-pub const MAX_HASHES_PER_MESSAGE: usize = 128;
+/// Most fragment hashes listed in one HOLDINGS message (1 KB of hashes): as
+/// large as a PEERS list, so that neither makes every decoded packet larger
+/// (a packet on the stack of a microcontroller is as large as its largest
+/// message).
+pub const MAX_HASHES_PER_MESSAGE: usize = 32;
 
 /// How a fragment is spread over its shard.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -200,8 +200,53 @@ impl From<PeerAddr> for IpAddr {
 }
 
 impl fmt::Display for PeerAddr {
+    /// `a.b.c.d:port` or `[h:h::h]:port` (RFC 5952 form: the longest run of
+    /// two or more zero groups shortened to `::`). Written out here rather
+    /// than through `core::net`, whose formatting costs a microcontroller
+    /// about 2 KB of flash.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Display::fmt(&SocketAddr::from(*self), f)
+        match self {
+            PeerAddr::V4 { ip: [a, b, c, d], port } => write!(f, "{a}.{b}.{c}.{d}:{port}"),
+            PeerAddr::V6 { ip, port } => {
+                let mut groups = [0u16; 8];
+                for (g, pair) in groups.iter_mut().zip(ip.chunks_exact(2)) {
+                    if let [hi, lo] = pair {
+                        *g = u16::from_be_bytes([*hi, *lo]);
+                    }
+                }
+                // The longest run of zero groups (first if tied), if >= 2.
+                let (mut best, mut best_len, mut run, mut run_len) = (0, 0, 0, 0);
+                for (i, g) in groups.iter().enumerate() {
+                    if *g == 0 {
+                        if run_len == 0 {
+                            run = i;
+                        }
+                        run_len += 1;
+                        if run_len > best_len {
+                            (best, best_len) = (run, run_len);
+                        }
+                    } else {
+                        run_len = 0;
+                    }
+                }
+                f.write_str("[")?;
+                let mut i = 0;
+                while i < 8 {
+                    if best_len >= 2 && i == best {
+                        f.write_str(if i == 0 { "::" } else { ":" })?;
+                        i += best_len;
+                        continue;
+                    }
+                    let g = groups.get(i).copied().unwrap_or(0);
+                    write!(f, "{g:x}")?;
+                    if i < 7 {
+                        f.write_str(":")?;
+                    }
+                    i += 1;
+                }
+                write!(f, "]:{port}")
+            }
+        }
     }
 }
 
@@ -238,6 +283,26 @@ mod tests {
         assert_eq!(NodeId(0).shard().get(), 0);
         assert_eq!(NodeId(17).shard().get(), 1);
         assert_eq!(NodeId(u64::MAX).shard().get(), 15);
+    }
+
+    #[test]
+    fn addresses_print_like_the_standard_library() {
+        extern crate std;
+        use std::string::ToString;
+        let cases: [[u8; 16]; 6] = [
+            [0; 16],
+            [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1],
+            [0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1],
+            [0x20, 0x01, 0x0d, 0xb8, 0, 1, 0, 0, 0, 1, 0, 0, 0, 0, 0, 1],
+            [0xfe, 0x80, 0, 0, 0, 0, 0, 0, 0x12, 0x34, 0, 0, 0, 0, 0xab, 0xcd],
+            [0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 1, 0, 0, 0, 1, 0, 0, 0, 1],
+        ];
+        for ip in cases {
+            let ours = PeerAddr::v6(ip, 8080).to_string();
+            let std = SocketAddr::from(PeerAddr::v6(ip, 8080)).to_string();
+            assert_eq!(ours, std, "{ip:?}");
+        }
+        assert_eq!(PeerAddr::v4([127, 0, 0, 1], 9).to_string(), "127.0.0.1:9");
     }
 
     #[test]

@@ -169,9 +169,11 @@ pub type PeerList = heapless::Vec<PeerInfo, MAX_PEERS_PER_MESSAGE>;
 /// The messages of the protocol. Variant numbers are part of the wire
 /// format: new messages are appended, never inserted.
 ///
-/// A decoded message lives briefly on the stack; the PEERS list (up to 64
-/// peers, inline) makes it about 2 KB, which is why the size difference
-/// between variants is accepted instead of boxing (there is no allocator).
+/// A decoded message lives briefly on the stack; the PEERS and HOLDINGS
+/// lists (up to 32 entries, inline) make it about 1 KB, which is why the
+/// size difference between variants is accepted instead of boxing (there
+/// is no allocator). The lists are capped so that a packet costs a
+/// microcontroller's stack about 1 KB per frame that holds one.
 #[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Message<'a> {
@@ -285,7 +287,7 @@ pub enum Message<'a> {
     /// should hold and lacks. The periodic exchange of these pages is how
     /// a shard repairs lost copies and how a new member gets its share.
     Holdings {
-        /// Up to 128 fragment hashes.
+        /// Up to 32 fragment hashes.
         hashes: HashList,
     },
     /// DEAD (variant 15): `peer` stopped answering its liveness probes.

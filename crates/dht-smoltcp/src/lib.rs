@@ -13,17 +13,17 @@
 //!
 //! | buffer | bytes |
 //! |--------|-------|
-//! | socket receive payload ([`RX_PAYLOAD`]) | 9 324 |
-//! | socket transmit payload ([`TX_PAYLOAD`]) | 9 324 |
-//! | socket packet metadata, 2 × [`PACKETS`] entries | about 700 |
-//! | received-datagram copy handed to the node ([`MAX_DATAGRAM_SIZE`]) | 8 300 |
-//! | smoltcp `Interface` (reassembly 8 320 + fragmentation 8 344 + tables) | about 17 300 |
+//! | receive payload (`RX`, default [`RX_PAYLOAD`]) | 10 348 |
+//! | transmit payload (`TX`, default [`TX_PAYLOAD`]) | 12 396 |
+//! | packet metadata, [`RX_PACKETS`] + [`TX_PACKETS`] entries | about 2 000 |
+//! | smoltcp `Interface` (reassembly 8 320 + fragmentation 8 344 + ARP cache and tables) | about 17 500 |
 //!
-//! about 45 KB in all, besides the node (whose own transmit buffer is
-//! another 8.3 KB) and its fragment store. Each receive buffer holds one
-//! large datagram and some small ones; a node that advertises a receive
-//! window of one (`Config::small`) is never sent two large datagrams at a
-//! time by well-behaved peers.
+//! about 42 KB with the defaults, 36 KB with the smallest buffers that hold
+//! a datagram (`Buffers<8812, 9324>` in the MPS2 firmware), besides the
+//! node (whose own transmit buffer is another 8.3 KB) and its fragment
+//! store. The receive buffer holds one large datagram and some small ones;
+//! a node that advertises a receive window of one (`Config::small`) is
+//! never sent two large datagrams at a time by well-behaved peers.
 //!
 //! A step of the main loop is [`Stack::service`]: it lets smoltcp take in
 //! what the device received, hands each datagram to the node (and answers
@@ -59,7 +59,10 @@ pub mod learn;
 use dht_core::node::{Event, Reply, SendError, Transmit};
 use dht_core::store::FragmentStore;
 use dht_core::{Instant, Node, PeerAddr, MAX_DATAGRAM_SIZE};
-use smoltcp::iface::{Config as IfaceConfig, Interface, SocketHandle, SocketSet, SocketStorage};
+use smoltcp::iface::{
+    Config as IfaceConfig, Interface, PollIngressSingleResult, SocketHandle, SocketSet,
+    SocketStorage,
+};
 use smoltcp::phy::{self, Device};
 use smoltcp::socket::udp;
 use smoltcp::time::{Duration as SmolDuration, Instant as SmolInstant};
@@ -71,16 +74,16 @@ pub use smoltcp;
 
 use learn::{Learned, Learning};
 
-/// Datagrams (of any size) the socket's receive buffer can queue.
+/// Datagrams (of any size) the receive socket can queue.
 pub const RX_PACKETS: usize = 16;
-/// Payload bytes of the socket's receive buffer: one largest datagram and
+/// Default payload bytes of the receive socket: one largest datagram and
 /// 2 KB of small ones (pings, announcements) that arrive with it.
 pub const RX_PAYLOAD: usize = MAX_DATAGRAM_SIZE + 2048;
-/// Datagrams the socket's transmit buffer can queue: a node sends one small
+/// Datagrams the transmit socket can queue: a node sends one small
 /// datagram to each of its neighbors at once (ADDME, LEAVE, a broadcast),
 /// while the first may wait for ARP.
 pub const TX_PACKETS: usize = 48;
-/// Payload bytes of the socket's transmit buffer: one largest datagram and
+/// Default payload bytes of the transmit socket: one largest datagram and
 /// 4 KB of small ones.
 pub const TX_PAYLOAD: usize = MAX_DATAGRAM_SIZE + 4096;
 /// How long smoltcp keeps an incomplete IPv4 datagram.
@@ -88,42 +91,43 @@ pub const REASSEMBLY_TIMEOUT: SmolDuration = SmolDuration::from_millis(1_000);
 /// Rounds of smoltcp egress a send waits for room in the transmit buffer
 /// (each sends at least one frame).
 const FLUSH_ROUNDS: usize = 64;
+/// Frames taken in per service step at most, so that a flood cannot keep
+/// the node from its timers.
+const INGRESS_BUDGET: usize = 256;
 
-/// The byte buffers of a [`Stack`], owned by the caller: create them with
-/// [`Buffers::new`] (a `const fn`) and keep them as long as the stack.
-/// They are all zeros, so a `static` of them costs RAM (`.bss`) but no
-/// flash.
-pub struct Buffers {
-    rx_payload: [u8; RX_PAYLOAD],
-    tx_payload: [u8; TX_PAYLOAD],
-    datagram: [u8; MAX_DATAGRAM_SIZE],
+/// The payload buffers of a [`Stack`]: `RX` bytes for datagrams received
+/// and not yet read, `TX` bytes for datagrams queued to send. Each must
+/// hold at least one [`MAX_DATAGRAM_SIZE`] datagram. Owned by the caller:
+/// create them with [`Buffers::new`] (a `const fn`) and keep them as long
+/// as the stack. They are all zeros, so a `static` of them costs RAM
+/// (`.bss`) but no flash.
+pub struct Buffers<const RX: usize = RX_PAYLOAD, const TX: usize = TX_PAYLOAD> {
+    rx_payload: [u8; RX],
+    tx_payload: [u8; TX],
 }
 
-impl Buffers {
+impl<const RX: usize, const TX: usize> Buffers<RX, TX> {
     /// Zeroed buffers.
     pub const fn new() -> Self {
-        Buffers {
-            rx_payload: [0; RX_PAYLOAD],
-            tx_payload: [0; TX_PAYLOAD],
-            datagram: [0; MAX_DATAGRAM_SIZE],
-        }
+        Buffers { rx_payload: [0; RX], tx_payload: [0; TX] }
     }
 }
 
-impl Default for Buffers {
+impl<const RX: usize, const TX: usize> Default for Buffers<RX, TX> {
     fn default() -> Self {
         Self::new()
     }
 }
 
-/// The socket bookkeeping of a [`Stack`] (packet metadata and the socket
-/// slot), owned by the caller like [`Buffers`]. Kept apart from them
+/// The socket bookkeeping of a [`Stack`] (packet metadata and socket
+/// slots), owned by the caller like [`Buffers`]. Kept apart from them
 /// because its initial value is not all zeros: a `static` of it is copied
 /// from flash at boot, and this way only its ~2 KB are.
 pub struct SocketSlots<'a> {
     rx_meta: [udp::PacketMetadata; RX_PACKETS],
     tx_meta: [udp::PacketMetadata; TX_PACKETS],
-    sockets: [SocketStorage<'a>; 1],
+    rx_socket: [SocketStorage<'a>; 1],
+    tx_socket: [SocketStorage<'a>; 1],
 }
 
 impl SocketSlots<'_> {
@@ -132,7 +136,8 @@ impl SocketSlots<'_> {
         SocketSlots {
             rx_meta: [udp::PacketMetadata::EMPTY; RX_PACKETS],
             tx_meta: [udp::PacketMetadata::EMPTY; TX_PACKETS],
-            sockets: [SocketStorage::EMPTY; 1],
+            rx_socket: [SocketStorage::EMPTY; 1],
+            tx_socket: [SocketStorage::EMPTY; 1],
         }
     }
 }
@@ -273,32 +278,52 @@ pub trait App<S: FragmentStore, const N: usize, const D: usize, const F: usize> 
 pub struct Idle;
 impl<S: FragmentStore, const N: usize, const D: usize, const F: usize> App<S, N, D, F> for Idle {}
 
-/// A smoltcp interface with the node's UDP socket.
+/// A smoltcp Ethernet interface with address `mac` on `device`, created at
+/// `now`, for [`Stack::new`]. Create it where it will live, for example
+/// `IFACE.init_with(|| dht_smoltcp::interface(mac, &mut device, now))` with a
+/// `static_cell::StaticCell`.
+pub fn interface<D: Device + ?Sized>(mac: [u8; 6], device: &mut D, now: Instant) -> Interface {
+    let hw = HardwareAddress::Ethernet(EthernetAddress(mac));
+    Interface::new(IfaceConfig::new(hw), device, smol_instant(now))
+}
+
+/// A smoltcp interface with the node's UDP port.
+///
+/// The port has two sockets, each in its own socket set: one that only
+/// receives (smoltcp's ingress is run on its set alone) and one that only
+/// sends (egress is run on its set alone). The node therefore reads each
+/// datagram where smoltcp put it, while it answers through the other
+/// socket: no copy of the datagram, and 8.3 KB of RAM saved.
 pub struct Stack<'a> {
-    iface: Interface,
-    sockets: SocketSet<'a>,
-    udp: SocketHandle,
-    datagram: &'a mut [u8; MAX_DATAGRAM_SIZE],
+    iface: &'a mut Interface,
+    rx_set: SocketSet<'a>,
+    tx_set: SocketSet<'a>,
+    rx: SocketHandle,
+    tx: SocketHandle,
     translation: Option<Translation>,
     learned: Learned,
     stats: StackStats,
 }
 
 impl<'a> Stack<'a> {
-    /// Brings up the interface on `device` at `now`, with its UDP socket
-    /// bound to `config.port`.
-    pub fn new<D: Device + ?Sized>(
+    /// Sets up `iface` (see [`interface`]) with the address, route and
+    /// reassembly timeout of `config` and opens the UDP port `config.port`.
+    ///
+    /// The interface is borrowed rather than owned: at about 17.5 KB it is
+    /// best created once, in place, where it is to live (a `static` on a
+    /// microcontroller), not moved through the stack.
+    pub fn new<const RX: usize, const TX: usize>(
         config: StackConfig,
-        device: &mut D,
-        buffers: &'a mut Buffers,
+        iface: &'a mut Interface,
+        buffers: &'a mut Buffers<RX, TX>,
         slots: &'a mut SocketSlots<'a>,
-        now: Instant,
     ) -> Result<Self, StackError> {
         if config.prefix_len > 32 {
             return Err(StackError::BadPrefix);
         }
-        let hw = HardwareAddress::Ethernet(EthernetAddress(config.mac));
-        let mut iface = Interface::new(IfaceConfig::new(hw), device, smol_instant(now));
+        if config.port == 0 {
+            return Err(StackError::Bind);
+        }
         iface.set_reassembly_timeout(REASSEMBLY_TIMEOUT);
         let [a, b, c, d] = config.address;
         let cidr = IpCidr::Ipv4(Ipv4Cidr::new(Ipv4Address::new(a, b, c, d), config.prefix_len));
@@ -312,19 +337,25 @@ impl<'a> Stack<'a> {
                 .add_default_ipv4_route(Ipv4Address::new(a, b, c, d))
                 .map_err(|_| StackError::BadGateway)?;
         }
-        let Buffers { rx_payload, tx_payload, datagram } = buffers;
-        let SocketSlots { rx_meta, tx_meta, sockets } = slots;
-        let rx = udp::PacketBuffer::new(&mut rx_meta[..], &mut rx_payload[..]);
-        let tx = udp::PacketBuffer::new(&mut tx_meta[..], &mut tx_payload[..]);
-        let mut socket = udp::Socket::new(rx, tx);
-        socket.bind(config.port).map_err(|_| StackError::Bind)?;
-        let mut sockets = SocketSet::new(&mut sockets[..]);
-        let udp = sockets.add(socket);
+        let Buffers { rx_payload, tx_payload } = buffers;
+        let SocketSlots { rx_meta, tx_meta, rx_socket, tx_socket } = slots;
+        let none = || udp::PacketBuffer::new(&mut [][..], &mut [][..]);
+        let mut receiver =
+            udp::Socket::new(udp::PacketBuffer::new(&mut rx_meta[..], &mut rx_payload[..]), none());
+        let mut sender =
+            udp::Socket::new(none(), udp::PacketBuffer::new(&mut tx_meta[..], &mut tx_payload[..]));
+        receiver.bind(config.port).map_err(|_| StackError::Bind)?;
+        sender.bind(config.port).map_err(|_| StackError::Bind)?;
+        let mut rx_set = SocketSet::new(&mut rx_socket[..]);
+        let rx = rx_set.add(receiver);
+        let mut tx_set = SocketSet::new(&mut tx_socket[..]);
+        let tx = tx_set.add(sender);
         Ok(Stack {
             iface,
-            sockets,
-            udp,
-            datagram,
+            rx_set,
+            tx_set,
+            rx,
+            tx,
             translation: config.translation,
             learned: Learned::new(config.mac, config.address, config.prefix_len, config.gateway),
             stats: StackStats::default(),
@@ -341,14 +372,14 @@ impl<'a> Stack<'a> {
         self.learned.injected
     }
 
-    /// Datagrams waiting in the socket's transmit buffer.
+    /// Payload bytes waiting in the transmit socket.
     pub fn send_queue(&mut self) -> usize {
-        self.sockets.get_mut::<udp::Socket>(self.udp).send_queue()
+        self.tx_set.get_mut::<udp::Socket>(self.tx).send_queue()
     }
 
     /// The smoltcp interface (addresses, routes).
     pub fn interface(&mut self) -> &mut Interface {
-        &mut self.iface
+        self.iface
     }
 
     /// A sink for the node's datagrams at `now` on `device`, for commands
@@ -360,9 +391,9 @@ impl<'a> Stack<'a> {
         device: &'s mut D,
     ) -> StackTx<'s, 'a, D> {
         StackTx {
-            iface: &mut self.iface,
-            sockets: &mut self.sockets,
-            udp: self.udp,
+            iface: self.iface,
+            sockets: &mut self.tx_set,
+            udp: self.tx,
             device: Learning { inner: device, learned: &mut self.learned },
             now: smol_instant(now),
             translation: self.translation,
@@ -387,35 +418,37 @@ impl<'a> Stack<'a> {
         D: Device + ?Sized,
     {
         let smol_now = smol_instant(now);
-        self.iface.poll(
-            smol_now,
-            &mut Learning { inner: &mut *device, learned: &mut self.learned },
-            &mut self.sockets,
-        );
-        // Datagrams received: each is copied out of the socket so that the
-        // node can answer through the same socket while it reads it.
-        loop {
-            let socket = self.sockets.get_mut::<udp::Socket>(self.udp);
-            let (len, meta) = match socket.recv_slice(&mut self.datagram[..]) {
-                Ok(got) => got,
-                Err(udp::RecvError::Truncated) => {
-                    self.stats.oversized += 1;
-                    continue;
+        self.iface.poll_maintenance(smol_now);
+        {
+            let mut device = Learning { inner: &mut *device, learned: &mut self.learned };
+            for _ in 0..INGRESS_BUDGET {
+                match self.iface.poll_ingress_single(smol_now, &mut device, &mut self.rx_set) {
+                    PollIngressSingleResult::None => break,
+                    PollIngressSingleResult::PacketProcessed
+                    | PollIngressSingleResult::SocketStateChanged => {}
                 }
-                Err(udp::RecvError::Exhausted) => break,
-            };
+            }
+        }
+        // Each datagram is read where smoltcp queued it; the node answers
+        // through the transmit socket meanwhile.
+        loop {
+            let socket = self.rx_set.get_mut::<udp::Socket>(self.rx);
+            let Ok((bytes, meta)) = socket.recv() else { break };
+            if bytes.len() > MAX_DATAGRAM_SIZE {
+                self.stats.oversized += 1;
+                continue;
+            }
             let Some(from) = peer_of(meta.endpoint, self.translation) else { continue };
             self.stats.received += 1;
             let mut tx = StackTx {
-                iface: &mut self.iface,
-                sockets: &mut self.sockets,
-                udp: self.udp,
+                iface: self.iface,
+                sockets: &mut self.tx_set,
+                udp: self.tx,
                 device: Learning { inner: &mut *device, learned: &mut self.learned },
                 now: smol_now,
                 translation: self.translation,
                 stats: &mut self.stats,
             };
-            let bytes = self.datagram.get(..len).unwrap_or(&[]);
             if let Some(reply) = node.handle_datagram(now, from, bytes, &mut tx) {
                 app.handle_reply(now, node, &reply, &mut tx);
             }
@@ -431,24 +464,18 @@ impl<'a> Stack<'a> {
             if app.poll_timeout().is_some_and(|at| at <= now) {
                 app.handle_timeout(now, node, &mut tx);
             }
+            tx.flush();
         }
         while let Some(event) = node.poll_event() {
             app.handle_event(node, event);
         }
-        self.flush(smol_now, device);
-        let net = self.iface.poll_at(smol_now, &self.sockets).map(dht_instant);
+        let net = self.iface.poll_at(smol_now, &self.tx_set).map(dht_instant);
         [node.poll_timeout(), app.poll_timeout(), net].into_iter().flatten().min()
-    }
-
-    /// Lets smoltcp send what is queued (every fragment of a large
-    /// datagram), bounded.
-    fn flush<D: Device + ?Sized>(&mut self, now: SmolInstant, device: &mut D) {
-        let mut device = Learning { inner: device, learned: &mut self.learned };
-        flush(&mut self.iface, &mut self.sockets, now, &mut device);
     }
 }
 
-/// Runs smoltcp until nothing is left to send now (or the device is full).
+/// Runs smoltcp's egress until nothing is left to send now (or the device
+/// is full).
 fn flush<D: Device + ?Sized>(
     iface: &mut Interface,
     sockets: &mut SocketSet<'_>,
@@ -456,7 +483,7 @@ fn flush<D: Device + ?Sized>(
     device: &mut D,
 ) {
     for _ in 0..FLUSH_ROUNDS {
-        iface.poll(now, device, sockets);
+        iface.poll_egress(now, device, sockets);
         match iface.poll_delay(now, sockets) {
             Some(delay) if delay == SmolDuration::ZERO => continue,
             _ => return,
@@ -476,7 +503,7 @@ fn peer_of(endpoint: IpEndpoint, translation: Option<Translation>) -> Option<Pee
 }
 
 /// The node's datagram sink on a [`Stack`]: queues each datagram on the
-/// UDP socket, letting smoltcp send earlier ones first when the transmit
+/// transmit socket, letting smoltcp send earlier ones first when its
 /// buffer is full.
 pub struct StackTx<'s, 'a, D: Device + ?Sized> {
     iface: &'s mut Interface,

@@ -272,7 +272,8 @@ impl Net {
             port: 9000,
             translation: None,
         };
-        let stack = Stack::new(config_stack, &mut port, buffers, slots, self.now).unwrap();
+        let iface = Box::leak(Box::new(dht_smoltcp::interface(mac(index), &mut port, self.now)));
+        let stack = Stack::new(config_stack, iface, buffers, slots).unwrap();
         let addr = PeerAddr::v4(ip, 9000);
         let node = Node::new(config, id, addr, index as u64 + 1, store);
         Host { stack, port, node, app, addr }

@@ -209,8 +209,6 @@ pub enum RequestError {
 /// `choose_shard`).
 pub const SHARD_CHOICES: usize = 4;
 
-/// Announcements awaiting their acknowledgement.
-const ANNOUNCEMENTS: usize = 64;
 /// First wait for an announcement's acknowledgement (doubles per retry).
 const ANNOUNCE_RETRY: Duration = Duration::from_millis(1_500);
 /// Times an announcement is sent before it is given up (the HOLDINGS
@@ -247,7 +245,8 @@ pub fn rendezvous_score(hash: &FragmentHash, id: NodeId) -> u64 {
 
 /// A node of the overlay. `NEIGHBORS`, `DEDUP` and `FETCHES` are the
 /// capacities of the neighbor table, the broadcast-UID ring and the
-/// replication fetch table; the defaults suit a host node (see
+/// replication tables (fetches in progress, announcements awaiting their
+/// acknowledgement); the defaults suit a host node (see
 /// [`SmallNode`] for a microcontroller).
 pub struct Node<
     S: FragmentStore,
@@ -283,8 +282,9 @@ pub struct Node<
     repair: Option<repair::RepairScan>,
     /// A graceful leave in progress.
     leaving: Option<repair::Leaving>,
-    /// Announcements awaiting acknowledgement.
-    announced: Vec<Announced, ANNOUNCEMENTS>,
+    /// Announcements awaiting acknowledgement (as many as fetches: both
+    /// are the node's replication bookkeeping).
+    announced: Vec<Announced, FETCHES>,
     /// The node this one joined through, asked again if the table ever
     /// empties.
     seed: Option<PeerAddr>,
@@ -339,7 +339,11 @@ impl<S: FragmentStore, const NEIGHBORS: usize, const DEDUP: usize, const FETCHES
             rx_windows: Vec::new(),
             events: Deque::new(),
             counters: Counters::default(),
-            tx: [0; MAX_DATAGRAM_SIZE],
+            // An opaque zero: with a literal one, the compiler keeps the
+            // whole initial node (8 KB of zeros and a few fields) as a
+            // template in flash and copies it; this way the buffer is
+            // cleared at run time.
+            tx: [core::hint::black_box(0); MAX_DATAGRAM_SIZE],
         }
     }
 
@@ -496,6 +500,9 @@ impl<S: FragmentStore, const NEIGHBORS: usize, const DEDUP: usize, const FETCHES
     // ----- inputs --------------------------------------------------------
 
     /// Does the timed work due at `now`. Safe to call at any time.
+    // Kept out of line: inlined into a caller's loop, the packets of
+    // every path would share one stack frame (18 KB on a Cortex-M3).
+    #[inline(never)]
     pub fn handle_timeout(&mut self, now: Instant, sink: &mut impl Transmit) {
         if self.left {
             return;
@@ -527,6 +534,9 @@ impl<S: FragmentStore, const NEIGHBORS: usize, const DEDUP: usize, const FETCHES
 
     /// Processes one datagram received from `from` at `now`. Returns the
     /// answer to one of the application's own requests, if it is one.
+    // Kept out of line: inlined into a caller's loop, the packets of
+    // every path would share one stack frame (18 KB on a Cortex-M3).
+    #[inline(never)]
     pub fn handle_datagram<'a>(
         &mut self,
         now: Instant,
@@ -844,6 +854,9 @@ impl<S: FragmentStore, const NEIGHBORS: usize, const DEDUP: usize, const FETCHES
 
     /// Processes a packet addressed to this node; `direct` if it came
     /// straight from its originator.
+    // Kept out of line: inlined into a caller's loop, the packets of
+    // every path would share one stack frame (18 KB on a Cortex-M3).
+    #[inline(never)]
     fn process<'a>(
         &mut self,
         now: Instant,

@@ -264,7 +264,7 @@ impl Scene {
             .spawn()
             .unwrap();
         let pid = child.id();
-        std::fs::write(store.join("node.pid"), pid.to_string()).unwrap();
+        std::fs::write(store.join("node.pid"), format!("{pid}\n")).unwrap();
         // The scene's stop ends it by PID; dropping the handle neither
         // waits for nor kills the process.
         drop(child);
