@@ -62,14 +62,15 @@ running_pids() {
     for file in "$SCENE"/*/node.pid; do
         [ -f "$file" ] || continue
         # (A PID file written without a final newline still counts.)
+        # (The braces make 2>/dev/null cover a file that vanished.)
         pid=
-        read -r pid <"$file" 2>/dev/null || [ -n "$pid" ] || continue
+        { read -r pid <"$file"; } 2>/dev/null || [ -n "$pid" ] || continue
         case "$pid" in ''|*[!0-9]*) continue ;; esac
         # Only a live dhtnode: a recycled PID is left alone, and an exited
         # node that nobody reaped yet (a zombie) no longer counts.
-        read -r comm <"/proc/$pid/comm" 2>/dev/null || continue
+        { read -r comm <"/proc/$pid/comm"; } 2>/dev/null || continue
         [ "$comm" = dhtnode ] || continue
-        read -r stat <"/proc/$pid/stat" 2>/dev/null || continue
+        { read -r stat <"/proc/$pid/stat"; } 2>/dev/null || continue
         stat=${stat##*) }
         [ "${stat%% *}" = Z ] && continue
         echo "$pid"
