@@ -166,6 +166,28 @@ pub struct NodeStats {
     pub counters: Counters,
 }
 
+impl NodeStats {
+    /// The statistics in `reply`, if it is the STATS answer to `nonce`.
+    fn answering(reply: &Reply<'_>, nonce: u64) -> Option<NodeStats> {
+        match reply {
+            Reply::Stats { from, nonce: n, held, capacity, neighbors, joined, knows, counters }
+                if *n == nonce =>
+            {
+                Some(NodeStats {
+                    from: *from,
+                    held: *held,
+                    capacity: *capacity,
+                    neighbors: *neighbors,
+                    joined: *joined,
+                    knows: *knows,
+                    counters: counters.clone(),
+                })
+            }
+            _ => None,
+        }
+    }
+}
+
 /// A client attached to the network through an entry node.
 pub struct Client {
     runtime: Runtime<NoStore>,
@@ -471,28 +493,8 @@ impl Client {
                 reply: &Reply<'_>,
                 _: &mut UdpTransport,
             ) {
-                if let Reply::Stats {
-                    from,
-                    nonce,
-                    held,
-                    capacity,
-                    neighbors,
-                    joined,
-                    knows,
-                    counters,
-                } = reply
-                {
-                    if *nonce == self.nonce {
-                        self.stats = Some(NodeStats {
-                            from: *from,
-                            held: *held,
-                            capacity: *capacity,
-                            neighbors: *neighbors,
-                            joined: *joined,
-                            knows: *knows,
-                            counters: counters.clone(),
-                        });
-                    }
+                if let Some(stats) = NodeStats::answering(reply, self.nonce) {
+                    self.stats = Some(stats);
                 }
             }
             fn is_done(&self) -> bool {
@@ -583,32 +585,10 @@ impl Client {
                 reply: &Reply<'_>,
                 _: &mut UdpTransport,
             ) {
-                if let Reply::Stats {
-                    from,
-                    nonce,
-                    held,
-                    capacity,
-                    neighbors,
-                    joined,
-                    knows,
-                    counters,
-                } = reply
-                {
-                    if *nonce != self.nonce {
-                        return;
-                    }
-                    if let Some(i) = self.targets.iter().position(|t| *t == from.addr) {
-                        if let Some(slot) = self.answers.get_mut(i) {
-                            *slot = Some(NodeStats {
-                                from: *from,
-                                held: *held,
-                                capacity: *capacity,
-                                neighbors: *neighbors,
-                                joined: *joined,
-                                knows: *knows,
-                                counters: counters.clone(),
-                            });
-                        }
+                let Some(stats) = NodeStats::answering(reply, self.nonce) else { return };
+                if let Some(i) = self.targets.iter().position(|t| *t == stats.from.addr) {
+                    if let Some(slot) = self.answers.get_mut(i) {
+                        *slot = Some(stats);
                     }
                 }
             }
