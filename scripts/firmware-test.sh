@@ -86,14 +86,15 @@ say "joined: $(grep -m1 'joined with' "$WORK/qemu.log" | sed 's/.*INFO *//')"
 
 # A file with one or two fragments (index included) in the guest's shard.
 file=$WORK/upload.bin
-found=0
-for seed in $(seq 1 200); do
+share=
+for _ in $(seq 1 200); do
     head -c 60000 /dev/urandom >"$file"
-    n=$(bin/dhthash -v "$file" | grep -c " shard $FW_SHARD\$" || true)
-    if [ "$n" -ge 1 ] && [ "$n" -le 2 ]; then found=1; break; fi
+    share=$(bin/dhthash -v "$file" | awk -v s="$FW_SHARD" '$NF == s && $(NF-1) == "shard" { print $2 }')
+    n=$(echo "$share" | wc -w)
+    if [ "$n" -ge 1 ] && [ "$n" -le 2 ]; then break; fi
+    share=
 done
-[ "$found" = 1 ] || fail "could not make a file with fragments in shard $FW_SHARD"
-share=$(bin/dhthash -v "$file" | awk -v s="$FW_SHARD" '$NF == s && $(NF-1) == "shard" { print $2 }')
+[ -n "$share" ] || fail "could not make a file with fragments in shard $FW_SHARD"
 say "uploading a 60000-byte file with $(echo "$share" | wc -w) fragment(s) in shard $FW_SHARD through 127.0.0.1:$((BASE + 3))"
 hash=$(bin/dhtsend -q "$file" 127.0.0.1 $((BASE + 3))) || fail "dhtsend from the host"
 say "index hash $hash"

@@ -1,12 +1,52 @@
 //! What the five tools share: verbosity flags, error reporting, progress
-//! display and the file-name rules of `dhtrecv`. The network work itself is
-//! in `dht-std`, the protocol in `dht-core`.
+//! display, joining through an entry node, and the file-name rules of
+//! `dhtsend` and `dhtrecv`. The network work itself is in `dht-std`, the
+//! protocol in `dht-core`.
 
 use std::io::{IsTerminal, Write};
+use std::net::SocketAddr;
+use std::path::Path;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::Args;
 use dht_core::FragmentHash;
+use dht_std::client::Client;
+use dht_std::transport::resolve;
+
+/// A number of seconds from the command line as a duration.
+pub fn seconds(value: f64) -> Result<Duration, String> {
+    Duration::try_from_secs_f64(value).map_err(|_| format!("'{value}' is not a number of seconds"))
+}
+
+/// A client on UDP port `listen` (0: any) attached to the node at
+/// `host:port`, without joining.
+pub fn client_for(host: &str, port: u16, listen: u16) -> Result<(Client, SocketAddr), String> {
+    let entry = resolve(host, port).map_err(|e| e.to_string())?;
+    let client = Client::bind(entry, listen).map_err(|e| e.to_string())?;
+    Ok((client, entry))
+}
+
+/// A client that has joined the network through `host:port` within
+/// `connect_timeout` seconds.
+pub fn join(host: &str, port: u16, listen: u16, connect_timeout: f64) -> Result<Client, String> {
+    let (mut client, entry) = client_for(host, port, listen)?;
+    let started = std::time::Instant::now();
+    let neighbors = client.join(seconds(connect_timeout)?).map_err(|e| e.to_string())?;
+    log::info!(
+        "joined through {entry} in {:.1} ms: {neighbors} nodes known",
+        started.elapsed().as_secs_f64() * 1e3
+    );
+    Ok(client)
+}
+
+/// The name stored in a file's index: `name` if given, else the file's name.
+pub fn index_name(file: &Path, name: Option<&str>) -> String {
+    match name {
+        Some(name) => name.to_owned(),
+        None => file.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
+    }
+}
 
 /// `-v` and `-q`, shared by every tool.
 #[derive(Args, Debug, Clone, Copy)]

@@ -54,7 +54,6 @@ const IRQ_CFG_ENABLE_ACTIVE_HIGH_PUSH_PULL: u32 = (1 << 8) | (1 << 4) | 1;
 /// RX status FIFO level interrupt: a frame has arrived.
 const INT_RSFL: u32 = 1 << 3;
 const MAC_CSR_BUSY: u32 = 1 << 31;
-const MAC_CSR_READ: u32 = 1 << 30;
 const MAC_CR: u32 = 1;
 const MAC_ADDRH: u32 = 2;
 const MAC_ADDRL: u32 = 3;
@@ -225,14 +224,6 @@ fn mac_write(register: u32, value: u32) -> Result<(), InitError> {
     MAC_CSR_DATA.write(value);
     MAC_CSR_CMD.write(MAC_CSR_BUSY | register);
     spin_until(|| MAC_CSR_CMD.read() & MAC_CSR_BUSY == 0).ok_or(InitError::MacTimeout)
-}
-
-#[allow(dead_code)]
-fn mac_read(register: u32) -> Result<u32, InitError> {
-    spin_until(|| MAC_CSR_CMD.read() & MAC_CSR_BUSY == 0).ok_or(InitError::MacTimeout)?;
-    MAC_CSR_CMD.write(MAC_CSR_BUSY | MAC_CSR_READ | register);
-    spin_until(|| MAC_CSR_CMD.read() & MAC_CSR_BUSY == 0).ok_or(InitError::MacTimeout)?;
-    Ok(MAC_CSR_DATA.read())
 }
 
 /// A received frame, borrowed from the driver's receive buffer.

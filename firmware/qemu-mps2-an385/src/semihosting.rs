@@ -21,8 +21,7 @@ pub fn cmdline(buf: &mut [u8]) -> Option<&str> {
 /// Ends the emulation with success or failure.
 pub fn exit(success: bool) -> ! {
     debug::exit(if success { debug::EXIT_SUCCESS } else { debug::EXIT_FAILURE });
-    // Without a debugger attached, semihosting calls do not return... unless
-    // they do (no host): stop here.
+    // Only reached if no host took the exit call: stop here.
     loop {
         cortex_m::asm::wfi();
     }

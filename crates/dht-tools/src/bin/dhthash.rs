@@ -8,7 +8,7 @@ use dht_core::upload::{FileSource, Upload, UploadError};
 use dht_core::{IndexName, MAX_FILE_SIZE};
 use dht_std::client::FileReader;
 use dht_std::logger;
-use dht_tools::{fail, say, Verbosity};
+use dht_tools::{fail, index_name, say, Verbosity};
 
 /// Prints the index hash that `dhtsend FILE` would print, computed locally.
 ///
@@ -43,9 +43,7 @@ fn run(args: &Args) -> Result<(), String> {
             args.file.display()
         ));
     }
-    let name = args.name.clone().unwrap_or_else(|| {
-        args.file.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
-    });
+    let name = index_name(&args.file, args.name.as_deref());
     let upload =
         Upload::<1>::new(IndexName::from_file_name(&name), &mut reader).map_err(|e| match e {
             UploadError::SourceFailed { offset } => format!(

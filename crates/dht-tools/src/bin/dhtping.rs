@@ -8,8 +8,7 @@ use clap::Parser;
 use dht_core::Shard;
 use dht_std::client::{Client, PingMode, Pong};
 use dht_std::logger;
-use dht_std::transport::resolve;
-use dht_tools::{fail, say, Verbosity};
+use dht_tools::{client_for, fail, say, seconds, Verbosity};
 
 /// Pings nodes of the network, like ping: prints who answered and the
 /// round-trip times, and exits 0 only if someone answered.
@@ -72,10 +71,8 @@ fn main() -> ExitCode {
 }
 
 fn run(args: &Args) -> Result<bool, String> {
-    let wait = Duration::try_from_secs_f64(args.wait)
-        .map_err(|_| format!("'{}' is not a number of seconds", args.wait))?;
-    let entry = resolve(&args.host, args.port).map_err(|e| e.to_string())?;
-    let mut client = Client::bind(entry, args.listen).map_err(|e| e.to_string())?;
+    let wait = seconds(args.wait)?;
+    let (mut client, entry) = client_for(&args.host, args.port, args.listen)?;
     if let Some(count) = args.scan {
         return scan(&mut client, entry, count, wait, args.full_shards);
     }

@@ -4,15 +4,12 @@ use std::fs::{self, File};
 use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::time::Duration;
 
 use clap::Parser;
 use dht_core::download::{DownloadEvent, FileSink};
 use dht_core::FragmentHash;
-use dht_std::client::Client;
 use dht_std::logger;
-use dht_std::transport::resolve;
-use dht_tools::{fail, safe_file_name, Progress, Verbosity};
+use dht_tools::{fail, join, safe_file_name, seconds, Progress, Verbosity};
 
 /// Downloads the file whose index hash is HASH through the node at
 /// HOST:PORT.
@@ -144,14 +141,7 @@ fn run(args: &Args) -> Result<(), String> {
             return Err(format!("{} exists; use --force to overwrite it", target.display()));
         }
     }
-    let entry = resolve(&args.host, args.port).map_err(|e| e.to_string())?;
-    let mut client = Client::bind(entry, args.listen).map_err(|e| e.to_string())?;
-    let started = std::time::Instant::now();
-    let neighbors = client.join(seconds(args.connect_timeout)?).map_err(|e| e.to_string())?;
-    log::info!(
-        "joined through {entry} in {:.1} ms: {neighbors} nodes known",
-        started.elapsed().as_secs_f64() * 1e3
-    );
+    let mut client = join(&args.host, args.port, args.listen, args.connect_timeout)?;
 
     let mut part = PartFile::create(&dir, &hash)?;
     let mut target: Option<PathBuf> = None;
@@ -190,8 +180,4 @@ fn run(args: &Args) -> Result<(), String> {
         eprintln!("{} ({size} bytes)", target.display());
     }
     Ok(())
-}
-
-fn seconds(value: f64) -> Result<Duration, String> {
-    Duration::try_from_secs_f64(value).map_err(|_| format!("'{value}' is not a number of seconds"))
 }

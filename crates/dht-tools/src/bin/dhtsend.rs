@@ -2,15 +2,13 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::Duration;
 
 use clap::Parser;
 use dht_core::upload::UploadEvent;
 use dht_core::{IndexName, MAX_FILE_SIZE};
-use dht_std::client::{Client, FileReader};
+use dht_std::client::FileReader;
 use dht_std::logger;
-use dht_std::transport::resolve;
-use dht_tools::{fail, say, Progress, Verbosity};
+use dht_tools::{fail, index_name, join, say, seconds, Progress, Verbosity};
 
 /// Uploads a file to the network through the node at HOST:PORT.
 ///
@@ -69,17 +67,8 @@ fn run(args: &Args) -> Result<String, String> {
             args.file.display()
         ));
     }
-    let name = args.name.clone().unwrap_or_else(|| {
-        args.file.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
-    });
-    let entry = resolve(&args.host, args.port).map_err(|e| e.to_string())?;
-    let mut client = Client::bind(entry, args.listen).map_err(|e| e.to_string())?;
-    let started = std::time::Instant::now();
-    let neighbors = client.join(seconds(args.connect_timeout)?).map_err(|e| e.to_string())?;
-    log::info!(
-        "joined through {entry} in {:.1} ms: {neighbors} nodes known",
-        started.elapsed().as_secs_f64() * 1e3
-    );
+    let name = index_name(&args.file, args.name.as_deref());
+    let mut client = join(&args.host, args.port, args.listen, args.connect_timeout)?;
     let mut progress = Progress::new(0, args.verbosity.quiet);
     let result = client.upload(
         IndexName::from_file_name(&name),
@@ -95,8 +84,4 @@ fn run(args: &Args) -> Result<String, String> {
     );
     progress.finish();
     result.map(|hash| hash.to_string()).map_err(|e| e.to_string())
-}
-
-fn seconds(value: f64) -> Result<Duration, String> {
-    Duration::try_from_secs_f64(value).map_err(|_| format!("'{value}' is not a number of seconds"))
 }
