@@ -320,14 +320,18 @@ impl<const WINDOW: usize, const ITEMS: usize> Upload<WINDOW, ITEMS> {
             return None;
         }
         let flight = self.in_flight.iter().map(|f| f.deadline).min();
-        // Items waiting after a refusal wake us at their `not_before`.
+        // Items waiting after a refusal wake us at their `not_before`, but
+        // only while the window has room to send them: with a full window
+        // an answer or a deadline frees a place first, and reporting an
+        // instant at which nothing can be sent would make the caller spin.
         let waiting = self
             .not_before
             .iter()
             .zip(self.acked.iter())
             .filter(|(t, acked)| !**acked && **t > Instant::ZERO)
             .map(|(t, _)| *t)
-            .min();
+            .min()
+            .filter(|_| !self.in_flight.is_full());
         [flight, waiting, self.requester.retry_at()].into_iter().flatten().min()
     }
 
