@@ -16,10 +16,10 @@ fn main() {
         size_of::<Node<NoStore>>(),
         size_of::<SmallNode<RamStore<[RamSlot; 4]>>>() - size_of::<[RamSlot; 4]>(),
         size_of::<RamSlot>(),
-        size_of::<Upload<32>>(),
-        size_of::<Upload<4>>(),
-        size_of::<Download<16>>(),
-        size_of::<Download<1>>(),
-        size_of::<Upload<2, 2>>(),
+        size_of::<Upload<&[u8], 32>>(),
+        size_of::<Upload<&[u8], 4>>(),
+        size_of::<Download<(), 16>>(),
+        size_of::<Download<(), 1>>(),
+        size_of::<Upload<&[u8], 2, 2>>(),
     );
 }

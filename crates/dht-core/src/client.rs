@@ -59,7 +59,7 @@ pub(crate) enum Pick {
     /// Send it to this peer now.
     Target(PeerAddr),
     /// Every candidate's window is full, or the shard is being searched:
-    /// try again later.
+    /// try again [`RETRY_TICK`] later.
     Wait,
     /// Nobody in the shard could be found.
     NoHolder,
@@ -116,7 +116,6 @@ pub(crate) struct Requester<const PEERS: usize> {
     rtt: RttEstimator,
     windows: PeerWindows<PEERS>,
     discovery: [Discovery; SHARD_COUNT as usize],
-    retry_at: Option<Instant>,
     hints: heapless::Deque<(FragmentHash, HolderList), HINTS>,
 }
 
@@ -130,7 +129,6 @@ impl<const PEERS: usize> Requester<PEERS> {
             ),
             windows: PeerWindows::new(),
             discovery: [Discovery { last: None, attempts: 0 }; SHARD_COUNT as usize],
-            retry_at: None,
             hints: heapless::Deque::new(),
         }
     }
@@ -155,16 +153,15 @@ impl<const PEERS: usize> Requester<PEERS> {
             }
             named_count = candidates.len();
         }
-        let mut known: heapless::Vec<PeerInfo, CANDIDATES> = heapless::Vec::new();
-        node.holder_candidates(hash, &mut known);
-        for peer in known {
+        let known = node.holder_candidates::<CANDIDATES>(hash);
+        for peer in known.iter() {
             if !candidates.iter().any(|p| p.addr == peer.addr) {
                 let _ = candidates.push(peer);
             }
         }
         if candidates.is_empty() {
             return if self.discover(now, node, hash.shard(), sink) {
-                self.wait(now)
+                Pick::Wait
             } else {
                 Pick::NoHolder
             };
@@ -200,27 +197,7 @@ impl<const PEERS: usize> Requester<PEERS> {
                 }
             }
         }
-        self.wait(now)
-    }
-
-    /// A request must wait: make sure a retry is scheduled.
-    fn wait(&mut self, now: Instant) -> Pick {
-        let at = now + RETRY_TICK;
-        self.retry_at = Some(self.retry_at.map_or(at, |r| r.min(at)));
         Pick::Wait
-    }
-
-    /// When requests that had to wait should be tried again.
-    pub(crate) fn retry_at(&self) -> Option<Instant> {
-        self.retry_at
-    }
-
-    /// Clears a retry that is due; the caller then tries its waiting
-    /// requests again.
-    pub(crate) fn on_timeout(&mut self, now: Instant) {
-        if self.retry_at.is_some_and(|at| at <= now) {
-            self.retry_at = None;
-        }
     }
 
     /// Remembers the holders a node named for `hash`.
@@ -255,7 +232,7 @@ impl<const PEERS: usize> Requester<PEERS> {
         if state.last.is_none_or(|last| now >= last + DISCOVERY_INTERVAL) {
             state.last = Some(now);
             state.attempts += 1;
-            node.discover_shard(shard, 3, sink);
+            node.discover_shard(now, shard, 3, sink);
         }
         true
     }

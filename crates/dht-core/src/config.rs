@@ -157,6 +157,15 @@ pub struct Config {
 }
 
 impl Config {
+    /// The replication factor, if bounded (`None`: every member of the
+    /// shard holds every fragment).
+    pub fn copies(&self) -> Option<usize> {
+        match self.replication {
+            Replication::WholeShard => None,
+            Replication::Copies(r) => Some(usize::from(r)),
+        }
+    }
+
     /// A storing member node on a host.
     pub const fn member() -> Config {
         Config {
@@ -210,8 +219,147 @@ impl Config {
     }
 }
 
+/// Why a [`Config`] cannot run a node.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ConfigError {
+    /// `Replication::Copies(0)`: fragments would be stored nowhere.
+    NoCopies,
+    /// More copies than a node can rank: at most
+    /// [`crate::holders::MAX_COPIES`], and at most one more than the
+    /// shard mates it keeps (`own_shard_neighbors`).
+    TooManyCopies {
+        /// Copies asked for.
+        copies: u8,
+        /// The most this configuration supports.
+        max: usize,
+    },
+    /// A table quota of zero (`per_shard_neighbors` or
+    /// `own_shard_neighbors`): the node could know nobody.
+    NoNeighbors,
+    /// `parallel_fetches` or `fetch_attempts` is zero: replication could
+    /// never fetch.
+    NoFetches,
+    /// `join_want` is zero: a JOIN would ask for nobody.
+    ZeroJoinWant,
+    /// More watched mates than a node keeps (at most 4).
+    TooManyMonitors {
+        /// Mates asked for.
+        monitors: u8,
+    },
+    /// `probe_tries` is zero: nobody could ever be found dead.
+    NoProbeTries,
+    /// A timeout or interval is zero, which would wake the node in a loop.
+    ZeroInterval {
+        /// The field's name.
+        field: &'static str,
+    },
+}
+
+impl core::fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            ConfigError::NoCopies => f.write_str("at least one copy of each fragment is needed"),
+            ConfigError::TooManyCopies { copies, max } => {
+                write!(f, "{copies} copies asked; this configuration keeps at most {max}")
+            }
+            ConfigError::NoNeighbors => f.write_str("neighbor quotas must be at least 1"),
+            ConfigError::NoFetches => {
+                f.write_str("parallel_fetches and fetch_attempts must be at least 1")
+            }
+            ConfigError::ZeroJoinWant => f.write_str("join_want must be at least 1"),
+            ConfigError::TooManyMonitors { monitors } => {
+                write!(f, "{monitors} watched mates asked; at most 4")
+            }
+            ConfigError::NoProbeTries => f.write_str("probe_tries must be at least 1"),
+            ConfigError::ZeroInterval { field } => write!(f, "{field} must not be zero"),
+        }
+    }
+}
+
+impl Config {
+    /// Checks that a node can run with this configuration.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if let Replication::Copies(copies) = self.replication {
+            if copies == 0 {
+                return Err(ConfigError::NoCopies);
+            }
+            let max = crate::holders::MAX_COPIES.min(usize::from(self.own_shard_neighbors) + 1);
+            if usize::from(copies) > max {
+                return Err(ConfigError::TooManyCopies { copies, max });
+            }
+        }
+        if self.per_shard_neighbors == 0 || self.own_shard_neighbors == 0 {
+            return Err(ConfigError::NoNeighbors);
+        }
+        if self.parallel_fetches == 0 || self.fetch_attempts == 0 {
+            return Err(ConfigError::NoFetches);
+        }
+        if self.join_want == 0 {
+            return Err(ConfigError::ZeroJoinWant);
+        }
+        if self.monitors > 4 {
+            return Err(ConfigError::TooManyMonitors { monitors: self.monitors });
+        }
+        if self.probe_tries == 0 {
+            return Err(ConfigError::NoProbeTries);
+        }
+        let intervals = [
+            ("join_retry", self.join_retry),
+            ("fetch_timeout", self.fetch_timeout),
+            ("monitor_interval", self.monitor_interval),
+            ("random_probe_interval", self.random_probe_interval),
+            ("probe_timeout", self.probe_timeout),
+            ("leave_timeout", self.leave_timeout),
+            ("survey_timeout", self.survey_timeout),
+            ("maintenance_interval", self.maintenance_interval),
+        ];
+        for (field, value) in intervals {
+            if value == Duration::ZERO {
+                return Err(ConfigError::ZeroInterval { field });
+            }
+        }
+        Ok(())
+    }
+}
+
 impl Default for Config {
     fn default() -> Self {
         Config::member()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_shipped_configurations_are_valid() {
+        for config in [Config::member(), Config::client(), Config::small()] {
+            assert_eq!(config.validate(), Ok(()));
+        }
+    }
+
+    #[test]
+    fn impossible_settings_are_refused_with_their_reason() {
+        let mut c = Config::member();
+        c.replication = Replication::Copies(0);
+        assert_eq!(c.validate(), Err(ConfigError::NoCopies));
+        c.replication = Replication::Copies(17);
+        assert_eq!(c.validate(), Err(ConfigError::TooManyCopies { copies: 17, max: 16 }));
+        let mut c = Config::small();
+        c.replication = Replication::Copies(10);
+        assert_eq!(c.validate(), Err(ConfigError::TooManyCopies { copies: 10, max: 9 }));
+        let mut c = Config::member();
+        c.parallel_fetches = 0;
+        assert_eq!(c.validate(), Err(ConfigError::NoFetches));
+        let mut c = Config::member();
+        c.probe_timeout = Duration::ZERO;
+        assert_eq!(c.validate(), Err(ConfigError::ZeroInterval { field: "probe_timeout" }));
+        let mut c = Config::client();
+        c.per_shard_neighbors = 0;
+        assert_eq!(c.validate(), Err(ConfigError::NoNeighbors));
+        c = Config::member();
+        c.monitors = 5;
+        assert_eq!(c.validate(), Err(ConfigError::TooManyMonitors { monitors: 5 }));
     }
 }

@@ -17,11 +17,13 @@ use core::fmt;
 
 use heapless::Deque;
 
-use crate::client::{exhausted, refusal_backoff, Pick, Requester, Tried};
+use crate::client::{exhausted, refusal_backoff, Pick, Requester, Tried, RETRY_TICK};
 use crate::config::FRAGMENT_SIZE;
+use crate::driver::App;
 use crate::fragment::{FragmentBytes, FragmentHash, IndexError, IndexFragment, IndexName};
 use crate::id::{PeerAddr, Shard};
 use crate::node::{Node, Reply, Transmit};
+use crate::requests::{Request, RequestTable};
 use crate::store::FragmentStore;
 use crate::time::Instant;
 
@@ -106,53 +108,26 @@ pub enum DownloadEvent {
     Failed(DownloadError),
 }
 
-/// One outstanding request.
+/// What a request asks for: the index (`item: None`) or a data fragment,
+/// and the peers that failed it.
 #[derive(Clone, Copy, Debug)]
-struct Request {
+struct Wanted {
+    item: Option<u16>,
     hash: FragmentHash,
-    to: Option<PeerAddr>,
-    sent_at: Instant,
-    first_sent: Option<Instant>,
-    /// While in flight, when it times out.
-    deadline: Option<Instant>,
-    /// While waiting after a refusal, not before this.
-    not_before: Instant,
-    attempts: u8,
     /// Peers that answered NOTFOUND or did not answer.
     tried: Tried,
-}
-
-impl Request {
-    const fn new(hash: FragmentHash) -> Self {
-        Request {
-            hash,
-            to: None,
-            sent_at: Instant::ZERO,
-            first_sent: None,
-            deadline: None,
-            not_before: Instant::ZERO,
-            attempts: 0,
-            tried: Tried::new(),
-        }
-    }
 }
 
 /// A place for one fragment in the window.
 #[derive(Clone)]
 struct Slot {
     item: Option<u16>,
-    request: Request,
     ready: bool,
     data: FragmentBytes,
 }
 
 impl Slot {
-    const EMPTY: Slot = Slot {
-        item: None,
-        request: Request::new(FragmentHash([0; 32])),
-        ready: false,
-        data: [0; FRAGMENT_SIZE],
-    };
+    const EMPTY: Slot = Slot { item: None, ready: false, data: [0; FRAGMENT_SIZE] };
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -167,35 +142,42 @@ pub use crate::client::{GIVE_UP_AFTER, MAX_ATTEMPTS};
 /// Peers whose windows are tracked at once.
 const PEERS: usize = 32;
 
-/// A download in progress with `WINDOW` fragment slots.
-pub struct Download<const WINDOW: usize = 16> {
+/// A download into `K` in progress, with `WINDOW` fragment slots.
+pub struct Download<K, const WINDOW: usize = 16> {
+    sink: K,
     index_hash: FragmentHash,
-    index_request: Request,
     index: Option<IndexFragment>,
     slots: [Slot; WINDOW],
     next_deliver: u16,
     next_assign: u16,
     written: u64,
+    /// The index's request, then one per slot being filled.
+    requests: RequestTable<Wanted, WINDOW>,
     requester: Requester<PEERS>,
     state: State,
     events: Deque<DownloadEvent, 16>,
 }
 
-impl<const WINDOW: usize> Download<WINDOW> {
+impl<K: FileSink, const WINDOW: usize> Download<K, WINDOW> {
     /// A window of zero slots could never hold a fragment.
     const WINDOW_IS_NOT_EMPTY: () = assert!(WINDOW > 0, "a download needs at least one slot");
 
-    /// A download of the file whose index hashes to `index_hash`.
-    pub fn new(index_hash: FragmentHash) -> Self {
+    /// A download of the file whose index hashes to `index_hash`, written
+    /// to `sink`.
+    pub fn new(index_hash: FragmentHash, sink: K) -> Self {
         let () = Self::WINDOW_IS_NOT_EMPTY;
+        let mut requests = RequestTable::new();
+        let wanted = Wanted { item: None, hash: index_hash, tried: Tried::new() };
+        let _ = requests.push(Request::new(wanted, Instant::ZERO));
         Download {
+            sink,
             index_hash,
-            index_request: Request::new(index_hash),
             index: None,
             slots: [const { Slot::EMPTY }; WINDOW],
             next_deliver: 0,
             next_assign: 0,
             written: 0,
+            requests,
             requester: Requester::new(),
             state: State::FetchingIndex,
             events: Deque::new(),
@@ -210,6 +192,21 @@ impl<const WINDOW: usize> Download<WINDOW> {
     /// Bytes written to the sink so far.
     pub fn written(&self) -> u64 {
         self.written
+    }
+
+    /// The sink.
+    pub fn sink(&self) -> &K {
+        &self.sink
+    }
+
+    /// The sink, mutably.
+    pub fn sink_mut(&mut self) -> &mut K {
+        &mut self.sink
+    }
+
+    /// Gives the sink back.
+    pub fn into_sink(self) -> K {
+        self.sink
     }
 
     /// Whether the whole file was written.
@@ -236,26 +233,15 @@ impl<const WINDOW: usize> Download<WINDOW> {
         self.events.pop_front()
     }
 
-    /// When [`Download::handle_timeout`] should next be called.
+    /// When [`Download::handle_timeout`] should next be called: a request's
+    /// deadline, or when a waiting one may be sent again.
     #[must_use]
     pub fn poll_timeout(&self) -> Option<Instant> {
-        // A request in flight wakes us at its deadline, one waiting after a
-        // refusal at its `not_before`.
-        let wake = |r: &Request| r.deadline.or(Some(r.not_before).filter(|t| *t > Instant::ZERO));
-        let requests = match self.state {
-            State::FetchingIndex => wake(&self.index_request),
-            State::Fetching => self
-                .slots
-                .iter()
-                .filter(|s| s.item.is_some() && !s.ready)
-                .filter_map(|s| wake(&s.request))
-                .min(),
-            State::Finished | State::Failed(_) => return None,
-        };
-        match (requests, self.requester.retry_at()) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
+        if Download::is_done(self) {
+            return None;
         }
+        // Every request has a slot of its own: there is always room.
+        self.requests.poll_timeout(true)
     }
 
     /// Sends the first request.
@@ -275,15 +261,13 @@ impl<const WINDOW: usize> Download<WINDOW> {
         node: &mut Node<S, N, D, F>,
         sink: &mut impl Transmit,
     ) {
-        self.requester.on_timeout(now);
-        let overdue = |r: &Request| r.deadline.is_some_and(|d| d <= now);
-        if overdue(&self.index_request) {
-            Self::lost(&mut self.requester, &mut self.index_request);
-        }
-        for slot in self.slots.iter_mut() {
-            if slot.item.is_some() && !slot.ready && overdue(&slot.request) {
-                Self::lost(&mut self.requester, &mut slot.request);
+        while let Some(i) = self.requests.next_overdue(now) {
+            let Some(request) = self.requests.get_mut(i) else { break };
+            if let Some(to) = request.in_flight_to() {
+                self.requester.on_loss(to);
+                request.item.tried.remember(to);
             }
+            request.wait_until(now);
         }
         self.check_attempts(now);
         self.send_more(now, node, sink);
@@ -295,44 +279,42 @@ impl<const WINDOW: usize> Download<WINDOW> {
         now: Instant,
         node: &mut Node<S, N, D, F>,
         reply: &Reply<'_>,
-        out: &mut impl FileSink,
         sink: &mut impl Transmit,
     ) {
         match reply {
             Reply::Fragment { from, hash, data } => {
-                if self.state == State::FetchingIndex && *hash == self.index_hash {
-                    Self::answered(&mut self.requester, &mut self.index_request, from.addr, now);
-                    self.take_index(data);
-                } else if self.state == State::Fetching {
-                    for slot in self.slots.iter_mut() {
-                        if slot.item.is_some() && !slot.ready && slot.request.hash == *hash {
-                            Self::answered(&mut self.requester, &mut slot.request, from.addr, now);
-                            slot.data.copy_from_slice(*data);
-                            slot.ready = true;
+                // Every request for these bytes is answered (a file can
+                // repeat a fragment), even one that timed out meanwhile.
+                while let Some(i) = self.requests.position(|r| r.item.hash == *hash) {
+                    let Some(request) = self.requests.remove(i) else { break };
+                    match (request.in_flight_to(), request.sent_at()) {
+                        (Some(to), Some(sent_at)) if to == from.addr => {
+                            self.requester.on_answer(to, sent_at, request.attempts == 1, now)
+                        }
+                        (Some(to), _) => self.requester.on_done(to),
+                        _ => {}
+                    }
+                    match request.item.item {
+                        None => self.take_index(data),
+                        Some(item) => {
+                            let slot = self.slots.get_mut(usize::from(item) % WINDOW);
+                            if let Some(slot) = slot.filter(|s| s.item == Some(item)) {
+                                slot.data.copy_from_slice(*data);
+                                slot.ready = true;
+                            }
                         }
                     }
-                    self.deliver(out);
                 }
+                self.deliver();
             }
             Reply::NotFound { from, hash, holders } => {
                 self.requester.hint(*hash, holders);
                 log::trace!("download: NOTFOUND {hash:?} from {}", from.addr);
-                let refused = |r: &mut Request, requester: &mut Requester<PEERS>| {
-                    if r.hash == *hash && r.to == Some(from.addr) && r.deadline.is_some() {
-                        requester.on_done(from.addr);
-                        r.tried.remember(from.addr);
-                        r.deadline = None;
-                        r.to = None;
-                        r.attempts = r.attempts.saturating_add(1);
-                        r.not_before = now + refusal_backoff(r.attempts);
-                    }
-                };
-                if self.state == State::FetchingIndex {
-                    refused(&mut self.index_request, &mut self.requester);
-                }
-                for slot in self.slots.iter_mut() {
-                    if slot.item.is_some() && !slot.ready {
-                        refused(&mut slot.request, &mut self.requester);
+                for request in self.requests.iter_mut() {
+                    if request.item.hash == *hash && request.in_flight_to() == Some(from.addr) {
+                        self.requester.on_done(from.addr);
+                        request.item.tried.remember(from.addr);
+                        request.wait_until(now + refusal_backoff(request.attempts));
                     }
                 }
                 self.check_attempts(now);
@@ -342,49 +324,25 @@ impl<const WINDOW: usize> Download<WINDOW> {
         self.send_more(now, node, sink);
     }
 
-    fn lost(requester: &mut Requester<PEERS>, request: &mut Request) {
-        if let Some(to) = request.to.take() {
-            requester.on_loss(to);
-            request.tried.remember(to);
-        }
-        request.deadline = None;
-        request.attempts = request.attempts.saturating_add(1);
-    }
-
-    fn answered(
-        requester: &mut Requester<PEERS>,
-        request: &mut Request,
-        from: PeerAddr,
-        now: Instant,
-    ) {
-        match request.to.take() {
-            Some(to) if to == from => {
-                requester.on_answer(to, request.sent_at, request.attempts == 0, now)
-            }
-            Some(to) => requester.on_done(to),
-            None => {}
-        }
-        request.deadline = None;
-    }
-
+    /// Fails the download if a request that is not in flight has used up
+    /// its attempts.
     fn check_attempts(&mut self, now: Instant) {
-        let spent = |r: &Request| r.deadline.is_none() && exhausted(r.attempts, r.first_sent, now);
-        if self.state == State::FetchingIndex && spent(&self.index_request) {
-            let attempts = self.index_request.attempts;
-            self.fail(DownloadError::IndexNotFound { attempts });
-            return;
-        }
-        let gone = self
-            .slots
+        let spent = self
+            .requests
             .iter()
-            .find(|s| s.item.is_some() && !s.ready && spent(&s.request))
-            .and_then(|s| s.item.map(|item| (item, s.request.attempts)));
-        if let Some((fragment, attempts)) = gone {
-            self.fail(DownloadError::FragmentUnavailable { fragment, attempts });
+            .find(|r| !r.is_in_flight() && exhausted(r.attempts, r.first_sent, now));
+        let Some(request) = spent.copied() else { return };
+        let attempts = request.attempts;
+        match request.item.item {
+            None => self.fail(DownloadError::IndexNotFound { attempts }),
+            Some(fragment) => self.fail(DownloadError::FragmentUnavailable { fragment, attempts }),
         }
     }
 
     fn take_index(&mut self, data: &FragmentBytes) {
+        if self.state != State::FetchingIndex {
+            return;
+        }
         match IndexFragment::decode(data) {
             Ok(index) => {
                 let fragments = index.fragment_count() as u16;
@@ -404,7 +362,10 @@ impl<const WINDOW: usize> Download<WINDOW> {
     }
 
     /// Writes ready fragments in order and frees their slots.
-    fn deliver(&mut self, out: &mut impl FileSink) {
+    fn deliver(&mut self) {
+        if self.state != State::Fetching {
+            return;
+        }
         loop {
             let Some(index) = self.index.as_ref() else { return };
             let item = self.next_deliver;
@@ -417,7 +378,7 @@ impl<const WINDOW: usize> Download<WINDOW> {
                 return;
             }
             let bytes = slot.data.get(..len).unwrap_or(&[]);
-            if !out.write(bytes) {
+            if !self.sink.write(bytes) {
                 self.fail(DownloadError::SinkFailed);
                 return;
             }
@@ -451,53 +412,42 @@ impl<const WINDOW: usize> Download<WINDOW> {
         let _ = self.events.push_back(event);
     }
 
+    /// Gives free slots the next fragments and sends every request that
+    /// may go.
     fn send_more<S: FragmentStore, const N: usize, const D: usize, const F: usize>(
         &mut self,
         now: Instant,
         node: &mut Node<S, N, D, F>,
         sink: &mut impl Transmit,
     ) {
-        match self.state {
-            State::FetchingIndex => {
-                let r = &self.index_request;
-                if r.deadline.is_none() && r.not_before <= now {
-                    let mut request = self.index_request;
-                    let result = self.send_request(now, node, &mut request, sink);
-                    self.index_request = request;
-                    if let Err(shard) = result {
-                        self.fail(DownloadError::NoHolder { shard });
-                    }
+        if self.state == State::Fetching {
+            self.assign_slots(now);
+        }
+        while !Download::is_done(self) {
+            let Some(i) = self.requests.next_ready(now) else { return };
+            let Some(&request) = self.requests.get(i) else { return };
+            let hash = request.item.hash;
+            let pick =
+                self.requester.pick(now, node, &hash, request.attempts, &request.item.tried, sink);
+            let Some(request) = self.requests.get_mut(i) else { return };
+            match pick {
+                Pick::Target(to) => {
+                    log::trace!("download: FILEGET {hash:?} attempt {} to {to}", request.attempts);
+                    node.send_fileget(to, hash, sink);
+                    self.requester.on_sent(to, now);
+                    request.sent(to, now, self.requester.rto(request.attempts));
+                }
+                Pick::Wait => request.wait_until(now + RETRY_TICK),
+                Pick::NoHolder => {
+                    self.fail(DownloadError::NoHolder { shard: hash.shard() });
+                    return;
                 }
             }
-            State::Fetching => {
-                self.assign_slots();
-                for i in 0..WINDOW {
-                    let Some(slot) = self.slots.get(i) else { break };
-                    let r = &slot.request;
-                    if slot.item.is_none()
-                        || slot.ready
-                        || r.deadline.is_some()
-                        || r.not_before > now
-                    {
-                        continue;
-                    }
-                    let mut request = slot.request;
-                    let result = self.send_request(now, node, &mut request, sink);
-                    if let Some(slot) = self.slots.get_mut(i) {
-                        slot.request = request;
-                    }
-                    if let Err(shard) = result {
-                        self.fail(DownloadError::NoHolder { shard });
-                        return;
-                    }
-                }
-            }
-            State::Finished | State::Failed(_) => {}
         }
     }
 
     /// Gives free slots the next fragments of the file.
-    fn assign_slots(&mut self) {
+    fn assign_slots(&mut self, now: Instant) {
         let Some(index) = self.index.as_ref() else { return };
         let count = index.fragment_count() as u16;
         while self.next_assign < count && usize::from(self.next_assign - self.next_deliver) < WINDOW
@@ -508,60 +458,58 @@ impl<const WINDOW: usize> Download<WINDOW> {
                 return;
             }
             let hash = index.hash_of(usize::from(item)).unwrap_or_default();
+            let wanted = Wanted { item: Some(item), hash, tried: Tried::new() };
+            if self.requests.push(Request::new(wanted, now)).is_err() {
+                return;
+            }
             slot.item = Some(item);
             slot.ready = false;
-            slot.request = Request::new(hash);
             self.next_assign += 1;
-        }
-    }
-
-    /// Sends one FILEGET for `request` if a holder is free; `Err` if the
-    /// shard has no member at all.
-    fn send_request<S: FragmentStore, const N: usize, const D: usize, const F: usize>(
-        &mut self,
-        now: Instant,
-        node: &mut Node<S, N, D, F>,
-        request: &mut Request,
-        sink: &mut impl Transmit,
-    ) -> Result<(), Shard> {
-        // The wait after a refusal is over; from here on a retry timer or
-        // the request's deadline wakes us.
-        request.not_before = Instant::ZERO;
-        match self.requester.pick(now, node, &request.hash, request.attempts, &request.tried, sink)
-        {
-            Pick::Target(to) => {
-                log::trace!(
-                    "download: FILEGET {:?} attempt {} to {to}",
-                    request.hash,
-                    request.attempts
-                );
-                node.send_fileget(to, request.hash, sink);
-                self.requester.on_sent(to, now);
-                request.to = Some(to);
-                request.sent_at = now;
-                request.first_sent.get_or_insert(now);
-                request.deadline = Some(now + self.requester.rto(request.attempts));
-                Ok(())
-            }
-            Pick::Wait => Ok(()),
-            Pick::NoHolder => Err(request.hash.shard()),
         }
     }
 }
 
-impl<const WINDOW: usize> fmt::Debug for Download<WINDOW> {
+impl<S, K, const N: usize, const D: usize, const F: usize, const WINDOW: usize> App<S, N, D, F>
+    for Download<K, WINDOW>
+where
+    S: FragmentStore,
+    K: FileSink,
+{
+    fn poll_timeout(&self) -> Option<Instant> {
+        Download::poll_timeout(self)
+    }
+    fn handle_timeout<T: Transmit>(
+        &mut self,
+        now: Instant,
+        node: &mut Node<S, N, D, F>,
+        tx: &mut T,
+    ) {
+        Download::handle_timeout(self, now, node, tx);
+    }
+    fn handle_reply<T: Transmit>(
+        &mut self,
+        now: Instant,
+        node: &mut Node<S, N, D, F>,
+        reply: &Reply<'_>,
+        tx: &mut T,
+    ) {
+        Download::handle_reply(self, now, node, reply, tx);
+    }
+    fn is_done(&self) -> bool {
+        Download::is_done(self)
+    }
+}
+
+impl<K, const WINDOW: usize> fmt::Debug for Download<K, WINDOW> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let pending: heapless::Vec<(u16, Option<PeerAddr>, u8, bool), WINDOW> = self
-            .slots
-            .iter()
-            .filter_map(|s| s.item.map(|i| (i, s.request.to, s.request.attempts, s.ready)))
-            .collect();
+        let pending: heapless::Vec<(Option<u16>, Option<PeerAddr>, u8), WINDOW> =
+            self.requests.iter().map(|r| (r.item.item, r.in_flight_to(), r.attempts)).collect();
         f.debug_struct("Download")
             .field("index_hash", &self.index_hash)
             .field("state", &self.state)
             .field("next_deliver", &self.next_deliver)
             .field("written", &self.written)
-            .field("slots", &pending)
+            .field("requests", &pending)
             .field("requester", &self.requester)
             .finish()
     }

@@ -220,12 +220,75 @@ impl<const N: usize> Default for PeerWindows<N> {
     }
 }
 
+/// The receive windows peers advertised (how many large datagrams each
+/// takes in flight from one sender), for the `N` peers with a limit heard
+/// most recently. Forgetting one only means that its windows open as for
+/// any peer until it is heard again.
+#[derive(Clone, Debug)]
+pub struct AdvertisedWindows<const N: usize> {
+    peers: heapless::Vec<(PeerAddr, u8), N>,
+}
+
+impl<const N: usize> AdvertisedWindows<N> {
+    /// No limits known.
+    pub const fn new() -> Self {
+        AdvertisedWindows { peers: heapless::Vec::new() }
+    }
+
+    /// `addr` advertised `window` (0: no limit) in a datagram it sent.
+    pub fn note(&mut self, addr: PeerAddr, window: u8) {
+        let known = self.peers.iter().position(|(a, _)| *a == addr);
+        match (known, window) {
+            (None, 0) => {}
+            (Some(i), 0) => {
+                self.peers.remove(i);
+            }
+            (Some(i), w) => {
+                // Move to the back: most recently heard.
+                self.peers.remove(i);
+                let _ = self.peers.push((addr, w));
+            }
+            (None, w) => {
+                if self.peers.is_full() {
+                    self.peers.remove(0);
+                }
+                let _ = self.peers.push((addr, w));
+            }
+        }
+    }
+
+    /// The window `addr` advertised, if it advertised a limit.
+    pub fn get(&self, addr: PeerAddr) -> Option<u8> {
+        self.peers.iter().find(|(a, _)| *a == addr).map(|(_, w)| *w)
+    }
+}
+
+impl<const N: usize> Default for AdvertisedWindows<N> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn peer(port: u16) -> PeerAddr {
         PeerAddr::v4([127, 0, 0, 1], port)
+    }
+
+    #[test]
+    fn advertised_windows_keep_the_most_recent_limits() {
+        let mut w = AdvertisedWindows::<2>::new();
+        w.note(peer(1), 1);
+        w.note(peer(2), 3);
+        assert_eq!(w.get(peer(1)), Some(1));
+        w.note(peer(3), 2); // forgets peer 1, heard longest ago
+        assert_eq!(w.get(peer(1)), None);
+        assert_eq!(w.get(peer(3)), Some(2));
+        w.note(peer(3), 0); // no limit any more
+        assert_eq!(w.get(peer(3)), None);
+        assert_eq!(w.get(peer(2)), Some(3));
     }
 
     #[test]

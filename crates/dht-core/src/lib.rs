@@ -19,10 +19,12 @@
 //! * [`time`], [`rand`]: the caller's clock and a seeded generator;
 //! * [`id`], [`fragment`]: node ids, shards, addresses, fragments, the index;
 //! * [`wire`]: the datagram format (postcard after a version byte);
-//! * [`dedup`], [`neighbors`], [`store`], [`counters`], [`flow`]: the
-//!   node's fixed-capacity parts;
-//! * [`node`]: the overlay node state machine;
-//! * [`upload`], [`download`]: client state machines driven by a node.
+//! * [`dedup`], [`neighbors`], [`store`], [`counters`], [`flow`],
+//!   [`timer`], [`requests`], [`holders`]: the node's fixed-capacity parts
+//!   (timer tables, the request table, the rendezvous ranking);
+//! * [`node`]: the overlay node state machine and its sub-machines;
+//! * [`upload`], [`download`]: client state machines driven by a node;
+//! * [`driver`]: the one loop every runtime runs.
 //!
 //! No input from the network can make this crate panic: decoding is total,
 //! indexing is checked, arithmetic on received values saturates. The
@@ -49,19 +51,28 @@ pub mod config;
 pub mod counters;
 pub mod dedup;
 pub mod download;
+pub mod driver;
 pub mod flow;
 pub mod fragment;
+pub mod holders;
 pub mod id;
 pub mod neighbors;
 pub mod node;
 mod order;
 pub mod rand;
+pub mod requests;
 pub mod store;
 pub mod time;
+pub mod timer;
 pub mod upload;
 pub mod wire;
 
-pub use config::{Config, FRAGMENT_SIZE, MAX_DATAGRAM_SIZE, MAX_FILE_SIZE, SHARD_COUNT};
+#[cfg(test)]
+mod testing;
+
+pub use config::{
+    Config, ConfigError, FRAGMENT_SIZE, MAX_DATAGRAM_SIZE, MAX_FILE_SIZE, SHARD_COUNT,
+};
 pub use fragment::{FragmentHash, IndexFragment, IndexName};
 pub use id::{NodeId, PeerAddr, PeerInfo, Shard};
 pub use node::{Event, Node, Reply, SmallNode, Transmit};

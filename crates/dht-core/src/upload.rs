@@ -31,16 +31,18 @@
 
 use core::fmt;
 
-use heapless::{Deque, Vec};
+use heapless::Deque;
 use sha2::{Digest, Sha256};
 
-use crate::client::{exhausted, refusal_backoff, Pick, Requester, Tried};
+use crate::client::{exhausted, refusal_backoff, Pick, Requester, Tried, RETRY_TICK};
 use crate::config::{FRAGMENT_SIZE, INDEX_MAX_FRAGMENTS, MAX_FILE_SIZE};
+use crate::driver::App;
 use crate::fragment::{
     fragment_layout, FragmentBytes, FragmentHash, IndexError, IndexName, IndexParts,
 };
-use crate::id::{PeerAddr, PeerInfo, Shard};
+use crate::id::{PeerInfo, Shard};
 use crate::node::{Node, Reply, RequestError, Transmit};
+use crate::requests::{Request, RequestTable};
 use crate::store::FragmentStore;
 use crate::time::Instant;
 use crate::wire::StoreOutcome;
@@ -67,6 +69,21 @@ impl FileSource for &[u8] {
             }
             None => false,
         }
+    }
+}
+
+/// A file held in memory (a `Vec<u8>`, an array, a slice in flash) as an
+/// upload source.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Bytes<B>(pub B);
+
+impl<B: AsRef<[u8]>> FileSource for Bytes<B> {
+    fn size(&self) -> u64 {
+        self.0.as_ref().len() as u64
+    }
+    fn read_at(&mut self, offset: u64, buf: &mut [u8]) -> bool {
+        let mut bytes = self.0.as_ref();
+        bytes.read_at(offset, buf)
     }
 }
 
@@ -161,13 +178,16 @@ pub enum UploadEvent {
     Failed(UploadError),
 }
 
-#[derive(Clone, Copy, Debug)]
-struct InFlight {
-    item: u16,
-    to: PeerAddr,
-    sent_at: Instant,
-    deadline: Instant,
-    first: bool,
+/// One item of the file (a data fragment, or the index numbered after
+/// them) that was asked of a holder and not yet acknowledged.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Item {
+    /// Its number.
+    index: u16,
+    /// Its hash.
+    hash: FragmentHash,
+    /// Times it was redirected to the holders a node named.
+    redirects: u8,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -186,14 +206,16 @@ const MAX_REDIRECTS: u8 = 4;
 /// Items of the largest file: data fragments plus the index.
 pub const MAX_ITEMS: usize = INDEX_MAX_FRAGMENTS + 1;
 
-/// An upload in progress, with up to `WINDOW` store requests in flight, of
-/// a file of at most `ITEMS - 1` data fragments (the default: any file).
+/// An upload in progress of the file `SRC`, with up to `WINDOW` store
+/// requests outstanding, of a file of at most `ITEMS - 1` data fragments
+/// (the default: any file).
 ///
-/// It keeps the data fragments' hashes and a few bytes per fragment, not
-/// the index itself, which is rebuilt from them when it is sent: an upload
-/// sized for a one-fragment file (`Upload<2, 2>`) takes about 5 KB, most of
-/// it the holder choice and per-peer windows it shares with downloads.
-pub struct Upload<const WINDOW: usize = 32, const ITEMS: usize = MAX_ITEMS> {
+/// It keeps the data fragments' hashes and a bit per fragment, not the
+/// index itself, which is rebuilt from them when it is sent: an upload
+/// sized for a one-fragment file (`Upload<_, 2, 2>`) takes about 5 KB, most
+/// of it the holder choice and per-peer windows it shares with downloads.
+pub struct Upload<SRC, const WINDOW: usize = 32, const ITEMS: usize = MAX_ITEMS> {
+    source: SRC,
     name: IndexName,
     last_len: u16,
     hashes: [FragmentHash; ITEMS],
@@ -201,40 +223,43 @@ pub struct Upload<const WINDOW: usize = 32, const ITEMS: usize = MAX_ITEMS> {
     size: u64,
     count: u16,
     acked: [bool; ITEMS],
-    attempts: [u8; ITEMS],
-    /// After a refusal, an item waits until this time.
-    not_before: [Instant; ITEMS],
-    /// Times each item was redirected to the holders a node named.
-    redirects: [u8; ITEMS],
-    started: Option<Instant>,
     acked_count: u16,
-    in_flight: Vec<InFlight, WINDOW>,
+    /// The next item never asked for.
+    next: u16,
+    /// Items asked for and not acknowledged: in flight, or waiting after a
+    /// loss or a refusal.
+    requests: RequestTable<Item, WINDOW>,
     requester: Requester<PEERS>,
     state: State,
     events: Deque<UploadEvent, 16>,
 }
 
-impl<const WINDOW: usize, const ITEMS: usize> Upload<WINDOW, ITEMS> {
+impl<SRC: FileSource, const WINDOW: usize, const ITEMS: usize> Upload<SRC, WINDOW, ITEMS> {
     /// Prepares the upload of `source` under `name`: hashes every fragment
     /// (reading the source once, 512 bytes at a time) and the index.
-    pub fn new(name: IndexName, source: &mut impl FileSource) -> Result<Self, UploadError> {
+    pub fn new(name: IndexName, mut source: SRC) -> Result<Self, (UploadError, SRC)> {
         let size = source.size();
         if size > MAX_FILE_SIZE {
-            return Err(UploadError::FileTooLarge { size });
+            return Err((UploadError::FileTooLarge { size }, source));
         }
-        let (count, last_len) =
-            fragment_layout(size).map_err(|_| UploadError::FileTooLarge { size })?;
+        let Ok((count, last_len)) = fragment_layout(size) else {
+            return Err((UploadError::FileTooLarge { size }, source));
+        };
         let fragments = u16::from(count) + 1;
         if usize::from(fragments) > ITEMS {
             let capacity = u16::try_from(ITEMS).unwrap_or(u16::MAX);
-            return Err(UploadError::TooManyFragments { fragments, capacity });
+            return Err((UploadError::TooManyFragments { fragments, capacity }, source));
         }
         let mut hashes = [FragmentHash::default(); ITEMS];
         for (i, slot) in hashes.iter_mut().enumerate().take(usize::from(count)) {
-            *slot = hash_fragment(source, size, i)?;
+            match hash_fragment(&mut source, size, i) {
+                Ok(hash) => *slot = hash,
+                Err(e) => return Err((e, source)),
+            }
         }
         let index_hash = IndexParts { name: &name, count, last_len, hashes: &hashes }.hash();
         Ok(Upload {
+            source,
             name,
             last_len,
             hashes,
@@ -242,12 +267,9 @@ impl<const WINDOW: usize, const ITEMS: usize> Upload<WINDOW, ITEMS> {
             size,
             count: u16::from(count),
             acked: [false; ITEMS],
-            attempts: [0; ITEMS],
-            not_before: [Instant::ZERO; ITEMS],
-            redirects: [0; ITEMS],
-            started: None,
             acked_count: 0,
-            in_flight: Vec::new(),
+            next: 0,
+            requests: RequestTable::new(),
             requester: Requester::new(),
             state: State::Running,
             events: Deque::new(),
@@ -269,14 +291,19 @@ impl<const WINDOW: usize, const ITEMS: usize> Upload<WINDOW, ITEMS> {
         self.size
     }
 
+    /// The source being uploaded.
+    pub fn source(&self) -> &SRC {
+        &self.source
+    }
+
+    /// The source, mutably (to take its error).
+    pub fn source_mut(&mut self) -> &mut SRC {
+        &mut self.source
+    }
+
     /// The data fragments' hashes, in file order.
     pub fn hashes(&self) -> &[FragmentHash] {
         self.hashes.get(..usize::from(self.count)).unwrap_or(&[])
-    }
-
-    fn index_parts(&self) -> IndexParts<'_> {
-        let count = u8::try_from(self.count).unwrap_or(u8::MAX);
-        IndexParts { name: &self.name, count, last_len: self.last_len, hashes: self.hashes() }
     }
 
     /// Fragments to store, the index included.
@@ -313,26 +340,14 @@ impl<const WINDOW: usize, const ITEMS: usize> Upload<WINDOW, ITEMS> {
         self.events.pop_front()
     }
 
-    /// When [`Upload::handle_timeout`] should next be called.
+    /// When [`Upload::handle_timeout`] should next be called: a request's
+    /// deadline, or when a waiting one may go, if the window has room.
     #[must_use]
     pub fn poll_timeout(&self) -> Option<Instant> {
         if self.state != State::Running {
             return None;
         }
-        let flight = self.in_flight.iter().map(|f| f.deadline).min();
-        // Items waiting after a refusal wake us at their `not_before`, but
-        // only while the window has room to send them: with a full window
-        // an answer or a deadline frees a place first, and reporting an
-        // instant at which nothing can be sent would make the caller spin.
-        let waiting = self
-            .not_before
-            .iter()
-            .zip(self.acked.iter())
-            .filter(|(t, acked)| !**acked && **t > Instant::ZERO)
-            .map(|(t, _)| *t)
-            .min()
-            .filter(|_| !self.in_flight.is_full());
-        [flight, waiting, self.requester.retry_at()].into_iter().flatten().min()
+        self.requests.poll_timeout(self.requests.in_flight() < WINDOW)
     }
 
     /// Sends the first requests.
@@ -340,33 +355,33 @@ impl<const WINDOW: usize, const ITEMS: usize> Upload<WINDOW, ITEMS> {
         &mut self,
         now: Instant,
         node: &mut Node<S, N, D, F>,
-        source: &mut impl FileSource,
         sink: &mut impl Transmit,
     ) {
-        self.started.get_or_insert(now);
-        self.send_more(now, node, source, sink);
+        self.send_more(now, node, sink);
     }
 
-    /// Retries overdue requests and sends what the windows allow.
+    /// Handles requests past their deadline and sends what the windows
+    /// allow.
     pub fn handle_timeout<S: FragmentStore, const N: usize, const D: usize, const F: usize>(
         &mut self,
         now: Instant,
         node: &mut Node<S, N, D, F>,
-        source: &mut impl FileSource,
         sink: &mut impl Transmit,
     ) {
-        self.requester.on_timeout(now);
-        let mut i = 0;
-        while let Some(flight) = self.in_flight.get(i).copied() {
-            if flight.deadline <= now {
-                self.in_flight.swap_remove(i);
-                self.requester.on_loss(flight.to);
-                self.bump_attempts(flight.item, now);
-            } else {
-                i += 1;
+        while let Some(i) = self.requests.next_overdue(now) {
+            let Some(request) = self.requests.get_mut(i) else { break };
+            if let Some(to) = request.in_flight_to() {
+                self.requester.on_loss(to);
+            }
+            request.wait_until(now);
+            let (attempts, first_sent, index) =
+                (request.attempts, request.first_sent, request.item.index);
+            if exhausted(attempts, first_sent, now) {
+                self.fail(UploadError::GaveUp { fragment: index, attempts });
+                return;
             }
         }
-        self.send_more(now, node, source, sink);
+        self.send_more(now, node, sink);
     }
 
     /// Takes an answer the node passed up.
@@ -375,7 +390,6 @@ impl<const WINDOW: usize, const ITEMS: usize> Upload<WINDOW, ITEMS> {
         now: Instant,
         node: &mut Node<S, N, D, F>,
         reply: &Reply<'_>,
-        source: &mut impl FileSource,
         sink: &mut impl Transmit,
     ) {
         let Reply::Stored { from, hash, outcome, holders } = reply else { return };
@@ -385,34 +399,36 @@ impl<const WINDOW: usize, const ITEMS: usize> Upload<WINDOW, ITEMS> {
             holders.len()
         );
         self.requester.hint(*hash, holders);
-        let Some(position) = self.in_flight.iter().position(|f| self.item_hash(f.item) == *hash)
-        else {
-            return;
-        };
-        let Some(flight) = self.in_flight.get(position).copied() else { return };
+        let asked = |r: &Request<Item>| r.item.hash == *hash && r.is_in_flight();
+        let Some(position) = self.requests.position(asked) else { return };
+        let Some(request) = self.requests.get_mut(position) else { return };
+        let to = request.in_flight_to().unwrap_or(from.addr);
         if outcome.is_held() {
-            if flight.to == from.addr {
-                self.requester.on_answer(flight.to, flight.sent_at, flight.first, now);
-            } else {
-                self.requester.on_done(flight.to);
+            match request.sent_at() {
+                Some(sent_at) if to == from.addr => {
+                    self.requester.on_answer(to, sent_at, request.attempts == 1, now)
+                }
+                _ => self.requester.on_done(to),
             }
-            self.in_flight.swap_remove(position);
+            self.requests.remove(position);
             self.mark_stored(*hash, *from);
-        } else if *outcome == StoreOutcome::NotHolder && self.redirect(flight.item) {
+        } else if *outcome == StoreOutcome::NotHolder && request.item.redirects < MAX_REDIRECTS {
             // The node named the right holders (the node has learned them):
             // try again at once, from the best-ranked candidate.
-            self.requester.on_done(flight.to);
-            self.in_flight.swap_remove(position);
+            self.requester.on_done(to);
+            request.item.redirects += 1;
+            request.wait_until(now);
         } else {
-            self.requester.on_done(flight.to);
-            self.in_flight.swap_remove(position);
-            self.bump_attempts(flight.item, now);
-            let attempts = self.attempts.get(usize::from(flight.item)).copied().unwrap_or(0);
-            if let Some(t) = self.not_before.get_mut(usize::from(flight.item)) {
-                *t = now + refusal_backoff(attempts);
+            self.requester.on_done(to);
+            request.wait_until(now + refusal_backoff(request.attempts));
+            let (attempts, first_sent, index) =
+                (request.attempts, request.first_sent, request.item.index);
+            if exhausted(attempts, first_sent, now) {
+                self.fail(UploadError::GaveUp { fragment: index, attempts });
+                return;
             }
         }
-        self.send_more(now, node, source, sink);
+        self.send_more(now, node, sink);
     }
 
     fn item_hash(&self, item: u16) -> FragmentHash {
@@ -420,27 +436,6 @@ impl<const WINDOW: usize, const ITEMS: usize> Upload<WINDOW, ITEMS> {
             self.index_hash
         } else {
             self.hashes().get(usize::from(item)).copied().unwrap_or_default()
-        }
-    }
-
-    /// Counts a redirect of `item`; `false` once it was redirected too often
-    /// (then the refusal counts as a failed attempt).
-    fn redirect(&mut self, item: u16) -> bool {
-        match self.redirects.get_mut(usize::from(item)) {
-            Some(count) if *count < MAX_REDIRECTS => {
-                *count += 1;
-                true
-            }
-            _ => false,
-        }
-    }
-
-    fn bump_attempts(&mut self, item: u16, now: Instant) {
-        let Some(attempts) = self.attempts.get_mut(usize::from(item)) else { return };
-        *attempts = attempts.saturating_add(1);
-        if exhausted(*attempts, self.started, now) {
-            let attempts = *attempts;
-            self.fail(UploadError::GaveUp { fragment: item, attempts });
         }
     }
 
@@ -457,8 +452,8 @@ impl<const WINDOW: usize, const ITEMS: usize> Upload<WINDOW, ITEMS> {
                     self.push_event(UploadEvent::Stored { fragment: item, holder });
                 }
             }
-            self.in_flight.retain(|f| f.item != item);
         }
+        self.requests.retain(|r| r.item.hash != hash);
         if self.acked.get(usize::from(self.count)) == Some(&true) && self.state == State::Running {
             self.state = State::Finished;
             self.push_event(UploadEvent::Finished { index_hash: self.index_hash });
@@ -479,50 +474,55 @@ impl<const WINDOW: usize, const ITEMS: usize> Upload<WINDOW, ITEMS> {
         let _ = self.events.push_back(event);
     }
 
+    /// Takes new items into the request table while it has room (the
+    /// index only once every data fragment is acknowledged), then sends
+    /// every request that may go.
     fn send_more<S: FragmentStore, const N: usize, const D: usize, const F: usize>(
         &mut self,
         now: Instant,
         node: &mut Node<S, N, D, F>,
-        source: &mut impl FileSource,
         sink: &mut impl Transmit,
     ) {
-        let data_done = self.acked_count >= self.count
-            && self.acked.iter().take(usize::from(self.count)).all(|a| *a);
-        let items =
-            if data_done { self.count..=self.count } else { 0..=self.count.saturating_sub(1) };
-        for item in items {
-            if self.state != State::Running || self.in_flight.is_full() {
-                return;
+        while self.state == State::Running && !self.requests.is_full() && self.next <= self.count {
+            let index = self.next;
+            if index == self.count && self.acked_count < self.count {
+                break;
             }
-            let index = usize::from(item);
-            if self.acked.get(index) != Some(&false) {
-                continue;
+            self.next += 1;
+            let hash = self.item_hash(index);
+            // One request per distinct hash: an acknowledgement marks every
+            // item with the hash stored.
+            let acked = self.acked.get(usize::from(index)) == Some(&true);
+            if !acked && !self.requests.contains(|r| r.hash == hash) {
+                let _ = self.requests.push(Request::new(Item { index, hash, redirects: 0 }, now));
             }
-            match self.not_before.get_mut(index) {
-                Some(t) if *t > now => continue,
-                // The wait is over; a retry timer or the deadline wakes us now.
-                Some(t) => *t = Instant::ZERO,
-                None => {}
-            }
-            let hash = self.item_hash(item);
-            // One request per distinct hash at a time.
-            if self.in_flight.iter().any(|f| self.item_hash(f.item) == hash) {
-                continue;
-            }
-            let attempt = self.attempts.get(index).copied().unwrap_or(0);
+        }
+        while self.state == State::Running && self.requests.in_flight() < WINDOW {
+            let Some(i) = self.requests.next_ready(now) else { return };
+            let Some(&request) = self.requests.get(i) else { return };
+            let Item { index, hash, .. } = request.item;
+            let attempt = request.attempts;
             let to = match self.requester.pick(now, node, &hash, attempt, &Tried::new(), sink) {
                 Pick::Target(to) => to,
-                Pick::Wait => continue,
+                Pick::Wait => {
+                    if let Some(r) = self.requests.get_mut(i) {
+                        r.wait_until(now + RETRY_TICK);
+                    }
+                    continue;
+                }
                 Pick::NoHolder => {
                     self.fail(UploadError::NoHolder { shard: hash.shard() });
                     return;
                 }
             };
-            log::trace!("upload: FILEFRAG {hash:?} item {item} attempt {attempt} to {to}");
+            log::trace!("upload: FILEFRAG {hash:?} item {index} attempt {attempt} to {to}");
             let size = self.size;
-            let is_index = item == self.count;
-            let index_fragment = self.index_parts();
-            let mut read_ok = true;
+            let is_index = index == self.count;
+            let count = u8::try_from(self.count).unwrap_or(u8::MAX);
+            let hashes = self.hashes.get(..usize::from(self.count)).unwrap_or(&[]);
+            let index_fragment =
+                IndexParts { name: &self.name, count, last_len: self.last_len, hashes };
+            let source = &mut self.source;
             let result = node.send_fragment(
                 to,
                 hash,
@@ -531,8 +531,7 @@ impl<const WINDOW: usize, const ITEMS: usize> Upload<WINDOW, ITEMS> {
                         index_fragment.encode(buf);
                         true
                     } else {
-                        read_ok = read_fragment(source, size, index, buf);
-                        read_ok
+                        read_fragment(source, size, usize::from(index), buf)
                     }
                 },
                 sink,
@@ -541,29 +540,69 @@ impl<const WINDOW: usize, const ITEMS: usize> Upload<WINDOW, ITEMS> {
                 Ok(()) | Err(RequestError::SendFailed) => {
                     // A refused send is treated like a loss: it times out.
                     self.requester.on_sent(to, now);
-                    let deadline = now + self.requester.rto(attempt);
-                    let flight = InFlight { item, to, sent_at: now, deadline, first: attempt == 0 };
-                    let _ = self.in_flight.push(flight);
+                    let timeout = self.requester.rto(attempt);
+                    if let Some(r) = self.requests.get_mut(i) {
+                        r.sent(to, now, timeout);
+                    }
                 }
                 Err(RequestError::SourceFailed) => {
-                    let offset = index as u64 * FRAGMENT_SIZE as u64;
+                    let offset = u64::from(index) * FRAGMENT_SIZE as u64;
                     self.fail(UploadError::SourceFailed { offset });
                 }
                 Err(RequestError::HashMismatch) => {
-                    self.fail(UploadError::SourceChanged { fragment: item });
+                    self.fail(UploadError::SourceChanged { fragment: index });
                 }
             }
         }
     }
 }
 
-impl<const WINDOW: usize, const ITEMS: usize> fmt::Debug for Upload<WINDOW, ITEMS> {
+impl<
+        S,
+        SRC,
+        const N: usize,
+        const D: usize,
+        const F: usize,
+        const WINDOW: usize,
+        const ITEMS: usize,
+    > App<S, N, D, F> for Upload<SRC, WINDOW, ITEMS>
+where
+    S: FragmentStore,
+    SRC: FileSource,
+{
+    fn poll_timeout(&self) -> Option<Instant> {
+        Upload::poll_timeout(self)
+    }
+    fn handle_timeout<T: Transmit>(
+        &mut self,
+        now: Instant,
+        node: &mut Node<S, N, D, F>,
+        tx: &mut T,
+    ) {
+        Upload::handle_timeout(self, now, node, tx);
+    }
+    fn handle_reply<T: Transmit>(
+        &mut self,
+        now: Instant,
+        node: &mut Node<S, N, D, F>,
+        reply: &Reply<'_>,
+        tx: &mut T,
+    ) {
+        Upload::handle_reply(self, now, node, reply, tx);
+    }
+    fn is_done(&self) -> bool {
+        Upload::is_done(self)
+    }
+}
+
+impl<SRC, const WINDOW: usize, const ITEMS: usize> fmt::Debug for Upload<SRC, WINDOW, ITEMS> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Upload")
             .field("index_hash", &self.index_hash)
             .field("acked", &self.acked_count)
-            .field("total", &self.total())
-            .field("in_flight", &self.in_flight.len())
+            .field("total", &(self.count + 1))
+            .field("outstanding", &self.requests.len())
+            .field("in_flight", &self.requests.in_flight())
             .field("state", &self.state)
             .field("srtt", &self.requester.srtt())
             .finish()
@@ -630,16 +669,17 @@ mod tests {
     #[test]
     fn too_large_file_is_refused_with_a_typed_error() {
         let data = vec![0u8; MAX_FILE_SIZE as usize + 1];
-        let mut source: &[u8] = &data;
-        let result = Upload::<4>::new(IndexName::from_file_name("big"), &mut source);
-        assert_eq!(result.err(), Some(UploadError::FileTooLarge { size: 2_088_961 }));
+        let result = Upload::<_, 4>::new(IndexName::from_file_name("big"), &data[..]);
+        assert_eq!(
+            result.err().map(|(e, _)| e),
+            Some(UploadError::FileTooLarge { size: 2_088_961 })
+        );
     }
 
     #[test]
     fn index_of_prepared_upload_lists_every_fragment() {
         let data = vec![1u8; 8193];
-        let mut source: &[u8] = &data;
-        let upload = Upload::<4>::new(IndexName::from_file_name("x"), &mut source).unwrap();
+        let upload = Upload::<_, 4>::new(IndexName::from_file_name("x"), &data[..]).unwrap();
         assert_eq!(upload.total(), 3);
         assert_eq!(upload.file_size(), 8193);
         let mut first = [1u8; FRAGMENT_SIZE];
@@ -662,13 +702,61 @@ mod tests {
     #[test]
     fn an_upload_sized_for_small_files_refuses_larger_ones() {
         let data = vec![7u8; 3 * FRAGMENT_SIZE];
-        let mut source: &[u8] = &data;
-        let result = Upload::<2, 2>::new(IndexName::from_file_name("s"), &mut source);
-        assert_eq!(result.err(), Some(UploadError::TooManyFragments { fragments: 4, capacity: 2 }));
-        let mut small: &[u8] = &data[..100];
-        let upload = Upload::<2, 2>::new(IndexName::from_file_name("s"), &mut small).unwrap();
+        let result = Upload::<_, 2, 2>::new(IndexName::from_file_name("s"), &data[..]);
+        assert_eq!(
+            result.err().map(|(e, _)| e),
+            Some(UploadError::TooManyFragments { fragments: 4, capacity: 2 })
+        );
+        let upload = Upload::<_, 2, 2>::new(IndexName::from_file_name("s"), &data[..100]).unwrap();
         assert_eq!(upload.total(), 2);
-        let size = core::mem::size_of::<Upload<2, 2>>();
+        let size = core::mem::size_of::<Upload<&[u8], 2, 2>>();
         assert!(size < 8192, "{size}");
+    }
+
+    use crate::testing::{bytes, Net};
+    use crate::time::Duration;
+
+    #[test]
+    fn an_upload_is_acknowledged_by_a_holder_of_every_fragment() {
+        let mut net = Net::joined(1, 16, 64);
+        let client = net.add_client();
+        net.join(client, 3);
+        assert!(net.run_until(Duration::from_secs(5), |n| n.node(client).is_joined()));
+        let data = bytes(7, 5 * FRAGMENT_SIZE + 100);
+        let hash = net.upload(client, "five.bin", data.clone());
+        assert!(net.run_until(Duration::from_secs(10), |n| n.upload_done(client).is_some()));
+        assert_eq!(net.upload_done(client), Some(Ok(hash)));
+        // Every fragment and the index are held by a member of their shard.
+        let mut hashes: std::vec::Vec<FragmentHash> = data
+            .chunks(FRAGMENT_SIZE)
+            .map(|c| {
+                let mut f = [0u8; FRAGMENT_SIZE];
+                f[..c.len()].copy_from_slice(c);
+                FragmentHash::of(&f)
+            })
+            .collect();
+        hashes.push(hash);
+        for h in hashes {
+            let holders = net.hosts.iter().filter(|x| x.node.store().contains(&h)).count();
+            assert!(holders >= 1, "{h:?} is held");
+        }
+    }
+
+    #[test]
+    fn an_upload_whose_holders_refuse_fails_with_gave_up_not_a_spin() {
+        // One member per shard, each with room for nothing: every store
+        // request is refused (store full) and the upload must end with an
+        // error after its attempts, waking the client only when it can act.
+        let mut net = Net::joined(2, 16, 0);
+        let client = net.add_client();
+        net.join(client, 0);
+        assert!(net.run_until(Duration::from_secs(5), |n| n.node(client).is_joined()));
+        net.upload(client, "refused.bin", bytes(3, 3 * FRAGMENT_SIZE));
+        assert!(net.run_until(Duration::from_secs(60), |n| n.upload_done(client).is_some()));
+        assert!(
+            matches!(net.upload_done(client), Some(Err(UploadError::GaveUp { .. }))),
+            "{:?}",
+            net.upload_done(client)
+        );
     }
 }

@@ -14,7 +14,7 @@ use dht_core::fragment::FragmentHash;
 use dht_core::id::{NodeId, PeerAddr, PeerInfo, Shard};
 use dht_core::node::{Reply, SendError, Transmit};
 use dht_core::store::NoStore;
-use dht_core::upload::Upload;
+use dht_core::upload::{Bytes, Upload};
 use dht_core::wire::{HolderList, Message, Packet, PeerList, Source, StoreOutcome, Transmission};
 use dht_core::{Duration, IndexName, Instant, Node};
 
@@ -47,7 +47,7 @@ fn store_requests(sent: &Sent) -> Vec<(PeerAddr, FragmentHash)> {
 #[test]
 fn upload_with_a_full_window_never_asks_to_be_woken_in_the_past() {
     let me = PeerAddr::v4([127, 0, 0, 1], 7000);
-    let mut node: Node<NoStore> = Node::new(Config::client(), NodeId(7), me, 1, NoStore);
+    let mut node: Node<NoStore> = Node::new(Config::client(), NodeId(7), me, 1, NoStore).unwrap();
     let mut sink = Sent::default();
     // One member in every shard, listed by a member that answered directly.
     let seed = member(0, 8000);
@@ -66,9 +66,10 @@ fn upload_with_a_full_window_never_asks_to_be_woken_in_the_past() {
     assert!(node.handle_datagram(now, seed.addr, &buf[..len], &mut sink).is_none());
 
     let data: Vec<u8> = (0..3 * 8192u32).map(|i| (i % 251) as u8).collect();
-    let mut source: &[u8] = &data;
-    let mut upload = Upload::<2>::new(IndexName::from_file_name("three.bin"), &mut source).unwrap();
-    upload.start(now, &mut node, &mut source, &mut sink);
+    let mut upload = Upload::<_, 2>::new(IndexName::from_file_name("three.bin"), Bytes(data))
+        .map_err(|(e, _)| e)
+        .unwrap();
+    upload.start(now, &mut node, &mut sink);
     let first = store_requests(&sink);
     assert_eq!(first.len(), 2, "the window holds two requests");
     let (refuser, refused) = first[0];
@@ -83,7 +84,7 @@ fn upload_with_a_full_window_never_asks_to_be_woken_in_the_past() {
             outcome: StoreOutcome::Full,
             holders: HolderList::new(),
         };
-        upload.handle_reply(now, &mut node, &reply, &mut source, &mut sink);
+        upload.handle_reply(now, &mut node, &reply, &mut sink);
         let resent = store_requests(&sink).iter().any(|(_, h)| *h == refused);
         if !resent {
             waited = true;
@@ -103,7 +104,7 @@ fn upload_with_a_full_window_never_asks_to_be_woken_in_the_past() {
         }
         now = now.max(at);
         sink.0.clear();
-        upload.handle_timeout(now, &mut node, &mut source, &mut sink);
+        upload.handle_timeout(now, &mut node, &mut sink);
         let progressed = !sink.0.is_empty() || upload.is_done();
         let next = upload.poll_timeout();
         assert!(

@@ -25,10 +25,11 @@ use std::collections::{BTreeMap, BinaryHeap};
 
 use dht_core::counters::Counters;
 use dht_core::download::{Download, DownloadError, DownloadEvent, FileSink};
-use dht_core::node::{Event, SendError, Transmit};
+use dht_core::driver::{self, App};
+use dht_core::node::{Event, Reply, SendError, Transmit};
 use dht_core::rand::Rng;
 use dht_core::store::{RamSlot, RamStore};
-use dht_core::upload::{Upload, UploadError, UploadEvent};
+use dht_core::upload::{Bytes, Upload, UploadError, UploadEvent};
 use dht_core::{Config, Duration, FragmentHash, IndexName, Instant, Node, NodeId, PeerAddr};
 
 /// The node type of the simulator: default capacities, RAM store.
@@ -141,7 +142,7 @@ impl FifoState {
 
 /// A file sink collecting bytes in memory.
 #[derive(Debug, Default)]
-struct Collect(Vec<u8>);
+pub struct Collect(pub Vec<u8>);
 
 impl FileSink for Collect {
     fn write(&mut self, bytes: &[u8]) -> bool {
@@ -150,19 +151,76 @@ impl FileSink for Collect {
     }
 }
 
+/// The simulator's upload: a file in memory, 32 requests at a time.
+type SimUpload = Upload<Bytes<Vec<u8>>, 32>;
+/// The simulator's download: into memory, 16 slots.
+type SimDownload = Download<Collect, 16>;
+
 /// What a host runs besides its node.
-enum App {
+enum Task {
     Idle,
-    Upload {
-        upload: Box<Upload<32>>,
-        source: Vec<u8>,
-        result: Option<Result<FragmentHash, UploadError>>,
-    },
-    Download {
-        download: Box<Download<16>>,
-        out: Collect,
-        result: Option<Result<Vec<u8>, DownloadError>>,
-    },
+    Upload { upload: Box<SimUpload>, result: Option<Result<FragmentHash, UploadError>> },
+    Download { download: Box<SimDownload>, result: Option<Result<Vec<u8>, DownloadError>> },
+}
+
+type Store = RamStore<Box<[RamSlot]>>;
+
+/// A host's task and the node events it saw (the driver hands node events
+/// to the application).
+struct Runner {
+    task: Task,
+    events: Vec<Event>,
+}
+
+impl App<Store, 256, 1024, 64> for Runner {
+    fn poll_timeout(&self) -> Option<Instant> {
+        self.task.poll_timeout()
+    }
+    fn handle_timeout<T: Transmit>(&mut self, now: Instant, node: &mut SimNode, tx: &mut T) {
+        self.task.handle_timeout(now, node, tx)
+    }
+    fn handle_reply<T: Transmit>(
+        &mut self,
+        now: Instant,
+        node: &mut SimNode,
+        reply: &Reply<'_>,
+        tx: &mut T,
+    ) {
+        self.task.handle_reply(now, node, reply, tx)
+    }
+    fn handle_event(&mut self, _node: &SimNode, event: Event) {
+        self.events.push(event);
+    }
+}
+
+impl App<Store, 256, 1024, 64> for Task {
+    fn poll_timeout(&self) -> Option<Instant> {
+        match self {
+            Task::Idle => None,
+            Task::Upload { upload, .. } => upload.poll_timeout(),
+            Task::Download { download, .. } => download.poll_timeout(),
+        }
+    }
+    fn handle_timeout<T: Transmit>(&mut self, now: Instant, node: &mut SimNode, tx: &mut T) {
+        match self {
+            Task::Idle => {}
+            Task::Upload { upload, .. } => upload.handle_timeout(now, node, tx),
+            Task::Download { download, .. } => download.handle_timeout(now, node, tx),
+        }
+    }
+    fn handle_reply<T: Transmit>(
+        &mut self,
+        now: Instant,
+        node: &mut SimNode,
+        reply: &Reply<'_>,
+        tx: &mut T,
+    ) {
+        match self {
+            Task::Idle => {}
+            Task::Upload { upload, .. } => upload.handle_reply(now, node, reply, tx),
+            Task::Download { download, .. } => download.handle_reply(now, node, reply, tx),
+        }
+    }
 }
 
 struct Host {
@@ -172,7 +230,7 @@ struct Host {
     node: Option<Box<SimNode>>,
     /// The store of a crashed node, kept like a disk.
     disk: Option<RamStore<Box<[RamSlot]>>>,
-    app: App,
+    app: Runner,
     group: u32,
     wake_generation: u64,
     scheduled: Option<Instant>,
@@ -233,14 +291,7 @@ pub struct Sim {
     stats: NetStats,
     /// Counters of node incarnations that crashed.
     retired: Counters,
-    /// Wake-ups handled without the clock moving, to catch a state machine
-    /// that keeps asking to be woken in the past.
-    wakes_at_same_time: u32,
-    last_wake_time: Instant,
 }
-
-/// Wake-ups at one instant after which the simulator declares a busy loop.
-const BUSY_LOOP_LIMIT: u32 = 100_000;
 
 impl Sim {
     /// An empty network whose randomness all derives from `seed`.
@@ -255,8 +306,6 @@ impl Sim {
             seq: 0,
             stats: NetStats::default(),
             retired: Counters::default(),
-            wakes_at_same_time: 0,
-            last_wake_time: Instant::ZERO,
         }
     }
 
@@ -315,14 +364,16 @@ impl Sim {
         let port = 8000 + host as u16;
         let addr = PeerAddr::v4([127, 0, 0, 1], port);
         let store = RamStore::new(vec![RamSlot::EMPTY; capacity].into_boxed_slice());
-        let node = Box::new(Node::new(config, id, addr, self.rng.next_u64(), store));
+        let node = Box::new(
+            Node::new(config, id, addr, self.rng.next_u64(), store).expect("a valid configuration"),
+        );
         self.hosts.push(Host {
             addr,
             id,
             config,
             node: Some(node),
             disk: None,
-            app: App::Idle,
+            app: Runner { task: Task::Idle, events: Vec::new() },
             group: 0,
             wake_generation: 0,
             scheduled: None,
@@ -391,16 +442,15 @@ impl Sim {
         name: &str,
         data: Vec<u8>,
     ) -> Result<FragmentHash, UploadError> {
-        let mut source: &[u8] = &data;
-        let upload = Box::new(Upload::<32>::new(IndexName::from_file_name(name), &mut source)?);
+        let upload =
+            SimUpload::new(IndexName::from_file_name(name), Bytes(data)).map_err(|(e, _)| e)?;
         let hash = upload.index_hash();
         if let Some(h) = self.hosts.get_mut(host) {
-            h.app = App::Upload { upload, source: data, result: None };
+            h.app.task = Task::Upload { upload: Box::new(upload), result: None };
         }
         self.with_app(host, |node, app, now, out| {
-            if let App::Upload { upload, source, .. } = app {
-                let mut src: &[u8] = source;
-                upload.start(now, node, &mut src, out);
+            if let Task::Upload { upload, .. } = &mut app.task {
+                upload.start(now, node, out);
             }
         });
         Ok(hash)
@@ -408,8 +458,8 @@ impl Sim {
 
     /// The result of `host`'s upload, once it is over.
     pub fn upload_result(&self, host: HostId) -> Option<Result<FragmentHash, UploadError>> {
-        match self.hosts.get(host).map(|h| &h.app) {
-            Some(App::Upload { result, .. }) => *result,
+        match self.hosts.get(host).map(|h| &h.app.task) {
+            Some(Task::Upload { result, .. }) => *result,
             _ => None,
         }
     }
@@ -417,14 +467,11 @@ impl Sim {
     /// Starts downloading the file `index_hash` from client `host`.
     pub fn start_download(&mut self, host: HostId, index_hash: FragmentHash) {
         if let Some(h) = self.hosts.get_mut(host) {
-            h.app = App::Download {
-                download: Box::new(Download::new(index_hash)),
-                out: Collect::default(),
-                result: None,
-            };
+            let download = Download::new(index_hash, Collect::default());
+            h.app.task = Task::Download { download: Box::new(download), result: None };
         }
         self.with_app(host, |node, app, now, out| {
-            if let App::Download { download, .. } = app {
+            if let Task::Download { download, .. } = &mut app.task {
                 download.start(now, node, out);
             }
         });
@@ -432,26 +479,26 @@ impl Sim {
 
     /// The result of `host`'s download, once it is over.
     pub fn download_result(&self, host: HostId) -> Option<&Result<Vec<u8>, DownloadError>> {
-        match self.hosts.get(host).map(|h| &h.app) {
-            Some(App::Download { result, .. }) => result.as_ref(),
+        match self.hosts.get(host).map(|h| &h.app.task) {
+            Some(Task::Download { result, .. }) => result.as_ref(),
             _ => None,
         }
     }
 
     /// A debugging description of what `host`'s upload or download is doing.
     pub fn app_debug(&self, host: HostId) -> String {
-        match self.hosts.get(host).map(|h| &h.app) {
-            Some(App::Upload { upload, .. }) => format!("{upload:?}"),
-            Some(App::Download { download, .. }) => format!("{download:?}"),
+        match self.hosts.get(host).map(|h| &h.app.task) {
+            Some(Task::Upload { upload, .. }) => format!("{upload:?}"),
+            Some(Task::Download { download, .. }) => format!("{download:?}"),
             _ => String::from("idle"),
         }
     }
 
     /// Whether `host`'s upload or download is over.
     pub fn app_done(&self, host: HostId) -> bool {
-        match self.hosts.get(host).map(|h| &h.app) {
-            Some(App::Upload { result, .. }) => result.is_some(),
-            Some(App::Download { result, .. }) => result.is_some(),
+        match self.hosts.get(host).map(|h| &h.app.task) {
+            Some(Task::Upload { result, .. }) => result.is_some(),
+            Some(Task::Download { result, .. }) => result.is_some(),
             _ => true,
         }
     }
@@ -464,7 +511,7 @@ impl Sim {
             self.retired.accumulate(node.counters());
             h.disk = Some(node.into_store());
         }
-        h.app = App::Idle;
+        h.app.task = Task::Idle;
         h.scheduled = None;
         h.wake_generation += 1;
     }
@@ -481,7 +528,8 @@ impl Sim {
         let seed_value = self.rng.next_u64();
         let Some(h) = self.hosts.get_mut(host) else { return };
         let Some(store) = h.disk.take() else { return };
-        h.node = Some(Box::new(Node::new(h.config, h.id, h.addr, seed_value, store)));
+        let node = Node::new(h.config, h.id, h.addr, seed_value, store);
+        h.node = Some(Box::new(node.expect("the configuration was valid before")));
         self.join(host, seed);
     }
 
@@ -577,33 +625,22 @@ impl Sim {
             Pending::Wake { host, generation } => {
                 let current = self.hosts.get(host).map(|h| h.wake_generation);
                 if current == Some(generation) {
-                    if self.now == self.last_wake_time {
-                        self.wakes_at_same_time += 1;
-                        assert!(
-                            self.wakes_at_same_time < BUSY_LOOP_LIMIT,
-                            "host {host} keeps asking to be woken at {} without progress",
-                            self.now
-                        );
-                    } else {
-                        self.last_wake_time = self.now;
-                        self.wakes_at_same_time = 0;
-                    }
                     if let Some(h) = self.hosts.get_mut(host) {
                         h.scheduled = None;
                     }
-                    self.with_app(host, |node, app, now, out| {
-                        node.handle_timeout(now, out);
-                        match app {
-                            App::Upload { upload, source, .. } => {
-                                let mut src: &[u8] = source;
-                                upload.handle_timeout(now, node, &mut src, out);
-                            }
-                            App::Download { download, .. } => {
-                                download.handle_timeout(now, node, out)
-                            }
-                            App::Idle => {}
-                        }
+                    let next = self.with_app(host, |node, app, now, out| {
+                        driver::on_timeout(node, app, now, out);
                     });
+                    // The wake-up invariant of dht_core::node: a host woken
+                    // at `now` asks to be woken later, or not at all.
+                    if let Some(next) = next {
+                        assert!(
+                            next > self.now,
+                            "host {host} woken at {} asks to be woken again at {next}: {}",
+                            self.now,
+                            self.app_debug(host)
+                        );
+                    }
                 }
             }
         }
@@ -632,19 +669,7 @@ impl Sim {
         self.stats.delivered += 1;
         self.stats.delivered_bytes += bytes.len() as u64;
         self.with_app(to, |node, app, now, out| {
-            let reply = node.handle_datagram(now, from, bytes, out);
-            if let Some(reply) = reply {
-                match app {
-                    App::Upload { upload, source, .. } => {
-                        let mut src: &[u8] = source;
-                        upload.handle_reply(now, node, &reply, &mut src, out);
-                    }
-                    App::Download { download, out: collect, .. } => {
-                        download.handle_reply(now, node, &reply, collect, out)
-                    }
-                    App::Idle => {}
-                }
-            }
+            driver::on_datagram(node, app, now, from, bytes, out);
         });
     }
 
@@ -653,27 +678,29 @@ impl Sim {
     }
 
     /// Runs `f` on a host's node and app, then sends what it sent,
-    /// collects events and reschedules the host's wake-up.
+    /// collects events and reschedules the host's wake-up, which it
+    /// returns.
     fn with_app(
         &mut self,
         host: HostId,
-        f: impl FnOnce(&mut SimNode, &mut App, Instant, &mut Outbox),
-    ) {
+        f: impl FnOnce(&mut SimNode, &mut Runner, Instant, &mut Outbox),
+    ) -> Option<Instant> {
         let now = self.now;
         let mut out = Outbox::default();
         let mut left_counters = None;
         let (addr, next_wake) = {
-            let Some(h) = self.hosts.get_mut(host) else { return };
-            let Some(node) = h.node.as_deref_mut() else { return };
+            let h = self.hosts.get_mut(host)?;
+            let node = h.node.as_deref_mut()?;
             f(node, &mut h.app, now, &mut out);
-            while let Some(event) = node.poll_event() {
+            driver::drain_events(node, &mut h.app);
+            for event in h.app.events.drain(..) {
                 if let Event::IdentityChosen(id) = event {
                     h.id = id;
                 }
                 h.events.push(event);
             }
-            match &mut h.app {
-                App::Upload { upload, result, .. } => {
+            match &mut h.app.task {
+                Task::Upload { upload, result } => {
                     while let Some(event) = upload.poll_event() {
                         match event {
                             UploadEvent::Finished { index_hash } => *result = Some(Ok(index_hash)),
@@ -682,11 +709,11 @@ impl Sim {
                         }
                     }
                 }
-                App::Download { download, out: collect, result } => {
+                Task::Download { download, result } => {
                     while let Some(event) = download.poll_event() {
                         match event {
                             DownloadEvent::Finished { .. } => {
-                                *result = Some(Ok(std::mem::take(&mut collect.0)))
+                                *result = Some(Ok(std::mem::take(&mut download.sink_mut().0)))
                             }
                             DownloadEvent::Failed(e) => *result = Some(Err(e)),
                             DownloadEvent::IndexReceived { .. } | DownloadEvent::Written { .. } => {
@@ -694,24 +721,16 @@ impl Sim {
                         }
                     }
                 }
-                App::Idle => {}
+                Task::Idle => {}
             }
-            let app_timeout = match &h.app {
-                App::Upload { upload, .. } => upload.poll_timeout(),
-                App::Download { download, .. } => download.poll_timeout(),
-                App::Idle => None,
-            };
-            let next = match (node.poll_timeout(), app_timeout) {
-                (Some(a), Some(b)) => Some(a.min(b)),
-                (a, b) => a.or(b),
-            };
+            let next = driver::next_timeout(node, &h.app);
             if node.has_left() {
                 // A node that left is down: its process would exit now.
                 if let Some(node) = h.node.take() {
                     left_counters = Some(node.counters().clone());
                     h.disk = Some(node.into_store());
                 }
-                h.app = App::Idle;
+                h.app.task = Task::Idle;
             }
             (h.addr, next)
         };
@@ -722,6 +741,7 @@ impl Sim {
             self.transmit(host, addr, to, bytes);
         }
         self.schedule_wake(host, next_wake);
+        next_wake
     }
 
     fn schedule_wake(&mut self, host: HostId, at: Option<Instant>) {
@@ -816,8 +836,7 @@ pub mod scene {
     /// Every fragment address of a file uploaded as `name`: its data
     /// fragments, then its index.
     pub fn file_hashes(name: &str, data: &[u8]) -> Vec<FragmentHash> {
-        let mut source: &[u8] = data;
-        let Ok(upload) = Upload::<1>::new(IndexName::from_file_name(name), &mut source) else {
+        let Ok(upload) = Upload::<_, 1>::new(IndexName::from_file_name(name), data) else {
             return Vec::new();
         };
         let mut hashes: Vec<FragmentHash> = upload.hashes().to_vec();

@@ -115,13 +115,23 @@ fn a_small_node_with_a_one_datagram_fifo_loses_nothing() {
 #[test]
 fn without_an_advertised_window_the_fifo_drops_and_windows_back_off() {
     // The same node without the advertised limit and with four fetches in
-    // flight: the FIFO model does drop, and the per-peer windows and retries
-    // still get every fragment stored.
+    // flight, started together (no replication delay to spread them): the
+    // FIFO model does drop, and the per-peer windows and retries still get
+    // every fragment stored.
     let mut config = Config::small();
     config.rx_window = 0;
     config.parallel_fetches = 4;
+    config.replication_delay = Duration::from_millis(1);
     let Run { sim, small, in_small_shard, .. } = upload_with_small_node(config, 32, 200, 12..=16);
     println!("FIFO drops without an advertised window: {}", sim.fifo_drops(small));
+    let n = sim.node(small).unwrap();
+    println!(
+        "held {} fetched {} stored {} rx {:?}",
+        n.store().len(),
+        n.counters().fetches_completed,
+        n.counters().fragments_stored,
+        n.counters().received_of(dht_core::wire::MessageKind::FileFrag)
+    );
     assert!(sim.fifo_drops(small) > 0, "the FIFO model never dropped: the test shows nothing");
     for hash in &in_small_shard {
         assert!(sim.copies(hash) >= 3, "fragment {hash} has {} copies", sim.copies(hash));

@@ -56,7 +56,8 @@ use core::fmt;
 
 pub mod learn;
 
-use dht_core::node::{Event, Reply, SendError, Transmit};
+use dht_core::driver;
+use dht_core::node::{SendError, Transmit};
 use dht_core::store::FragmentStore;
 use dht_core::{Instant, Node, PeerAddr, MAX_DATAGRAM_SIZE};
 use smoltcp::iface::{
@@ -245,38 +246,7 @@ fn dht_instant(at: SmolInstant) -> Instant {
     Instant::from_micros(u64::try_from(at.total_micros()).unwrap_or(0))
 }
 
-/// What runs beside the node: an upload, a download, a sensor that
-/// publishes readings. Every method has a default that does nothing.
-pub trait App<S: FragmentStore, const N: usize, const D: usize, const F: usize> {
-    /// When [`App::handle_timeout`] should next run.
-    fn poll_timeout(&self) -> Option<Instant> {
-        None
-    }
-    /// Timed work.
-    fn handle_timeout<T: Transmit>(
-        &mut self,
-        _now: Instant,
-        _node: &mut Node<S, N, D, F>,
-        _tx: &mut T,
-    ) {
-    }
-    /// An answer to one of the application's requests.
-    fn handle_reply<T: Transmit>(
-        &mut self,
-        _now: Instant,
-        _node: &mut Node<S, N, D, F>,
-        _reply: &Reply<'_>,
-        _tx: &mut T,
-    ) {
-    }
-    /// A node event.
-    fn handle_event(&mut self, _node: &Node<S, N, D, F>, _event: Event) {}
-}
-
-/// An application that does nothing: a plain node.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct Idle;
-impl<S: FragmentStore, const N: usize, const D: usize, const F: usize> App<S, N, D, F> for Idle {}
+pub use dht_core::driver::{App, Idle};
 
 /// A smoltcp Ethernet interface with address `mac` on `device`, created at
 /// `now`, for [`Stack::new`]. Create it where it will live, for example
@@ -449,28 +419,16 @@ impl<'a> Stack<'a> {
                 translation: self.translation,
                 stats: &mut self.stats,
             };
-            if let Some(reply) = node.handle_datagram(now, from, bytes, &mut tx) {
-                app.handle_reply(now, node, &reply, &mut tx);
-            }
-            while let Some(event) = node.poll_event() {
-                app.handle_event(node, event);
-            }
+            driver::on_datagram(node, app, now, from, bytes, &mut tx);
         }
-        {
+        let wake = {
             let mut tx = self.tx(now, &mut *device);
-            if node.poll_timeout().is_some_and(|at| at <= now) {
-                node.handle_timeout(now, &mut tx);
-            }
-            if app.poll_timeout().is_some_and(|at| at <= now) {
-                app.handle_timeout(now, node, &mut tx);
-            }
+            let wake = driver::on_timeout(node, app, now, &mut tx);
             tx.flush();
-        }
-        while let Some(event) = node.poll_event() {
-            app.handle_event(node, event);
-        }
+            wake
+        };
         let net = self.iface.poll_at(smol_now, &self.tx_set).map(dht_instant);
-        [node.poll_timeout(), app.poll_timeout(), net].into_iter().flatten().min()
+        [wake, net].into_iter().flatten().min()
     }
 }
 

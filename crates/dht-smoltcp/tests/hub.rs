@@ -12,7 +12,7 @@ use std::rc::Rc;
 use dht_core::download::{Download, DownloadEvent, FileSink};
 use dht_core::node::{Reply, Transmit};
 use dht_core::store::{FragmentStore, RamSlot, RamStore};
-use dht_core::upload::{Upload, UploadEvent};
+use dht_core::upload::{Bytes, Upload, UploadEvent};
 use dht_core::{Config, Duration, FragmentHash, IndexName, Instant, Node, NodeId, PeerAddr, Shard};
 use dht_smoltcp::smoltcp::phy::{self, Device, DeviceCapabilities, Medium};
 use dht_smoltcp::smoltcp::time::Instant as SmolInstant;
@@ -132,16 +132,16 @@ impl Device for Port {
 /// An upload or download running beside a client node.
 #[derive(Default)]
 struct ClientApp {
-    upload: Option<(Box<Upload<8>>, Vec<u8>)>,
+    upload: Option<Box<Upload<Bytes<Vec<u8>>, 8>>>,
     uploaded: Option<FragmentHash>,
-    download: Option<Box<Download<8>>>,
+    download: Option<Box<Download<Collect, 8>>>,
     downloaded: Option<Vec<u8>>,
-    received: Vec<u8>,
     failed: Option<String>,
 }
 
-struct Collect<'a>(&'a mut Vec<u8>);
-impl FileSink for Collect<'_> {
+#[derive(Default)]
+struct Collect(Vec<u8>);
+impl FileSink for Collect {
     fn write(&mut self, bytes: &[u8]) -> bool {
         self.0.extend_from_slice(bytes);
         true
@@ -150,7 +150,7 @@ impl FileSink for Collect<'_> {
 
 impl ClientApp {
     fn drain(&mut self) {
-        if let Some((upload, _)) = self.upload.as_mut() {
+        if let Some(upload) = self.upload.as_mut() {
             while let Some(event) = upload.poll_event() {
                 match event {
                     UploadEvent::Finished { index_hash } => self.uploaded = Some(index_hash),
@@ -163,7 +163,7 @@ impl ClientApp {
             while let Some(event) = download.poll_event() {
                 match event {
                     DownloadEvent::Finished { .. } => {
-                        self.downloaded = Some(std::mem::take(&mut self.received))
+                        self.downloaded = Some(std::mem::take(&mut download.sink_mut().0))
                     }
                     DownloadEvent::Failed(e) => self.failed = Some(format!("download: {e:?}")),
                     _ => {}
@@ -177,14 +177,14 @@ type HostNode = Node<RamStore<Box<[RamSlot]>>>;
 
 impl App<RamStore<Box<[RamSlot]>>, 256, 1024, 64> for ClientApp {
     fn poll_timeout(&self) -> Option<Instant> {
-        let up = self.upload.as_ref().and_then(|(u, _)| u.poll_timeout());
+        let up = self.upload.as_ref().and_then(|u| u.poll_timeout());
         let down = self.download.as_ref().and_then(|d| d.poll_timeout());
         up.into_iter().chain(down).min()
     }
 
     fn handle_timeout<T: Transmit>(&mut self, now: Instant, node: &mut HostNode, tx: &mut T) {
-        if let Some((upload, data)) = self.upload.as_mut() {
-            upload.handle_timeout(now, node, &mut &data[..], tx);
+        if let Some(upload) = self.upload.as_mut() {
+            upload.handle_timeout(now, node, tx);
         }
         if let Some(download) = self.download.as_mut() {
             download.handle_timeout(now, node, tx);
@@ -199,11 +199,11 @@ impl App<RamStore<Box<[RamSlot]>>, 256, 1024, 64> for ClientApp {
         reply: &Reply<'_>,
         tx: &mut T,
     ) {
-        if let Some((upload, data)) = self.upload.as_mut() {
-            upload.handle_reply(now, node, reply, &mut &data[..], tx);
+        if let Some(upload) = self.upload.as_mut() {
+            upload.handle_reply(now, node, reply, tx);
         }
         if let Some(download) = self.download.as_mut() {
-            download.handle_reply(now, node, reply, &mut Collect(&mut self.received), tx);
+            download.handle_reply(now, node, reply, tx);
         }
         self.drain();
     }
@@ -275,7 +275,7 @@ impl Net {
         let iface = Box::leak(Box::new(dht_smoltcp::interface(mac(index), &mut port, self.now)));
         let stack = Stack::new(config_stack, iface, buffers, slots).unwrap();
         let addr = PeerAddr::v4(ip, 9000);
-        let node = Node::new(config, id, addr, index as u64 + 1, store);
+        let node = Node::new(config, id, addr, index as u64 + 1, store).unwrap();
         Host { stack, port, node, app, addr }
     }
 }
@@ -385,16 +385,15 @@ fn small_node_behind_a_one_datagram_fifo_stores_and_serves_over_smoltcp() {
     }
     assert!(clients_joined, "clients did not join");
 
-    let mut source: &[u8] = &data;
-    let upload = Upload::<8>::new(IndexName::from_file_name("hub.bin"), &mut source).unwrap();
+    let upload =
+        Upload::<_, 8>::new(IndexName::from_file_name("hub.bin"), Bytes(data.clone())).unwrap();
     let index = upload.index_hash();
-    sender.app.upload = Some((Box::new(upload), data.clone()));
+    sender.app.upload = Some(Box::new(upload));
     {
         let now = net.now;
         let Host { stack, port, node, app, .. } = &mut sender;
         let mut tx = stack.tx(now, port);
-        let (upload, data) = app.upload.as_mut().unwrap();
-        upload.start(now, node, &mut &data[..], &mut tx);
+        app.upload.as_mut().unwrap().start(now, node, &mut tx);
         tx.flush();
     }
     let uploaded = run(
@@ -442,7 +441,7 @@ fn small_node_behind_a_one_datagram_fifo_stores_and_serves_over_smoltcp() {
     assert_eq!(net.hub.borrow().drops[small_index], 0, "frames were dropped at the small node");
 
     // Download through the small node as entry point.
-    receiver.app.download = Some(Box::new(Download::new(index)));
+    receiver.app.download = Some(Box::new(Download::new(index, Collect::default())));
     {
         let now = net.now;
         let Host { stack, port, node, app, .. } = &mut receiver;
@@ -506,8 +505,7 @@ fn run(
 }
 
 fn hashes_of(data: &[u8]) -> Vec<FragmentHash> {
-    let mut source: &[u8] = data;
-    let upload = Upload::<1>::new(IndexName::from_file_name("hub.bin"), &mut source).unwrap();
+    let upload = Upload::<_, 1>::new(IndexName::from_file_name("hub.bin"), data).unwrap();
     let mut hashes = upload.hashes().to_vec();
     hashes.push(upload.index_hash());
     hashes

@@ -12,15 +12,16 @@ use std::time::Duration as StdDuration;
 
 use dht_core::counters::Counters;
 use dht_core::download::{Download, DownloadError, DownloadEvent, FileSink};
-use dht_core::node::{Event, Reply};
+use dht_core::driver::{App, Watched};
+use dht_core::node::{Event, Reply, Transmit};
 use dht_core::store::NoStore;
 use dht_core::upload::{FileSource, Upload, UploadError, UploadEvent};
-use dht_core::wire::{Message, Transmission};
+use dht_core::wire::Transmission;
 use dht_core::{
     Config, Duration, FragmentHash, IndexName, Instant, Node, NodeId, PeerAddr, PeerInfo, Shard,
 };
 
-use crate::runtime::{App, Clock, Runtime, Stop};
+use crate::runtime::{Clock, Runtime, Stop};
 use crate::transport::{client_bind_addr, UdpTransport};
 
 /// A client's node: stores nothing.
@@ -108,7 +109,16 @@ impl FileReader {
         }
         Ok(FileReader { file, size: meta.len(), error: None })
     }
+
+    /// The error of a failed read at `offset`, with its cause.
+    fn read_error(&mut self, offset: u64) -> ClientError {
+        let cause = self.error.take().map(|e| e.to_string()).unwrap_or_default();
+        ClientError::Io(io::Error::other(format!("cannot read the file at byte {offset}: {cause}")))
+    }
 }
+
+/// The upload the tools run: 128 store requests at a time.
+pub type HostUpload = Upload<FileReader, 128>;
 
 impl FileSource for FileReader {
     fn size(&self) -> u64 {
@@ -202,7 +212,8 @@ impl Client {
         let clock = Clock::new();
         let id = NodeId(crate::random_seed());
         let seed = crate::random_seed();
-        let node = Node::new(Config::client(), id, PeerAddr::from(local), seed, NoStore);
+        let node = Node::new(Config::client(), id, PeerAddr::from(local), seed, NoStore)
+            .map_err(|e| ClientError::Io(io::Error::other(e.to_string())))?;
         let mut runtime = Runtime::new(node, transport, clock);
         runtime.handle_signals()?;
         Ok(Client { runtime, entry })
@@ -228,7 +239,7 @@ impl Client {
         struct Joining {
             neighbors: Option<usize>,
         }
-        impl App<NoStore> for Joining {
+        impl App<NoStore, 256, 1024, 64> for Joining {
             fn handle_event(&mut self, _: &ClientNode, event: Event) {
                 if let Event::Joined { neighbors } = event {
                     self.neighbors = Some(neighbors);
@@ -250,83 +261,45 @@ impl Client {
         }
     }
 
-    /// Uploads `source` under `name`; `progress` sees every event. Returns
-    /// the index hash.
+    /// Uploads `source` under `name`; `progress` sees every event with the
+    /// number of fragments to store. Returns the index hash.
     pub fn upload(
         &mut self,
         name: IndexName,
-        source: &mut FileReader,
+        source: FileReader,
         timeout: StdDuration,
         mut progress: impl FnMut(&UploadEvent, u16),
     ) -> Result<FragmentHash, ClientError> {
-        let mut upload = match Upload::<128>::new(name, source) {
+        let mut upload = match HostUpload::new(name, source) {
             Ok(upload) => Box::new(upload),
-            Err(UploadError::SourceFailed { offset }) => {
-                let cause = source.error.take().map(|e| e.to_string()).unwrap_or_default();
-                return Err(ClientError::Io(io::Error::other(format!(
-                    "cannot read the file at byte {offset}: {cause}"
-                ))));
+            Err((UploadError::SourceFailed { offset }, mut source)) => {
+                return Err(source.read_error(offset));
             }
-            Err(e) => return Err(ClientError::Upload(e)),
+            Err((e, _)) => return Err(ClientError::Upload(e)),
         };
-        struct Uploading<'a, F: FnMut(&UploadEvent, u16)> {
-            upload: Box<Upload<128>>,
-            source: &'a mut FileReader,
-            progress: F,
-            result: Option<Result<FragmentHash, UploadError>>,
-        }
-        impl<F: FnMut(&UploadEvent, u16)> Uploading<'_, F> {
-            fn events(&mut self) {
-                while let Some(event) = self.upload.poll_event() {
-                    (self.progress)(&event, self.upload.total());
-                    match event {
-                        UploadEvent::Finished { index_hash } => self.result = Some(Ok(index_hash)),
-                        UploadEvent::Failed(e) => self.result = Some(Err(e)),
-                        UploadEvent::Stored { .. } => {}
-                    }
+        let mut result = None;
+        let watch = |upload: &mut HostUpload| {
+            while let Some(event) = upload.poll_event() {
+                progress(&event, upload.total());
+                match event {
+                    UploadEvent::Finished { index_hash } => result = Some(Ok(index_hash)),
+                    UploadEvent::Failed(e) => result = Some(Err(e)),
+                    UploadEvent::Stored { .. } => {}
                 }
             }
-        }
-        impl<F: FnMut(&UploadEvent, u16)> App<NoStore> for Uploading<'_, F> {
-            fn poll_timeout(&self) -> Option<Instant> {
-                self.upload.poll_timeout()
-            }
-            fn handle_timeout(
-                &mut self,
-                now: Instant,
-                node: &mut ClientNode,
-                tx: &mut UdpTransport,
-            ) {
-                self.upload.handle_timeout(now, node, self.source, tx);
-                self.events();
-            }
-            fn handle_reply(
-                &mut self,
-                now: Instant,
-                node: &mut ClientNode,
-                reply: &Reply<'_>,
-                tx: &mut UdpTransport,
-            ) {
-                self.upload.handle_reply(now, node, reply, self.source, tx);
-                self.events();
-            }
-            fn is_done(&self) -> bool {
-                self.result.is_some()
-            }
-        }
+            false
+        };
+        let mut app = Watched::new(&mut *upload, watch);
         let now = self.runtime.clock.now();
-        upload.start(now, &mut self.runtime.node, source, &mut self.runtime.transport);
-        let mut app = Uploading { upload, source, progress: &mut progress, result: None };
-        app.events();
+        app.app().start(now, &mut self.runtime.node, &mut self.runtime.transport);
+        app.watch();
         let deadline = self.deadline(timeout);
         let stop = self.runtime.run(&mut app, Some(deadline))?;
-        match (stop, app.result) {
+        drop(app);
+        match (stop, result) {
             (_, Some(Ok(hash))) => Ok(hash),
             (_, Some(Err(UploadError::SourceFailed { offset }))) => {
-                let cause = app.source.error.take().map(|e| e.to_string()).unwrap_or_default();
-                Err(ClientError::Io(io::Error::other(format!(
-                    "cannot read the file at byte {offset}: {cause}"
-                ))))
+                Err(upload.source_mut().read_error(offset))
             }
             (_, Some(Err(e))) => Err(ClientError::Upload(e)),
             (Stop::Signal, None) => Err(ClientError::Interrupted),
@@ -337,77 +310,50 @@ impl Client {
     /// Downloads the file `hash` into `sink`. `on_event` sees every event
     /// and may stop the download by returning an error message (for
     /// example when the file name from the index is unacceptable).
-    pub fn download(
+    pub fn download<K: FileSink>(
         &mut self,
         hash: FragmentHash,
-        sink: &mut impl FileSink,
+        sink: K,
         timeout: StdDuration,
         mut on_event: impl FnMut(&DownloadEvent) -> Result<(), String>,
-    ) -> Result<u64, ClientError> {
-        struct Downloading<'a, K: FileSink, F: FnMut(&DownloadEvent) -> Result<(), String>> {
-            download: Box<Download<16>>,
-            sink: &'a mut K,
-            on_event: F,
-            result: Option<Result<u64, ClientError>>,
-        }
-        impl<K: FileSink, F: FnMut(&DownloadEvent) -> Result<(), String>> Downloading<'_, K, F> {
-            fn events(&mut self) {
-                while let Some(event) = self.download.poll_event() {
-                    if let Err(message) = (self.on_event)(&event) {
-                        self.result = Some(Err(ClientError::Aborted(message)));
-                        return;
-                    }
-                    match event {
-                        DownloadEvent::Finished { size } => self.result = Some(Ok(size)),
-                        DownloadEvent::Failed(e) => {
-                            self.result = Some(Err(ClientError::Download(e)))
-                        }
-                        DownloadEvent::IndexReceived { .. } | DownloadEvent::Written { .. } => {}
-                    }
+    ) -> (K, Result<u64, ClientError>) {
+        let mut result = None;
+        let watch = |download: &mut Download<K, 16>| {
+            while let Some(event) = download.poll_event() {
+                if result.is_some() {
+                    continue;
+                }
+                if let Err(message) = on_event(&event) {
+                    result = Some(Err(ClientError::Aborted(message)));
+                    continue;
+                }
+                match event {
+                    DownloadEvent::Finished { size } => result = Some(Ok(size)),
+                    DownloadEvent::Failed(e) => result = Some(Err(ClientError::Download(e))),
+                    DownloadEvent::IndexReceived { .. } | DownloadEvent::Written { .. } => {}
                 }
             }
-        }
-        impl<K: FileSink, F: FnMut(&DownloadEvent) -> Result<(), String>> App<NoStore>
-            for Downloading<'_, K, F>
-        {
-            fn poll_timeout(&self) -> Option<Instant> {
-                self.download.poll_timeout()
-            }
-            fn handle_timeout(
-                &mut self,
-                now: Instant,
-                node: &mut ClientNode,
-                tx: &mut UdpTransport,
-            ) {
-                self.download.handle_timeout(now, node, tx);
-                self.events();
-            }
-            fn handle_reply(
-                &mut self,
-                now: Instant,
-                node: &mut ClientNode,
-                reply: &Reply<'_>,
-                tx: &mut UdpTransport,
-            ) {
-                self.download.handle_reply(now, node, reply, self.sink, tx);
-                self.events();
-            }
-            fn is_done(&self) -> bool {
-                self.result.is_some()
-            }
-        }
-        let mut download = Box::new(Download::<16>::new(hash));
+            // An abort stops the run although the download itself goes on.
+            result.is_some()
+        };
+        let mut download = Box::new(Download::<K, 16>::new(hash, sink));
+        let mut app = Watched::new(&mut *download, watch);
         let now = self.runtime.clock.now();
-        download.start(now, &mut self.runtime.node, &mut self.runtime.transport);
-        let mut app = Downloading { download, sink, on_event: &mut on_event, result: None };
-        app.events();
+        app.app().start(now, &mut self.runtime.node, &mut self.runtime.transport);
+        app.watch();
         let deadline = self.deadline(timeout);
-        let stop = self.runtime.run(&mut app, Some(deadline))?;
-        match (stop, app.result) {
-            (_, Some(result)) => result,
-            (Stop::Signal, None) => Err(ClientError::Interrupted),
-            (_, None) => Err(ClientError::Timeout { what: "the download", waited: timeout }),
-        }
+        let stop = self.runtime.run(&mut app, Some(deadline));
+        drop(app);
+        let sink = download.into_sink();
+        let outcome = match stop {
+            Err(e) => Err(ClientError::Io(e)),
+            Ok(stop) => match (stop, result) {
+                (_, Some(result)) => result,
+                (Stop::Signal, None) => Err(ClientError::Interrupted),
+                (_, None) => Err(ClientError::Timeout { what: "the download", waited: timeout }),
+            },
+        };
+        (sink, outcome)
     }
 
     /// Sends one ping to the entry node as `mode` says and collects the
@@ -426,13 +372,13 @@ impl Client {
             pongs: Vec<Pong>,
             on_pong: F,
         }
-        impl<F: FnMut(&Pong)> App<NoStore> for Pinging<F> {
-            fn handle_reply(
+        impl<F: FnMut(&Pong)> App<NoStore, 256, 1024, 64> for Pinging<F> {
+            fn handle_reply<T: Transmit>(
                 &mut self,
                 now: Instant,
                 _: &mut ClientNode,
                 reply: &Reply<'_>,
-                _: &mut UdpTransport,
+                _: &mut T,
             ) {
                 if let Reply::Pong { from, nonce } = reply {
                     let duplicate = self.pongs.iter().any(|p| p.from.addr == from.addr);
@@ -448,23 +394,18 @@ impl Client {
                 self.single && !self.pongs.is_empty()
             }
         }
-        let nonce = self.runtime.node.rng().next_u64();
         let uid = self.runtime.node.rng().next_u64();
-        let (transmission, message) = match mode {
-            PingMode::Singlecast => (Transmission::Singlecast, Message::Ping { nonce }),
-            PingMode::Randomcast(hops) => {
-                (Transmission::Randomcast { hops }, Message::Ping { nonce })
-            }
-            PingMode::Broadcast(breadth) => {
-                (Transmission::Broadcast { breadth, uid }, Message::Ping { nonce })
-            }
+        let (transmission, find) = match mode {
+            PingMode::Singlecast => (Transmission::Singlecast, None),
+            PingMode::Randomcast(hops) => (Transmission::Randomcast { hops }, None),
+            PingMode::Broadcast(breadth) => (Transmission::Broadcast { breadth, uid }, None),
             PingMode::Find(shard, breadth) => {
-                (Transmission::Broadcast { breadth, uid }, Message::Find { shard, nonce })
+                (Transmission::Broadcast { breadth, uid }, Some(shard))
             }
         };
         let sent = self.runtime.clock.now();
         let entry = PeerAddr::from(self.entry);
-        self.runtime.node.send_message(entry, transmission, &message, &mut self.runtime.transport);
+        let nonce = self.runtime.node.ping(entry, transmission, find, &mut self.runtime.transport);
         let single = matches!(mode, PingMode::Singlecast | PingMode::Randomcast(_));
         let mut app = Pinging { nonce, sent, single, pongs: Vec::new(), on_pong: &mut on_pong };
         let deadline = self.deadline(wait);
@@ -481,41 +422,8 @@ impl Client {
         target: SocketAddr,
         wait: StdDuration,
     ) -> Result<Option<NodeStats>, ClientError> {
-        struct Asking {
-            nonce: u64,
-            stats: Option<NodeStats>,
-        }
-        impl App<NoStore> for Asking {
-            fn handle_reply(
-                &mut self,
-                _: Instant,
-                _: &mut ClientNode,
-                reply: &Reply<'_>,
-                _: &mut UdpTransport,
-            ) {
-                if let Some(stats) = NodeStats::answering(reply, self.nonce) {
-                    self.stats = Some(stats);
-                }
-            }
-            fn is_done(&self) -> bool {
-                self.stats.is_some()
-            }
-        }
-        let nonce = self.runtime.node.rng().next_u64();
-        let request = Message::StatsRequest { nonce, about: None };
-        let to = PeerAddr::from(target);
-        self.runtime.node.send_message(
-            to,
-            Transmission::Singlecast,
-            &request,
-            &mut self.runtime.transport,
-        );
-        let mut app = Asking { nonce, stats: None };
-        let deadline = self.deadline(wait);
-        match self.runtime.run(&mut app, Some(deadline))? {
-            Stop::Signal => Err(ClientError::Interrupted),
-            Stop::Done | Stop::Deadline => Ok(app.stats),
-        }
+        let answers = self.stats_of_all(&[target], wait, |_| true)?;
+        Ok(answers.into_iter().next().flatten())
     }
 
     /// Asks every node of `targets` for its statistics, again every few ms
@@ -557,33 +465,32 @@ impl Client {
                     .map(|(t, _)| *t)
             }
         }
-        impl<R: Fn(&NodeStats) -> bool> App<NoStore> for Survey<'_, R> {
+        impl<R: Fn(&NodeStats) -> bool> App<NoStore, 256, 1024, 64> for Survey<'_, R> {
             fn poll_timeout(&self) -> Option<Instant> {
                 Some(self.next_round)
             }
-            fn handle_timeout(
+            fn handle_timeout<T: Transmit>(
                 &mut self,
                 now: Instant,
                 node: &mut ClientNode,
-                tx: &mut UdpTransport,
+                tx: &mut T,
             ) {
                 if now < self.next_round {
                     return;
                 }
                 let spacing = 5_000 + 100 * self.targets.len() as u64;
                 self.next_round = now + Duration::from_micros(spacing);
-                let request = Message::StatsRequest { nonce: self.nonce, about: self.about };
                 let pending: Vec<PeerAddr> = self.pending().collect();
                 for to in pending {
-                    node.send_message(to, Transmission::Singlecast, &request, tx);
+                    node.request_stats(to, self.about, self.nonce, tx);
                 }
             }
-            fn handle_reply(
+            fn handle_reply<T: Transmit>(
                 &mut self,
                 _: Instant,
                 _: &mut ClientNode,
                 reply: &Reply<'_>,
-                _: &mut UdpTransport,
+                _: &mut T,
             ) {
                 let Some(stats) = NodeStats::answering(reply, self.nonce) else { return };
                 if let Some(i) = self.targets.iter().position(|t| *t == stats.from.addr) {

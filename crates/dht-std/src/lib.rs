@@ -21,7 +21,7 @@ pub mod runtime;
 pub mod store;
 pub mod transport;
 
-pub use runtime::{App, Clock, Runtime, Stop};
+pub use runtime::{Clock, Runtime, Stop};
 pub use store::DirStore;
 pub use transport::UdpTransport;
 

@@ -18,7 +18,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use dht_core::node::{Event, Reply};
+use dht_core::driver::{self, App};
 use dht_core::store::FragmentStore;
 use dht_core::{Instant, Node};
 
@@ -53,37 +53,6 @@ impl Default for Clock {
         Self::new()
     }
 }
-
-/// What runs on top of the node: a client operation, or nothing for a plain
-/// node. Every method has a default that does nothing.
-pub trait App<S: FragmentStore> {
-    /// When `handle_timeout` should next be called.
-    fn poll_timeout(&self) -> Option<Instant> {
-        None
-    }
-    /// Timed work.
-    fn handle_timeout(&mut self, _now: Instant, _node: &mut Node<S>, _tx: &mut UdpTransport) {}
-    /// An answer to one of the application's requests.
-    fn handle_reply(
-        &mut self,
-        _now: Instant,
-        _node: &mut Node<S>,
-        _reply: &Reply<'_>,
-        _tx: &mut UdpTransport,
-    ) {
-    }
-    /// A node event.
-    fn handle_event(&mut self, _node: &Node<S>, _event: Event) {}
-    /// Whether the work is over (the loop then returns [`Stop::Done`]).
-    fn is_done(&self) -> bool {
-        false
-    }
-}
-
-/// An application that does nothing: a plain node.
-#[derive(Debug, Default)]
-pub struct Idle;
-impl<S: FragmentStore> App<S> for Idle {}
 
 /// Why [`Runtime::run`] returned.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -162,9 +131,16 @@ impl<S: FragmentStore> Runtime<S> {
     }
 
     /// Runs until the application is done, `deadline` passes, or a signal.
-    pub fn run(&mut self, app: &mut impl App<S>, deadline: Option<Instant>) -> io::Result<Stop> {
+    /// The loop is [`dht_core::driver`]'s: timed work when the earliest
+    /// wake-up has come, otherwise a datagram or the wake-up, whichever is
+    /// first.
+    pub fn run(
+        &mut self,
+        app: &mut impl App<S, 256, 1024, 64>,
+        deadline: Option<Instant>,
+    ) -> io::Result<Stop> {
+        driver::drain_events(&mut self.node, app);
         loop {
-            self.drain_events(app);
             if self.signalled() {
                 return Ok(Stop::Signal);
             }
@@ -175,17 +151,12 @@ impl<S: FragmentStore> Runtime<S> {
             if deadline.is_some_and(|d| now >= d) {
                 return Ok(Stop::Deadline);
             }
-            let next = [self.node.poll_timeout(), app.poll_timeout(), deadline]
-                .into_iter()
-                .flatten()
-                .min();
-            if let Some(at) = next {
-                if at <= now {
-                    self.node.handle_timeout(now, &mut self.transport);
-                    app.handle_timeout(now, &mut self.node, &mut self.transport);
-                    continue;
-                }
+            let wake = driver::next_timeout(&self.node, app);
+            if wake.is_some_and(|at| at <= now) {
+                driver::on_timeout(&mut self.node, app, now, &mut self.transport);
+                continue;
             }
+            let next = [wake, deadline].into_iter().flatten().min();
             let wait = next.map(|at| self.clock.until(at).max(std::time::Duration::from_micros(1)));
             self.transport.socket().set_read_timeout(wait)?;
             match self.transport.socket().recv_from(&mut self.buf) {
@@ -195,11 +166,14 @@ impl<S: FragmentStore> Runtime<S> {
                     }
                     let now = self.clock.now();
                     let bytes = self.buf.get(..len).unwrap_or(&[]);
-                    if let Some(reply) =
-                        self.node.handle_datagram(now, from.into(), bytes, &mut self.transport)
-                    {
-                        app.handle_reply(now, &mut self.node, &reply, &mut self.transport);
-                    }
+                    driver::on_datagram(
+                        &mut self.node,
+                        app,
+                        now,
+                        from.into(),
+                        bytes,
+                        &mut self.transport,
+                    );
                 }
                 Err(e) => match e.kind() {
                     io::ErrorKind::WouldBlock
@@ -210,12 +184,6 @@ impl<S: FragmentStore> Runtime<S> {
                     _ => return Err(e),
                 },
             }
-        }
-    }
-
-    fn drain_events(&mut self, app: &mut impl App<S>) {
-        while let Some(event) = self.node.poll_event() {
-            app.handle_event(&self.node, event);
         }
     }
 }

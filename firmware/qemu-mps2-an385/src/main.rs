@@ -29,7 +29,7 @@ use cortex_m_rt::{entry, exception, ExceptionFrame};
 use dht_core::node::{Event, Reply, Transmit};
 use dht_core::store::{FragmentStore, RamSlot, RamStore};
 use dht_core::upload::{Upload, UploadEvent};
-use dht_core::{Config, Duration, IndexName, Instant, SmallNode};
+use dht_core::{Config, ConfigError, Duration, IndexName, Instant, SmallNode};
 use dht_smoltcp::{App, Buffers, SocketSlots, Stack, StackConfig, StackError};
 use smoltcp::iface::Interface;
 use static_cell::{ConstStaticCell, StaticCell};
@@ -49,7 +49,7 @@ type Store = RamStore<&'static mut [RamSlot; SLOTS]>;
 type FwNode = SmallNode<Store>;
 /// An upload of a file of one fragment (and its index), two requests in
 /// flight.
-type FwUpload = Upload<2, 2>;
+type FwUpload = Upload<&'static [u8], 2, 2>;
 /// The socket payload buffers: one largest datagram and 512 bytes of small
 /// ones received, 1 KB sent.
 type NetBuffers =
@@ -63,7 +63,7 @@ static FRAGMENTS: ConstStaticCell<[RamSlot; SLOTS]> = ConstStaticCell::new([RamS
 static ETHERNET: ConstStaticCell<Lan9118> = ConstStaticCell::new(Lan9118::new());
 // Filled at run time, in place (uninitialised until then: .bss).
 static UPLOAD: StaticCell<FwUpload> = StaticCell::new();
-static NODE: StaticCell<FwNode> = StaticCell::new();
+static NODE: StaticCell<Result<FwNode, ConfigError>> = StaticCell::new();
 static IFACE: StaticCell<Interface> = StaticCell::new();
 static STACK: StaticCell<Result<Stack<'static>, StackError>> = StaticCell::new();
 
@@ -181,7 +181,16 @@ fn init_node(settings: &Settings) -> &'static mut FwNode {
     let store = RamStore::new(FRAGMENTS.take());
     let [a, b, c, d, e, f] = settings.mac;
     let seed = settings.id.0 ^ u64::from_le_bytes([a, b, c, d, e, f, 0, 0]);
-    NODE.init_with(|| SmallNode::new(Config::small(), settings.id, settings.advertise, seed, store))
+    let node = NODE.init_with(|| {
+        SmallNode::new(Config::small(), settings.id, settings.advertise, seed, store)
+    });
+    match node {
+        Ok(node) => node,
+        Err(e) => {
+            log::error!("node settings: {e}");
+            semihosting::exit(false)
+        }
+    }
 }
 
 /// Sleeps until `wake` or until a frame arrives.
@@ -239,21 +248,18 @@ impl App<Store, 40, 64, 4> for Firmware {
     fn handle_timeout<T: Transmit>(&mut self, now: Instant, node: &mut FwNode, tx: &mut T) {
         if self.upload.is_none() && self.upload_at.is_some_and(|at| now >= at) {
             self.upload_at = None;
-            let mut source: &[u8] = FILE;
-            match Upload::new(IndexName::from_file_name(FILE_NAME), &mut source) {
+            match Upload::new(IndexName::from_file_name(FILE_NAME), FILE) {
                 Ok(upload) => {
                     log::info!("uploading {FILE_NAME} as {}", upload.index_hash());
                     self.upload = UPLOAD.try_init(upload);
                 }
-                Err(e) => log::warn!("cannot upload {FILE_NAME}: {e:?}"),
+                Err((e, _)) => log::warn!("cannot upload {FILE_NAME}: {e:?}"),
             }
             if let Some(upload) = self.upload.as_mut() {
-                let mut source: &[u8] = FILE;
-                upload.start(now, node, &mut source, tx);
+                upload.start(now, node, tx);
             }
         } else if let Some(upload) = self.upload.as_mut() {
-            let mut source: &[u8] = FILE;
-            upload.handle_timeout(now, node, &mut source, tx);
+            upload.handle_timeout(now, node, tx);
         }
         self.drain_upload();
     }
@@ -266,8 +272,7 @@ impl App<Store, 40, 64, 4> for Firmware {
         tx: &mut T,
     ) {
         if let Some(upload) = self.upload.as_mut() {
-            let mut source: &[u8] = FILE;
-            upload.handle_reply(now, node, reply, &mut source, tx);
+            upload.handle_reply(now, node, reply, tx);
         }
         self.drain_upload();
     }
@@ -287,7 +292,7 @@ impl App<Store, 40, 64, 4> for Firmware {
             Event::NeighborDead(peer) => log::info!("neighbor {} is dead", peer.addr),
             Event::CorruptFragmentRemoved(hash) => log::warn!("removed corrupt fragment {hash}"),
             Event::FetchAbandoned(hash) => log::info!("gave up fetching {hash}"),
-            Event::IdentityChosen(_) | Event::Left => {}
+            Event::IdentityChosen(_) | Event::Left { .. } => {}
         }
     }
 }

@@ -19,7 +19,7 @@ use cortex_m::interrupt::Mutex;
 use cortex_m::peripheral::NVIC;
 use cortex_m_rt::{entry, exception};
 use dht_core::store::{RamSlot, RamStore};
-use dht_core::{Config, Instant, NodeId, PeerAddr, SmallNode};
+use dht_core::{Config, ConfigError, Instant, NodeId, PeerAddr, SmallNode};
 use dht_smoltcp::{Buffers, Idle, SocketSlots, Stack, StackConfig, StackError};
 use embedded_hal_bus::spi::ExclusiveDevice;
 use enc28j60_phy::Enc28j60;
@@ -62,7 +62,7 @@ static FRAGMENTS: ConstStaticCell<[RamSlot; SLOTS]> = ConstStaticCell::new([RamS
 static ETHERNET: StaticCell<Ethernet> = StaticCell::new();
 static IFACE: StaticCell<Interface> = StaticCell::new();
 static STACK: StaticCell<Result<Stack<'static>, StackError>> = StaticCell::new();
-static NODE: StaticCell<BoardNode> = StaticCell::new();
+static NODE: StaticCell<Result<BoardNode, ConfigError>> = StaticCell::new();
 
 /// Set by the ENC28J60's interrupt (INT on PA1, falling edge).
 static FRAME_WAITING: Mutex<Cell<bool>> = Mutex::new(Cell::new(false));
@@ -168,7 +168,10 @@ fn init_node(mac: [u8; 6]) -> &'static mut BoardNode {
     let id = NodeId(u64::from_le_bytes([a, b, c, d, e, f, 0x5A, 0xA5]));
     let addr = PeerAddr::v4(ADDRESS, PORT);
     let store = RamStore::new(FRAGMENTS.take());
-    NODE.init_with(|| SmallNode::new(Config::small(), id, addr, id.0, store))
+    match NODE.init_with(|| SmallNode::new(Config::small(), id, addr, id.0, store)) {
+        Ok(node) => node,
+        Err(_) => halt(),
+    }
 }
 
 /// A locally administered unicast Ethernet address from the chip's unique

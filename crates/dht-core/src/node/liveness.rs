@@ -1,4 +1,4 @@
-//! Liveness: probing neighbors, declaring the dead, spreading the news.
+//! Liveness: probing neighbors, declaring the dead, remembering them.
 //!
 //! Every member watches the `monitors` members that follow it in its
 //! shard's id ring (its shard mates sorted by id, wrapping around), and so
@@ -7,231 +7,271 @@
 //! counts as an answer. A probe is a PING sent up to `probe_tries` times,
 //! `probe_timeout` apart; a peer that answers none is dead. Since shard
 //! mates know each other, every node is watched, and a death is found
-//! within `monitor_interval + probe_tries * probe_timeout` (3.5 s + 1.2 s
-//! by default) at the cost of about one PING and one PONG per node per
+//! within `monitor_interval + probe_tries * probe_timeout` (3 s + 1.5 s by
+//! default) at the cost of about one PING and one PONG per node per
 //! `monitor_interval / monitors`.
 //!
-//! The finder drops the dead node and broadcasts DEAD (breadth
-//! `dead_breadth`, UID derived from the dead node, so the network handles
-//! one notice per death); every node that gets it drops the node too, so it
-//! leaves every table at about the time it is found. A node that hears of
-//! its own death (it was only slow, or stopped for a while) answers with
-//! ADDME to its neighbors and is back. Recently dead nodes are remembered
-//! for a while so that stale PEERS lists do not bring them back; hearing
-//! from one directly does.
-//!
 //! A random neighbor not heard from is also probed every
-//! `random_probe_interval`, which finds dead entries that missed the
-//! broadcast (a lost datagram, a partition).
+//! `random_probe_interval`, which finds dead entries of other shards.
 //!
-//! Dead nodes are remembered for ten minutes, and each table maintenance
-//! round sends JOIN to one of them: a node that comes back (the other side
-//! of a healed partition, a restarted machine) answers with PEERS, and the
-//! two sides of the network find each other again.
+//! [`Liveness`] reports the dead it finds; the node drops them from its
+//! tables and tells the network (a DEAD broadcast). Recently dead nodes are
+//! remembered for a while so that stale PEERS lists do not bring them back;
+//! hearing from one directly does. Dead nodes are remembered for ten
+//! minutes, and each maintenance round sends JOIN to one of them: a node
+//! that comes back (the other side of a healed partition, a restarted
+//! machine) answers with PEERS, and the two sides find each other again.
 
-use super::*;
+use heapless::{Deque, Vec};
 
-/// A liveness probe in flight.
-#[derive(Clone, Copy, Debug)]
-pub(super) struct Probe {
-    pub(super) peer: PeerInfo,
-    pub(super) nonce: u64,
-    pub(super) deadline: Instant,
-    pub(super) tries: u8,
-}
+use super::membership::send_join;
+use super::Ctx;
+use crate::config::Role;
+use crate::id::{PeerAddr, PeerInfo};
+use crate::neighbors::{Neighbor, NeighborTable};
+use crate::node::Transmit;
+use crate::requests::{Request, RequestTable};
+use crate::time::{Duration, Instant};
+use crate::timer::{Timer, TimerTable};
+use crate::wire::Message;
 
 /// Probes in flight at once.
-pub(super) const PROBES: usize = 8;
+pub(crate) const PROBES: usize = 8;
 /// Deaths remembered.
-pub(super) const RECENTLY_DEAD: usize = 32;
+const RECENTLY_DEAD: usize = 32;
 /// How long a dead node is kept out of the table unless heard directly.
-pub(super) const DEAD_MEMORY: Duration = Duration::from_secs(30);
-/// How long a dead node is still asked, now and then, whether it is back
-/// (a healed partition, a restarted machine).
-pub(super) const GRAVEYARD_MEMORY: Duration = Duration::from_secs(600);
+const DEAD_MEMORY: Duration = Duration::from_secs(30);
+/// How long a dead node is still asked, now and then, whether it is back.
+const GRAVEYARD_MEMORY: Duration = Duration::from_secs(600);
 
-/// The broadcast UID of the DEAD notice about `peer`.
-pub(super) fn dead_uid(peer: &PeerInfo) -> u64 {
-    let mut rng = crate::rand::Rng::new(peer.id.0 ^ 0xDEAD_DEAD_DEAD_DEAD);
-    let port = u64::from(peer.addr.port());
-    rng.next_u64() ^ port.rotate_left(17)
+/// The mates one node watches at most.
+const MAX_MONITORED: usize = 4;
+
+/// A liveness probe: whom, and the nonce its PONG must echo.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Probe {
+    peer: PeerInfo,
+    nonce: u64,
 }
 
-impl<S: FragmentStore, const NEIGHBORS: usize, const DEDUP: usize, const FETCHES: usize>
-    Node<S, NEIGHBORS, DEDUP, FETCHES>
-{
-    /// The mates this node watches: the `monitors` members of its shard
-    /// that follow it in id order, wrapping around.
-    pub(super) fn monitored(&self) -> Vec<PeerInfo, 4> {
-        let mut out: Vec<PeerInfo, 4> = Vec::new();
-        let want = usize::from(self.config.monitors).min(out.capacity());
-        let me = self.me.id.0;
-        while out.len() < want {
-            let next = self
-                .neighbors
-                .members_of(self.shard())
-                .filter(|n| !out.iter().any(|p| p.addr == n.peer.addr))
-                .min_by_key(|n| n.peer.id.0.wrapping_sub(me));
-            match next {
-                Some(n) => {
-                    let _ = out.push(n.peer);
+#[derive(Clone, Copy, Debug)]
+enum LivenessTimer {
+    /// Probe the watched mates not heard from.
+    Monitor,
+    /// Probe one random quiet neighbor.
+    RandomProbe,
+}
+
+impl Timer for LivenessTimer {
+    const COUNT: usize = 2;
+    fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// Probes, the dead, and when to look again.
+pub(crate) struct Liveness {
+    probes: RequestTable<Probe, PROBES>,
+    recently_dead: Deque<(PeerAddr, Instant), RECENTLY_DEAD>,
+    timers: TimerTable<LivenessTimer, 2>,
+}
+
+impl Liveness {
+    pub(crate) const fn new() -> Self {
+        Liveness {
+            probes: RequestTable::new(),
+            recently_dead: Deque::new(),
+            timers: TimerTable::new(),
+        }
+    }
+
+    /// Starts watching (a member that joined, or a root that met someone).
+    pub(crate) fn start(&mut self, ctx: &Ctx<'_, impl Transmit>) {
+        if ctx.config.role != Role::Member || self.timers.is_armed(LivenessTimer::Monitor) {
+            return;
+        }
+        self.timers.set(LivenessTimer::Monitor, ctx.now + ctx.config.monitor_interval);
+        self.timers.set(LivenessTimer::RandomProbe, ctx.now + ctx.config.random_probe_interval);
+    }
+
+    /// Stops everything (the node left).
+    pub(crate) fn stop(&mut self) {
+        self.timers.clear();
+        self.probes.retain(|_| false);
+    }
+
+    pub(crate) fn poll_timeout(&self) -> Option<Instant> {
+        // Probes are always in flight: room does not matter.
+        [self.timers.next(), self.probes.poll_timeout(false)].into_iter().flatten().min()
+    }
+
+    /// The periodic work: probes of the watched mates and of one random
+    /// neighbor, and probes that timed out. Returns the peers found dead.
+    pub(crate) fn handle_timeout<const N: usize>(
+        &mut self,
+        ctx: &mut Ctx<'_, impl Transmit>,
+        table: &NeighborTable<N>,
+    ) -> Vec<PeerInfo, PROBES> {
+        let now = ctx.now;
+        if self.timers.expire(LivenessTimer::Monitor, now) {
+            self.timers.set(LivenessTimer::Monitor, now + ctx.config.monitor_interval);
+            let quiet_since = now - ctx.config.monitor_interval;
+            for peer in monitored(table, ctx.out.me(), ctx.config.monitors) {
+                let heard = table.get_addr(peer.addr).map(|n| n.last_heard);
+                if heard.is_none_or(|t| t <= quiet_since) {
+                    self.probe(ctx, peer);
                 }
-                None => break,
             }
         }
-        out
+        if self.timers.expire(LivenessTimer::RandomProbe, now) {
+            self.timers.set(LivenessTimer::RandomProbe, now + ctx.config.random_probe_interval);
+            let quiet_since = now - ctx.config.random_probe_interval;
+            let quiet = |n: &&Neighbor| n.last_heard <= quiet_since;
+            let count = table.iter().filter(quiet).count();
+            let pick = ctx.rng.below(count);
+            if let Some(peer) = table.iter().filter(quiet).nth(pick).map(|n| n.peer) {
+                self.probe(ctx, peer);
+            }
+        }
+        let mut dead = Vec::new();
+        while let Some(i) = self.probes.next_overdue(now) {
+            let Some(probe) = self.probes.get_mut(i) else { break };
+            if probe.attempts < ctx.config.probe_tries {
+                let (to, nonce) = (probe.item.peer.addr, probe.item.nonce);
+                probe.sent(to, now, ctx.config.probe_timeout);
+                ctx.send(to, &Message::Ping { nonce });
+            } else if let Some(probe) = self.probes.remove(i) {
+                let _ = dead.push(probe.item.peer);
+            }
+        }
+        dead
     }
 
     /// Starts a probe of `peer` unless one is in flight.
-    pub(super) fn probe(&mut self, now: Instant, peer: PeerInfo, sink: &mut impl Transmit) {
-        if self.probes.iter().any(|p| p.peer.addr == peer.addr) || self.probes.is_full() {
+    fn probe(&mut self, ctx: &mut Ctx<'_, impl Transmit>, peer: PeerInfo) {
+        if self.probes.is_full() || self.probes.contains(|p| p.peer.addr == peer.addr) {
             return;
         }
-        let nonce = self.rng.next_u64();
-        let deadline = now + self.config.probe_timeout;
-        let _ = self.probes.push(Probe { peer, nonce, deadline, tries: 1 });
-        self.send(peer.addr, Transmission::Singlecast, &Message::Ping { nonce }, sink);
+        let nonce = ctx.rng.next_u64();
+        let mut request = Request::new(Probe { peer, nonce }, ctx.now);
+        request.sent(peer.addr, ctx.now, ctx.config.probe_timeout);
+        if self.probes.push(request).is_ok() {
+            ctx.send(peer.addr, &Message::Ping { nonce });
+        }
     }
 
-    /// The periodic work of liveness: probes of the watched mates and of
-    /// one random neighbor, and probes that timed out.
-    pub(super) fn liveness_timeout(&mut self, now: Instant, sink: &mut impl Transmit) {
-        if self.config.role != Role::Member || !self.is_joined() {
-            return;
-        }
-        if self.next_monitor.is_none_or(|at| now >= at) {
-            self.next_monitor = Some(now + self.config.monitor_interval);
-            let quiet_since = now - self.config.monitor_interval;
-            for peer in self.monitored() {
-                let heard = self.neighbors.get_addr(peer.addr).map(|n| n.last_heard);
-                if heard.is_none_or(|t| t <= quiet_since) {
-                    self.probe(now, peer, sink);
+    /// A datagram came from `addr`: a probe of it is answered.
+    pub(crate) fn heard_from(&mut self, addr: PeerAddr) {
+        self.probes.retain(|p| p.item.peer.addr != addr);
+    }
+
+    /// A datagram came straight from its originator at `addr`: whatever was
+    /// said of its death is void.
+    pub(crate) fn revive(&mut self, addr: PeerAddr) {
+        if self.recently_dead.iter().any(|(a, _)| *a == addr) {
+            let mut kept: Deque<(PeerAddr, Instant), RECENTLY_DEAD> = Deque::new();
+            while let Some(entry) = self.recently_dead.pop_front() {
+                if entry.0 != addr {
+                    let _ = kept.push_back(entry);
                 }
             }
-        }
-        if self.next_random_probe.is_none_or(|at| now >= at) {
-            self.next_random_probe = Some(now + self.config.random_probe_interval);
-            let quiet_since = now - self.config.random_probe_interval;
-            let quiet = |n: &&crate::neighbors::Neighbor| n.last_heard <= quiet_since;
-            let count = self.neighbors.iter().filter(quiet).count();
-            let pick = self.rng.below(count);
-            let peer = self.neighbors.iter().filter(quiet).nth(pick).map(|n| n.peer);
-            if let Some(peer) = peer {
-                self.probe(now, peer, sink);
-            }
-        }
-        let mut i = 0;
-        while let Some(probe) = self.probes.get(i).copied() {
-            if probe.deadline > now {
-                i += 1;
-                continue;
-            }
-            if probe.tries < self.config.probe_tries {
-                if let Some(p) = self.probes.get_mut(i) {
-                    p.tries += 1;
-                    p.deadline = now + self.config.probe_timeout;
-                }
-                let ping = Message::Ping { nonce: probe.nonce };
-                self.send(probe.peer.addr, Transmission::Singlecast, &ping, sink);
-                i += 1;
-            } else {
-                self.probes.swap_remove(i);
-                self.declare_dead(now, probe.peer, sink);
-            }
+            self.recently_dead = kept;
         }
     }
 
-    /// When liveness work is next due.
-    pub(super) fn liveness_deadline(&self) -> Option<Instant> {
-        if self.config.role != Role::Member || !self.is_joined() {
-            return None;
-        }
-        let probes = self.probes.iter().map(|p| p.deadline).min();
-        [self.next_monitor, self.next_random_probe, probes].into_iter().flatten().min()
+    /// Whether `nonce` answers one of our probes.
+    pub(crate) fn is_probe_answer(&self, nonce: u64) -> bool {
+        self.probes.contains(|p| p.nonce == nonce)
     }
 
-    /// A datagram came straight from `from`: a probe of it is answered.
-    pub(super) fn heard_from(&mut self, from: PeerAddr) {
-        self.probes.retain(|p| p.peer.addr != from);
-    }
-
-    /// Whether `nonce` answers one of our probes (the PONG is consumed).
-    pub(super) fn is_probe_answer(&self, nonce: u64) -> bool {
-        self.probes.iter().any(|p| p.nonce == nonce)
-    }
-
-    /// `peer` did not answer: drop it, remember it, and tell the network.
-    pub(super) fn declare_dead(&mut self, now: Instant, peer: PeerInfo, sink: &mut impl Transmit) {
-        log::info!("{}: {} does not answer; dropping it", self.me.addr, peer);
-        self.forget_dead(now, peer);
-        let uid = dead_uid(&peer);
-        self.dedup.insert(uid);
-        let packet = Packet {
-            transmission: Transmission::Broadcast { breadth: self.config.dead_breadth, uid },
-            source: self.source(),
-            message: Message::Dead { peer },
-        };
-        self.relay_to_all(&packet, &[peer.addr], sink);
-    }
-
-    /// Drops `peer` from the tables (if it is still the same node at that
-    /// address) and remembers it as dead.
-    pub(super) fn forget_dead(&mut self, now: Instant, peer: PeerInfo) {
-        let known = self.neighbors.get_addr(peer.addr).is_some_and(|n| n.peer.id == peer.id);
-        if known {
-            self.neighbors.remove_addr(peer.addr);
-            self.push_event(Event::NeighborDead(peer));
-            self.membership_changed(now, peer, false);
-        }
-        self.probes.retain(|p| p.peer.addr != peer.addr);
-        self.peer_gone(peer.addr);
-        self.fetches.retain(|f| f.from.addr != peer.addr || f.deadline.is_none());
+    /// `peer` is dead (found so, or told so): stop probing it and keep it
+    /// out of the table for a while.
+    pub(crate) fn forget(&mut self, peer: PeerInfo, now: Instant) {
+        self.probes.retain(|p| p.item.peer.addr != peer.addr);
         if self.recently_dead.is_full() {
             self.recently_dead.pop_front();
         }
         let _ = self.recently_dead.push_back((peer.addr, now));
     }
 
-    /// Asks one node that died in the last ten minutes whether it is back
-    /// (JOIN; an answer brings it and its peers back into the table).
-    pub(super) fn call_the_dead(&mut self, now: Instant, sink: &mut impl Transmit) {
-        while self.recently_dead.front().is_some_and(|(_, t)| now >= *t + GRAVEYARD_MEMORY) {
-            self.recently_dead.pop_front();
-        }
-        let pick = self.rng.below(self.recently_dead.len());
-        if let Some((addr, _)) = self.recently_dead.iter().nth(pick).copied() {
-            self.send_join(addr, None, sink);
-        }
-    }
-
-    /// A DEAD notice arrived.
-    pub(super) fn on_dead(&mut self, now: Instant, peer: PeerInfo, sink: &mut impl Transmit) {
-        if peer.addr == self.me.addr || peer.id == self.me.id {
-            // We are alive: say so to everyone we know.
-            log::info!("{}: told of our own death; announcing we are alive", self.me.addr);
-            if self.config.role == Role::Member {
-                for to in self.neighbor_addrs() {
-                    self.send(to, Transmission::Singlecast, &Message::AddMe, sink);
-                }
-            }
-            return;
-        }
-        self.forget_dead(now, peer);
-    }
-
     /// Whether `addr` died recently (and so must not come back second-hand).
-    pub(super) fn recently_dead(&self, addr: PeerAddr, now: Instant) -> bool {
+    pub(crate) fn recently_dead(&self, addr: PeerAddr, now: Instant) -> bool {
         self.recently_dead.iter().any(|(a, t)| *a == addr && now < *t + DEAD_MEMORY)
     }
 
-    /// `addr` is heard from directly: it is alive after all.
-    pub(super) fn revived(&mut self, addr: PeerAddr) {
-        let mut kept: Deque<(PeerAddr, Instant), RECENTLY_DEAD> = Deque::new();
-        while let Some(entry) = self.recently_dead.pop_front() {
-            if entry.0 != addr {
-                let _ = kept.push_back(entry);
-            }
+    /// Asks one node that died in the last ten minutes whether it is back
+    /// (JOIN; an answer brings it and its peers back into the table).
+    pub(crate) fn call_the_dead(&mut self, ctx: &mut Ctx<'_, impl Transmit>) {
+        while self.recently_dead.front().is_some_and(|(_, t)| ctx.now >= *t + GRAVEYARD_MEMORY) {
+            self.recently_dead.pop_front();
         }
-        self.recently_dead = kept;
+        let pick = ctx.rng.below(self.recently_dead.len());
+        if let Some((addr, _)) = self.recently_dead.iter().nth(pick).copied() {
+            send_join(ctx, addr, None);
+        }
     }
+}
+
+/// The mates `me` watches: the `monitors` members of its shard that follow
+/// it in id order, wrapping around.
+fn monitored<const N: usize>(
+    table: &NeighborTable<N>,
+    me: PeerInfo,
+    monitors: u8,
+) -> Vec<PeerInfo, MAX_MONITORED> {
+    let mut out: Vec<PeerInfo, MAX_MONITORED> = Vec::new();
+    let want = usize::from(monitors).min(MAX_MONITORED);
+    while out.len() < want {
+        let next = table
+            .members_of(me.shard())
+            .filter(|n| !out.iter().any(|p| p.addr == n.peer.addr))
+            .min_by_key(|n| n.peer.id.0.wrapping_sub(me.id.0));
+        match next {
+            Some(n) => {
+                let _ = out.push(n.peer);
+            }
+            None => break,
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::id::{NodeId, Shard};
+
+    fn peer(id: u64) -> PeerInfo {
+        PeerInfo { id: NodeId(id), addr: PeerAddr::v4([127, 0, 0, 1], 9000 + id as u16) }
+    }
+
+    #[test]
+    fn each_member_watches_its_successors_in_the_id_ring() {
+        let me = peer(5 * 16 + 3);
+        let mut table = NeighborTable::<16>::new(Shard::new(3).unwrap(), 8, 2);
+        for k in [1u64, 2, 7, 9] {
+            table.insert(peer(k * 16 + 3), Instant::ZERO, true);
+        }
+        table.insert(peer(6 * 16 + 4), Instant::ZERO, true); // another shard
+        let watched = monitored(&table, me, 2);
+        let ids: std::vec::Vec<u64> = watched.iter().map(|p| p.id.0).collect();
+        assert_eq!(ids, [7 * 16 + 3, 9 * 16 + 3]);
+        // The ring wraps: the member with the highest id watches the first.
+        let last = peer(10 * 16 + 3);
+        let ids: std::vec::Vec<u64> = monitored(&table, last, 3).iter().map(|p| p.id.0).collect();
+        assert_eq!(ids, [16 + 3, 2 * 16 + 3, 7 * 16 + 3]);
+    }
+
+    #[test]
+    fn the_dead_stay_out_for_a_while_unless_heard_directly() {
+        let mut liveness = Liveness::new();
+        let dead = peer(1);
+        liveness.forget(dead, Instant::from_millis(1_000));
+        assert!(liveness.recently_dead(dead.addr, Instant::from_millis(2_000)));
+        assert!(!liveness.recently_dead(dead.addr, Instant::from_millis(31_000)));
+        liveness.revive(dead.addr);
+        assert!(!liveness.recently_dead(dead.addr, Instant::from_millis(2_000)));
+    }
+
+    extern crate std;
 }

@@ -1,210 +1,318 @@
-//! Joining, the neighbor table, and moving to an empty shard.
+//! Membership: joining, the neighbor table and its upkeep, moving to an
+//! empty shard, and the node's lifecycle.
+//!
+//! [`Membership`] owns the [`NeighborTable`] and the [`Lifecycle`]. Joining
+//! follows the original: JOIN to a seed, PEERS back; then the node asks one
+//! member of every shard for its shard's members (the *survey*), picks its
+//! shard if it may (the emptiest of a few), and makes itself known with
+//! ADDME to everyone it learned and by randomcast. Afterwards a maintenance
+//! round keeps the table full: a mate is asked for the shard's members, a
+//! neighbor outside the shard for members of ours, and some neighbor for a
+//! sample of every shard if one is short.
+//!
+//! Every member of the node's own shard that joins or leaves the table is
+//! recorded as a [`Change`], which the node passes on to replication (its
+//! repair scan) after each input.
 
 use heapless::Vec;
 
-use super::*;
+use super::liveness::Liveness;
+use super::Ctx;
+use crate::config::{Config, Role, MAX_PEERS_PER_MESSAGE, SHARD_COUNT};
+use crate::counters::DropReason;
+use crate::id::{NodeId, PeerAddr, PeerInfo, Shard};
+use crate::neighbors::{Insert, NeighborTable};
+use crate::node::{Event, Transmit};
+use crate::time::Duration;
+use crate::timer::{Timer, TimerTable};
+use crate::wire::{Message, Packet, PeerList, Source, Transmission};
 
-impl<S: FragmentStore, const NEIGHBORS: usize, const DEDUP: usize, const FETCHES: usize>
-    Node<S, NEIGHBORS, DEDUP, FETCHES>
-{
-    /// Keeps the neighbor table full: asks a random mate for its list of
-    /// the shard (JOIN restricted to the shard); asks a random other
-    /// neighbor which members of our shard it knows (FIND sent
-    /// singlecast), which finds mates the shard does not know yet, or the
-    /// first mate of a node that knows none; and, if some shard is below
-    /// its quota, asks a random neighbor for a sample of every shard (JOIN).
-    /// Peers learned from the answers get an ADDME, so tables become
-    /// symmetric. Finally it sends one HOLDINGS page to a random mate.
-    pub(super) fn maintain_table(&mut self, now: Instant, sink: &mut impl Transmit) {
-        if self.neighbors.is_empty() {
-            // Everyone we knew is gone (or we never met anyone): ask the seed
-            // again.
-            if let Some(seed) = self.seed {
-                self.send_join(seed, None, sink);
-            }
-        }
-        self.move_to_empty_shard(sink);
-        let own = self.shard();
-        if let Some(mate) = self.neighbors.random_in(&mut self.rng, own) {
-            self.send_join(mate.addr, Some(own), sink);
-        }
-        self.ask_for_shard(own, true, sink);
-        let counts = self.neighbors.shard_counts();
-        let short = Shard::all().any(|s| {
-            let known = usize::from(counts.get(s.index()).copied().unwrap_or(0));
-            s != own && known < self.neighbors.quota(s)
-        });
-        if short {
-            if let Some(peer) = self.neighbors.random_except(&mut self.rng, None) {
-                self.send_join(peer.addr, None, sink);
-            }
-        }
-        if let Some(mate) = self.neighbors.random_in(&mut self.rng, own) {
-            self.send_holdings(mate.addr, sink);
-        }
-        self.call_the_dead(now, sink);
-    }
+/// Shards a joining node compares before it picks the smallest (see
+/// [`Membership::choose_shard`]).
+pub const SHARD_CHOICES: usize = 4;
 
-    /// A node that holds nothing, whose shard has other members, moves to a
-    /// shard in which nobody can be found: it takes a new id there, saves
-    /// it (reported as [`Event::IdentityChosen`]) and tells its neighbors.
-    ///
-    /// Nodes that join at the same moment choose their shards from the same
-    /// stale view and may leave a shard empty, which makes every fragment of
-    /// that shard unstorable. A shard in which the node knows nobody is
-    /// first only suspected: the node asks three random neighbors for its
-    /// members. If a round later it still knows nobody there, the shard is
-    /// taken to be empty, and the node moves with probability one half (so
-    /// that several candidates do not all move into the same shard).
-    pub(super) fn move_to_empty_shard(&mut self, sink: &mut impl Transmit) {
-        let counts = self.neighbors.shard_counts();
-        let own = self.shard();
-        let known = |s: Shard| counts.get(s.index()).copied().unwrap_or(0);
-        let suspect = self.suspect_empty.take();
-        let eligible = self.config.role == Role::Member
-            && self.store.is_empty()
-            && self.fetches.is_empty()
-            && known(own) > 0
-            && matches!(self.join, JoinState::Joined | JoinState::Alone);
-        if !eligible {
-            return;
-        }
-        if let Some(shard) = suspect.filter(|s| *s != own && known(*s) == 0) {
-            if self.rng.below(2) == 0 {
-                return;
-            }
-            let id = NodeId::in_shard(self.rng.next_u64(), shard);
-            log::info!("{}: moving from shard {own} to empty shard {shard}", self.me.addr);
-            self.me.id = id;
-            self.neighbors.set_own_shard(shard);
-            self.push_event(Event::IdentityChosen(id));
-            for to in self.neighbor_addrs() {
-                self.send(to, Transmission::Singlecast, &Message::AddMe, sink);
-            }
-            return;
-        }
-        let empty = |s: &Shard| *s != own && known(*s) == 0;
-        let pick = self.rng.below(Shard::all().filter(empty).count());
-        if let Some(shard) = Shard::all().filter(empty).nth(pick) {
-            for _ in 0..3 {
-                self.ask_for_shard(shard, false, sink);
-            }
-            self.suspect_empty = Some(shard);
-        }
-    }
-
-    /// Sends FIND for `shard` singlecast to a random neighbor (outside
-    /// `shard` if `outside`), which answers with the members it knows.
-    pub(super) fn ask_for_shard(&mut self, shard: Shard, outside: bool, sink: &mut impl Transmit) {
-        let eligible = |n: &&crate::neighbors::Neighbor| !outside || n.peer.shard() != shard;
-        let count = self.neighbors.iter().filter(eligible).count();
-        let pick = self.rng.below(count);
-        let target = self.neighbors.iter().filter(eligible).nth(pick).map(|n| n.peer.addr);
-        if let Some(to) = target {
-            let nonce = self.rng.next_u64();
-            self.send(to, Transmission::Singlecast, &Message::Find { shard, nonce }, sink);
-        }
-    }
-
-    /// The time to the next table maintenance: short while the table has
-    /// gaps (no shard mate, or a shard with nobody), the full interval
-    /// otherwise.
-    pub(super) fn maintenance_delay(&self) -> Duration {
-        let counts = self.neighbors.shard_counts();
-        let gaps = counts.iter().enumerate().any(|(s, c)| *c == 0 && s != self.shard().index());
-        let no_mate = counts.get(self.shard().index()) == Some(&0);
-        if gaps || no_mate {
-            self.config.maintenance_interval.div(8)
-        } else {
-            self.config.maintenance_interval
-        }
-    }
-
-    /// Ends the join: a new member picks its shard, then every member
-    /// makes itself known (ADDME to the peers it knows, randomcast ADDMEs
-    /// as in the original) and asks a shard mate for the whole shard.
-    pub(super) fn finish_join(
-        &mut self,
-        now: Instant,
+/// Where the node stands in its life.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Lifecycle {
+    /// Not joining: a root node, or before `join`. `may_choose_shard`: it
+    /// will pick its id in a shard that needs members when it joins.
+    Alone { may_choose_shard: bool },
+    /// JOIN sent to `seed` (`attempt` times), waiting for PEERS.
+    Joining { seed: PeerAddr, attempt: u8, may_choose_shard: bool },
+    /// The seed answered; one member of each shard was asked for its
+    /// shard's members (a client to know every shard, a new member to find
+    /// the emptiest shard). Ends when all answered or at the Join timer.
+    Surveying {
+        asked: [bool; SHARD_COUNT as usize],
         sizes: [u16; SHARD_COUNT as usize],
-        sink: &mut impl Transmit,
-    ) {
-        self.join = JoinState::Joined;
-        if self.config.role == Role::Member {
-            if self.may_choose_shard {
-                self.choose_shard(&sizes);
-            }
-            for to in self.neighbor_addrs() {
-                self.send(to, Transmission::Singlecast, &Message::AddMe, sink);
-            }
-            let hops = self.config.addme_hops;
-            for _ in 0..self.config.addme_randomcasts {
-                if let Some(first) = self.neighbors.random_except(&mut self.rng, None) {
-                    self.send(first.addr, Transmission::Randomcast { hops }, &Message::AddMe, sink);
-                }
-            }
-            self.maintain_table(now, sink);
-            self.next_maintenance = Some(now + self.config.maintenance_interval.div(8));
-        }
-        let neighbors = self.neighbors.len();
-        self.push_event(Event::Joined { neighbors });
+        may_choose_shard: bool,
+    },
+    /// A member of the network.
+    Joined,
+    /// Handing off fragments before leaving.
+    Leaving,
+    /// Gone: the node does nothing more.
+    Left,
+}
+
+impl Lifecycle {
+    /// Whether the join is complete (a root node has nothing to join).
+    pub(crate) fn is_joined(self) -> bool {
+        !matches!(self, Lifecycle::Joining { .. } | Lifecycle::Surveying { .. })
     }
 
-    pub(super) fn learn(&mut self, peer: PeerInfo, now: Instant, verified: bool) -> Insert {
-        if peer.id == self.me.id || peer.addr == self.me.addr {
+    /// Whether the node may still replace its id (it then stays out of
+    /// others' tables until it has).
+    pub(crate) fn may_choose_shard(self) -> bool {
+        match self {
+            Lifecycle::Alone { may_choose_shard }
+            | Lifecycle::Joining { may_choose_shard, .. }
+            | Lifecycle::Surveying { may_choose_shard, .. } => may_choose_shard,
+            Lifecycle::Joined | Lifecycle::Leaving | Lifecycle::Left => false,
+        }
+    }
+}
+
+/// A member of the node's own shard joined (`added`) or left its table.
+pub(crate) type Change = (PeerInfo, bool);
+
+/// Changes remembered between two drains; beyond them the repair scan
+/// announces every fragment to its whole top R, as it does when more
+/// changes come during one scan than it remembers.
+const CHANGES: usize = 8;
+
+#[derive(Clone, Copy, Debug)]
+enum MembershipTimer {
+    /// A JOIN retry, or the end of the survey.
+    Join,
+    /// The next maintenance round.
+    Maintenance,
+}
+
+impl Timer for MembershipTimer {
+    const COUNT: usize = 2;
+    fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// Joining, the neighbor table, and the lifecycle.
+pub(crate) struct Membership<const N: usize> {
+    pub(crate) lifecycle: Lifecycle,
+    pub(crate) table: NeighborTable<N>,
+    /// The node this one joined through, asked again if the table empties.
+    seed: Option<PeerAddr>,
+    /// A shard in which the node knew nobody at the last maintenance round
+    /// and asked around (see [`Membership::move_to_empty_shard`]).
+    suspect_empty: Option<Shard>,
+    timers: TimerTable<MembershipTimer, 2>,
+    changes: Vec<Change, CHANGES>,
+    changes_overflowed: bool,
+    /// A maintenance round ran since the last [`Membership::take_maintained`].
+    maintained: bool,
+}
+
+impl<const N: usize> Membership<N> {
+    pub(crate) fn new(config: &Config, shard: Shard) -> Self {
+        Membership {
+            lifecycle: Lifecycle::Alone { may_choose_shard: false },
+            table: NeighborTable::new(
+                shard,
+                config.own_shard_neighbors,
+                config.per_shard_neighbors,
+            ),
+            seed: None,
+            suspect_empty: None,
+            timers: TimerTable::new(),
+            changes: Vec::new(),
+            changes_overflowed: false,
+            maintained: false,
+        }
+    }
+
+    pub(crate) fn poll_timeout(&self) -> Option<crate::time::Instant> {
+        self.timers.next()
+    }
+
+    /// Takes the own-shard changes recorded since the last call, and
+    /// whether some were lost.
+    pub(crate) fn take_changes(&mut self) -> (Vec<Change, CHANGES>, bool) {
+        let overflow = core::mem::replace(&mut self.changes_overflowed, false);
+        (core::mem::take(&mut self.changes), overflow)
+    }
+
+    /// Whether a maintenance round ran since the last call: the node then
+    /// does the other machines' share of the round.
+    pub(crate) fn take_maintained(&mut self) -> bool {
+        core::mem::replace(&mut self.maintained, false)
+    }
+
+    fn record(&mut self, me: PeerInfo, peer: PeerInfo, added: bool) {
+        if peer.shard() == me.shard() && self.changes.push((peer, added)).is_err() {
+            self.changes_overflowed = true;
+        }
+    }
+
+    /// Starts joining through `seed`; JOIN is repeated with backoff until
+    /// PEERS arrives.
+    pub(crate) fn join(&mut self, ctx: &mut Ctx<'_, impl Transmit>, seed: PeerAddr) {
+        let may_choose_shard = self.lifecycle.may_choose_shard();
+        self.seed = Some(seed);
+        self.lifecycle = Lifecycle::Joining { seed, attempt: 0, may_choose_shard };
+        self.timers.set(MembershipTimer::Join, ctx.now + ctx.config.join_retry);
+        send_join(ctx, seed, None);
+    }
+
+    /// A root node starts maintaining its table once it hears from others.
+    pub(crate) fn heard_from_someone(&mut self, ctx: &Ctx<'_, impl Transmit>) {
+        let alone = matches!(self.lifecycle, Lifecycle::Alone { .. });
+        if alone
+            && ctx.config.role == Role::Member
+            && !self.timers.is_armed(MembershipTimer::Maintenance)
+        {
+            let at = ctx.now + self.maintenance_delay(ctx.out.me().shard(), ctx.config);
+            self.timers.set(MembershipTimer::Maintenance, at);
+        }
+    }
+
+    /// Adds or refreshes `peer`; `verified` if it is known to be real.
+    pub(crate) fn learn(
+        &mut self,
+        ctx: &Ctx<'_, impl Transmit>,
+        liveness: &Liveness,
+        peer: PeerInfo,
+        verified: bool,
+    ) -> Insert {
+        let me = ctx.out.me();
+        if peer.id == me.id || peer.addr == me.addr {
             return Insert::Full;
         }
-        if self.recently_dead(peer.addr, now) {
+        if liveness.recently_dead(peer.addr, ctx.now) {
             // Only the node itself, heard directly, brings it back (see
-            // `handle_datagram`); lists from others may be stale.
+            // `Node::handle_datagram`); lists from others may be stale.
             return Insert::Full;
         }
-        let outcome = self.neighbors.insert(peer, now, verified);
+        let outcome = self.table.insert(peer, ctx.now, verified);
         if outcome == Insert::Added {
-            self.membership_changed(now, peer, true);
+            self.record(me, peer, true);
         }
         outcome
     }
 
-    pub(super) fn on_peers(
+    /// Removes `peer` if it is still the node known at its address;
+    /// returns whether it was there.
+    pub(crate) fn remove(&mut self, me: PeerInfo, peer: PeerInfo) -> bool {
+        let known = self.table.get_addr(peer.addr).is_some_and(|n| n.peer.id == peer.id);
+        if known {
+            self.table.remove_addr(peer.addr);
+            self.record(me, peer, false);
+        }
+        known
+    }
+
+    /// JOIN: answer with PEERS, or pass it to our seed while we are still
+    /// joining ourselves.
+    pub(crate) fn on_join_request(
         &mut self,
-        now: Instant,
+        ctx: &mut Ctx<'_, impl Transmit>,
+        liveness: &Liveness,
+        source: Source,
+        want: u8,
+        shard: Option<Shard>,
+        direct: bool,
+    ) {
+        if ctx.config.role != Role::Member {
+            ctx.out.drop(DropReason::NotServed);
+            return;
+        }
+        // A node still joining knows too little, and cannot list itself
+        // yet: it passes the request on to the node it is joining through,
+        // which answers the asker directly.
+        if !self.lifecycle.is_joined() || !ctx.out.source.member {
+            match self.seed {
+                Some(seed) if seed != source.addr => {
+                    let forwarded = Packet {
+                        transmission: Transmission::Singlecast,
+                        source,
+                        message: Message::Join { want, shard },
+                    };
+                    ctx.out.relay(ctx.sink, &forwarded, seed);
+                }
+                _ => ctx.out.drop(DropReason::NotServed),
+            }
+            return;
+        }
+        let mut peers = PeerList::new();
+        let want = usize::from(want).min(MAX_PEERS_PER_MESSAGE);
+        self.table.sample(ctx.rng, want, shard, Some(source.addr), &mut peers);
+        ctx.send(source.addr, &Message::Peers { peers });
+        if source.member {
+            self.learn(ctx, liveness, source.peer(), direct);
+        }
+    }
+
+    /// FIND: a member of the shard answers PONG; anyone else asked
+    /// directly lists the members of the shard it knows.
+    pub(crate) fn on_find(
+        &mut self,
+        ctx: &mut Ctx<'_, impl Transmit>,
+        source: Source,
+        shard: Shard,
+        nonce: u64,
+        singlecast: bool,
+    ) {
+        if ctx.config.role == Role::Member && shard == ctx.out.me().shard() {
+            ctx.send(source.addr, &Message::Pong { nonce });
+        } else if singlecast {
+            let mut peers = PeerList::new();
+            let want = MAX_PEERS_PER_MESSAGE;
+            self.table.sample(ctx.rng, want, Some(shard), Some(source.addr), &mut peers);
+            ctx.send(source.addr, &Message::Peers { peers });
+        }
+    }
+
+    /// PEERS: learn them; during a join this is the seed's answer or a
+    /// survey answer.
+    pub(crate) fn on_peers(
+        &mut self,
+        ctx: &mut Ctx<'_, impl Transmit>,
+        liveness: &Liveness,
         source: Source,
         peers: &PeerList,
         direct: bool,
-        sink: &mut impl Transmit,
+        movable: bool,
     ) {
-        let visible = self.source().member;
+        let visible = ctx.out.source.member;
         let mut new_peers: Vec<PeerInfo, { MAX_PEERS_PER_MESSAGE + 1 }> = Vec::new();
         let candidates = peers.iter().copied().chain(source.member.then_some(source.peer()));
         for peer in candidates {
-            if self.learn(peer, now, direct) == Insert::Added {
+            if self.learn(ctx, liveness, peer, direct) == Insert::Added {
                 let _ = new_peers.push(peer);
             }
         }
-        match self.join {
-            JoinState::Joining { .. } => {
+        match self.lifecycle {
+            Lifecycle::Joining { may_choose_shard, .. } => {
                 // The seed answered: ask one member of every shard for its
                 // shard's members.
                 let mut asked = [false; SHARD_COUNT as usize];
                 for shard in Shard::all() {
-                    if let Some(member) = self.neighbors.random_in(&mut self.rng, shard) {
-                        self.send_join(member.addr, Some(shard), sink);
+                    if let Some(member) = self.table.random_in(ctx.rng, shard) {
+                        send_join(ctx, member.addr, Some(shard));
                         if let Some(a) = asked.get_mut(shard.index()) {
                             *a = true;
                         }
                     }
                 }
-                let until = now + self.config.survey_timeout;
                 // What the seed told us is a lower bound of each shard's
                 // size; the survey answers refine it.
-                let sizes = self.neighbors.shard_counts();
-                self.join = JoinState::Surveying { until, asked, sizes };
+                let sizes = self.table.shard_counts();
+                self.lifecycle = Lifecycle::Surveying { asked, sizes, may_choose_shard };
+                self.timers.set(MembershipTimer::Join, ctx.now + ctx.config.survey_timeout);
                 if !asked.contains(&true) {
-                    self.finish_join(now, sizes, sink);
+                    self.finish_join(ctx, sizes, may_choose_shard, movable);
                 }
             }
-            JoinState::Surveying { until, mut asked, mut sizes } => {
+            Lifecycle::Surveying { mut asked, mut sizes, may_choose_shard } => {
                 // The answer of a member of shard s about shard s.
                 let shard = source.id.shard();
                 let listed = peers.iter().filter(|p| p.shard() == shard).count() as u16;
@@ -214,20 +322,196 @@ impl<S: FragmentStore, const NEIGHBORS: usize, const DEDUP: usize, const FETCHES
                     *a = false;
                     *size = (*size).max(listed.saturating_add(1));
                 }
-                self.join = JoinState::Surveying { until, asked, sizes };
+                self.lifecycle = Lifecycle::Surveying { asked, sizes, may_choose_shard };
                 if !asked.contains(&true) {
-                    self.finish_join(now, sizes, sink);
+                    self.finish_join(ctx, sizes, may_choose_shard, movable);
                 }
             }
-            JoinState::Alone | JoinState::Joined => {
+            Lifecycle::Alone { .. } | Lifecycle::Joined | Lifecycle::Leaving | Lifecycle::Left => {
                 // Tell the peers just learned about us, so that tables are
                 // symmetric and the shard's members know each other.
                 if visible {
                     for peer in new_peers.iter() {
-                        self.send(peer.addr, Transmission::Singlecast, &Message::AddMe, sink);
+                        ctx.send(peer.addr, &Message::AddMe);
                     }
                 }
             }
+        }
+    }
+
+    /// Runs the JOIN retry, the survey's end and the maintenance round.
+    /// `movable`: the node holds nothing and fetches nothing, so it may
+    /// move to an empty shard.
+    pub(crate) fn handle_timeout(&mut self, ctx: &mut Ctx<'_, impl Transmit>, movable: bool) {
+        if self.timers.expire(MembershipTimer::Join, ctx.now) {
+            match self.lifecycle {
+                Lifecycle::Joining { seed, attempt, may_choose_shard } => {
+                    let attempt = attempt.saturating_add(1);
+                    let backoff = ctx.config.join_retry.saturating_mul(1 << attempt.min(3));
+                    self.lifecycle = Lifecycle::Joining { seed, attempt, may_choose_shard };
+                    self.timers.set(MembershipTimer::Join, ctx.now + backoff);
+                    send_join(ctx, seed, None);
+                    ctx.out.event(Event::JoinRetry { attempt });
+                }
+                Lifecycle::Surveying { sizes, may_choose_shard, .. } => {
+                    self.finish_join(ctx, sizes, may_choose_shard, movable)
+                }
+                _ => {}
+            }
+        }
+        if self.timers.expire(MembershipTimer::Maintenance, ctx.now) {
+            self.maintain(ctx, movable);
+            let at = ctx.now + self.maintenance_delay(ctx.out.me().shard(), ctx.config);
+            self.timers.set(MembershipTimer::Maintenance, at);
+        }
+    }
+
+    /// Stops the timers of a node that left.
+    pub(crate) fn stop(&mut self) {
+        self.timers.clear();
+    }
+
+    /// Ends the join: a new member picks its shard, then every member
+    /// makes itself known (ADDME to the peers it knows, randomcast ADDMEs
+    /// as in the original) and runs a first maintenance round.
+    fn finish_join(
+        &mut self,
+        ctx: &mut Ctx<'_, impl Transmit>,
+        sizes: [u16; SHARD_COUNT as usize],
+        may_choose_shard: bool,
+        movable: bool,
+    ) {
+        self.lifecycle = Lifecycle::Joined;
+        self.timers.stop(MembershipTimer::Join);
+        if ctx.config.role == Role::Member {
+            if may_choose_shard {
+                self.choose_shard(ctx, &sizes);
+            }
+            ctx.out.source.member = true;
+            for to in self.table.iter().map(|n| n.peer.addr) {
+                ctx.out.send(ctx.sink, to, Transmission::Singlecast, &Message::AddMe);
+            }
+            let hops = ctx.config.addme_hops;
+            for _ in 0..ctx.config.addme_randomcasts {
+                if let Some(first) = self.table.random_except(ctx.rng, None) {
+                    let randomcast = Transmission::Randomcast { hops };
+                    ctx.out.send(ctx.sink, first.addr, randomcast, &Message::AddMe);
+                }
+            }
+            self.maintain(ctx, movable);
+            let first_round = ctx.now + ctx.config.maintenance_interval.div(8);
+            self.timers.set(MembershipTimer::Maintenance, first_round);
+        }
+        let neighbors = self.table.len();
+        ctx.out.event(Event::Joined { neighbors });
+    }
+
+    /// Keeps the neighbor table full: asks a random mate for its list of
+    /// the shard (JOIN restricted to the shard); asks a random neighbor
+    /// outside the shard which members of our shard it knows (FIND sent
+    /// singlecast), which finds mates the shard does not know yet, or the
+    /// first mate of a node that knows none; and, if some shard is below
+    /// its quota, asks a random neighbor for a sample of every shard (JOIN).
+    fn maintain(&mut self, ctx: &mut Ctx<'_, impl Transmit>, movable: bool) {
+        self.maintained = true;
+        if self.table.is_empty() {
+            // Everyone we knew is gone (or we never met anyone): ask the
+            // seed again.
+            if let Some(seed) = self.seed {
+                send_join(ctx, seed, None);
+            }
+        }
+        self.move_to_empty_shard(ctx, movable);
+        let own = ctx.out.me().shard();
+        if let Some(mate) = self.table.random_in(ctx.rng, own) {
+            send_join(ctx, mate.addr, Some(own));
+        }
+        self.ask_for_shard(ctx, own, true);
+        let counts = self.table.shard_counts();
+        let short = Shard::all().any(|s| {
+            let known = usize::from(counts.get(s.index()).copied().unwrap_or(0));
+            s != own && known < self.table.quota(s)
+        });
+        if short {
+            if let Some(peer) = self.table.random_except(ctx.rng, None) {
+                send_join(ctx, peer.addr, None);
+            }
+        }
+    }
+
+    /// A node that holds nothing, whose shard has other members, moves to a
+    /// shard in which nobody can be found: it takes a new id there (reported
+    /// as [`Event::IdentityChosen`]) and tells its neighbors.
+    ///
+    /// Nodes that join at the same moment choose their shards from the same
+    /// stale view and may leave a shard empty, which makes every fragment of
+    /// that shard unstorable. A shard in which the node knows nobody is
+    /// first only suspected: the node asks three random neighbors for its
+    /// members. If a round later it still knows nobody there, the shard is
+    /// taken to be empty, and the node moves with probability one half (so
+    /// that several candidates do not all move into the same shard).
+    fn move_to_empty_shard(&mut self, ctx: &mut Ctx<'_, impl Transmit>, movable: bool) {
+        let counts = self.table.shard_counts();
+        let own = ctx.out.me().shard();
+        let known = |s: Shard| counts.get(s.index()).copied().unwrap_or(0);
+        let suspect = self.suspect_empty.take();
+        let eligible = movable
+            && ctx.config.role == Role::Member
+            && known(own) > 0
+            && matches!(self.lifecycle, Lifecycle::Joined | Lifecycle::Alone { .. });
+        if !eligible {
+            return;
+        }
+        if let Some(shard) = suspect.filter(|s| *s != own && known(*s) == 0) {
+            if ctx.rng.below(2) == 0 {
+                return;
+            }
+            log::info!("{}: moving from shard {own} to empty shard {shard}", ctx.out.me().addr);
+            let id = NodeId::in_shard(ctx.rng.next_u64(), shard);
+            self.take_id(ctx, id);
+            for to in self.table.iter().map(|n| n.peer.addr) {
+                ctx.out.send(ctx.sink, to, Transmission::Singlecast, &Message::AddMe);
+            }
+            return;
+        }
+        let empty = |s: &Shard| *s != own && known(*s) == 0;
+        let pick = ctx.rng.below(Shard::all().filter(empty).count());
+        if let Some(shard) = Shard::all().filter(empty).nth(pick) {
+            for _ in 0..3 {
+                self.ask_for_shard(ctx, shard, false);
+            }
+            self.suspect_empty = Some(shard);
+        }
+    }
+
+    /// Sends FIND for `shard` singlecast to a random neighbor (outside
+    /// `shard` if `outside`), which answers with the members it knows.
+    pub(crate) fn ask_for_shard(
+        &mut self,
+        ctx: &mut Ctx<'_, impl Transmit>,
+        shard: Shard,
+        outside: bool,
+    ) {
+        let eligible = |n: &&crate::neighbors::Neighbor| !outside || n.peer.shard() != shard;
+        let count = self.table.iter().filter(eligible).count();
+        let pick = ctx.rng.below(count);
+        let target = self.table.iter().filter(eligible).nth(pick).map(|n| n.peer.addr);
+        if let Some(to) = target {
+            let nonce = ctx.rng.next_u64();
+            ctx.send(to, &Message::Find { shard, nonce });
+        }
+    }
+
+    /// The time to the next maintenance: short while the table has gaps
+    /// (no shard mate, or a shard with nobody), the full interval otherwise.
+    fn maintenance_delay(&self, own: Shard, config: &Config) -> Duration {
+        let counts = self.table.shard_counts();
+        let gaps = counts.iter().enumerate().any(|(s, c)| *c == 0 && s != own.index());
+        let no_mate = counts.get(own.index()) == Some(&0);
+        if gaps || no_mate {
+            config.maintenance_interval.div(8)
+        } else {
+            config.maintenance_interval
         }
     }
 
@@ -240,34 +524,37 @@ impl<S: FragmentStore, const NEIGHBORS: usize, const DEDUP: usize, const FETCHES
     /// time, but nodes that join at the same moment share a stale view and
     /// would all crowd into the one shard that looks smallest; looking at a
     /// few random shards keeps most of the balance without that herding.
-    pub(super) fn choose_shard(&mut self, sizes: &[u16; SHARD_COUNT as usize]) {
-        self.may_choose_shard = false;
+    fn choose_shard(
+        &mut self,
+        ctx: &mut Ctx<'_, impl Transmit>,
+        sizes: &[u16; SHARD_COUNT as usize],
+    ) {
         let size = |n: u8| sizes.get(usize::from(n)).copied().unwrap_or(0);
         let mut order = [0u8; SHARD_COUNT as usize];
         for (i, slot) in order.iter_mut().enumerate() {
             *slot = i as u8;
         }
-        self.rng.shuffle(&mut order);
+        ctx.rng.shuffle(&mut order);
         let empty = order.iter().filter(|n| size(**n) == 0).count();
-        let best = if empty > 0 && self.rng.below(empty + 1) < empty {
+        let best = if empty > 0 && ctx.rng.below(empty + 1) < empty {
             order.iter().copied().find(|n| size(*n) == 0)
         } else {
             order.iter().take(SHARD_CHOICES).copied().min_by_key(|n| size(*n))
         };
         let Some(shard) = best.and_then(Shard::new) else { return };
-        let id = NodeId::in_shard(self.rng.next_u64(), shard);
-        self.me.id = id;
-        self.neighbors.set_own_shard(shard);
-        self.push_event(Event::IdentityChosen(id));
+        let id = NodeId::in_shard(ctx.rng.next_u64(), shard);
+        self.take_id(ctx, id);
     }
 
-    pub(super) fn send_join(
-        &mut self,
-        to: PeerAddr,
-        shard: Option<Shard>,
-        sink: &mut impl Transmit,
-    ) {
-        let want = self.config.join_want.min(MAX_PEERS_PER_MESSAGE as u8);
-        self.send(to, Transmission::Singlecast, &Message::Join { want, shard }, sink);
+    fn take_id(&mut self, ctx: &mut Ctx<'_, impl Transmit>, id: NodeId) {
+        ctx.out.source.id = id;
+        self.table.set_own_shard(id.shard());
+        ctx.out.event(Event::IdentityChosen(id));
     }
+}
+
+/// Sends JOIN (restricted to `shard` if given) to `to`.
+pub(crate) fn send_join(ctx: &mut Ctx<'_, impl Transmit>, to: PeerAddr, shard: Option<Shard>) {
+    let want = ctx.config.join_want.min(MAX_PEERS_PER_MESSAGE as u8);
+    ctx.send(to, &Message::Join { want, shard });
 }

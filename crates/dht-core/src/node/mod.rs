@@ -1,14 +1,26 @@
 //! The node: a state machine that does no I/O.
 //!
-//! A [`Node`] owns its tables, its store and one datagram buffer. It is
-//! driven by four kinds of calls, as in quinn-proto:
+//! A [`Node`] owns its store, its outputs and three sub-machines, each a
+//! struct with its own state and timers:
+//!
+//! * [`membership`]: joining, the neighbor table and its upkeep, the
+//!   node's lifecycle;
+//! * [`liveness`]: probes, the dead, the graveyard;
+//! * [`replication`]: storing, serving, announcing, fetching, repair and
+//!   the hand-off of a leave.
+//!
+//! The node routes each datagram to the machine it concerns and passes the
+//! consequences of one machine's work to the others (a peer found dead
+//! leaves the table, which starts a repair scan). It is driven by four
+//! kinds of calls, as in quinn-proto:
 //!
 //! * getters ([`Node::id`], [`Node::neighbors`], [`Node::counters`], ...);
 //! * inputs: [`Node::handle_datagram`] for every datagram received and
 //!   [`Node::handle_timeout`] when the time given by [`Node::poll_timeout`]
 //!   has come (calling it early is harmless);
 //! * commands: [`Node::join`], [`Node::leave`], and the requests clients
-//!   make ([`Node::send_fileget`], [`Node::send_fragment`], ...);
+//!   make ([`Node::send_fileget`], [`Node::send_fragment`], [`Node::ping`],
+//!   ...);
 //! * outputs: datagrams go out through the caller's [`Transmit`] sink during
 //!   any input or command; application events come from
 //!   [`Node::poll_event`]; answers to the application's own requests (PONG,
@@ -16,7 +28,15 @@
 //!   `handle_datagram` as a [`Reply`] borrowing the datagram.
 //!
 //! The calling order is free: after any input or command, the caller asks
-//! `poll_timeout` again and sleeps until then or until the next datagram.
+//! `poll_timeout` again and sleeps until then or until the next datagram
+//! ([`crate::driver`] does this once for every runtime).
+//!
+//! **Wake-up invariant.** After `handle_timeout(t)` with
+//! `t >= poll_timeout()`, `poll_timeout()` is later than `t` (or `None`):
+//! every timer that fired was re-armed in the future or disarmed, and a
+//! request that could not be sent (no room in its window) is not reported.
+//! A runtime that trusts `poll_timeout` therefore never spins. The test
+//! harness and the simulator check this after every wake-up.
 //!
 //! Packet handling follows the original's `handlenetl`: a singlecast is
 //! processed; a randomcast with hops left is forwarded to a random neighbor
@@ -25,29 +45,31 @@
 
 use core::fmt;
 
-mod liveness;
-mod membership;
-mod repair;
-mod replication;
+mod dispatch;
+pub(crate) mod liveness;
+pub(crate) mod membership;
+mod out;
+pub(crate) mod replication;
 
-use heapless::{Deque, Vec};
-
-use crate::config::{
-    Announce, Config, Replication, Role, FRAGMENT_SIZE, MAX_DATAGRAM_SIZE, MAX_PEERS_PER_MESSAGE,
-    SHARD_COUNT,
-};
-use crate::counters::{Counters, DropReason};
+use crate::config::{Announce, Config, ConfigError, Role};
+use crate::counters::Counters;
 use crate::dedup::BroadcastDedup;
+use crate::flow::AdvertisedWindows;
 use crate::fragment::{FragmentBytes, FragmentHash};
+use crate::holders::{Holders, Rank};
 use crate::id::{NodeId, PeerAddr, PeerInfo, Shard};
-use crate::neighbors::{Insert, NeighborTable};
+use crate::neighbors::NeighborTable;
 use crate::rand::Rng;
-use crate::store::{FragmentStore, StoreError};
-use crate::time::{Duration, Instant};
-use crate::wire::{
-    encode_filefrag_header, FragMode, FragmentRef, HashList, Message, MessageKind, Packet,
-    PeerList, Source, StoreOutcome, Transmission,
-};
+use crate::store::FragmentStore;
+use crate::time::Instant;
+use crate::wire::{FragMode, Message, Packet, Source, Transmission};
+
+use liveness::Liveness;
+use membership::{Lifecycle, Membership};
+use out::Out;
+use replication::{Replication, View};
+
+pub use membership::SHARD_CHOICES;
 
 /// Where a node's datagrams go: a UDP socket, a smoltcp socket, the
 /// simulator's network.
@@ -92,9 +114,14 @@ pub enum Event {
     /// A neighbor was found dead (it stopped answering probes, or another
     /// node said so) and dropped.
     NeighborDead(PeerInfo),
-    /// A graceful leave is complete: the hand-off is done and the
-    /// neighbors were told. The node should now stop.
-    Left,
+    /// A graceful leave is complete: the neighbors were told. The node
+    /// should now stop.
+    Left {
+        /// Fragments handed off to the members that replace this node.
+        handed_off: u32,
+        /// Whether the hand-off ended before the leave deadline.
+        complete: bool,
+    },
 }
 
 /// An answer to a request the application made through this node.
@@ -117,8 +144,9 @@ pub enum Reply<'a> {
         /// The fragment.
         hash: FragmentHash,
         /// What happened to it.
-        outcome: StoreOutcome,
-        /// With [`StoreOutcome::NotHolder`], who should hold it instead.
+        outcome: crate::wire::StoreOutcome,
+        /// With [`crate::wire::StoreOutcome::NotHolder`], who should hold it
+        /// instead.
         holders: crate::wire::HolderList,
     },
     /// A fragment (verified against its hash) answering a FILEGET.
@@ -160,40 +188,6 @@ pub enum Reply<'a> {
     },
 }
 
-/// Where the node stands in joining the network.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum JoinState {
-    /// Not joining: a root node, or before `join`.
-    Alone,
-    /// JOIN sent to `seed`, waiting for PEERS.
-    Joining { seed: PeerAddr, attempt: u8, next: Instant },
-    /// The seed answered; one member of each shard was asked for its
-    /// shard's members (a client to know every shard, a new member to find
-    /// the emptiest shard). Ends when all answered or at `until`.
-    Surveying {
-        until: Instant,
-        asked: [bool; SHARD_COUNT as usize],
-        sizes: [u16; SHARD_COUNT as usize],
-    },
-    /// Joined.
-    Joined,
-}
-
-/// A replication fetch: an announced fragment this node should hold.
-#[derive(Clone, Copy, Debug)]
-struct Fetch {
-    hash: FragmentHash,
-    /// The node that announced the fragment (it has it).
-    origin: PeerInfo,
-    /// The node the current attempt asks.
-    from: PeerInfo,
-    attempts: u8,
-    /// `None` while queued, the timeout of the FILEGET in flight otherwise.
-    deadline: Option<Instant>,
-    /// A queued fetch starts no earlier than this.
-    not_before: Instant,
-}
-
 /// Why a client request could not be sent.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum RequestError {
@@ -205,49 +199,31 @@ pub enum RequestError {
     SendFailed,
 }
 
-/// Shards a joining node compares before it picks the smallest (see
-/// `choose_shard`).
-pub const SHARD_CHOICES: usize = 4;
-
-/// First wait for an announcement's acknowledgement (doubles per retry).
-const ANNOUNCE_RETRY: Duration = Duration::from_millis(1_500);
-/// Times an announcement is sent before it is given up (the HOLDINGS
-/// exchange is the backstop).
-const ANNOUNCE_TRIES: u8 = 5;
-
-/// A NEWFILE that its target has not acknowledged yet, by fetching the
-/// fragment (FILEGET) or saying it has it (STORED).
-#[derive(Clone, Copy, Debug)]
-struct Announced {
-    hash: FragmentHash,
-    to: PeerAddr,
-    next: Instant,
-    tries: u8,
-}
-
-/// Peers with a limited receive window that a node remembers (the
-/// least recently heard is forgotten first; forgetting one only means that
-/// its windows open as for any peer until it is heard again).
+/// Peers whose advertised receive windows a node remembers.
 const LIMITED_PEERS: usize = 16;
 
-/// Capacity of the application event queue.
-const EVENT_QUEUE: usize = 32;
+/// What a sub-machine works with while it handles one input: the time,
+/// the configuration, the node's generator and outputs, and the sink.
+pub(crate) struct Ctx<'a, T> {
+    pub(crate) now: Instant,
+    pub(crate) config: &'a Config,
+    pub(crate) rng: &'a mut Rng,
+    pub(crate) out: &'a mut Out,
+    pub(crate) sink: &'a mut T,
+}
 
-/// The score of `id` for holding `hash` in rendezvous hashing: every node
-/// computes the same score for the same pair, so nodes that know the same
-/// members agree on the top R without talking.
-pub fn rendezvous_score(hash: &FragmentHash, id: NodeId) -> u64 {
-    let mut z = hash.prefix_u64() ^ id.0.wrapping_mul(0x9E37_79B9_7F4A_7C15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
+impl<T: Transmit> Ctx<'_, T> {
+    /// Sends `message` singlecast to `to`.
+    pub(crate) fn send(&mut self, to: PeerAddr, message: &Message<'_>) -> bool {
+        self.out.send(self.sink, to, Transmission::Singlecast, message)
+    }
 }
 
 /// A node of the overlay. `NEIGHBORS`, `DEDUP` and `FETCHES` are the
 /// capacities of the neighbor table, the broadcast-UID ring and the
 /// replication tables (fetches in progress, announcements awaiting their
-/// acknowledgement); the defaults suit a host node (see
-/// [`SmallNode`] for a microcontroller).
+/// acknowledgement); the defaults suit a host node (see [`SmallNode`] for
+/// a microcontroller).
 pub struct Node<
     S: FragmentStore,
     const NEIGHBORS: usize = 256,
@@ -255,113 +231,78 @@ pub struct Node<
     const FETCHES: usize = 64,
 > {
     config: Config,
-    me: PeerInfo,
-    may_choose_shard: bool,
     store: S,
     rng: Rng,
-    neighbors: NeighborTable<NEIGHBORS>,
+    out: Out,
     dedup: BroadcastDedup<DEDUP>,
-    fetches: Vec<Fetch, FETCHES>,
-    join: JoinState,
-    /// When a member next maintains its neighbor table.
-    next_maintenance: Option<Instant>,
-    /// Where the next HOLDINGS page starts in the store.
-    holdings_cursor: usize,
-    /// A shard in which the node knew nobody at the last maintenance round
-    /// and asked around (see `move_to_empty_shard`).
-    suspect_empty: Option<Shard>,
-    /// Liveness probes in flight.
-    probes: Vec<liveness::Probe, { liveness::PROBES }>,
-    /// When the watched mates are next probed.
-    next_monitor: Option<Instant>,
-    /// When a random quiet neighbor is next probed.
-    next_random_probe: Option<Instant>,
-    /// Nodes recently found dead, kept out of the table for a while.
-    recently_dead: Deque<(PeerAddr, Instant), { liveness::RECENTLY_DEAD }>,
-    /// The store scan after shard membership changed.
-    repair: Option<repair::RepairScan>,
-    /// A graceful leave in progress.
-    leaving: Option<repair::Leaving>,
-    /// Announcements awaiting acknowledgement (as many as fetches: both
-    /// are the node's replication bookkeeping).
-    announced: Vec<Announced, FETCHES>,
-    /// The node this one joined through, asked again if the table ever
-    /// empties.
-    seed: Option<PeerAddr>,
-    /// Whether the node has left.
-    left: bool,
-    /// Peers that advertised a limited receive window (see
-    /// [`Source::window`]), most recently heard last.
-    rx_windows: Vec<(PeerAddr, u8), LIMITED_PEERS>,
-    events: Deque<Event, EVENT_QUEUE>,
-    counters: Counters,
-    tx: [u8; MAX_DATAGRAM_SIZE],
+    windows: AdvertisedWindows<LIMITED_PEERS>,
+    membership: Membership<NEIGHBORS>,
+    liveness: Liveness,
+    replication: Replication<FETCHES>,
 }
 
 /// A node sized for a microcontroller: 40 neighbors, 64 remembered
 /// broadcasts, 4 pending fetches.
 pub type SmallNode<S> = Node<S, 40, 64, 4>;
 
+/// Splits a node into the parts a sub-machine call needs: a [`Ctx`], the
+/// store, the sub-machines, and a [`View`] of the shard.
+macro_rules! parts {
+    ($node:ident, $now:expr, $sink:expr) => {{
+        let Node { config, store, rng, out, membership, liveness, replication, windows, dedup } =
+            $node;
+        let ctx = $crate::node::Ctx { now: $now, config: &*config, rng, out, sink: &mut *$sink };
+        (ctx, store, membership, liveness, replication, windows, dedup)
+    }};
+}
+pub(crate) use parts;
+
 impl<S: FragmentStore, const NEIGHBORS: usize, const DEDUP: usize, const FETCHES: usize>
     Node<S, NEIGHBORS, DEDUP, FETCHES>
 {
     /// A node with id `id`, reachable at `addr`, keeping fragments in
-    /// `store`, drawing its random choices from `seed`.
-    pub fn new(config: Config, id: NodeId, addr: PeerAddr, seed: u64, store: S) -> Self {
-        Node {
+    /// `store`, drawing its random choices from `seed`. Fails if `config`
+    /// cannot run a node (see [`Config::validate`]).
+    pub fn new(
+        config: Config,
+        id: NodeId,
+        addr: PeerAddr,
+        seed: u64,
+        store: S,
+    ) -> Result<Self, ConfigError> {
+        config.validate()?;
+        let member = config.role == Role::Member;
+        let source = Source { id, addr, member, window: config.rx_window };
+        Ok(Node {
             config,
-            me: PeerInfo { id, addr },
-            may_choose_shard: false,
             store,
             // Mixed so that a caller passing the same value as seed and id
             // still gets an independent stream.
             rng: Rng::new(Rng::new(seed).next_u64() ^ id.0),
-            neighbors: NeighborTable::new(
-                id.shard(),
-                config.own_shard_neighbors,
-                config.per_shard_neighbors,
-            ),
+            out: Out::new(source),
             dedup: BroadcastDedup::new(),
-            fetches: Vec::new(),
-            join: JoinState::Alone,
-            next_maintenance: None,
-            holdings_cursor: 0,
-            suspect_empty: None,
-            probes: Vec::new(),
-            next_monitor: None,
-            next_random_probe: None,
-            recently_dead: Deque::new(),
-            repair: None,
-            leaving: None,
-            announced: Vec::new(),
-            seed: None,
-            left: false,
-            rx_windows: Vec::new(),
-            events: Deque::new(),
-            counters: Counters::default(),
-            // An opaque zero: with a literal one, the compiler keeps the
-            // whole initial node (8 KB of zeros and a few fields) as a
-            // template in flash and copies it; this way the buffer is
-            // cleared at run time.
-            tx: [core::hint::black_box(0); MAX_DATAGRAM_SIZE],
-        }
+            windows: AdvertisedWindows::new(),
+            membership: Membership::new(&config, id.shard()),
+            liveness: Liveness::new(),
+            replication: Replication::new(),
+        })
     }
 
     // ----- getters -------------------------------------------------------
 
     /// This node's id.
     pub fn id(&self) -> NodeId {
-        self.me.id
+        self.out.source.id
     }
 
     /// This node's shard.
     pub fn shard(&self) -> Shard {
-        self.me.id.shard()
+        self.id().shard()
     }
 
     /// This node as peers see it.
     pub fn me(&self) -> PeerInfo {
-        self.me
+        self.out.me()
     }
 
     /// The configuration.
@@ -371,17 +312,12 @@ impl<S: FragmentStore, const NEIGHBORS: usize, const DEDUP: usize, const FETCHES
 
     /// The neighbor table.
     pub fn neighbors(&self) -> &NeighborTable<NEIGHBORS> {
-        &self.neighbors
+        &self.membership.table
     }
 
     /// The fragment store.
     pub fn store(&self) -> &S {
         &self.store
-    }
-
-    /// The fragment store, mutably (for tests and tools that seed it).
-    pub fn store_mut(&mut self) -> &mut S {
-        &mut self.store
     }
 
     /// Gives the store back (a crashed node's disk).
@@ -391,23 +327,33 @@ impl<S: FragmentStore, const NEIGHBORS: usize, const DEDUP: usize, const FETCHES
 
     /// The counters.
     pub fn counters(&self) -> &Counters {
-        &self.counters
+        &self.out.counters
     }
 
     /// Whether the join is complete (always true for a root node).
     pub fn is_joined(&self) -> bool {
-        matches!(self.join, JoinState::Joined | JoinState::Alone)
+        self.membership.lifecycle.is_joined()
+    }
+
+    /// Whether a leave is in progress.
+    pub fn is_leaving(&self) -> bool {
+        self.membership.lifecycle == Lifecycle::Leaving
+    }
+
+    /// Whether the node has left (after [`Node::leave`]).
+    pub fn has_left(&self) -> bool {
+        self.membership.lifecycle == Lifecycle::Left
     }
 
     /// The receive window `addr` advertised (large datagrams it takes in
     /// flight from one sender), if it advertised a limit.
     pub fn advertised_window(&self, addr: PeerAddr) -> Option<u8> {
-        self.rx_windows.iter().find(|(a, _)| *a == addr).map(|(_, w)| *w)
+        self.windows.get(addr)
     }
 
     /// Replication fetches pending.
     pub fn pending_fetches(&self) -> usize {
-        self.fetches.len()
+        self.replication.fetches.len()
     }
 
     /// The random generator, for client state machines driven by this node.
@@ -419,36 +365,19 @@ impl<S: FragmentStore, const NEIGHBORS: usize, const DEDUP: usize, const FETCHES
     /// that looks emptiest from the seed's answer (for a node that has no
     /// persisted identity yet). Reported by [`Event::IdentityChosen`].
     pub fn choose_shard_on_join(&mut self, allow: bool) {
-        self.may_choose_shard = allow;
+        if let Lifecycle::Alone { may_choose_shard } = &mut self.membership.lifecycle {
+            *may_choose_shard = allow;
+            // A member that may still change its id stays invisible (not
+            // added to tables) until it has chosen.
+            self.out.source.member = self.config.role == Role::Member && !allow;
+        }
     }
 
     /// Known members of `hash`'s shard that should hold it, best first:
-    /// ranked by rendezvous score, so every node that knows the same members
-    /// ranks them the same way.
-    pub fn holder_candidates<const K: usize>(
-        &self,
-        hash: &FragmentHash,
-        out: &mut Vec<PeerInfo, K>,
-    ) {
-        // Verified neighbors first, each group in rendezvous order.
-        let rank = |n: &crate::neighbors::Neighbor| (n.verified, rendezvous_score(hash, n.peer.id));
-        let mut ranked: Vec<(bool, u64, PeerInfo), K> = Vec::new();
-        for n in self.neighbors.members_of(hash.shard()) {
-            let (verified, score) = rank(n);
-            if ranked.push((verified, score, n.peer)).is_err() {
-                // Keep the K best: replace the worst if this one is better.
-                if let Some(worst) = ranked.iter_mut().min_by_key(|(v, s, _)| (*v, *s)) {
-                    if (worst.0, worst.1) < (verified, score) {
-                        *worst = (verified, score, n.peer);
-                    }
-                }
-            }
-        }
-        crate::order::sort_by_key_descending(&mut ranked, |(v, s, _)| (*v, *s));
-        out.clear();
-        for (_, _, peer) in ranked {
-            let _ = out.push(peer);
-        }
+    /// verified ones first, each group in rendezvous order, so every node
+    /// that knows the same members ranks them the same way.
+    pub fn holder_candidates<const K: usize>(&self, hash: &FragmentHash) -> Holders<K> {
+        Holders::of_shard(hash, &self.membership.table, None, K, Rank::VerifiedFirst)
     }
 
     // ----- outputs -------------------------------------------------------
@@ -456,41 +385,19 @@ impl<S: FragmentStore, const NEIGHBORS: usize, const DEDUP: usize, const FETCHES
     /// The next application event.
     #[must_use]
     pub fn poll_event(&mut self) -> Option<Event> {
-        self.events.pop_front()
+        self.out.poll_event()
     }
 
     /// When [`Node::handle_timeout`] should next be called, if ever.
     #[must_use]
     pub fn poll_timeout(&self) -> Option<Instant> {
-        let join = match self.join {
-            JoinState::Joining { next, .. } => Some(next),
-            JoinState::Surveying { until, .. } => Some(until),
-            JoinState::Alone | JoinState::Joined => None,
-        };
-        // In-flight fetches wake us at their deadline; queued ones when they
-        // may start, if there is room for another in flight (otherwise an
-        // answer or a deadline frees the room first).
-        let in_flight = self.fetches.iter().filter(|f| f.deadline.is_some()).count();
-        let room = in_flight < usize::from(self.config.parallel_fetches.max(1));
-        let fetch = self
-            .fetches
-            .iter()
-            .filter_map(|f| match f.deadline {
-                Some(deadline) => Some(deadline),
-                None => room.then_some(f.not_before),
-            })
-            .min();
-        if self.left {
+        if self.has_left() {
             return None;
         }
         [
-            join,
-            fetch,
-            self.next_maintenance,
-            self.liveness_deadline(),
-            self.repair_deadline(),
-            self.leave_deadline(),
-            self.announced.iter().map(|a| a.next).min(),
+            self.membership.poll_timeout(),
+            self.liveness.poll_timeout(),
+            self.replication.poll_timeout(&self.config),
         ]
         .into_iter()
         .flatten()
@@ -504,32 +411,33 @@ impl<S: FragmentStore, const NEIGHBORS: usize, const DEDUP: usize, const FETCHES
     // every path would share one stack frame (18 KB on a Cortex-M3).
     #[inline(never)]
     pub fn handle_timeout(&mut self, now: Instant, sink: &mut impl Transmit) {
-        if self.left {
+        if self.has_left() {
             return;
         }
-        match self.join {
-            JoinState::Joining { seed, attempt, next } if now >= next => {
-                let attempt = attempt.saturating_add(1);
-                let backoff = self.config.join_retry.saturating_mul(1 << attempt.min(3));
-                self.join = JoinState::Joining { seed, attempt, next: now + backoff };
-                self.send_join(seed, None, sink);
-                self.push_event(Event::JoinRetry { attempt });
-            }
-            JoinState::Surveying { until, sizes, .. } if now >= until => {
-                self.finish_join(now, sizes, sink)
-            }
-            _ => {}
+        let movable = self.store.is_empty() && self.replication.fetches.is_empty();
+        {
+            let (mut ctx, _, membership, ..) = parts!(self, now, sink);
+            membership.handle_timeout(&mut ctx, movable);
         }
-        if self.next_maintenance.is_some_and(|at| now >= at) {
-            self.maintain_table(now, sink);
-            self.next_maintenance = Some(now + self.maintenance_delay());
+        self.after_membership(now, sink);
+        let dead = {
+            let (mut ctx, _, membership, liveness, ..) = parts!(self, now, sink);
+            liveness.handle_timeout(&mut ctx, &membership.table)
+        };
+        for peer in dead {
+            self.declare_dead(now, peer, sink);
         }
-        self.expire_fetches(now, sink);
-        self.pump_fetches(now, sink);
-        self.liveness_timeout(now, sink);
-        self.repair_timeout(now, sink);
-        self.leave_timeout(now, sink);
-        self.retry_announcements(now, sink);
+        {
+            let (mut ctx, store, membership, _, replication, windows, _) = parts!(self, now, sink);
+            let view = View {
+                config: ctx.config,
+                table: &membership.table,
+                me: ctx.out.me(),
+                accepting: membership.lifecycle != Lifecycle::Leaving,
+            };
+            replication.handle_timeout(&mut ctx, store, &view, windows);
+        }
+        self.after_handoff(now, sink);
     }
 
     /// Processes one datagram received from `from` at `now`. Returns the
@@ -544,82 +452,12 @@ impl<S: FragmentStore, const NEIGHBORS: usize, const DEDUP: usize, const FETCHES
         bytes: &'a [u8],
         sink: &mut impl Transmit,
     ) -> Option<Reply<'a>> {
-        if self.left {
+        if self.has_left() {
             return None;
         }
-        let mut packet = match Packet::decode(bytes) {
-            Ok(packet) => packet,
-            Err(crate::wire::DecodeError::BadVersion(_)) => {
-                self.counters.count_drop(DropReason::BadVersion);
-                return None;
-            }
-            Err(_) => {
-                self.counters.count_drop(DropReason::Malformed);
-                return None;
-            }
-        };
-        let kind = packet.message.kind();
-        self.counters.count_received(kind, bytes.len());
-        log::trace!(
-            "{}: {} from {} via {from}, {:?}",
-            self.me.addr,
-            kind.name(),
-            packet.source.addr,
-            packet.transmission
-        );
-        if self.next_maintenance.is_none()
-            && self.config.role == Role::Member
-            && self.join == JoinState::Alone
-        {
-            // A root node starts maintaining its table once it hears from
-            // others.
-            self.next_maintenance = Some(now + self.maintenance_delay());
-        }
-        packet.source.addr = packet.source.addr.or_observed(from);
-        if packet.source.id == self.me.id || packet.source.addr == self.me.addr {
-            self.counters.count_drop(DropReason::FromSelf);
-            return None;
-        }
-        self.neighbors.touch(from, now);
-        if from == packet.source.addr {
-            // Heard directly: whatever was said of its death, it is alive.
-            self.revived(from);
-            self.note_window(from, packet.source.window);
-        }
-
-        match packet.transmission {
-            Transmission::Singlecast | Transmission::Randomcast { hops: 0 } => {}
-            Transmission::Randomcast { hops } => {
-                let next = self.neighbors.random_except(&mut self.rng, Some(from));
-                let next = next.filter(|p| p.addr != packet.source.addr);
-                if let Some(next) = next {
-                    let relayed = Packet {
-                        transmission: Transmission::Randomcast { hops: hops - 1 },
-                        ..packet
-                    };
-                    self.relay(&relayed, next.addr, sink);
-                    return None;
-                }
-                // Nobody to forward to: the packet ends its walk here.
-            }
-            Transmission::Broadcast { breadth, uid } => {
-                if !self.dedup.first_time(uid) {
-                    self.counters.count_drop(DropReason::DuplicateBroadcast);
-                    return None;
-                }
-                if breadth > 0 {
-                    let relayed = Packet {
-                        transmission: Transmission::Broadcast { breadth: breadth - 1, uid },
-                        source: packet.source,
-                        message: packet.message.clone(),
-                    };
-                    self.relay_to_all(&relayed, &[from, packet.source.addr], sink);
-                }
-            }
-        }
-        let direct = from == packet.source.addr;
-        let reply = self.process(now, packet, direct, sink);
-        self.heard_from(from);
+        let reply = self.receive(now, from, bytes, sink);
+        self.after_membership(now, sink);
+        self.after_handoff(now, sink);
         reply
     }
 
@@ -628,9 +466,8 @@ impl<S: FragmentStore, const NEIGHBORS: usize, const DEDUP: usize, const FETCHES
     /// Starts joining the network through `seed`. JOIN is repeated with
     /// backoff until PEERS arrives; [`Event::Joined`] reports success.
     pub fn join(&mut self, now: Instant, seed: PeerAddr, sink: &mut impl Transmit) {
-        self.seed = Some(seed);
-        self.join = JoinState::Joining { seed, attempt: 0, next: now + self.config.join_retry };
-        self.send_join(seed, None, sink);
+        let (mut ctx, _, membership, ..) = parts!(self, now, sink);
+        membership.join(&mut ctx, seed);
     }
 
     /// Leaves the network gracefully: hands off every fragment whose copies
@@ -639,28 +476,25 @@ impl<S: FragmentStore, const NEIGHBORS: usize, const DEDUP: usize, const FETCHES
     /// neighbor. [`Event::Left`] and [`Node::has_left`] tell when it is
     /// done; keep driving the node until then.
     pub fn leave(&mut self, now: Instant, sink: &mut impl Transmit) {
-        self.start_leave(now, sink);
-    }
-
-    /// Whether the node has left (after [`Node::leave`]).
-    pub fn has_left(&self) -> bool {
-        self.left
-    }
-
-    /// Whether a leave is in progress.
-    pub fn is_leaving(&self) -> bool {
-        self.leaving.is_some()
-    }
-
-    /// Sends a message singlecast (or as a randomcast with `hops`).
-    pub fn send_message(
-        &mut self,
-        to: PeerAddr,
-        transmission: Transmission,
-        message: &Message<'_>,
-        sink: &mut impl Transmit,
-    ) -> bool {
-        self.send(to, transmission, message, sink)
+        if matches!(self.membership.lifecycle, Lifecycle::Leaving | Lifecycle::Left) {
+            return;
+        }
+        self.membership.lifecycle = Lifecycle::Leaving;
+        let handing_off = {
+            let (mut ctx, store, membership, _, replication, windows, _) = parts!(self, now, sink);
+            let view = View {
+                config: ctx.config,
+                table: &membership.table,
+                me: ctx.out.me(),
+                accepting: false,
+            };
+            replication.start_handoff(&mut ctx, store, &view, windows)
+        };
+        if handing_off {
+            self.after_handoff(now, sink);
+        } else {
+            self.finish_leave(now, sink, true);
+        }
     }
 
     /// Sends `message` as a broadcast of the given breadth to every neighbor.
@@ -675,11 +509,43 @@ impl<S: FragmentStore, const NEIGHBORS: usize, const DEDUP: usize, const FETCHES
         self.dedup.insert(uid);
         let packet = Packet {
             transmission: Transmission::Broadcast { breadth, uid },
-            source: self.source(),
+            source: self.out.source,
             message: message.clone(),
         };
-        self.relay_to_all(&packet, &[], sink);
+        let targets = self.membership.table.iter().map(|n| n.peer.addr);
+        self.out.relay_to_all(sink, &packet, targets, &[]);
         uid
+    }
+
+    /// Sends a PING (or, with `find`, a FIND for that shard) to `to` as
+    /// `transmission` says; returns the nonce its PONGs carry.
+    pub fn ping(
+        &mut self,
+        to: PeerAddr,
+        transmission: Transmission,
+        find: Option<Shard>,
+        sink: &mut impl Transmit,
+    ) -> u64 {
+        let nonce = self.rng.next_u64();
+        let message = match find {
+            Some(shard) => Message::Find { shard, nonce },
+            None => Message::Ping { nonce },
+        };
+        self.out.send(sink, to, transmission, &message);
+        nonce
+    }
+
+    /// Asks `to` for its statistics (and whether it knows `about`); returns
+    /// the nonce its STATS answer carries.
+    pub fn request_stats(
+        &mut self,
+        to: PeerAddr,
+        about: Option<PeerAddr>,
+        nonce: u64,
+        sink: &mut impl Transmit,
+    ) {
+        let message = Message::StatsRequest { nonce, about };
+        self.out.send(sink, to, Transmission::Singlecast, &message);
     }
 
     /// Asks `to` for the fragment `hash`.
@@ -689,7 +555,7 @@ impl<S: FragmentStore, const NEIGHBORS: usize, const DEDUP: usize, const FETCHES
         hash: FragmentHash,
         sink: &mut impl Transmit,
     ) -> bool {
-        self.send(to, Transmission::Singlecast, &Message::FileGet { hash }, sink)
+        self.out.send(sink, to, Transmission::Singlecast, &Message::FileGet { hash })
     }
 
     /// Sends a store request for `hash` to `to`; `fill` writes the fragment's
@@ -702,27 +568,15 @@ impl<S: FragmentStore, const NEIGHBORS: usize, const DEDUP: usize, const FETCHES
         fill: impl FnOnce(&mut FragmentBytes) -> bool,
         sink: &mut impl Transmit,
     ) -> Result<(), RequestError> {
-        let head = encode_filefrag_header(
-            Transmission::Singlecast,
-            self.source(),
-            FragMode::Store,
-            &hash,
-            &mut self.tx,
-        )
-        .map_err(|_| RequestError::SendFailed)?;
-        let end = head + FRAGMENT_SIZE;
-        let Some(body) =
-            self.tx.get_mut(head..end).and_then(|s| <&mut FragmentBytes>::try_from(s).ok())
-        else {
-            return Err(RequestError::SendFailed);
-        };
+        let (len, body) =
+            self.out.fragment_body(FragMode::Store, &hash).ok_or(RequestError::SendFailed)?;
         if !fill(body) {
             return Err(RequestError::SourceFailed);
         }
         if !hash.verifies(body) {
             return Err(RequestError::HashMismatch);
         }
-        if self.transmit_tx(to, MessageKind::FileFrag, end, sink) {
+        if self.out.send_fragment(sink, to, len) {
             Ok(())
         } else {
             Err(RequestError::SendFailed)
@@ -733,317 +587,146 @@ impl<S: FragmentStore, const NEIGHBORS: usize, const DEDUP: usize, const FETCHES
     /// restricted to the shard), and up to `ask` random neighbors which
     /// members of `shard` they know (a FIND sent singlecast is answered with
     /// PEERS by non-members), to fill the table for an upload or download.
-    pub fn discover_shard(&mut self, shard: Shard, ask: usize, sink: &mut impl Transmit) {
+    pub fn discover_shard(
+        &mut self,
+        now: Instant,
+        shard: Shard,
+        ask: usize,
+        sink: &mut impl Transmit,
+    ) {
+        let (mut ctx, _, membership, ..) = parts!(self, now, sink);
         // A member of the shard knows the whole shard: ask one if we can.
-        if let Some(member) = self.neighbors.random_in(&mut self.rng, shard) {
-            self.send_join(member.addr, Some(shard), sink);
+        if let Some(member) = membership.table.random_in(ctx.rng, shard) {
+            membership::send_join(&mut ctx, member.addr, Some(shard));
         }
         for _ in 0..ask {
-            let Some(peer) = self.neighbors.random_except(&mut self.rng, None) else { return };
-            let nonce = self.rng.next_u64();
-            self.send(peer.addr, Transmission::Singlecast, &Message::Find { shard, nonce }, sink);
+            membership.ask_for_shard(&mut ctx, shard, false);
         }
     }
 
     // ----- internals -----------------------------------------------------
 
-    fn source(&self) -> Source {
-        // A member that may still change its id stays invisible (not added
-        // to tables) until it has chosen.
-        let member = self.config.role == Role::Member && !self.may_choose_shard;
-        Source { id: self.me.id, addr: self.me.addr, member, window: self.config.rx_window }
-    }
-
-    /// Remembers the receive window `addr` advertised in a packet it sent.
-    fn note_window(&mut self, addr: PeerAddr, window: u8) {
-        let known = self.rx_windows.iter().position(|(a, _)| *a == addr);
-        match (known, window) {
-            (None, 0) => {}
-            (Some(i), 0) => {
-                self.rx_windows.remove(i);
+    /// After any membership work: passes the shard's membership changes to
+    /// replication, and if a maintenance round ran, the other machines'
+    /// share of it (a HOLDINGS page to a mate, a call to the dead).
+    fn after_membership(&mut self, now: Instant, sink: &mut impl Transmit) {
+        let (changes, overflow) = self.membership.take_changes();
+        for (peer, added) in changes {
+            self.replication.membership_changed(&self.config, now, &self.store, peer, added);
+        }
+        if overflow {
+            self.replication.membership_overflowed(&self.config, now, &self.store);
+        }
+        let watching = match self.membership.lifecycle {
+            Lifecycle::Joined => true,
+            // A root starts watching once it has met someone.
+            Lifecycle::Alone { .. } => !self.membership.table.is_empty(),
+            _ => false,
+        };
+        if watching {
+            let (ctx, _, _, liveness, ..) = parts!(self, now, &mut *sink);
+            liveness.start(&ctx);
+        }
+        if self.membership.take_maintained() {
+            let (mut ctx, store, membership, liveness, replication, ..) = parts!(self, now, sink);
+            let own = ctx.out.me().shard();
+            if let Some(mate) = membership.table.random_in(ctx.rng, own) {
+                replication.send_holdings(&mut ctx, store, mate.addr);
             }
-            (Some(i), w) => {
-                // Move to the back: most recently heard.
-                self.rx_windows.remove(i);
-                let _ = self.rx_windows.push((addr, w));
-            }
-            (None, w) => {
-                if self.rx_windows.is_full() {
-                    self.rx_windows.remove(0);
-                }
-                let _ = self.rx_windows.push((addr, w));
-            }
+            liveness.call_the_dead(&mut ctx);
         }
     }
 
-    fn push_event(&mut self, event: Event) {
-        if self.events.is_full() {
-            self.events.pop_front();
-            self.counters.count_drop(DropReason::EventOverflow);
-        }
-        let _ = self.events.push_back(event);
-    }
-
-    fn neighbor_addrs(&self) -> Vec<PeerAddr, NEIGHBORS> {
-        self.neighbors.iter().map(|n| n.peer.addr).collect()
-    }
-
-    /// Sends the first `len` bytes of the tx buffer.
-    fn transmit_tx(
-        &mut self,
-        to: PeerAddr,
-        kind: MessageKind,
-        len: usize,
-        sink: &mut impl Transmit,
-    ) -> bool {
-        let Some(datagram) = self.tx.get(..len) else { return false };
-        match sink.send(to, datagram) {
-            Ok(()) => {
-                self.counters.count_sent(kind, len);
-                true
+    /// After replication work: a hand-off that ended completes the leave.
+    fn after_handoff(&mut self, now: Instant, sink: &mut impl Transmit) {
+        if let Some(complete) = self.replication.handoff.take_finished() {
+            if !complete {
+                log::warn!("{}: hand-off unfinished at the leave deadline", self.out.me().addr);
             }
-            Err(SendError) => {
-                self.counters.count_drop(DropReason::SendFailed);
-                false
-            }
+            self.finish_leave(now, sink, complete);
         }
     }
 
-    fn send(
-        &mut self,
-        to: PeerAddr,
-        transmission: Transmission,
-        message: &Message<'_>,
-        sink: &mut impl Transmit,
-    ) -> bool {
-        let packet = Packet { transmission, source: self.source(), message: message.clone() };
-        match packet.encode(&mut self.tx) {
-            Ok(len) => self.transmit_tx(to, message.kind(), len, sink),
-            Err(_) => false,
+    /// Tells every neighbor that this node leaves, and marks it gone.
+    fn finish_leave(&mut self, now: Instant, sink: &mut impl Transmit, complete: bool) {
+        let (mut ctx, _, membership, ..) = parts!(self, now, sink);
+        for to in membership.table.iter().map(|n| n.peer.addr) {
+            ctx.send(to, &Message::Leave);
         }
+        let handed_off = self.replication.handoff.handed_off;
+        self.membership.lifecycle = Lifecycle::Left;
+        self.membership.stop();
+        self.liveness.stop();
+        self.replication.stop();
+        self.out.event(Event::Left { handed_off, complete });
     }
 
-    fn relay(&mut self, packet: &Packet<'_>, to: PeerAddr, sink: &mut impl Transmit) {
-        if let Ok(len) = packet.encode(&mut self.tx) {
-            if self.transmit_tx(to, packet.message.kind(), len, sink) {
-                self.counters.relayed = self.counters.relayed.saturating_add(1);
-            }
-        }
+    /// `peer` did not answer its probes: drop it, and tell the network.
+    fn declare_dead(&mut self, now: Instant, peer: PeerInfo, sink: &mut impl Transmit) {
+        log::info!("{}: {} does not answer; dropping it", self.out.me().addr, peer);
+        self.forget_dead(now, peer);
+        let uid = dead_uid(&peer);
+        self.dedup.insert(uid);
+        let packet = Packet {
+            transmission: Transmission::Broadcast { breadth: self.config.dead_breadth, uid },
+            source: self.out.source,
+            message: Message::Dead { peer },
+        };
+        let targets = self.membership.table.iter().map(|n| n.peer.addr);
+        self.out.relay_to_all(sink, &packet, targets, &[peer.addr]);
     }
 
-    fn relay_to_all(&mut self, packet: &Packet<'_>, except: &[PeerAddr], sink: &mut impl Transmit) {
-        let Ok(len) = packet.encode(&mut self.tx) else { return };
-        let kind = packet.message.kind();
-        let relaying = packet.source.id != self.me.id;
-        let Some(datagram) = self.tx.get(..len) else { return };
-        for n in self.neighbors.iter() {
-            if except.contains(&n.peer.addr) {
-                continue;
-            }
-            match sink.send(n.peer.addr, datagram) {
-                Ok(()) => {
-                    self.counters.count_sent(kind, len);
-                    if relaying {
-                        self.counters.relayed = self.counters.relayed.saturating_add(1);
-                    }
-                }
-                Err(SendError) => self.counters.count_drop(DropReason::SendFailed),
-            }
+    /// Drops `peer` from the tables (if it is still the same node at that
+    /// address) and remembers it as dead.
+    fn forget_dead(&mut self, now: Instant, peer: PeerInfo) {
+        if self.membership.remove(self.out.me(), peer) {
+            self.out.event(Event::NeighborDead(peer));
         }
+        self.liveness.forget(peer, now);
+        self.replication.peer_gone(peer.addr);
     }
 
-    /// Processes a packet addressed to this node; `direct` if it came
-    /// straight from its originator.
-    // Kept out of line: inlined into a caller's loop, the packets of
-    // every path would share one stack frame (18 KB on a Cortex-M3).
-    #[inline(never)]
-    fn process<'a>(
+    /// Announces a fragment this node just stored to its other holders.
+    fn announce(
         &mut self,
         now: Instant,
-        packet: Packet<'a>,
-        direct: bool,
+        hash: FragmentHash,
+        except: PeerAddr,
         sink: &mut impl Transmit,
-    ) -> Option<Reply<'a>> {
-        let source = packet.source;
-        let from = source.peer();
-        let is_member = self.config.role == Role::Member;
-        match packet.message {
-            Message::Join { want, shard } => {
-                if !is_member {
-                    self.counters.count_drop(DropReason::NotServed);
-                    return None;
-                }
-                // A node still joining knows too little, and cannot list
-                // itself yet: it passes the request on to the node it is
-                // joining through, which answers the asker directly.
-                if !self.is_joined() || !self.source().member {
-                    match self.seed {
-                        Some(seed) if seed != source.addr => {
-                            let forwarded = Packet {
-                                transmission: Transmission::Singlecast,
-                                source,
-                                message: Message::Join { want, shard },
-                            };
-                            self.relay(&forwarded, seed, sink);
-                        }
-                        _ => self.counters.count_drop(DropReason::NotServed),
-                    }
-                    return None;
-                }
-                let mut peers = PeerList::new();
-                let want = usize::from(want).min(MAX_PEERS_PER_MESSAGE);
-                self.neighbors.sample(&mut self.rng, want, shard, Some(source.addr), &mut peers);
-                self.send(source.addr, Transmission::Singlecast, &Message::Peers { peers }, sink);
-                if source.member {
-                    self.learn(from, now, direct);
-                }
-                None
-            }
-            Message::Peers { peers } => {
-                self.on_peers(now, source, &peers, direct, sink);
-                None
-            }
-            Message::AddMe => {
-                if is_member && source.member {
-                    let outcome = self.learn(from, now, direct);
-                    log::trace!("{}: ADDME from {from} direct {direct}: {outcome:?}", self.me.addr);
-                }
-                None
-            }
-            Message::Ping { nonce } => {
-                self.send(source.addr, Transmission::Singlecast, &Message::Pong { nonce }, sink);
-                if is_member && source.member {
-                    self.learn(from, now, direct);
-                }
-                None
-            }
-            Message::Pong { nonce } => {
-                if self.is_probe_answer(nonce) {
-                    return None;
-                }
-                Some(Reply::Pong { from, nonce })
-            }
-            Message::FileFrag { mode, hash, data } => {
-                self.on_filefrag(now, source, mode, hash, data, sink)
-            }
-            Message::FileGet { hash } => {
-                self.serve(source.addr, hash, sink);
-                None
-            }
-            Message::Find { shard, nonce } => {
-                if is_member && shard == self.shard() {
-                    self.send(
-                        source.addr,
-                        Transmission::Singlecast,
-                        &Message::Pong { nonce },
-                        sink,
-                    );
-                } else if packet.transmission == Transmission::Singlecast {
-                    let mut peers = PeerList::new();
-                    let want = MAX_PEERS_PER_MESSAGE;
-                    self.neighbors.sample(
-                        &mut self.rng,
-                        want,
-                        Some(shard),
-                        Some(source.addr),
-                        &mut peers,
-                    );
-                    self.send(
-                        source.addr,
-                        Transmission::Singlecast,
-                        &Message::Peers { peers },
-                        sink,
-                    );
-                }
-                None
-            }
-            Message::NewFile { hash } => {
-                let targeted = packet.transmission == Transmission::Singlecast;
-                self.on_newfile(now, from, hash, targeted, sink);
-                None
-            }
-            Message::Stored { hash, outcome, holders } => {
-                if self.handoff_answered(source.addr, &hash)
-                    || self.announcement_acked(source.addr, &hash)
-                {
-                    return None;
-                }
-                if direct {
-                    for peer in holders.iter().filter(|p| p.shard() == hash.shard()) {
-                        self.learn(*peer, now, true);
-                    }
-                }
-                Some(Reply::Stored { from, hash, outcome, holders })
-            }
-            Message::NotFound { hash, holders } => {
-                // The suggested holders come straight from a node that
-                // knows the shard: worth knowing.
-                if direct {
-                    for peer in holders.iter().filter(|p| p.shard() == hash.shard()) {
-                        self.learn(*peer, now, true);
-                    }
-                }
-                if let Some(i) =
-                    self.fetches.iter().position(|f| f.hash == hash && f.from.addr == source.addr)
-                {
-                    // The announcer no longer has it: expire the fetch now so
-                    // that it is retried elsewhere or given up.
-                    if let Some(f) = self.fetches.get_mut(i) {
-                        f.deadline = Some(now);
-                    }
-                    self.expire_fetches(now, sink);
-                    self.pump_fetches(now, sink);
-                    return None;
-                }
-                Some(Reply::NotFound { from, hash, holders })
-            }
-            Message::Holdings { hashes } => {
-                if is_member && source.member && source.id.shard() == self.shard() {
-                    self.on_holdings(now, from, &hashes, sink);
-                }
-                None
-            }
-            Message::Leave => {
-                let known =
-                    self.neighbors.get_addr(source.addr).is_some_and(|n| n.peer.id == source.id);
-                if known {
-                    self.neighbors.remove_addr(source.addr);
-                    self.membership_changed(now, from, false);
-                }
-                self.peer_gone(source.addr);
-                None
-            }
-            Message::Dead { peer } => {
-                self.on_dead(now, peer, sink);
-                None
-            }
-            Message::StatsRequest { nonce, about } => {
-                let stats = Message::Stats {
-                    nonce,
-                    held: self.store.len() as u32,
-                    capacity: self.store.capacity() as u32,
-                    neighbors: self.neighbors.len() as u16,
-                    joined: self.is_joined(),
-                    knows: about.is_some_and(|a| self.neighbors.contains_addr(a)),
-                    counters: self.counters.clone(),
+    ) {
+        match self.config.announce {
+            Announce::Flood { breadth } => {
+                // The original: a broadcast whose UID is the hash prefix.
+                let uid = hash.prefix_u64();
+                self.dedup.insert(uid);
+                let packet = Packet {
+                    transmission: Transmission::Broadcast { breadth, uid },
+                    source: self.out.source,
+                    message: Message::NewFile { hash },
                 };
-                self.send(source.addr, Transmission::Singlecast, &stats, sink);
-                None
+                let targets = self.membership.table.iter().map(|n| n.peer.addr);
+                self.out.relay_to_all(sink, &packet, targets, &[]);
             }
-            Message::Stats { nonce, held, capacity, neighbors, joined, knows, counters } => {
-                Some(Reply::Stats {
-                    from,
-                    nonce,
-                    held,
-                    capacity,
-                    neighbors,
-                    joined,
-                    knows,
-                    counters,
-                })
+            Announce::Shard => {
+                let (mut ctx, _, membership, _, replication, ..) = parts!(self, now, sink);
+                let view = View {
+                    config: ctx.config,
+                    table: &membership.table,
+                    me: ctx.out.me(),
+                    accepting: true,
+                };
+                replication.announce_to_holders(&mut ctx, &view, hash, Some(except));
             }
         }
     }
+}
+
+/// The broadcast UID of the DEAD notice about `peer`, so that the network
+/// handles one notice per death.
+fn dead_uid(peer: &PeerInfo) -> u64 {
+    let mut rng = Rng::new(peer.id.0 ^ 0xDEAD_DEAD_DEAD_DEAD);
+    let port = u64::from(peer.addr.port());
+    rng.next_u64() ^ port.rotate_left(17)
 }
 
 impl<S: FragmentStore, const NEIGHBORS: usize, const DEDUP: usize, const FETCHES: usize> fmt::Debug
@@ -1051,10 +734,10 @@ impl<S: FragmentStore, const NEIGHBORS: usize, const DEDUP: usize, const FETCHES
 {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Node")
-            .field("me", &self.me)
-            .field("neighbors", &self.neighbors.len())
+            .field("me", &self.out.me())
+            .field("neighbors", &self.membership.table.len())
             .field("held", &self.store.len())
-            .field("join", &self.join)
+            .field("lifecycle", &self.membership.lifecycle)
             .finish_non_exhaustive()
     }
 }

@@ -35,7 +35,7 @@ fn main() -> ExitCode {
 }
 
 fn run(args: &Args) -> Result<(), String> {
-    let mut reader = FileReader::open(&args.file).map_err(|e| e.to_string())?;
+    let reader = FileReader::open(&args.file).map_err(|e| e.to_string())?;
     let size = reader.size();
     if size > MAX_FILE_SIZE {
         return Err(format!(
@@ -44,15 +44,16 @@ fn run(args: &Args) -> Result<(), String> {
         ));
     }
     let name = index_name(&args.file, args.name.as_deref());
-    let upload =
-        Upload::<1>::new(IndexName::from_file_name(&name), &mut reader).map_err(|e| match e {
+    let upload = Upload::<_, 1>::new(IndexName::from_file_name(&name), reader).map_err(
+        |(e, reader)| match e {
             UploadError::SourceFailed { offset } => format!(
                 "cannot read {} at byte {offset}: {}",
                 args.file.display(),
                 reader.error.as_ref().map(|e| e.to_string()).unwrap_or_default()
             ),
             other => other.to_string(),
-        })?;
+        },
+    )?;
     if args.verbosity.verbose > 0 {
         say(format!(
             "# {} ({} bytes, {} fragments)",

@@ -6,9 +6,10 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use dht_core::config::{Announce, Replication};
+use dht_core::driver::App;
 use dht_core::node::Event;
 use dht_core::{Config, Node, NodeId, PeerAddr};
-use dht_std::runtime::{App, Stop};
+use dht_std::runtime::Stop;
 use dht_std::transport::{resolve, UdpTransport};
 use dht_std::{identity, logger, Clock, DirStore, Runtime};
 use dht_tools::{fail, Verbosity};
@@ -64,7 +65,7 @@ struct NodeApp {
     store: PathBuf,
 }
 
-impl App<DirStore> for NodeApp {
+impl App<DirStore, 256, 1024, 64> for NodeApp {
     fn handle_event(&mut self, node: &Node<DirStore>, event: Event) {
         match event {
             Event::IdentityChosen(id) => match identity::save(&self.store, id) {
@@ -85,7 +86,7 @@ impl App<DirStore> for NodeApp {
             Event::CorruptFragmentRemoved(hash) => log::warn!("removed corrupt fragment {hash}"),
             Event::FetchAbandoned(hash) => log::debug!("gave up fetching {hash}"),
             Event::NeighborDead(peer) => log::info!("{peer} does not answer; dropped it"),
-            Event::Left | Event::JoinRetry { .. } => {}
+            Event::Left { .. } | Event::JoinRetry { .. } => {}
         }
     }
 }
@@ -139,7 +140,8 @@ fn run(args: Args) -> Result<(), String> {
     };
     let random = dht_std::random_seed();
     let id = saved.unwrap_or_else(|| NodeId(dht_std::random_seed()));
-    let mut node = Node::new(config, id, PeerAddr::from(advertised), random, store);
+    let mut node = Node::new(config, id, PeerAddr::from(advertised), random, store)
+        .map_err(|e| format!("invalid settings: {e}"))?;
     match (saved, seed) {
         (Some(id), _) => log::info!(
             "resuming as {id} (shard {}) with {} fragments",
@@ -189,10 +191,19 @@ struct Leaving {
     left: bool,
 }
 
-impl App<DirStore> for Leaving {
+impl App<DirStore, 256, 1024, 64> for Leaving {
     fn handle_event(&mut self, _: &Node<DirStore>, event: Event) {
         match event {
-            Event::Left => self.left = true,
+            Event::Left { handed_off, complete } => {
+                self.left = true;
+                if complete {
+                    log::info!("handed off {handed_off} fragments");
+                } else {
+                    log::warn!(
+                        "handed off {handed_off} fragments; the leave deadline ended the rest"
+                    );
+                }
+            }
             Event::NeighborDead(peer) => log::info!("{peer} is dead"),
             _ => {}
         }

@@ -143,10 +143,10 @@ fn run(args: &Args) -> Result<(), String> {
     }
     let mut client = join(&args.host, args.port, args.listen, args.connect_timeout)?;
 
-    let mut part = PartFile::create(&dir, &hash)?;
+    let part = PartFile::create(&dir, &hash)?;
     let mut target: Option<PathBuf> = None;
     let mut progress = Progress::new(0, args.verbosity.quiet);
-    let result = client.download(hash, &mut part, seconds(args.timeout)?, |event| {
+    let (mut part, result) = client.download(hash, part, seconds(args.timeout)?, |event| {
         match event {
             DownloadEvent::IndexReceived { name, size, fragments } => {
                 let path = match &fixed_name {

@@ -58,7 +58,7 @@ fn main() -> ExitCode {
 }
 
 fn run(args: &Args) -> Result<String, String> {
-    let mut reader = FileReader::open(&args.file).map_err(|e| e.to_string())?;
+    let reader = FileReader::open(&args.file).map_err(|e| e.to_string())?;
     let size = dht_core::upload::FileSource::size(&reader);
     if size > MAX_FILE_SIZE {
         return Err(format!(
@@ -72,7 +72,7 @@ fn run(args: &Args) -> Result<String, String> {
     let mut progress = Progress::new(0, args.verbosity.quiet);
     let result = client.upload(
         IndexName::from_file_name(&name),
-        &mut reader,
+        reader,
         seconds(args.timeout)?,
         |event, total| {
             progress.set_total(u64::from(total));

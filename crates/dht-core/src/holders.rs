@@ -1,0 +1,201 @@
+//! Who should hold a fragment: one rendezvous ranking for every question.
+//!
+//! Under bounded replication a fragment lives on the `R` members of its
+//! shard with the highest [`rendezvous_score`] of (fragment, node id).
+//! Every node computes the same score for the same pair, so nodes that know
+//! the same members agree on the holders without talking. The questions the
+//! node asks (which members to announce a new fragment to, whether it
+//! should hold one itself, who replaces it when it leaves, which members a
+//! client should ask first) are all answered by [`Holders`]: the best few
+//! of a set of candidates, best first.
+//!
+//! ```
+//! use dht_core::holders::{Holders, Rank};
+//! use dht_core::id::{NodeId, PeerAddr, PeerInfo};
+//! use dht_core::fragment::FragmentHash;
+//! let hash = FragmentHash([7; 32]);
+//! let peers = (0..5u64).map(|i| PeerInfo { id: NodeId(i * 16 + 7), addr: PeerAddr::v4([127, 0, 0, 1], 9000 + i as u16) });
+//! let top = Holders::<3>::rank(&hash, peers.map(|p| (p, true)), 3, Rank::ByScore);
+//! assert_eq!(top.len(), 3);
+//! let scores: Vec<u64> = top.iter().map(|p| dht_core::holders::rendezvous_score(&hash, p.id)).collect();
+//! assert!(scores.windows(2).all(|w| w[0] >= w[1]));
+//! ```
+
+use heapless::Vec;
+
+use crate::fragment::FragmentHash;
+use crate::id::{NodeId, PeerAddr, PeerInfo};
+use crate::neighbors::NeighborTable;
+
+/// The largest replication factor the ranking computes holders for.
+pub const MAX_COPIES: usize = 16;
+
+/// The score of `id` for holding `hash` in rendezvous hashing.
+pub fn rendezvous_score(hash: &FragmentHash, id: NodeId) -> u64 {
+    let mut z = hash.prefix_u64() ^ id.0.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+/// How candidates are ordered.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Rank {
+    /// By score alone: the placement every member agrees on.
+    ByScore,
+    /// Verified candidates first, each group by score: whom a client asks
+    /// first (a second-hand entry may be stale or made up).
+    VerifiedFirst,
+}
+
+/// The best `K` (or fewer) candidates for holding a fragment, best first.
+#[derive(Clone, Debug)]
+pub struct Holders<const K: usize> {
+    ranked: Vec<(bool, u64, PeerInfo), K>,
+}
+
+impl<const K: usize> Holders<K> {
+    /// Ranks `candidates` (each with whether it is verified) for `hash`,
+    /// keeping the best `limit` (at most `K`).
+    pub fn rank(
+        hash: &FragmentHash,
+        candidates: impl IntoIterator<Item = (PeerInfo, bool)>,
+        limit: usize,
+        rank: Rank,
+    ) -> Self {
+        let limit = limit.min(K);
+        let key = |verified: bool, score: u64| match rank {
+            Rank::ByScore => (true, score),
+            Rank::VerifiedFirst => (verified, score),
+        };
+        let mut ranked: Vec<(bool, u64, PeerInfo), K> = Vec::new();
+        for (peer, verified) in candidates {
+            let entry = (verified, rendezvous_score(hash, peer.id), peer);
+            if ranked.len() < limit {
+                let _ = ranked.push(entry);
+            } else if let Some(worst) = ranked.iter_mut().min_by_key(|(v, s, _)| key(*v, *s)) {
+                if key(worst.0, worst.1) < key(entry.0, entry.1) {
+                    *worst = entry;
+                }
+            }
+        }
+        crate::order::sort_by_key_descending(&mut ranked, |(v, s, _)| key(*v, *s));
+        Holders { ranked }
+    }
+
+    /// Ranks the members of `hash`'s shard in `table`, and `me` if given
+    /// and of that shard.
+    pub fn of_shard<const N: usize>(
+        hash: &FragmentHash,
+        table: &NeighborTable<N>,
+        me: Option<PeerInfo>,
+        limit: usize,
+        rank: Rank,
+    ) -> Self {
+        let shard = hash.shard();
+        let me = me.filter(|m| m.shard() == shard).map(|m| (m, true));
+        let members = table.members_of(shard).map(|n| (n.peer, n.verified));
+        Self::rank(hash, members.chain(me), limit, rank)
+    }
+
+    /// The holders, best first.
+    pub fn iter(&self) -> impl Iterator<Item = PeerInfo> + Clone + '_ {
+        self.ranked.iter().map(|(_, _, p)| *p)
+    }
+
+    /// How many there are.
+    pub fn len(&self) -> usize {
+        self.ranked.len()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.ranked.is_empty()
+    }
+
+    /// Whether `id` is among them.
+    pub fn contains(&self, id: NodeId) -> bool {
+        self.ranked.iter().any(|(_, _, p)| p.id == id)
+    }
+
+    /// Whether the node at `addr` is among them.
+    pub fn contains_addr(&self, addr: PeerAddr) -> bool {
+        self.ranked.iter().any(|(_, _, p)| p.addr == addr)
+    }
+
+    /// The lowest score among them, if they are `full` of `limit`: a
+    /// member scoring at least this would be among them.
+    pub fn threshold(&self, limit: usize) -> u64 {
+        if self.ranked.len() < limit {
+            0
+        } else {
+            self.ranked.last().map_or(0, |(_, s, _)| *s)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    extern crate std;
+    use super::*;
+    use crate::id::Shard;
+    use crate::time::Instant;
+
+    fn member(i: u64, shard: u8) -> PeerInfo {
+        PeerInfo {
+            id: NodeId::in_shard(i.wrapping_mul(0x1234_5678_9ABC), Shard::new(shard).unwrap()),
+            addr: PeerAddr::v4([127, 0, 0, 1], 9000 + i as u16),
+        }
+    }
+
+    #[test]
+    fn every_node_that_knows_the_same_members_picks_the_same_top_r() {
+        let hash = FragmentHash([0x30; 32]);
+        let shard = hash.shard().get();
+        let members: std::vec::Vec<PeerInfo> = (1..12).map(|i| member(i, shard)).collect();
+        let forward =
+            Holders::<3>::rank(&hash, members.iter().map(|p| (*p, true)), 3, Rank::ByScore);
+        let backward =
+            Holders::<3>::rank(&hash, members.iter().rev().map(|p| (*p, true)), 3, Rank::ByScore);
+        let a: std::vec::Vec<_> = forward.iter().collect();
+        let b: std::vec::Vec<_> = backward.iter().collect();
+        assert_eq!(a, b);
+        let best = members.iter().max_by_key(|p| rendezvous_score(&hash, p.id)).unwrap();
+        assert_eq!(a[0], *best);
+    }
+
+    #[test]
+    fn verified_first_puts_unverified_candidates_last() {
+        let hash = FragmentHash([0x31; 32]);
+        let shard = hash.shard().get();
+        let members: std::vec::Vec<PeerInfo> = (1..6).map(|i| member(i, shard)).collect();
+        let best = *members.iter().max_by_key(|p| rendezvous_score(&hash, p.id)).unwrap();
+        let candidates = members.iter().map(|p| (*p, p.id != best.id));
+        let ranked = Holders::<8>::rank(&hash, candidates, 8, Rank::VerifiedFirst);
+        assert_eq!(ranked.iter().last(), Some(best));
+        assert_eq!(ranked.len(), 5);
+    }
+
+    #[test]
+    fn of_shard_counts_only_the_fragments_shard_and_me_if_i_belong() {
+        let hash = FragmentHash([0x32; 32]);
+        let shard = hash.shard().get();
+        let other = (shard + 1) % 16;
+        let mut table = NeighborTable::<16>::new(Shard::new(shard).unwrap(), 8, 8);
+        for i in 1..4 {
+            table.insert(member(i, shard), Instant::ZERO, true);
+            table.insert(member(10 + i, other), Instant::ZERO, true);
+        }
+        let me = member(20, shard);
+        let with_me = Holders::<8>::of_shard(&hash, &table, Some(me), 8, Rank::ByScore);
+        assert_eq!(with_me.len(), 4);
+        assert!(with_me.contains(me.id));
+        let stranger = member(21, other);
+        let without = Holders::<8>::of_shard(&hash, &table, Some(stranger), 8, Rank::ByScore);
+        assert_eq!(without.len(), 3);
+        assert!(!without.contains(stranger.id));
+        let lowest = without.iter().map(|p| rendezvous_score(&hash, p.id)).min().unwrap();
+        assert_eq!(without.threshold(3), lowest);
+        assert_eq!(without.threshold(4), 0, "fewer than asked: anyone would be among them");
+    }
+}

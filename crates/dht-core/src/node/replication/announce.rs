@@ -1,0 +1,87 @@
+//! Announcements awaiting acknowledgement.
+//!
+//! A NEWFILE to a member that should hold a fragment is remembered until
+//! the member acknowledges it, by fetching the fragment (FILEGET) or by
+//! saying it has it (STORED), and sent again with a doubling wait, at most
+//! [`ANNOUNCE_TRIES`] times (the HOLDINGS exchange is the backstop). When
+//! the table is full, the announcement waiting longest makes room.
+
+use crate::fragment::FragmentHash;
+use crate::id::PeerAddr;
+use crate::node::{Ctx, Transmit};
+use crate::requests::{Request, RequestTable};
+use crate::store::FragmentStore;
+use crate::time::{Duration, Instant};
+use crate::wire::Message;
+
+/// First wait for an announcement's acknowledgement (doubles per retry).
+const ANNOUNCE_RETRY: Duration = Duration::from_millis(1_500);
+/// Times an announcement is sent before it is given up.
+const ANNOUNCE_TRIES: u8 = 5;
+
+/// An announcement of `hash` to `to`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Announcement {
+    hash: FragmentHash,
+    to: PeerAddr,
+}
+
+/// Announcements not yet acknowledged.
+pub(crate) struct Announcements<const F: usize> {
+    table: RequestTable<Announcement, F>,
+}
+
+impl<const F: usize> Announcements<F> {
+    pub(crate) const fn new() -> Self {
+        Announcements { table: RequestTable::new() }
+    }
+
+    pub(crate) fn clear(&mut self) {
+        self.table.retain(|_| false);
+    }
+
+    pub(crate) fn poll_timeout(&self) -> Option<Instant> {
+        self.table.poll_timeout(false)
+    }
+
+    /// Remembers an announcement of `hash` just sent to `to`.
+    pub(crate) fn expect_ack(&mut self, now: Instant, hash: FragmentHash, to: PeerAddr) {
+        if self.table.contains(|a| a.hash == hash && a.to == to) {
+            return;
+        }
+        let mut request = Request::new(Announcement { hash, to }, now);
+        request.sent(to, now, ANNOUNCE_RETRY);
+        if let Err(request) = self.table.push(request) {
+            // Full: the one waiting longest makes room.
+            let oldest = self.table.iter().enumerate().min_by_key(|(_, r)| r.wake_at(false));
+            if let Some(i) = oldest.map(|(i, _)| i) {
+                if let Some(slot) = self.table.get_mut(i) {
+                    *slot = request;
+                }
+            }
+        }
+    }
+
+    /// `from` acknowledged our announcement of `hash`. Returns whether
+    /// there was one.
+    pub(crate) fn acked(&mut self, from: PeerAddr, hash: &FragmentHash) -> bool {
+        let before = self.table.len();
+        self.table.retain(|r| !(r.item.to == from && r.item.hash == *hash));
+        self.table.len() != before
+    }
+
+    /// Sends again the announcements whose acknowledgement is overdue.
+    pub(crate) fn retry<S: FragmentStore>(&mut self, ctx: &mut Ctx<'_, impl Transmit>, store: &S) {
+        while let Some(i) = self.table.next_overdue(ctx.now) {
+            let Some(request) = self.table.get_mut(i) else { return };
+            let Announcement { hash, to } = request.item;
+            if request.attempts >= ANNOUNCE_TRIES || !store.contains(&hash) {
+                self.table.remove(i);
+                continue;
+            }
+            let wait = ANNOUNCE_RETRY.saturating_mul(1 << request.attempts.min(4));
+            request.sent(to, ctx.now, wait);
+            ctx.send(to, &Message::NewFile { hash });
+        }
+    }
+}
