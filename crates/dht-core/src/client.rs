@@ -266,3 +266,94 @@ impl<const PEERS: usize> Requester<PEERS> {
         self.rtt.srtt()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    extern crate std;
+
+    use super::*;
+    use crate::id::{NodeId, Shard};
+    use crate::testing::Net;
+
+    #[test]
+    fn refusals_go_to_the_next_candidate_at_once_then_back_off_to_a_second() {
+        for attempts in 0..=3 {
+            assert_eq!(refusal_backoff(attempts), Duration::ZERO);
+        }
+        assert_eq!(refusal_backoff(4), Duration::from_millis(25));
+        assert_eq!(refusal_backoff(5), Duration::from_millis(50));
+        assert_eq!(refusal_backoff(9), Duration::from_millis(800));
+        assert_eq!(refusal_backoff(10), Duration::from_secs(1));
+        assert_eq!(refusal_backoff(255), Duration::from_secs(1));
+    }
+
+    #[test]
+    fn a_request_is_given_up_only_after_its_attempts_and_eight_seconds() {
+        let first = Some(Instant::from_millis(1_000));
+        assert!(!exhausted(MAX_ATTEMPTS - 1, first, Instant::from_millis(60_000)));
+        assert!(!exhausted(MAX_ATTEMPTS, first, Instant::from_millis(8_999)));
+        assert!(exhausted(MAX_ATTEMPTS, first, Instant::from_millis(9_000)));
+        assert!(exhausted(MAX_ATTEMPTS, None, Instant::ZERO));
+    }
+
+    #[test]
+    fn tried_remembers_the_last_four_peers() {
+        let peer = |p: u16| PeerAddr::v4([127, 0, 0, 1], p);
+        let mut tried = Tried::new();
+        assert!(tried.is_empty());
+        for p in 1..=5 {
+            tried.remember(peer(p));
+            tried.remember(peer(p)); // no duplicates
+        }
+        assert!(!tried.contains(&peer(1)), "the oldest made room");
+        assert!((2..=5).all(|p| tried.contains(&peer(p))));
+    }
+
+    #[test]
+    fn pick_asks_the_holders_a_node_named_first() {
+        let mut net = Net::joined(1, 32, 4);
+        let client = net.add_client();
+        net.join(client, 0);
+        assert!(net.run_until(Duration::from_secs(5), |n| n.node(client).is_joined()));
+        let hash = FragmentHash([0x13; 32]);
+        let named = PeerInfo {
+            id: NodeId::in_shard(77, hash.shard()),
+            addr: PeerAddr::v4([127, 0, 0, 1], 30_000),
+        };
+        let mut holders = HolderList::new();
+        holders.push(named).unwrap();
+        let mut requester = Requester::<8>::new();
+        let now = net.now;
+        let mut picked = None;
+        net.command(client, |node, _, out| {
+            let before = requester.pick(now, node, &hash, 0, &Tried::new(), out);
+            requester.hint(hash, &holders);
+            let after = requester.pick(now, node, &hash, 0, &Tried::new(), out);
+            picked = Some((before, after));
+        });
+        let (before, after) = picked.unwrap();
+        assert!(matches!(before, Pick::Target(to) if to != named.addr));
+        assert_eq!(after, Pick::Target(named.addr));
+    }
+
+    #[test]
+    fn pick_searches_a_shard_it_knows_nobody_in_then_gives_up() {
+        let mut net = Net::new(2);
+        let client = net.add_client();
+        let lonely = net.add_member(0, 4);
+        net.join(client, lonely);
+        net.drive_bounded(100);
+        let hash = FragmentHash([0x21; 32]);
+        assert_ne!(hash.shard(), Shard::new(0).unwrap());
+        let mut requester = Requester::<8>::new();
+        let mut picks = std::vec::Vec::new();
+        for k in 0..u64::from(DISCOVERY_ATTEMPTS) + 2 {
+            let now = net.now + DISCOVERY_INTERVAL.saturating_mul(k);
+            net.command(client, |node, _, out| {
+                picks.push(requester.pick(now, node, &hash, 0, &Tried::new(), out))
+            });
+        }
+        assert!(picks[..usize::from(DISCOVERY_ATTEMPTS)].iter().all(|p| *p == Pick::Wait));
+        assert_eq!(picks.last(), Some(&Pick::NoHolder));
+    }
+}

@@ -29,8 +29,9 @@ pub const INDEX_MAX_FRAGMENTS: usize = 255;
 pub const MAX_FILE_SIZE: u64 = (INDEX_MAX_FRAGMENTS * FRAGMENT_SIZE) as u64;
 
 /// The first byte of every datagram: high nibble `0xD` marks the protocol,
-/// low nibble is the wire version (1).
-pub const WIRE_VERSION: u8 = 0xD1;
+/// low nibble is the wire version (2: STATS carries its counters as a list
+/// of (id, value) pairs).
+pub const WIRE_VERSION: u8 = 0xD2;
 
 /// The largest datagram the protocol produces. A FILEFRAG with the longest
 /// possible header (broadcast, IPv6 source) is 8272 bytes; this leaves a

@@ -514,3 +514,89 @@ impl<K, const WINDOW: usize> fmt::Debug for Download<K, WINDOW> {
             .finish()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    extern crate std;
+
+    use super::*;
+    use crate::testing::{bytes, Net};
+    use crate::time::Duration;
+
+    /// A 64-member network with `data` uploaded; returns it, the file's
+    /// address and a joined reader client.
+    fn uploaded(seed: u64, data: &[u8]) -> (Net, FragmentHash, usize) {
+        let mut net = Net::joined(seed, 64, 64);
+        let writer = net.add_client();
+        net.join(writer, 1);
+        assert!(net.run_until(Duration::from_secs(5), |n| n.node(writer).is_joined()));
+        let hash = net.upload(writer, "f.bin", data.to_vec());
+        assert!(net.run_until(Duration::from_secs(30), |n| n.upload_done(writer).is_some()));
+        assert_eq!(net.upload_done(writer), Some(Ok(hash)));
+        net.run_for(Duration::from_secs(2));
+        let reader = net.add_client();
+        net.join(reader, 40);
+        assert!(net.run_until(Duration::from_secs(5), |n| n.node(reader).is_joined()));
+        (net, hash, reader)
+    }
+
+    #[test]
+    fn a_download_writes_the_file_in_order_byte_identical() {
+        let data = bytes(1, 9 * FRAGMENT_SIZE + 123);
+        let (mut net, hash, reader) = uploaded(1, &data);
+        net.download(reader, hash);
+        assert!(net.run_until(Duration::from_secs(30), |n| n.downloaded(reader).is_some()));
+        assert_eq!(net.downloaded(reader), Some(Ok(&data[..])));
+    }
+
+    #[test]
+    fn a_download_asks_another_holder_when_one_is_silent() {
+        let data = bytes(2, 6 * FRAGMENT_SIZE);
+        let (mut net, hash, reader) = uploaded(2, &data);
+        // Every fragment has three holders; silence one member in each
+        // shard (the first of each) that holds something.
+        let silent: std::vec::Vec<PeerAddr> = (0..16).map(Net::addr).collect();
+        net.lose(move |from, to, _| silent.contains(&from) || silent.contains(&to));
+        net.download(reader, hash);
+        assert!(net.run_until(Duration::from_secs(60), |n| n.downloaded(reader).is_some()));
+        assert_eq!(net.downloaded(reader), Some(Ok(&data[..])));
+    }
+
+    #[test]
+    fn an_unknown_file_ends_with_index_not_found() {
+        let data = bytes(3, 100);
+        let (mut net, _, reader) = uploaded(3, &data);
+        net.download(reader, FragmentHash([0x42; 32]));
+        assert!(net.run_until(Duration::from_secs(60), |n| n.downloaded(reader).is_some()));
+        assert!(
+            matches!(net.downloaded(reader), Some(Err(DownloadError::IndexNotFound { .. }))),
+            "{:?}",
+            net.downloaded(reader)
+        );
+    }
+
+    #[test]
+    fn a_data_fragment_given_as_a_file_is_refused_as_a_bad_index() {
+        let data = bytes(4, 2 * FRAGMENT_SIZE);
+        let (mut net, _, reader) = uploaded(4, &data);
+        let mut first = [0u8; FRAGMENT_SIZE];
+        first.copy_from_slice(&data[..FRAGMENT_SIZE]);
+        net.download(reader, FragmentHash::of(&first));
+        assert!(net.run_until(Duration::from_secs(30), |n| n.downloaded(reader).is_some()));
+        assert!(
+            matches!(net.downloaded(reader), Some(Err(DownloadError::BadIndex(_)))),
+            "{:?}",
+            net.downloaded(reader)
+        );
+    }
+
+    #[test]
+    fn a_download_with_one_slot_still_completes() {
+        // One 8 KB slot: what a microcontroller can afford.
+        let data = bytes(5, 3 * FRAGMENT_SIZE + 5);
+        let (mut net, hash, reader) = uploaded(5, &data);
+        net.download_one_slot(reader, hash);
+        assert!(net.run_until(Duration::from_secs(30), |n| n.downloaded(reader).is_some()));
+        assert_eq!(net.downloaded(reader), Some(Ok(&data[..])));
+    }
+}

@@ -27,7 +27,7 @@
 //! ```
 
 use crate::config::SHARD_COUNT;
-use crate::id::{NodeId, PeerAddr, PeerInfo, Shard};
+use crate::id::{PeerAddr, PeerInfo, Shard};
 use crate::rand::Rng;
 use crate::time::Instant;
 use crate::wire::PeerList;
@@ -48,7 +48,9 @@ pub struct Neighbor {
 pub enum Insert {
     /// A new neighbor.
     Added,
-    /// Already known; its id, address and last-heard time were updated.
+    /// Already known; its id and address were updated (its last-heard
+    /// time only moves when a datagram comes from it, see
+    /// [`NeighborTable::touch`]).
     Refreshed,
     /// Not added: its shard's quota or the table is full.
     Full,
@@ -92,9 +94,11 @@ impl<const N: usize> NeighborTable<N> {
         {
             let moved_shard = entry.peer.id.shard() != peer.id.shard();
             if !moved_shard {
+                // Only a datagram from the peer itself ([`touch`]) says it
+                // is alive: being listed by others does not, or a dead
+                // node that others still list would never look quiet.
                 if verified || !entry.verified {
                     entry.peer = peer;
-                    entry.last_heard = now;
                 }
                 entry.verified |= verified;
                 return Insert::Refreshed;
@@ -145,12 +149,6 @@ impl<const N: usize> NeighborTable<N> {
     /// Removes the neighbor at `addr`; returns it if it was there.
     pub fn remove_addr(&mut self, addr: PeerAddr) -> Option<Neighbor> {
         let position = self.entries.iter().position(|n| n.peer.addr == addr)?;
-        Some(self.entries.swap_remove(position))
-    }
-
-    /// Removes the neighbor with `id`; returns it if it was there.
-    pub fn remove_id(&mut self, id: NodeId) -> Option<Neighbor> {
-        let position = self.entries.iter().position(|n| n.peer.id == id)?;
         Some(self.entries.swap_remove(position))
     }
 
@@ -275,6 +273,7 @@ impl<const N: usize> NeighborTable<N> {
 mod tests {
     extern crate std;
     use super::*;
+    use crate::id::NodeId;
     use std::collections::BTreeSet;
 
     fn peer(id: u64, port: u16) -> PeerInfo {
@@ -341,7 +340,13 @@ mod tests {
         let mut table = NeighborTable::<8>::new(shard(0), 4, 4);
         assert_eq!(table.insert(peer(1, 1), Instant::ZERO, true), Insert::Added);
         assert_eq!(table.insert(peer(1, 1), Instant::from_millis(5), true), Insert::Refreshed);
-        assert_eq!(table.get_addr(peer(1, 1).addr).unwrap().last_heard, Instant::from_millis(5));
+        assert_eq!(
+            table.get_addr(peer(1, 1).addr).unwrap().last_heard,
+            Instant::ZERO,
+            "being listed again does not make a peer alive"
+        );
+        table.touch(peer(1, 1).addr, Instant::from_millis(6));
+        assert_eq!(table.get_addr(peer(1, 1).addr).unwrap().last_heard, Instant::from_millis(6));
         // Same id, new port: the entry moves.
         assert_eq!(table.insert(peer(1, 2), Instant::ZERO, true), Insert::Refreshed);
         assert!(!table.contains_addr(peer(1, 1).addr));

@@ -113,6 +113,12 @@ impl<B: AsRef<[RamSlot]> + AsMut<[RamSlot]>> RamStore<B> {
         self.slots
     }
 
+    /// The bytes stored for `hash`, if held (to check what a node stored
+    /// without moving it).
+    pub fn get(&self, hash: &FragmentHash) -> Option<&FragmentBytes> {
+        self.slots.as_ref().iter().find(|s| s.used && s.hash == *hash).map(|s| &s.data)
+    }
+
     fn find(&self, hash: &FragmentHash) -> Option<usize> {
         self.slots.as_ref().iter().position(|s| s.used && s.hash == *hash)
     }

@@ -43,6 +43,8 @@ pub(crate) enum Task {
     Idle,
     Upload(Box<Upload<Bytes<Vec<u8>>, 8>>),
     Download(Box<Download<Vec<u8>, 4>>),
+    /// A download with one slot, as on a microcontroller.
+    SmallDownload(Box<Download<Vec<u8>, 1>>),
 }
 
 impl App<RamStore<Vec<RamSlot>>, 64, 256, 16> for Task {
@@ -51,6 +53,7 @@ impl App<RamStore<Vec<RamSlot>>, 64, 256, 16> for Task {
             Task::Idle => None,
             Task::Upload(u) => u.poll_timeout(),
             Task::Download(d) => d.poll_timeout(),
+            Task::SmallDownload(d) => d.poll_timeout(),
         }
     }
     fn handle_timeout<T: Transmit>(&mut self, now: Instant, node: &mut TestNode, tx: &mut T) {
@@ -58,6 +61,7 @@ impl App<RamStore<Vec<RamSlot>>, 64, 256, 16> for Task {
             Task::Idle => {}
             Task::Upload(u) => u.handle_timeout(now, node, tx),
             Task::Download(d) => d.handle_timeout(now, node, tx),
+            Task::SmallDownload(d) => d.handle_timeout(now, node, tx),
         }
     }
     fn handle_reply<T: Transmit>(
@@ -71,6 +75,7 @@ impl App<RamStore<Vec<RamSlot>>, 64, 256, 16> for Task {
             Task::Idle => {}
             Task::Upload(u) => u.handle_reply(now, node, reply, tx),
             Task::Download(d) => d.handle_reply(now, node, reply, tx),
+            Task::SmallDownload(d) => d.handle_reply(now, node, reply, tx),
         }
     }
 }
@@ -86,11 +91,45 @@ impl Transmit for Outbox {
     }
 }
 
-pub(crate) struct Host {
-    pub(crate) node: TestNode,
+/// A host's task and the node events it saw (the driver hands the node's
+/// events to the application).
+pub(crate) struct Runner {
     pub(crate) task: Task,
     pub(crate) events: Vec<Event>,
+}
+
+impl App<RamStore<Vec<RamSlot>>, 64, 256, 16> for Runner {
+    fn poll_timeout(&self) -> Option<Instant> {
+        self.task.poll_timeout()
+    }
+    fn handle_timeout<T: Transmit>(&mut self, now: Instant, node: &mut TestNode, tx: &mut T) {
+        self.task.handle_timeout(now, node, tx)
+    }
+    fn handle_reply<T: Transmit>(
+        &mut self,
+        now: Instant,
+        node: &mut TestNode,
+        reply: &Reply<'_>,
+        tx: &mut T,
+    ) {
+        self.task.handle_reply(now, node, reply, tx)
+    }
+    fn handle_event(&mut self, _: &TestNode, event: Event) {
+        self.events.push(event);
+    }
+}
+
+pub(crate) struct Host {
+    pub(crate) node: TestNode,
+    pub(crate) app: Runner,
     wake: Option<Instant>,
+}
+
+impl Host {
+    /// The node's events so far.
+    pub(crate) fn events(&self) -> &[Event] {
+        &self.app.events
+    }
 }
 
 /// A datagram in flight.
@@ -138,7 +177,8 @@ impl Net {
         let store = RamStore::new(std::vec![RamSlot::EMPTY; capacity]);
         let node = Node::new(config, id, Net::addr(i), self.rng.next_u64(), store)
             .expect("the test configuration is valid");
-        self.hosts.push(Host { node, task: Task::Idle, events: Vec::new(), wake: None });
+        let app = Runner { task: Task::Idle, events: Vec::new() };
+        self.hosts.push(Host { node, app, wake: None });
         i
     }
 
@@ -175,7 +215,7 @@ impl Net {
         {
             let host = &mut self.hosts[i];
             f(&mut host.node, now, &mut out);
-            driver::drain_events(&mut host.node, &mut host.task);
+            driver::drain_events(&mut host.node, &mut host.app);
         }
         self.after(i, out);
     }
@@ -193,7 +233,7 @@ impl Net {
             .map_err(|(e, _)| e)
             .expect("the upload starts");
         let hash = upload.index_hash();
-        self.hosts[i].task = Task::Upload(Box::new(upload));
+        self.hosts[i].app.task = Task::Upload(Box::new(upload));
         self.command(i, |_, _, _| {});
         self.kick(i);
         hash
@@ -201,7 +241,14 @@ impl Net {
 
     /// Starts downloading `hash` on host `i`.
     pub(crate) fn download(&mut self, i: usize, hash: FragmentHash) {
-        self.hosts[i].task = Task::Download(Box::new(Download::new(hash, Vec::new())));
+        self.hosts[i].app.task = Task::Download(Box::new(Download::new(hash, Vec::new())));
+        self.kick(i);
+    }
+
+    /// Starts downloading `hash` on host `i` with a single slot.
+    pub(crate) fn download_one_slot(&mut self, i: usize, hash: FragmentHash) {
+        let download = Download::new(hash, Vec::new());
+        self.hosts[i].app.task = Task::SmallDownload(Box::new(download));
         self.kick(i);
     }
 
@@ -211,9 +258,10 @@ impl Net {
         let mut out = Outbox::default();
         {
             let host = &mut self.hosts[i];
-            match &mut host.task {
+            match &mut host.app.task {
                 Task::Upload(u) => u.start(now, &mut host.node, &mut out),
                 Task::Download(d) => d.start(now, &mut host.node, &mut out),
+                Task::SmallDownload(d) => d.start(now, &mut host.node, &mut out),
                 Task::Idle => {}
             }
         }
@@ -229,10 +277,8 @@ impl Net {
             }
         }
         let host = &mut self.hosts[i];
-        while let Some(event) = host.node.poll_event() {
-            host.events.push(event);
-        }
-        host.wake = driver::next_timeout(&host.node, &host.task);
+        driver::drain_events(&mut host.node, &mut host.app);
+        host.wake = driver::next_timeout(&host.node, &host.app);
     }
 
     /// Handles the earliest event; `false` if there is none before `end`.
@@ -252,7 +298,7 @@ impl Net {
                 let mut out = Outbox::default();
                 {
                     let host = &mut self.hosts[i];
-                    let next = driver::on_timeout(&mut host.node, &mut host.task, now, &mut out);
+                    let next = driver::on_timeout(&mut host.node, &mut host.app, now, &mut out);
                     assert!(
                         next.is_none_or(|next| next > now),
                         "host {i} woken at {now} asks to be woken again at {next:?}"
@@ -279,7 +325,7 @@ impl Net {
             let host = &mut self.hosts[i];
             driver::on_datagram(
                 &mut host.node,
-                &mut host.task,
+                &mut host.app,
                 now,
                 datagram.from,
                 &datagram.bytes,
@@ -363,7 +409,7 @@ impl Net {
         &self,
         i: usize,
     ) -> Option<Result<FragmentHash, crate::upload::UploadError>> {
-        match &self.hosts[i].task {
+        match &self.hosts[i].app.task {
             Task::Upload(u) if u.is_finished() => Some(Ok(u.index_hash())),
             Task::Upload(u) => u.error().map(Err),
             _ => None,
@@ -375,9 +421,11 @@ impl Net {
         &self,
         i: usize,
     ) -> Option<Result<&[u8], crate::download::DownloadError>> {
-        match &self.hosts[i].task {
+        match &self.hosts[i].app.task {
             Task::Download(d) if d.is_finished() => Some(Ok(d.sink().as_slice())),
             Task::Download(d) => d.error().map(Err),
+            Task::SmallDownload(d) if d.is_finished() => Some(Ok(d.sink().as_slice())),
+            Task::SmallDownload(d) => d.error().map(Err),
             _ => None,
         }
     }

@@ -169,13 +169,11 @@ fn files_survive_half_the_nodes_crashing_at_once() {
         }
     }
     assert_eq!(victims.len(), members.len() / 2, "half the nodes can go");
-    let crashed = sim.now();
     for &v in &victims {
         sim.crash(v);
     }
     let took = settle(&mut sim, &files, Duration::from_secs(120));
     println!("half crashed: copies back to R {took} after the crash");
-    let _ = crashed;
     for (i, file) in files.iter().enumerate() {
         let entry = live_member(&sim, &members, i * 5);
         download(&mut sim, entry, file);

@@ -190,6 +190,11 @@ fn node_survives_100k_hostile_datagrams_and_still_serves() {
     // Whatever it stored, it stored only fragments that hash right.
     let store = sim.node(target).unwrap().store();
     assert!(store.len() >= held_before);
+    for i in 0..store.len() {
+        let hash = store.hash_at(i).unwrap();
+        let bytes = store.get(&hash).unwrap();
+        assert_eq!(FragmentHash::of(bytes), hash, "stored a fragment under a wrong hash");
+    }
 
     // It still serves: a download through it as entry point, and a direct
     // FILEGET of a fragment it holds.

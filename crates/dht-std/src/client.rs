@@ -295,7 +295,6 @@ impl Client {
         app.watch();
         let deadline = self.deadline(timeout);
         let stop = self.runtime.run(&mut app, Some(deadline))?;
-        drop(app);
         match (stop, result) {
             (_, Some(Ok(hash))) => Ok(hash),
             (_, Some(Err(UploadError::SourceFailed { offset }))) => {
@@ -343,7 +342,6 @@ impl Client {
         app.watch();
         let deadline = self.deadline(timeout);
         let stop = self.runtime.run(&mut app, Some(deadline));
-        drop(app);
         let sink = download.into_sink();
         let outcome = match stop {
             Err(e) => Err(ClientError::Io(e)),

@@ -5,7 +5,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{random_bytes, run_tool, Run, Scene, TempDir};
+use common::{port, port_arg, random_bytes, run_tool, Run, Scene, TempDir};
 
 fn assert_fails(run: &Run, expected: &str) {
     assert!(!run.ok(), "should fail: {run:?}");
@@ -44,26 +44,27 @@ fn network_problems_are_reported_in_bounded_time() {
     std::fs::write(work.path().join("a.bin"), b"hello").unwrap();
     let hash = "00".repeat(32);
 
-    let bad_hash = run_tool("dhtrecv", &["xyz", "127.0.0.1", "21390"], work.path());
+    let bad_hash = run_tool("dhtrecv", &["xyz", "127.0.0.1", &port_arg(390)], work.path());
     assert_fails(&bad_hash, "not an index hash");
-    let short = run_tool("dhtrecv", &[&hash[..63], "127.0.0.1", "21390"], work.path());
+    let short = run_tool("dhtrecv", &[&hash[..63], "127.0.0.1", &port_arg(390)], work.path());
     assert_fails(&short, "64 hexadecimal digits");
 
-    let host = run_tool("dhtsend", &["a.bin", "no such host.invalid", "21390"], work.path());
+    let host = run_tool("dhtsend", &["a.bin", "no such host.invalid", &port_arg(390)], work.path());
     assert_fails(&host, "cannot resolve host");
-    let host = run_tool("dhtping", &["no such host.invalid", "21390"], work.path());
+    let host = run_tool("dhtping", &["no such host.invalid", &port_arg(390)], work.path());
     assert_fails(&host, "cannot resolve host");
 
-    // Nothing listens on 21390.
+    // Nothing listens on port 390 of the block.
     for (tool, args) in [
-        ("dhtsend", vec!["a.bin", "127.0.0.1", "21390", "--connect-timeout", "1"]),
-        ("dhtrecv", vec![hash.as_str(), "127.0.0.1", "21390", "--connect-timeout", "1"]),
+        ("dhtsend", vec!["a.bin", "127.0.0.1", &port_arg(390), "--connect-timeout", "1"]),
+        ("dhtrecv", vec![hash.as_str(), "127.0.0.1", &port_arg(390), "--connect-timeout", "1"]),
     ] {
         let run = run_tool(tool, &args, work.path());
-        assert_fails(&run, "no node answered at 127.0.0.1:21390");
+        assert_fails(&run, &format!("no node answered at 127.0.0.1:{}", port(390)));
         assert!(run.elapsed < Duration::from_secs(5), "{tool} took {:?}", run.elapsed);
     }
-    let ping = run_tool("dhtping", &["127.0.0.1", "21390", "-c", "2", "-W", "0.2"], work.path());
+    let ping =
+        run_tool("dhtping", &["127.0.0.1", &port_arg(390), "-c", "2", "-W", "0.2"], work.path());
     assert!(!ping.ok());
     assert!(ping.stdout.contains("no answer"), "{ping:?}");
     assert!(ping.elapsed < Duration::from_secs(5));
@@ -72,26 +73,27 @@ fn network_problems_are_reported_in_bounded_time() {
 #[test]
 fn node_problems_are_reported() {
     let work = TempDir::new("bad-node");
-    let socket = std::net::UdpSocket::bind("127.0.0.1:21391").unwrap();
-    let busy = run_tool("dhtnode", &["21391", "--store", "s"], work.path());
+    let socket = std::net::UdpSocket::bind(("127.0.0.1", port(391))).unwrap();
+    let busy = run_tool("dhtnode", &[&port_arg(391), "--store", "s"], work.path());
     assert_fails(&busy, "already in use");
     drop(socket);
 
-    let unwritable = run_tool("dhtnode", &["21392", "--store", "/proc/dht-store"], work.path());
+    let unwritable =
+        run_tool("dhtnode", &[&port_arg(392), "--store", "/proc/dht-store"], work.path());
     assert_fails(&unwritable, "/proc/dht-store");
 
-    let copies = run_tool("dhtnode", &["21393", "--copies", "zero"], work.path());
+    let copies = run_tool("dhtnode", &[&port_arg(393), "--copies", "zero"], work.path());
     assert_fails(&copies, "--copies");
 
     std::fs::create_dir_all(work.path().join("s2")).unwrap();
     std::fs::write(work.path().join("s2").join("node.id"), "garbage").unwrap();
-    let identity = run_tool("dhtnode", &["21394", "--store", "s2"], work.path());
+    let identity = run_tool("dhtnode", &[&port_arg(394), "--store", "s2"], work.path());
     assert_fails(&identity, "does not hold a node id");
 }
 
 #[test]
 fn download_problems_are_reported() {
-    let scene = Scene::deploy("bad-download", 21300, 32, "");
+    let scene = Scene::deploy("bad-download", 300, 32, "");
     let work = TempDir::new("bad-download-files");
     let port = (scene.base + 3).to_string();
 

@@ -10,7 +10,7 @@ use crate::node::membership::Lifecycle;
 use crate::node::Transmit;
 use crate::store::FragmentStore;
 use crate::time::Instant;
-use crate::wire::{DecodeError, Message, Packet, Transmission};
+use crate::wire::{DecodeError, FragMode, Message, Packet, Transmission};
 
 impl<S: FragmentStore, const NEIGHBORS: usize, const DEDUP: usize, const FETCHES: usize>
     Node<S, NEIGHBORS, DEDUP, FETCHES>
@@ -147,12 +147,20 @@ impl<S: FragmentStore, const NEIGHBORS: usize, const DEDUP: usize, const FETCHES
                     return None;
                 }
                 let view = View { config: ctx.config, table: &membership.table, me, accepting };
-                let (reply, stored) =
-                    replication.on_filefrag(&mut ctx, store, &view, source, mode, hash, data);
+                let stored = match mode {
+                    FragMode::Store => {
+                        replication.on_store_request(&mut ctx, store, &view, source, hash, data.0)
+                    }
+                    FragMode::Answer => {
+                        match replication.on_fetched(&mut ctx, store, &view, hash, data.0) {
+                            Ok(stored) => stored,
+                            Err(()) => return Some(Reply::Fragment { from, hash, data: data.0 }),
+                        }
+                    }
+                };
                 if let Some(hash) = stored {
                     self.announce(now, hash, source.addr, sink);
                 }
-                return reply;
             }
             Message::FileGet { hash } => {
                 let view = View { config: ctx.config, table: &membership.table, me, accepting };

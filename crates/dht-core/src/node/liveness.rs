@@ -7,8 +7,9 @@
 //! counts as an answer. A probe is a PING sent up to `probe_tries` times,
 //! `probe_timeout` apart; a peer that answers none is dead. Since shard
 //! mates know each other, every node is watched, and a death is found
-//! within `monitor_interval + probe_tries * probe_timeout` (3 s + 1.5 s by
-//! default) at the cost of about one PING and one PONG per node per
+//! within `2 * monitor_interval + probe_tries * probe_timeout` (6 s + 1.5 s
+//! by default: a mate heard just before it died is quiet only at the second
+//! look) at the cost of about one PING and one PONG per node per
 //! `monitor_interval / monitors`.
 //!
 //! A random neighbor not heard from is also probed every

@@ -27,8 +27,9 @@ use crate::time::Duration;
 use crate::timer::{Timer, TimerTable};
 use crate::wire::{Message, Packet, PeerList, Source, Transmission};
 
-/// Shards a joining node compares before it picks the smallest (see
-/// [`Membership::choose_shard`]).
+/// Shards a joining node compares before it picks the smallest: looking at
+/// a few random shards keeps most of the balance without the herding of
+/// nodes that join at once into the one shard that looks smallest.
 pub const SHARD_CHOICES: usize = 4;
 
 /// Where the node stands in its life.

@@ -3,10 +3,10 @@
 //! A [`Node`] owns its store, its outputs and three sub-machines, each a
 //! struct with its own state and timers:
 //!
-//! * [`membership`]: joining, the neighbor table and its upkeep, the
+//! * `membership`: joining, the neighbor table and its upkeep, the
 //!   node's lifecycle;
-//! * [`liveness`]: probes, the dead, the graveyard;
-//! * [`replication`]: storing, serving, announcing, fetching, repair and
+//! * `liveness`: probes, the dead, the graveyard;
+//! * `replication`: storing, serving, announcing, fetching, repair and
 //!   the hand-off of a leave.
 //!
 //! The node routes each datagram to the machine it concerns and passes the
@@ -46,6 +46,7 @@
 use core::fmt;
 
 mod dispatch;
+mod interface;
 pub(crate) mod liveness;
 pub(crate) mod membership;
 mod out;
@@ -64,140 +65,16 @@ use crate::store::FragmentStore;
 use crate::time::Instant;
 use crate::wire::{FragMode, Message, Packet, Source, Transmission};
 
+#[cfg(test)]
+mod tests;
+
 use liveness::Liveness;
 use membership::{Lifecycle, Membership};
 use out::Out;
 use replication::{Replication, View};
 
+pub use interface::{Event, Reply, RequestError, SendError, Transmit};
 pub use membership::SHARD_CHOICES;
-
-/// Where a node's datagrams go: a UDP socket, a smoltcp socket, the
-/// simulator's network.
-pub trait Transmit {
-    /// Sends one datagram to `to`. Sending is best effort; an error is
-    /// counted by the node (`send_failed`) and otherwise ignored.
-    fn send(&mut self, to: PeerAddr, datagram: &[u8]) -> Result<(), SendError>;
-}
-
-/// The transport could not take a datagram (buffer full, unreachable, ...).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct SendError;
-
-impl fmt::Display for SendError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("transport refused the datagram")
-    }
-}
-
-/// Something the application may want to know.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Event {
-    /// The node picked its id at join time (to fill the emptiest shard);
-    /// persist it so that a restart keeps it.
-    IdentityChosen(NodeId),
-    /// The join got no answer yet and was sent again.
-    JoinRetry {
-        /// How many JOINs have been sent.
-        attempt: u8,
-    },
-    /// The node knows peers and is ready (a client: knows the shards).
-    Joined {
-        /// Neighbors known at that moment.
-        neighbors: usize,
-    },
-    /// A fragment was stored.
-    FragmentStored(FragmentHash),
-    /// A stored fragment failed its hash check when read and was removed.
-    CorruptFragmentRemoved(FragmentHash),
-    /// A replication fetch was given up after its attempts.
-    FetchAbandoned(FragmentHash),
-    /// A neighbor was found dead (it stopped answering probes, or another
-    /// node said so) and dropped.
-    NeighborDead(PeerInfo),
-    /// A graceful leave is complete: the neighbors were told. The node
-    /// should now stop.
-    Left {
-        /// Fragments handed off to the members that replace this node.
-        handed_off: u32,
-        /// Whether the hand-off ended before the leave deadline.
-        complete: bool,
-    },
-}
-
-/// An answer to a request the application made through this node.
-///
-/// STATS carries the counters inline (there is no allocator to box them).
-#[allow(clippy::large_enum_variant)]
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Reply<'a> {
-    /// Answer to a PING or FIND.
-    Pong {
-        /// Who answered.
-        from: PeerInfo,
-        /// The nonce of the request.
-        nonce: u64,
-    },
-    /// Answer to a store request.
-    Stored {
-        /// Who answered.
-        from: PeerInfo,
-        /// The fragment.
-        hash: FragmentHash,
-        /// What happened to it.
-        outcome: crate::wire::StoreOutcome,
-        /// With [`crate::wire::StoreOutcome::NotHolder`], who should hold it
-        /// instead.
-        holders: crate::wire::HolderList,
-    },
-    /// A fragment (verified against its hash) answering a FILEGET.
-    Fragment {
-        /// Who sent it.
-        from: PeerInfo,
-        /// Its hash.
-        hash: FragmentHash,
-        /// Its bytes, borrowed from the datagram.
-        data: &'a FragmentBytes,
-    },
-    /// The peer does not hold the fragment asked for.
-    NotFound {
-        /// Who answered.
-        from: PeerInfo,
-        /// The fragment asked for.
-        hash: FragmentHash,
-        /// Who should hold it, as the answering node sees its shard.
-        holders: crate::wire::HolderList,
-    },
-    /// A node's statistics.
-    Stats {
-        /// Who answered.
-        from: PeerInfo,
-        /// The nonce of the request.
-        nonce: u64,
-        /// Fragments held.
-        held: u32,
-        /// Store capacity.
-        capacity: u32,
-        /// Neighbors known.
-        neighbors: u16,
-        /// Whether it has completed its join.
-        joined: bool,
-        /// Whether it knows the address asked about.
-        knows: bool,
-        /// Its counters.
-        counters: Counters,
-    },
-}
-
-/// Why a client request could not be sent.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum RequestError {
-    /// The data to send could not be read.
-    SourceFailed,
-    /// The data read does not hash to the hash given (the source changed).
-    HashMismatch,
-    /// The transport refused the datagram.
-    SendFailed,
-}
 
 /// Peers whose advertised receive windows a node remembers.
 const LIMITED_PEERS: usize = 16;

@@ -8,6 +8,39 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+/// Ports a checkout's process tests use: a block of [`PORT_BLOCK`] ports
+/// chosen from the checkout's path, so that two checkouts running the suite
+/// at once do not collide, and moved on to the next block while some port
+/// of it is taken.
+pub const PORT_BLOCK: u16 = 2000;
+
+/// The port `offset` into this checkout's block (see [`PORT_BLOCK`]).
+pub fn port(offset: u16) -> u16 {
+    static BASE: std::sync::OnceLock<u16> = std::sync::OnceLock::new();
+    *BASE.get_or_init(|| {
+        let path = env!("CARGO_MANIFEST_DIR");
+        let hash = path.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+            (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+        });
+        let blocks = 20u64;
+        let first = hash % blocks;
+        let free = |base: u16| {
+            (base..base + PORT_BLOCK)
+                .step_by(7)
+                .all(|p| std::net::UdpSocket::bind(("127.0.0.1", p)).is_ok())
+        };
+        (0..blocks)
+            .map(|k| 20_000 + ((first + k) % blocks) as u16 * PORT_BLOCK)
+            .find(|base| free(*base))
+            .unwrap_or(20_000)
+    }) + offset
+}
+
+/// [`port`] as text, for command lines.
+pub fn port_arg(offset: u16) -> String {
+    port(offset).to_string()
+}
+
 /// The built binary of a tool.
 pub fn tool(name: &str) -> PathBuf {
     let path = match name {
@@ -123,12 +156,13 @@ impl Scene {
         command
     }
 
-    /// Deploys `count` nodes on ports `base..base+count` with extra dhtnode
-    /// arguments.
-    pub fn deploy(name: &str, base: u16, count: u16, node_args: &str) -> Scene {
+    /// Deploys `count` nodes on the ports from `offset` into this
+    /// checkout's block (see [`port`]) with extra dhtnode arguments.
+    pub fn deploy(name: &str, offset: u16, count: u16, node_args: &str) -> Scene {
         // A test that failed while holding the lock poisons it; the next
         // scene may still run.
         let turn = SCENE_LOCK.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let base = port(offset);
         let scene = Scene { base, count, dir: TempDir::new(name), _turn: turn };
         let output: Output = scene
             .command()

@@ -27,10 +27,10 @@ use crate::fragment::{FragmentBytes, FragmentHash};
 use crate::holders::{Holders, Rank, MAX_COPIES};
 use crate::id::{PeerAddr, PeerInfo};
 use crate::neighbors::NeighborTable;
-use crate::node::{Event, Reply, Transmit};
+use crate::node::{Event, Transmit};
 use crate::store::{FragmentStore, StoreError};
 use crate::time::Instant;
-use crate::wire::{FragMode, FragmentRef, HashList, HolderList, Message, Source, StoreOutcome};
+use crate::wire::{FragMode, HashList, HolderList, Message, Source, StoreOutcome};
 
 pub(crate) use announce::Announcements;
 pub(crate) use fetch::Fetches;
@@ -236,52 +236,53 @@ impl<const F: usize> Replication<F> {
         true
     }
 
-    /// A FILEFRAG whose bytes hash right: a store request, or the answer
-    /// to a fetch. Returns what is not ours to handle (a fragment answering
-    /// the application), and the fragment if it was newly stored (to be
-    /// announced to its other holders, but not to `except`).
-    pub(crate) fn on_filefrag<'a, S: FragmentStore, const N: usize>(
+    /// A store request whose bytes hash right: an upload (from a client,
+    /// or a node of another shard) is stored only by a member that should
+    /// hold the fragment; a mate's store request (a hand-off) is always
+    /// taken. Returns the fragment if it was newly stored (to be announced
+    /// to its other holders).
+    pub(crate) fn on_store_request<S: FragmentStore, const N: usize>(
         &mut self,
         ctx: &mut Ctx<'_, impl Transmit>,
         store: &mut S,
         view: &View<'_, N>,
         source: Source,
-        mode: FragMode,
         hash: FragmentHash,
-        data: FragmentRef<'a>,
-    ) -> (Option<Reply<'a>>, Option<FragmentHash>) {
-        match mode {
-            FragMode::Store => {
-                // An upload (from a client, or a node of another shard) is
-                // stored only by a member that should hold the fragment; a
-                // mate's store request (a hand-off) is always taken.
-                let from_mate = source.member && source.id.shard() == view.me.shard();
-                let redirect = !from_mate
-                    && ctx.config.role == Role::Member
-                    && hash.shard() == view.me.shard()
-                    && !store.contains(&hash)
-                    && !view.should_hold(&hash);
-                let (outcome, holders) = if redirect {
-                    (StoreOutcome::NotHolder, view.suggested_holders(&hash))
-                } else {
-                    (accept_store(ctx, store, view, &hash, data.0), HolderList::new())
-                };
-                ctx.send(source.addr, &Message::Stored { hash, outcome, holders });
-                let stored = (outcome == StoreOutcome::Stored).then_some(hash);
-                (None, stored)
-            }
-            FragMode::Answer => {
-                if !self.fetches.completed(&hash) {
-                    let from = source.peer();
-                    return (Some(Reply::Fragment { from, hash, data: data.0 }), None);
-                }
-                ctx.out.counters.fetches_completed =
-                    ctx.out.counters.fetches_completed.saturating_add(1);
-                let stored = accept_store(ctx, store, view, &hash, data.0) == StoreOutcome::Stored;
-                self.fetches.pump(ctx);
-                (None, stored.then_some(hash))
-            }
+        data: &FragmentBytes,
+    ) -> Option<FragmentHash> {
+        let from_mate = source.member && source.id.shard() == view.me.shard();
+        let redirect = !from_mate
+            && ctx.config.role == Role::Member
+            && hash.shard() == view.me.shard()
+            && !store.contains(&hash)
+            && !view.should_hold(&hash);
+        let (outcome, holders) = if redirect {
+            (StoreOutcome::NotHolder, view.suggested_holders(&hash))
+        } else {
+            (accept_store(ctx, store, view, &hash, data), HolderList::new())
+        };
+        ctx.send(source.addr, &Message::Stored { hash, outcome, holders });
+        (outcome == StoreOutcome::Stored).then_some(hash)
+    }
+
+    /// A fragment whose bytes hash right, answering a FILEGET. If it answers
+    /// one of our fetches it is stored, and returned if newly stored;
+    /// otherwise it is the application's (`Err`).
+    pub(crate) fn on_fetched<S: FragmentStore, const N: usize>(
+        &mut self,
+        ctx: &mut Ctx<'_, impl Transmit>,
+        store: &mut S,
+        view: &View<'_, N>,
+        hash: FragmentHash,
+        data: &FragmentBytes,
+    ) -> Result<Option<FragmentHash>, ()> {
+        if !self.fetches.completed(&hash) {
+            return Err(());
         }
+        ctx.out.counters.fetches_completed = ctx.out.counters.fetches_completed.saturating_add(1);
+        let stored = accept_store(ctx, store, view, &hash, data) == StoreOutcome::Stored;
+        self.fetches.pump(ctx);
+        Ok(stored.then_some(hash))
     }
 
     /// Answers a FILEGET: the fragment read straight into the datagram and
