@@ -103,7 +103,7 @@ fn totals(client: &mut Client, setup: &Setup) -> Result<Counters, Error> {
     let answers = client.stats_of_all(&setup.addrs(), Duration::from_secs(5), |_| true)?;
     let mut total = Counters::default();
     for stats in answers.iter().flatten() {
-        total.accumulate(&stats.counters);
+        total.accumulate(&stats.stats.counters);
     }
     if let Some(t) = total.sent.get_mut(MessageKind::Stats.index()) {
         *t = Traffic::default();
@@ -245,16 +245,86 @@ fn main() {
 }
 
 fn run() -> Result<(), Error> {
-    let args: Vec<String> = std::env::args().skip(1).collect();
+    let mut args: Vec<String> = std::env::args().skip(1).collect();
+    // `--round-trips-only`: deploy, run the consecutive round trips, stop
+    // (needs nothing of the nodes but the tools, so it also measures
+    // another build's binaries given in DHT_BIN_DIR).
+    let only_round_trips = args.iter().any(|a| a == "--round-trips-only");
+    args.retain(|a| a != "--round-trips-only");
     let nodes: u16 = args.first().map(|a| a.parse()).transpose()?.unwrap_or(256);
     let base: u16 = args.get(1).map(|a| a.parse()).transpose()?.unwrap_or(8000);
     let root = std::env::current_dir()?;
-    let setup = Setup { bin: root.join("bin"), scene: root.join("test_scene"), root, nodes, base };
-    let result = measure(&setup);
+    let bin = std::env::var_os("DHT_BIN_DIR").map_or_else(|| root.join("bin"), PathBuf::from);
+    let setup = Setup { bin, scene: root.join("test_scene"), root, nodes, base };
+    let result = if only_round_trips {
+        setup
+            .deploy("")
+            .and_then(|_| round_trips(&setup, ROUND_TRIPS))
+            .map(|fields| format!("{{{fields}}}"))
+    } else {
+        measure(&setup)
+    };
     setup.stop();
     let json = result?;
     println!("{json}");
     Ok(())
+}
+
+/// Consecutive round trips of a 2 MB file.
+const ROUND_TRIPS: usize = 50;
+
+/// `count` round trips of a fresh random 2,088,960-byte file, each
+/// uploaded through one node and downloaded through another (chosen at
+/// random); the JSON fields of their upload and download times.
+fn round_trips(setup: &Setup, count: usize) -> Result<String, Error> {
+    let work = setup.scene.join("bench-round-trips");
+    std::fs::create_dir_all(&work)?;
+    let file = work.join("trip.bin");
+    let out = work.join("trip.out");
+    let mut rng = dht_core::rand::Rng::new(dht_std::random_seed());
+    let mut data = vec![0u8; dht_core::MAX_FILE_SIZE as usize];
+    let (mut uploads, mut downloads) = (Vec::new(), Vec::new());
+    let mut differing = 0;
+    eprintln!("dht-bench: {count} consecutive round trips of a 2 MB file");
+    for _ in 0..count {
+        rng.fill_bytes(&mut data);
+        std::fs::write(&file, &data)?;
+        let entry = (setup.base + rng.below(usize::from(setup.nodes)) as u16).to_string();
+        let exit = (setup.base + rng.below(usize::from(setup.nodes)) as u16).to_string();
+        let (up, stdout) =
+            setup.tool("dhtsend", &["-q", file.to_str().ok_or("path")?, "127.0.0.1", &entry])?;
+        let (down, _) = setup.tool(
+            "dhtrecv",
+            &[
+                "-q",
+                stdout.trim(),
+                "127.0.0.1",
+                &exit,
+                "-o",
+                out.to_str().ok_or("path")?,
+                "--force",
+            ],
+        )?;
+        if std::fs::read(&out)? != data {
+            differing += 1;
+        }
+        uploads.push(up);
+        downloads.push(down);
+    }
+    let stats = |v: &mut Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        (v.get(v.len() / 2).copied().unwrap_or(0.0), v.last().copied().unwrap_or(0.0))
+    };
+    let (up_median, up_max) = stats(&mut uploads);
+    let (down_median, down_max) = stats(&mut downloads);
+    Ok(format!(
+        concat!(
+            "\"round_trips\": {}, \"round_trips_differing\": {}, ",
+            "\"round_trip_upload_median_s\": {:.3}, \"round_trip_upload_max_s\": {:.3}, ",
+            "\"round_trip_download_median_s\": {:.3}, \"round_trip_download_max_s\": {:.3}"
+        ),
+        count, differing, up_median, up_max, down_median, down_max
+    ))
 }
 
 fn measure(setup: &Setup) -> Result<String, Error> {
@@ -307,6 +377,7 @@ fn measure(setup: &Setup) -> Result<String, Error> {
     let pss = pss_mib(&pids);
 
     let idle_per_node = idle.datagrams as f64 / idle_wall / f64::from(setup.nodes);
+    let trips = round_trips(setup, ROUND_TRIPS)?;
 
     // Detection: SIGKILL one node, and time until no node knows it.
     eprintln!("dht-bench: killing one node");
@@ -320,7 +391,7 @@ fn measure(setup: &Setup) -> Result<String, Error> {
     let detect_s = time_until(Duration::from_secs(60), || {
         client
             .stats_of_all_about(&others, Some(victim_addr), Duration::from_secs(2), |_| true)
-            .map(|answers| answers.iter().flatten().all(|s| !s.knows))
+            .map(|answers| answers.iter().flatten().all(|s| !s.stats.knows))
             .unwrap_or(false)
     });
 
@@ -381,7 +452,7 @@ fn measure(setup: &Setup) -> Result<String, Error> {
             "\"killed_half\": {}, \"repair_after_killing_half_s\": {}, ",
             "\"holders_after_repair_median\": {}, \"holders_after_repair_min\": {}, ",
             "\"flood_upload_s\": {:.3}, \"flood_upload_datagrams\": {}, \"flood_upload_bytes\": {}, ",
-            "\"flood_upload_newfile_datagrams\": {}}}"
+            "\"flood_upload_newfile_datagrams\": {}, {}}}"
         ),
         setup.nodes,
         deploy_s,
@@ -409,6 +480,7 @@ fn measure(setup: &Setup) -> Result<String, Error> {
         flood.datagrams,
         flood.bytes,
         flood_newfile,
+        trips,
     ))
 }
 

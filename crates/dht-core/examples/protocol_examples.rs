@@ -5,8 +5,8 @@
 
 use dht_core::counters::Counters;
 use dht_core::wire::{
-    FragMode, FragmentRef, HashList, Message, MessageKind, Packet, PeerList, Source, StoreOutcome,
-    Transmission,
+    FragMode, FragmentRef, HashList, Message, MessageKind, NodeStats, Packet, PeerList, Source,
+    StoreOutcome, Transmission,
 };
 use dht_core::{FragmentHash, NodeId, PeerAddr, PeerInfo, Shard, MAX_DATAGRAM_SIZE};
 
@@ -78,12 +78,14 @@ fn main() {
             Transmission::Singlecast,
             Message::Stats {
                 nonce: 2,
-                held: 17,
-                capacity: 4096,
-                neighbors: 75,
-                joined: true,
-                knows: false,
-                counters,
+                stats: NodeStats {
+                    held: 17,
+                    capacity: 4096,
+                    neighbors: 75,
+                    joined: true,
+                    knows: false,
+                    counters,
+                },
             },
         ),
         (Transmission::Singlecast, Message::Holdings { hashes }),

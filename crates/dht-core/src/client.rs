@@ -13,6 +13,7 @@ use crate::flow::{PeerWindows, RttEstimator};
 use crate::fragment::FragmentHash;
 use crate::id::{PeerAddr, PeerInfo};
 use crate::node::{Node, Transmit};
+use crate::requests::{Request, RequestTable};
 use crate::store::FragmentStore;
 use crate::time::{Duration, Instant};
 use crate::wire::HolderList;
@@ -31,6 +32,15 @@ pub const MAX_ATTEMPTS: u8 = 16;
 /// yet) is not given up after a quick round of NOTFOUNDs.
 pub const GIVE_UP_AFTER: Duration = Duration::from_secs(8);
 
+/// The first request that is not in flight and has used up its attempts
+/// at `now`: the operation fails with it.
+pub(crate) fn spent<T, const N: usize>(
+    requests: &RequestTable<T, N>,
+    now: Instant,
+) -> Option<&Request<T>> {
+    requests.iter().find(|r| !r.is_in_flight() && exhausted(r.attempts, r.first_sent, now))
+}
+
 /// Whether a request first sent at `first_sent` and tried `attempts`
 /// times should be given up at `now`.
 pub(crate) fn exhausted(attempts: u8, first_sent: Option<Instant>, now: Instant) -> bool {
@@ -47,6 +57,30 @@ pub(crate) fn refusal_backoff(attempts: u8) -> Duration {
         n => Duration::from_millis(25)
             .saturating_mul(1 << (n - 4).min(7))
             .min(Duration::from_secs(1)),
+    }
+}
+
+/// The progress events of an upload or download, for the application to
+/// poll; when nobody polls, the oldest are dropped.
+#[derive(Clone, Debug)]
+pub(crate) struct EventQueue<E> {
+    events: heapless::Deque<E, 16>,
+}
+
+impl<E> EventQueue<E> {
+    pub(crate) const fn new() -> Self {
+        EventQueue { events: heapless::Deque::new() }
+    }
+
+    pub(crate) fn push(&mut self, event: E) {
+        if self.events.is_full() {
+            self.events.pop_front();
+        }
+        let _ = self.events.push_back(event);
+    }
+
+    pub(crate) fn pop(&mut self) -> Option<E> {
+        self.events.pop_front()
     }
 }
 
@@ -235,6 +269,39 @@ impl<const PEERS: usize> Requester<PEERS> {
             node.discover_shard(now, shard, 3, sink);
         }
         true
+    }
+
+    /// Requests in flight past their deadline at `now` are lost: their
+    /// peer's window shrinks and they wait to be sent again at once.
+    /// `lost` sees each item with the peer it was sent to.
+    pub(crate) fn expire<T, const N: usize>(
+        &mut self,
+        requests: &mut RequestTable<T, N>,
+        now: Instant,
+        mut lost: impl FnMut(&mut T, PeerAddr),
+    ) {
+        while let Some(i) = requests.next_overdue(now) {
+            let Some(request) = requests.get_mut(i) else { break };
+            if let Some(to) = request.in_flight_to() {
+                self.on_loss(to);
+                lost(&mut request.item, to);
+            }
+            request.wait_until(now);
+        }
+    }
+
+    /// `request` was answered by `from` (the fragment, or an
+    /// acknowledgement): the peer it was sent to has room again, and the
+    /// round trip is sampled if that peer answered a first attempt
+    /// (Karn's rule).
+    pub(crate) fn answered<T>(&mut self, request: &Request<T>, from: PeerAddr, now: Instant) {
+        match (request.in_flight_to(), request.sent_at()) {
+            (Some(to), Some(sent_at)) if to == from => {
+                self.on_answer(to, sent_at, request.attempts == 1, now)
+            }
+            (Some(to), _) => self.on_done(to),
+            _ => {}
+        }
     }
 
     pub(crate) fn on_sent(&mut self, to: PeerAddr, now: Instant) {

@@ -15,13 +15,12 @@
 
 use core::fmt;
 
-use heapless::Deque;
-
-use crate::client::{exhausted, refusal_backoff, Pick, Requester, Tried, RETRY_TICK};
+use crate::client::{refusal_backoff, spent, EventQueue, Pick, Requester, Tried, RETRY_TICK};
 use crate::config::FRAGMENT_SIZE;
 use crate::driver::App;
-use crate::fragment::{FragmentBytes, FragmentHash, IndexError, IndexFragment, IndexName};
+use crate::fragment::{FragmentBytes, FragmentHash};
 use crate::id::{PeerAddr, Shard};
+use crate::index::{IndexError, IndexFragment, IndexName};
 use crate::node::{Node, Reply, Transmit};
 use crate::requests::{Request, RequestTable};
 use crate::store::FragmentStore;
@@ -155,7 +154,7 @@ pub struct Download<K, const WINDOW: usize = 16> {
     requests: RequestTable<Wanted, WINDOW>,
     requester: Requester<PEERS>,
     state: State,
-    events: Deque<DownloadEvent, 16>,
+    events: EventQueue<DownloadEvent>,
 }
 
 impl<K: FileSink, const WINDOW: usize> Download<K, WINDOW> {
@@ -180,7 +179,7 @@ impl<K: FileSink, const WINDOW: usize> Download<K, WINDOW> {
             requests,
             requester: Requester::new(),
             state: State::FetchingIndex,
-            events: Deque::new(),
+            events: EventQueue::new(),
         }
     }
 
@@ -230,7 +229,7 @@ impl<K: FileSink, const WINDOW: usize> Download<K, WINDOW> {
     /// The next progress event.
     #[must_use]
     pub fn poll_event(&mut self) -> Option<DownloadEvent> {
-        self.events.pop_front()
+        self.events.pop()
     }
 
     /// When [`Download::handle_timeout`] should next be called: a request's
@@ -254,84 +253,10 @@ impl<K: FileSink, const WINDOW: usize> Download<K, WINDOW> {
         self.send_more(now, node, sink);
     }
 
-    /// Retries overdue requests and sends what the windows allow.
-    pub fn handle_timeout<S: FragmentStore, const N: usize, const D: usize, const F: usize>(
-        &mut self,
-        now: Instant,
-        node: &mut Node<S, N, D, F>,
-        sink: &mut impl Transmit,
-    ) {
-        while let Some(i) = self.requests.next_overdue(now) {
-            let Some(request) = self.requests.get_mut(i) else { break };
-            if let Some(to) = request.in_flight_to() {
-                self.requester.on_loss(to);
-                request.item.tried.remember(to);
-            }
-            request.wait_until(now);
-        }
-        self.check_attempts(now);
-        self.send_more(now, node, sink);
-    }
-
-    /// Takes an answer the node passed up, writing what is now in order.
-    pub fn handle_reply<S: FragmentStore, const N: usize, const D: usize, const F: usize>(
-        &mut self,
-        now: Instant,
-        node: &mut Node<S, N, D, F>,
-        reply: &Reply<'_>,
-        sink: &mut impl Transmit,
-    ) {
-        match reply {
-            Reply::Fragment { from, hash, data } => {
-                // Every request for these bytes is answered (a file can
-                // repeat a fragment), even one that timed out meanwhile.
-                while let Some(i) = self.requests.position(|r| r.item.hash == *hash) {
-                    let Some(request) = self.requests.remove(i) else { break };
-                    match (request.in_flight_to(), request.sent_at()) {
-                        (Some(to), Some(sent_at)) if to == from.addr => {
-                            self.requester.on_answer(to, sent_at, request.attempts == 1, now)
-                        }
-                        (Some(to), _) => self.requester.on_done(to),
-                        _ => {}
-                    }
-                    match request.item.item {
-                        None => self.take_index(data),
-                        Some(item) => {
-                            let slot = self.slots.get_mut(usize::from(item) % WINDOW);
-                            if let Some(slot) = slot.filter(|s| s.item == Some(item)) {
-                                slot.data.copy_from_slice(*data);
-                                slot.ready = true;
-                            }
-                        }
-                    }
-                }
-                self.deliver();
-            }
-            Reply::NotFound { from, hash, holders } => {
-                self.requester.hint(*hash, holders);
-                log::trace!("download: NOTFOUND {hash:?} from {}", from.addr);
-                for request in self.requests.iter_mut() {
-                    if request.item.hash == *hash && request.in_flight_to() == Some(from.addr) {
-                        self.requester.on_done(from.addr);
-                        request.item.tried.remember(from.addr);
-                        request.wait_until(now + refusal_backoff(request.attempts));
-                    }
-                }
-                self.check_attempts(now);
-            }
-            _ => return,
-        }
-        self.send_more(now, node, sink);
-    }
-
     /// Fails the download if a request that is not in flight has used up
     /// its attempts.
     fn check_attempts(&mut self, now: Instant) {
-        let spent = self
-            .requests
-            .iter()
-            .find(|r| !r.is_in_flight() && exhausted(r.attempts, r.first_sent, now));
-        let Some(request) = spent.copied() else { return };
+        let Some(request) = spent(&self.requests, now).copied() else { return };
         let attempts = request.attempts;
         match request.item.item {
             None => self.fail(DownloadError::IndexNotFound { attempts }),
@@ -346,7 +271,7 @@ impl<K: FileSink, const WINDOW: usize> Download<K, WINDOW> {
         match IndexFragment::decode(data) {
             Ok(index) => {
                 let fragments = index.fragment_count() as u16;
-                self.push_event(DownloadEvent::IndexReceived {
+                self.events.push(DownloadEvent::IndexReceived {
                     name: *index.name(),
                     size: index.file_size(),
                     fragments,
@@ -386,7 +311,7 @@ impl<K: FileSink, const WINDOW: usize> Download<K, WINDOW> {
             slot.ready = false;
             self.written += len as u64;
             self.next_deliver += 1;
-            self.push_event(DownloadEvent::Written { fragment: item });
+            self.events.push(DownloadEvent::Written { fragment: item });
         }
         self.finish();
     }
@@ -394,22 +319,15 @@ impl<K: FileSink, const WINDOW: usize> Download<K, WINDOW> {
     fn finish(&mut self) {
         if self.state == State::Fetching {
             self.state = State::Finished;
-            self.push_event(DownloadEvent::Finished { size: self.written });
+            self.events.push(DownloadEvent::Finished { size: self.written });
         }
     }
 
     fn fail(&mut self, error: DownloadError) {
         if matches!(self.state, State::FetchingIndex | State::Fetching) {
             self.state = State::Failed(error);
-            self.push_event(DownloadEvent::Failed(error));
+            self.events.push(DownloadEvent::Failed(error));
         }
-    }
-
-    fn push_event(&mut self, event: DownloadEvent) {
-        if self.events.is_full() {
-            self.events.pop_front();
-        }
-        let _ = self.events.push_back(event);
     }
 
     /// Gives free slots the next fragments and sends every request that
@@ -478,23 +396,63 @@ where
     fn poll_timeout(&self) -> Option<Instant> {
         Download::poll_timeout(self)
     }
+    /// Retries overdue requests and sends what the windows allow.
     fn handle_timeout<T: Transmit>(
         &mut self,
         now: Instant,
         node: &mut Node<S, N, D, F>,
-        tx: &mut T,
+        sink: &mut T,
     ) {
-        Download::handle_timeout(self, now, node, tx);
+        self.requester.expire(&mut self.requests, now, |wanted, to| wanted.tried.remember(to));
+        self.check_attempts(now);
+        self.send_more(now, node, sink);
     }
+
+    /// Takes an answer the node passed up, writing what is now in order.
     fn handle_reply<T: Transmit>(
         &mut self,
         now: Instant,
         node: &mut Node<S, N, D, F>,
         reply: &Reply<'_>,
-        tx: &mut T,
+        sink: &mut T,
     ) {
-        Download::handle_reply(self, now, node, reply, tx);
+        match reply {
+            Reply::Fragment { from, hash, data } => {
+                // Every request for these bytes is answered (a file can
+                // repeat a fragment), even one that timed out meanwhile.
+                while let Some(i) = self.requests.position(|r| r.item.hash == *hash) {
+                    let Some(request) = self.requests.remove(i) else { break };
+                    self.requester.answered(&request, from.addr, now);
+                    match request.item.item {
+                        None => self.take_index(data),
+                        Some(item) => {
+                            let slot = self.slots.get_mut(usize::from(item) % WINDOW);
+                            if let Some(slot) = slot.filter(|s| s.item == Some(item)) {
+                                slot.data.copy_from_slice(*data);
+                                slot.ready = true;
+                            }
+                        }
+                    }
+                }
+                self.deliver();
+            }
+            Reply::NotFound { from, hash, holders } => {
+                self.requester.hint(*hash, holders);
+                log::trace!("download: NOTFOUND {hash:?} from {}", from.addr);
+                for request in self.requests.iter_mut() {
+                    if request.item.hash == *hash && request.in_flight_to() == Some(from.addr) {
+                        self.requester.on_done(from.addr);
+                        request.item.tried.remember(from.addr);
+                        request.wait_until(now + refusal_backoff(request.attempts));
+                    }
+                }
+                self.check_attempts(now);
+            }
+            _ => return,
+        }
+        self.send_more(now, node, sink);
     }
+
     fn is_done(&self) -> bool {
         Download::is_done(self)
     }

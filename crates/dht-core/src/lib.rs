@@ -17,7 +17,8 @@
 //!
 //! * [`config`]: protocol constants and node configuration;
 //! * [`time`], [`rand`]: the caller's clock and a seeded generator;
-//! * [`id`], [`fragment`]: node ids, shards, addresses, fragments, the index;
+//! * [`id`], [`fragment`], [`index`]: node ids, shards, addresses,
+//!   fragments, the index that names a file;
 //! * [`wire`]: the datagram format (postcard after a version byte);
 //! * [`dedup`], [`neighbors`], [`store`], [`counters`], [`flow`],
 //!   [`timer`], [`requests`], [`holders`]: the node's fixed-capacity parts
@@ -56,6 +57,7 @@ pub mod flow;
 pub mod fragment;
 pub mod holders;
 pub mod id;
+pub mod index;
 pub mod neighbors;
 pub mod node;
 mod order;
@@ -73,7 +75,8 @@ mod testing;
 pub use config::{
     Config, ConfigError, FRAGMENT_SIZE, MAX_DATAGRAM_SIZE, MAX_FILE_SIZE, SHARD_COUNT,
 };
-pub use fragment::{FragmentHash, IndexFragment, IndexName};
+pub use fragment::FragmentHash;
 pub use id::{NodeId, PeerAddr, PeerInfo, Shard};
+pub use index::{IndexFragment, IndexName};
 pub use node::{Event, Node, Reply, SmallNode, Transmit};
 pub use time::{Duration, Instant};

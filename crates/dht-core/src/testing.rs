@@ -20,8 +20,9 @@ use std::vec::Vec;
 use crate::config::Config;
 use crate::download::{Download, FileSink};
 use crate::driver::{self, App};
-use crate::fragment::{FragmentHash, IndexName};
+use crate::fragment::FragmentHash;
 use crate::id::{NodeId, PeerAddr, Shard};
+use crate::index::IndexName;
 use crate::node::{Event, Node, Reply, SendError, Transmit};
 use crate::rand::Rng;
 use crate::store::{RamSlot, RamStore};
@@ -47,39 +48,6 @@ pub(crate) enum Task {
     SmallDownload(Box<Download<Vec<u8>, 1>>),
 }
 
-impl App<RamStore<Vec<RamSlot>>, 64, 256, 16> for Task {
-    fn poll_timeout(&self) -> Option<Instant> {
-        match self {
-            Task::Idle => None,
-            Task::Upload(u) => u.poll_timeout(),
-            Task::Download(d) => d.poll_timeout(),
-            Task::SmallDownload(d) => d.poll_timeout(),
-        }
-    }
-    fn handle_timeout<T: Transmit>(&mut self, now: Instant, node: &mut TestNode, tx: &mut T) {
-        match self {
-            Task::Idle => {}
-            Task::Upload(u) => u.handle_timeout(now, node, tx),
-            Task::Download(d) => d.handle_timeout(now, node, tx),
-            Task::SmallDownload(d) => d.handle_timeout(now, node, tx),
-        }
-    }
-    fn handle_reply<T: Transmit>(
-        &mut self,
-        now: Instant,
-        node: &mut TestNode,
-        reply: &Reply<'_>,
-        tx: &mut T,
-    ) {
-        match self {
-            Task::Idle => {}
-            Task::Upload(u) => u.handle_reply(now, node, reply, tx),
-            Task::Download(d) => d.handle_reply(now, node, reply, tx),
-            Task::SmallDownload(d) => d.handle_reply(now, node, reply, tx),
-        }
-    }
-}
-
 /// Datagrams one call sent.
 #[derive(Default)]
 pub(crate) struct Outbox(Vec<(PeerAddr, Vec<u8>)>);
@@ -100,10 +68,20 @@ pub(crate) struct Runner {
 
 impl App<RamStore<Vec<RamSlot>>, 64, 256, 16> for Runner {
     fn poll_timeout(&self) -> Option<Instant> {
-        self.task.poll_timeout()
+        match &self.task {
+            Task::Idle => None,
+            Task::Upload(u) => u.poll_timeout(),
+            Task::Download(d) => d.poll_timeout(),
+            Task::SmallDownload(d) => d.poll_timeout(),
+        }
     }
     fn handle_timeout<T: Transmit>(&mut self, now: Instant, node: &mut TestNode, tx: &mut T) {
-        self.task.handle_timeout(now, node, tx)
+        match &mut self.task {
+            Task::Idle => {}
+            Task::Upload(u) => u.handle_timeout(now, node, tx),
+            Task::Download(d) => d.handle_timeout(now, node, tx),
+            Task::SmallDownload(d) => d.handle_timeout(now, node, tx),
+        }
     }
     fn handle_reply<T: Transmit>(
         &mut self,
@@ -112,7 +90,12 @@ impl App<RamStore<Vec<RamSlot>>, 64, 256, 16> for Runner {
         reply: &Reply<'_>,
         tx: &mut T,
     ) {
-        self.task.handle_reply(now, node, reply, tx)
+        match &mut self.task {
+            Task::Idle => {}
+            Task::Upload(u) => u.handle_reply(now, node, reply, tx),
+            Task::Download(d) => d.handle_reply(now, node, reply, tx),
+            Task::SmallDownload(d) => d.handle_reply(now, node, reply, tx),
+        }
     }
     fn handle_event(&mut self, _: &TestNode, event: Event) {
         self.events.push(event);

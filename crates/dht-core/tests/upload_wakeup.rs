@@ -10,6 +10,7 @@
 //! never reads its socket).
 
 use dht_core::config::Config;
+use dht_core::driver::App;
 use dht_core::fragment::FragmentHash;
 use dht_core::id::{NodeId, PeerAddr, PeerInfo, Shard};
 use dht_core::node::{Reply, SendError, Transmit};

@@ -174,35 +174,14 @@ struct Runner {
 
 impl App<Store, 256, 1024, 64> for Runner {
     fn poll_timeout(&self) -> Option<Instant> {
-        self.task.poll_timeout()
-    }
-    fn handle_timeout<T: Transmit>(&mut self, now: Instant, node: &mut SimNode, tx: &mut T) {
-        self.task.handle_timeout(now, node, tx)
-    }
-    fn handle_reply<T: Transmit>(
-        &mut self,
-        now: Instant,
-        node: &mut SimNode,
-        reply: &Reply<'_>,
-        tx: &mut T,
-    ) {
-        self.task.handle_reply(now, node, reply, tx)
-    }
-    fn handle_event(&mut self, _node: &SimNode, event: Event) {
-        self.events.push(event);
-    }
-}
-
-impl App<Store, 256, 1024, 64> for Task {
-    fn poll_timeout(&self) -> Option<Instant> {
-        match self {
+        match &self.task {
             Task::Idle => None,
             Task::Upload { upload, .. } => upload.poll_timeout(),
             Task::Download { download, .. } => download.poll_timeout(),
         }
     }
     fn handle_timeout<T: Transmit>(&mut self, now: Instant, node: &mut SimNode, tx: &mut T) {
-        match self {
+        match &mut self.task {
             Task::Idle => {}
             Task::Upload { upload, .. } => upload.handle_timeout(now, node, tx),
             Task::Download { download, .. } => download.handle_timeout(now, node, tx),
@@ -215,11 +194,14 @@ impl App<Store, 256, 1024, 64> for Task {
         reply: &Reply<'_>,
         tx: &mut T,
     ) {
-        match self {
+        match &mut self.task {
             Task::Idle => {}
             Task::Upload { upload, .. } => upload.handle_reply(now, node, reply, tx),
             Task::Download { download, .. } => download.handle_reply(now, node, reply, tx),
         }
+    }
+    fn handle_event(&mut self, _node: &SimNode, event: Event) {
+        self.events.push(event);
     }
 }
 

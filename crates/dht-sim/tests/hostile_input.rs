@@ -80,12 +80,14 @@ fn valid_packet(rng: &mut Rng, fragment: &[u8; FRAGMENT_SIZE], buf: &mut [u8]) -
         }
         _ => Message::Stats {
             nonce: 1,
-            held: 2,
-            capacity: 3,
-            neighbors: 4,
-            joined: true,
-            knows: false,
-            counters: Default::default(),
+            stats: dht_core::wire::NodeStats {
+                held: 2,
+                capacity: 3,
+                neighbors: 4,
+                joined: true,
+                knows: false,
+                counters: Default::default(),
+            },
         },
     };
     Packet { transmission, source, message }.encode(buf).unwrap()

@@ -10,13 +10,12 @@ use std::net::SocketAddr;
 use std::os::unix::fs::FileExt;
 use std::time::Duration as StdDuration;
 
-use dht_core::counters::Counters;
 use dht_core::download::{Download, DownloadError, DownloadEvent, FileSink};
 use dht_core::driver::{App, Watched};
 use dht_core::node::{Event, Reply, Transmit};
 use dht_core::store::NoStore;
 use dht_core::upload::{FileSource, Upload, UploadError, UploadEvent};
-use dht_core::wire::Transmission;
+use dht_core::wire::{NodeStats, Transmission};
 use dht_core::{
     Config, Duration, FragmentHash, IndexName, Instant, Node, NodeId, PeerAddr, PeerInfo, Shard,
 };
@@ -157,41 +156,21 @@ pub struct Pong {
     pub rtt: StdDuration,
 }
 
-/// A node's statistics.
+/// A node's answer to a STATS request.
 #[derive(Clone, Debug)]
-pub struct NodeStats {
+pub struct StatsAnswer {
     /// The node.
     pub from: PeerInfo,
-    /// Fragments held.
-    pub held: u32,
-    /// Store capacity.
-    pub capacity: u32,
-    /// Neighbors known.
-    pub neighbors: u16,
-    /// Whether it has completed its join.
-    pub joined: bool,
-    /// Whether it knows the address asked about.
-    pub knows: bool,
-    /// Its counters.
-    pub counters: Counters,
+    /// What it says of itself.
+    pub stats: NodeStats,
 }
 
-impl NodeStats {
-    /// The statistics in `reply`, if it is the STATS answer to `nonce`.
-    fn answering(reply: &Reply<'_>, nonce: u64) -> Option<NodeStats> {
+impl StatsAnswer {
+    /// The answer in `reply`, if it is the STATS answer to `nonce`.
+    fn answering(reply: &Reply<'_>, nonce: u64) -> Option<StatsAnswer> {
         match reply {
-            Reply::Stats { from, nonce: n, held, capacity, neighbors, joined, knows, counters }
-                if *n == nonce =>
-            {
-                Some(NodeStats {
-                    from: *from,
-                    held: *held,
-                    capacity: *capacity,
-                    neighbors: *neighbors,
-                    joined: *joined,
-                    knows: *knows,
-                    counters: counters.clone(),
-                })
+            Reply::Stats { from, nonce: n, stats } if *n == nonce => {
+                Some(StatsAnswer { from: *from, stats: stats.clone() })
             }
             _ => None,
         }
@@ -419,7 +398,7 @@ impl Client {
         &mut self,
         target: SocketAddr,
         wait: StdDuration,
-    ) -> Result<Option<NodeStats>, ClientError> {
+    ) -> Result<Option<StatsAnswer>, ClientError> {
         let answers = self.stats_of_all(&[target], wait, |_| true)?;
         Ok(answers.into_iter().next().flatten())
     }
@@ -432,8 +411,8 @@ impl Client {
         &mut self,
         targets: &[SocketAddr],
         wait: StdDuration,
-        ready: impl Fn(&NodeStats) -> bool,
-    ) -> Result<Vec<Option<NodeStats>>, ClientError> {
+        ready: impl Fn(&StatsAnswer) -> bool,
+    ) -> Result<Vec<Option<StatsAnswer>>, ClientError> {
         self.stats_of_all_about(targets, None, wait, ready)
     }
 
@@ -444,17 +423,17 @@ impl Client {
         targets: &[SocketAddr],
         about: Option<SocketAddr>,
         wait: StdDuration,
-        ready: impl Fn(&NodeStats) -> bool,
-    ) -> Result<Vec<Option<NodeStats>>, ClientError> {
-        struct Survey<'a, R: Fn(&NodeStats) -> bool> {
+        ready: impl Fn(&StatsAnswer) -> bool,
+    ) -> Result<Vec<Option<StatsAnswer>>, ClientError> {
+        struct Survey<'a, R: Fn(&StatsAnswer) -> bool> {
             targets: &'a [PeerAddr],
             about: Option<PeerAddr>,
             nonce: u64,
-            answers: Vec<Option<NodeStats>>,
+            answers: Vec<Option<StatsAnswer>>,
             ready: R,
             next_round: Instant,
         }
-        impl<R: Fn(&NodeStats) -> bool> Survey<'_, R> {
+        impl<R: Fn(&StatsAnswer) -> bool> Survey<'_, R> {
             fn pending(&self) -> impl Iterator<Item = PeerAddr> + '_ {
                 self.targets
                     .iter()
@@ -463,7 +442,7 @@ impl Client {
                     .map(|(t, _)| *t)
             }
         }
-        impl<R: Fn(&NodeStats) -> bool> App<NoStore, 256, 1024, 64> for Survey<'_, R> {
+        impl<R: Fn(&StatsAnswer) -> bool> App<NoStore, 256, 1024, 64> for Survey<'_, R> {
             fn poll_timeout(&self) -> Option<Instant> {
                 Some(self.next_round)
             }
@@ -490,7 +469,7 @@ impl Client {
                 reply: &Reply<'_>,
                 _: &mut T,
             ) {
-                let Some(stats) = NodeStats::answering(reply, self.nonce) else { return };
+                let Some(stats) = StatsAnswer::answering(reply, self.nonce) else { return };
                 if let Some(i) = self.targets.iter().position(|t| *t == stats.from.addr) {
                     if let Some(slot) = self.answers.get_mut(i) {
                         *slot = Some(stats);

@@ -129,7 +129,11 @@ fn half_the_nodes_killed_repair_restores_copies_and_a_restarted_node_serves() {
     let entry = SocketAddr::from(([127, 0, 0, 1], back));
     let mut client = Client::bind(entry, 0).unwrap();
     let joined = scene.wait_for(Duration::from_secs(20), || {
-        client.stats(entry, Duration::from_millis(200)).ok().flatten().is_some_and(|s| s.joined)
+        client
+            .stats(entry, Duration::from_millis(200))
+            .ok()
+            .flatten()
+            .is_some_and(|s| s.stats.joined)
     });
     assert!(joined.is_some(), "restarted node did not rejoin");
     assert!(alive(pid));
@@ -158,7 +162,7 @@ fn a_stopped_node_is_evicted_and_comes_back_when_continued() {
             .unwrap();
         let silent = answers.iter().filter(|a| a.is_none()).count();
         assert_eq!(silent, 0, "{silent} live nodes did not answer");
-        answers.iter().flatten().filter(|s| s.knows).count()
+        answers.iter().flatten().filter(|s| s.stats.knows).count()
     };
     let known = scene.wait_for(Duration::from_secs(30), || knowers(&mut client) >= 3);
     assert!(known.is_some(), "the node is in others' tables before it stops");
@@ -181,7 +185,11 @@ fn a_full_node_sends_uploads_elsewhere_without_an_error() {
     let entry = SocketAddr::from(([127, 0, 0, 1], full_port));
     let mut client = Client::bind(entry, 0).unwrap();
     let joined = scene.wait_for(Duration::from_secs(20), || {
-        client.stats(entry, Duration::from_millis(200)).ok().flatten().is_some_and(|s| s.joined)
+        client
+            .stats(entry, Duration::from_millis(200))
+            .ok()
+            .flatten()
+            .is_some_and(|s| s.stats.joined)
     });
     assert!(joined.is_some());
     // Its shard mates know it before the uploads start.
@@ -192,7 +200,7 @@ fn a_full_node_sends_uploads_elsewhere_without_an_error() {
         let answers = client
             .stats_of_all_about(&mates, Some(entry), Duration::from_secs(5), |_| true)
             .unwrap();
-        answers.iter().flatten().filter(|s| s.knows).count() >= 3
+        answers.iter().flatten().filter(|s| s.stats.knows).count() >= 3
     });
     assert!(known.is_some(), "nobody learned the full node");
     let mut sent = Vec::new();
@@ -201,12 +209,12 @@ fn a_full_node_sends_uploads_elsewhere_without_an_error() {
         sent.push((name.clone(), upload(&work, &name, 120_000, 40 + i, scene.base + i as u16).0));
     }
     let stats = client.stats(entry, Duration::from_secs(2)).unwrap().unwrap();
-    assert!(stats.held <= 1, "the full node holds {} fragments", stats.held);
+    assert!(stats.stats.held <= 1, "the full node holds {} fragments", stats.stats.held);
     // The full node was asked (by uploads, announcements or HOLDINGS) and
     // said no: the uploads below still succeeded, elsewhere.
-    let refused = stats.counters.drops_of(dht_core::counters::DropReason::StoreFull);
+    let refused = stats.stats.counters.drops_of(dht_core::counters::DropReason::StoreFull);
     assert!(refused > 0, "the full node was never asked to store anything");
-    println!("full node: holds {}, refused {refused} store requests", stats.held);
+    println!("full node: holds {}, refused {refused} store requests", stats.stats.held);
     for (i, (name, hash)) in sent.iter().enumerate() {
         download_ok(&work, name, hash, scene.base + 10 + i as u16);
     }

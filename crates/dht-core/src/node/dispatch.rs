@@ -10,7 +10,7 @@ use crate::node::membership::Lifecycle;
 use crate::node::Transmit;
 use crate::store::FragmentStore;
 use crate::time::Instant;
-use crate::wire::{DecodeError, FragMode, Message, Packet, Transmission};
+use crate::wire::{DecodeError, FragMode, Message, NodeStats, Packet, Transmission};
 
 impl<S: FragmentStore, const NEIGHBORS: usize, const DEDUP: usize, const FETCHES: usize>
     Node<S, NEIGHBORS, DEDUP, FETCHES>
@@ -223,8 +223,7 @@ impl<S: FragmentStore, const NEIGHBORS: usize, const DEDUP: usize, const FETCHES
                 }
             }
             Message::StatsRequest { nonce, about } => {
-                let stats = Message::Stats {
-                    nonce,
+                let stats = NodeStats {
                     held: store.len() as u32,
                     capacity: store.capacity() as u32,
                     neighbors: membership.table.len() as u16,
@@ -232,20 +231,9 @@ impl<S: FragmentStore, const NEIGHBORS: usize, const DEDUP: usize, const FETCHES
                     knows: about.is_some_and(|a| membership.table.contains_addr(a)),
                     counters: ctx.out.counters.clone(),
                 };
-                ctx.send(source.addr, &stats);
+                ctx.send(source.addr, &Message::Stats { nonce, stats });
             }
-            Message::Stats { nonce, held, capacity, neighbors, joined, knows, counters } => {
-                return Some(Reply::Stats {
-                    from,
-                    nonce,
-                    held,
-                    capacity,
-                    neighbors,
-                    joined,
-                    knows,
-                    counters,
-                });
-            }
+            Message::Stats { nonce, stats } => return Some(Reply::Stats { from, nonce, stats }),
         }
         None
     }

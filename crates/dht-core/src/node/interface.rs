@@ -3,7 +3,6 @@
 
 use core::fmt;
 
-use crate::counters::Counters;
 use crate::fragment::{FragmentBytes, FragmentHash};
 use crate::id::{NodeId, PeerAddr, PeerInfo};
 
@@ -109,18 +108,8 @@ pub enum Reply<'a> {
         from: PeerInfo,
         /// The nonce of the request.
         nonce: u64,
-        /// Fragments held.
-        held: u32,
-        /// Store capacity.
-        capacity: u32,
-        /// Neighbors known.
-        neighbors: u16,
-        /// Whether it has completed its join.
-        joined: bool,
-        /// Whether it knows the address asked about.
-        knows: bool,
-        /// Its counters.
-        counters: Counters,
+        /// What it says of itself.
+        stats: crate::wire::NodeStats,
     },
 }
 

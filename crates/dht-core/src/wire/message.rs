@@ -9,7 +9,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{FragMode, FragmentRef, HashList, HolderList, PeerList, StoreOutcome};
+use super::{FragMode, FragmentRef, HashList, HolderList, NodeStats, PeerList, StoreOutcome};
 use crate::fragment::FragmentHash;
 use crate::id::{PeerAddr, PeerInfo, Shard};
 
@@ -157,18 +157,8 @@ messages! {
     "STATS" Stats {
         /// The nonce of the request answered.
         nonce: u64,
-        /// Fragments held and store capacity.
-        held: u32,
-        /// Store capacity in fragments.
-        capacity: u32,
-        /// Neighbors known.
-        neighbors: u16,
-        /// Whether the node has completed its join (a root node always has).
-        joined: bool,
-        /// Whether the address the request asked `about` is a neighbor.
-        knows: bool,
-        /// The counters.
-        counters: crate::counters::Counters,
+        /// What the node says of itself.
+        stats: NodeStats,
     },
 
     /// a page of the fragments the originator holds,

@@ -170,6 +170,24 @@ impl<'de: 'a, 'a> Deserialize<'de> for FragmentRef<'a> {
 /// A list of peers as carried by PEERS.
 pub type PeerList = heapless::Vec<PeerInfo, MAX_PEERS_PER_MESSAGE>;
 
+/// What a node says of itself in STATS (its fields follow the nonce on
+/// the wire, in this order).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeStats {
+    /// Fragments held.
+    pub held: u32,
+    /// Store capacity in fragments.
+    pub capacity: u32,
+    /// Neighbors known.
+    pub neighbors: u16,
+    /// Whether the node has completed its join (a root node always has).
+    pub joined: bool,
+    /// Whether the address the request asked `about` is a neighbor.
+    pub knows: bool,
+    /// The counters.
+    pub counters: crate::counters::Counters,
+}
+
 /// Suggested holders carried by NOTFOUND.
 pub type HolderList = heapless::Vec<PeerInfo, MAX_SUGGESTED_HOLDERS>;
 

@@ -100,15 +100,9 @@ fn fixed_vectors_for_every_message() {
 fn stats_round_trip() {
     let mut counters = Counters::default();
     counters.count_sent(MessageKind::Ping, 20);
-    let packet = single(Message::Stats {
-        nonce: 9,
-        held: 3,
-        capacity: 100,
-        neighbors: 17,
-        joined: true,
-        knows: false,
-        counters: counters.clone(),
-    });
+    let stats =
+        NodeStats { held: 3, capacity: 100, neighbors: 17, joined: true, knows: false, counters };
+    let packet = single(Message::Stats { nonce: 9, stats });
     let bytes = encode(&packet);
     assert_eq!(&bytes[13..15], &[0x0D, 0x09]);
     assert_eq!(Packet::decode(&bytes).unwrap(), packet);

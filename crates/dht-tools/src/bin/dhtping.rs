@@ -84,12 +84,12 @@ fn run(args: &Args) -> Result<bool, String> {
                     stats.from.id,
                     stats.from.id.shard(),
                     stats.from.addr,
-                    stats.held,
-                    stats.capacity,
-                    stats.neighbors,
-                    if stats.joined { "joined" } else { "joining" }
+                    stats.stats.held,
+                    stats.stats.capacity,
+                    stats.stats.neighbors,
+                    if stats.stats.joined { "joined" } else { "joining" }
                 ));
-                say(format_args!("{}", stats.counters).to_string().trim_end());
+                say(format_args!("{}", stats.stats.counters).to_string().trim_end());
                 Ok(true)
             }
             None => {
@@ -150,16 +150,17 @@ fn scan(
         .collect();
     let start = std::time::Instant::now();
     let mut answers =
-        client.stats_of_all(&targets, wait, |s| s.joined).map_err(|e| e.to_string())?;
+        client.stats_of_all(&targets, wait, |s| s.stats.joined).map_err(|e| e.to_string())?;
     // Nodes may move to empty shards after joining: ask again until every
     // shard has a node, within the same time limit.
     while full_shards && start.elapsed() < wait && shards_of(&answers).contains(&0) {
         std::thread::sleep(Duration::from_millis(100));
         let left = wait.saturating_sub(start.elapsed());
-        answers = client.stats_of_all(&targets, left, |s| s.joined).map_err(|e| e.to_string())?;
+        answers =
+            client.stats_of_all(&targets, left, |s| s.stats.joined).map_err(|e| e.to_string())?;
     }
     let up = answers.iter().filter(|a| a.is_some()).count();
-    let joined = answers.iter().filter(|a| a.as_ref().is_some_and(|s| s.joined)).count();
+    let joined = answers.iter().filter(|a| a.as_ref().is_some_and(|s| s.stats.joined)).count();
     let shards = shards_of(&answers);
     say(format!(
         "{up} of {} nodes answered, {joined} joined, in {:.3} s; nodes per shard {shards:?}",
@@ -174,7 +175,7 @@ fn scan(
     Ok(joined == targets.len() && !(full_shards && shards.contains(&0)))
 }
 
-fn shards_of(answers: &[Option<dht_std::client::NodeStats>]) -> [usize; 16] {
+fn shards_of(answers: &[Option<dht_std::client::StatsAnswer>]) -> [usize; 16] {
     let mut shards = [0usize; 16];
     for stats in answers.iter().flatten() {
         if let Some(n) = shards.get_mut(stats.from.id.shard().index()) {

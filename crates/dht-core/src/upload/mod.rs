@@ -31,61 +31,22 @@
 
 use core::fmt;
 
-use heapless::Deque;
-use sha2::{Digest, Sha256};
+mod source;
 
-use crate::client::{exhausted, refusal_backoff, Pick, Requester, Tried, RETRY_TICK};
+use source::hash_fragment;
+pub use source::{read_fragment, Bytes, FileSource};
+
+use crate::client::{refusal_backoff, spent, EventQueue, Pick, Requester, Tried, RETRY_TICK};
 use crate::config::{FRAGMENT_SIZE, INDEX_MAX_FRAGMENTS, MAX_FILE_SIZE};
 use crate::driver::App;
-use crate::fragment::{
-    fragment_layout, FragmentBytes, FragmentHash, IndexError, IndexName, IndexParts,
-};
+use crate::fragment::FragmentHash;
 use crate::id::{PeerInfo, Shard};
+use crate::index::{fragment_layout, IndexError, IndexName, IndexParts};
 use crate::node::{Node, Reply, RequestError, Transmit};
 use crate::requests::{Request, RequestTable};
 use crate::store::FragmentStore;
 use crate::time::Instant;
 use crate::wire::StoreOutcome;
-
-/// The bytes of a file being uploaded.
-pub trait FileSource {
-    /// The file's size in bytes.
-    fn size(&self) -> u64;
-    /// Fills `buf` with the bytes at `offset`; `offset + buf.len()` is at
-    /// most `size()`. Returns `false` if the bytes cannot be read.
-    fn read_at(&mut self, offset: u64, buf: &mut [u8]) -> bool;
-}
-
-impl FileSource for &[u8] {
-    fn size(&self) -> u64 {
-        self.len() as u64
-    }
-    fn read_at(&mut self, offset: u64, buf: &mut [u8]) -> bool {
-        let Ok(start) = usize::try_from(offset) else { return false };
-        match self.get(start..start.saturating_add(buf.len())) {
-            Some(src) => {
-                buf.copy_from_slice(src);
-                true
-            }
-            None => false,
-        }
-    }
-}
-
-/// A file held in memory (a `Vec<u8>`, an array, a slice in flash) as an
-/// upload source.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Bytes<B>(pub B);
-
-impl<B: AsRef<[u8]>> FileSource for Bytes<B> {
-    fn size(&self) -> u64 {
-        self.0.as_ref().len() as u64
-    }
-    fn read_at(&mut self, offset: u64, buf: &mut [u8]) -> bool {
-        let mut bytes = self.0.as_ref();
-        bytes.read_at(offset, buf)
-    }
-}
 
 /// Why an upload failed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -231,7 +192,7 @@ pub struct Upload<SRC, const WINDOW: usize = 32, const ITEMS: usize = MAX_ITEMS>
     requests: RequestTable<Item, WINDOW>,
     requester: Requester<PEERS>,
     state: State,
-    events: Deque<UploadEvent, 16>,
+    events: EventQueue<UploadEvent>,
 }
 
 impl<SRC: FileSource, const WINDOW: usize, const ITEMS: usize> Upload<SRC, WINDOW, ITEMS> {
@@ -272,7 +233,7 @@ impl<SRC: FileSource, const WINDOW: usize, const ITEMS: usize> Upload<SRC, WINDO
             requests: RequestTable::new(),
             requester: Requester::new(),
             state: State::Running,
-            events: Deque::new(),
+            events: EventQueue::new(),
         })
     }
 
@@ -337,7 +298,7 @@ impl<SRC: FileSource, const WINDOW: usize, const ITEMS: usize> Upload<SRC, WINDO
     /// The next progress event.
     #[must_use]
     pub fn poll_event(&mut self) -> Option<UploadEvent> {
-        self.events.pop_front()
+        self.events.pop()
     }
 
     /// When [`Upload::handle_timeout`] should next be called: a request's
@@ -360,77 +321,6 @@ impl<SRC: FileSource, const WINDOW: usize, const ITEMS: usize> Upload<SRC, WINDO
         self.send_more(now, node, sink);
     }
 
-    /// Handles requests past their deadline and sends what the windows
-    /// allow.
-    pub fn handle_timeout<S: FragmentStore, const N: usize, const D: usize, const F: usize>(
-        &mut self,
-        now: Instant,
-        node: &mut Node<S, N, D, F>,
-        sink: &mut impl Transmit,
-    ) {
-        while let Some(i) = self.requests.next_overdue(now) {
-            let Some(request) = self.requests.get_mut(i) else { break };
-            if let Some(to) = request.in_flight_to() {
-                self.requester.on_loss(to);
-            }
-            request.wait_until(now);
-            let (attempts, first_sent, index) =
-                (request.attempts, request.first_sent, request.item.index);
-            if exhausted(attempts, first_sent, now) {
-                self.fail(UploadError::GaveUp { fragment: index, attempts });
-                return;
-            }
-        }
-        self.send_more(now, node, sink);
-    }
-
-    /// Takes an answer the node passed up.
-    pub fn handle_reply<S: FragmentStore, const N: usize, const D: usize, const F: usize>(
-        &mut self,
-        now: Instant,
-        node: &mut Node<S, N, D, F>,
-        reply: &Reply<'_>,
-        sink: &mut impl Transmit,
-    ) {
-        let Reply::Stored { from, hash, outcome, holders } = reply else { return };
-        log::trace!(
-            "upload: STORED {hash:?} from {} {outcome:?}, {} holders named",
-            from.addr,
-            holders.len()
-        );
-        self.requester.hint(*hash, holders);
-        let asked = |r: &Request<Item>| r.item.hash == *hash && r.is_in_flight();
-        let Some(position) = self.requests.position(asked) else { return };
-        let Some(request) = self.requests.get_mut(position) else { return };
-        let to = request.in_flight_to().unwrap_or(from.addr);
-        if outcome.is_held() {
-            match request.sent_at() {
-                Some(sent_at) if to == from.addr => {
-                    self.requester.on_answer(to, sent_at, request.attempts == 1, now)
-                }
-                _ => self.requester.on_done(to),
-            }
-            self.requests.remove(position);
-            self.mark_stored(*hash, *from);
-        } else if *outcome == StoreOutcome::NotHolder && request.item.redirects < MAX_REDIRECTS {
-            // The node named the right holders (the node has learned them):
-            // try again at once, from the best-ranked candidate.
-            self.requester.on_done(to);
-            request.item.redirects += 1;
-            request.wait_until(now);
-        } else {
-            self.requester.on_done(to);
-            request.wait_until(now + refusal_backoff(request.attempts));
-            let (attempts, first_sent, index) =
-                (request.attempts, request.first_sent, request.item.index);
-            if exhausted(attempts, first_sent, now) {
-                self.fail(UploadError::GaveUp { fragment: index, attempts });
-                return;
-            }
-        }
-        self.send_more(now, node, sink);
-    }
-
     fn item_hash(&self, item: u16) -> FragmentHash {
         if item == self.count {
             self.index_hash
@@ -449,29 +339,31 @@ impl<SRC: FileSource, const WINDOW: usize, const ITEMS: usize> Upload<SRC, WINDO
                 if !*acked {
                     *acked = true;
                     self.acked_count += 1;
-                    self.push_event(UploadEvent::Stored { fragment: item, holder });
+                    self.events.push(UploadEvent::Stored { fragment: item, holder });
                 }
             }
         }
         self.requests.retain(|r| r.item.hash != hash);
         if self.acked.get(usize::from(self.count)) == Some(&true) && self.state == State::Running {
             self.state = State::Finished;
-            self.push_event(UploadEvent::Finished { index_hash: self.index_hash });
+            self.events.push(UploadEvent::Finished { index_hash: self.index_hash });
         }
+    }
+
+    /// Fails the upload if a request has used up its attempts.
+    fn gave_up(&mut self, now: Instant) -> bool {
+        if let Some(request) = spent(&self.requests, now) {
+            let (attempts, fragment) = (request.attempts, request.item.index);
+            self.fail(UploadError::GaveUp { fragment, attempts });
+        }
+        self.is_done()
     }
 
     fn fail(&mut self, error: UploadError) {
         if self.state == State::Running {
             self.state = State::Failed(error);
-            self.push_event(UploadEvent::Failed(error));
+            self.events.push(UploadEvent::Failed(error));
         }
-    }
-
-    fn push_event(&mut self, event: UploadEvent) {
-        if self.events.is_full() {
-            self.events.pop_front();
-        }
-        let _ = self.events.push_back(event);
     }
 
     /// Takes new items into the request table while it has room (the
@@ -573,23 +465,60 @@ where
     fn poll_timeout(&self) -> Option<Instant> {
         Upload::poll_timeout(self)
     }
+    /// Handles requests past their deadline and sends what the windows
+    /// allow.
     fn handle_timeout<T: Transmit>(
         &mut self,
         now: Instant,
         node: &mut Node<S, N, D, F>,
-        tx: &mut T,
+        sink: &mut T,
     ) {
-        Upload::handle_timeout(self, now, node, tx);
+        self.requester.expire(&mut self.requests, now, |_, _| {});
+        if self.gave_up(now) {
+            return;
+        }
+        self.send_more(now, node, sink);
     }
+
+    /// Takes an answer the node passed up.
     fn handle_reply<T: Transmit>(
         &mut self,
         now: Instant,
         node: &mut Node<S, N, D, F>,
         reply: &Reply<'_>,
-        tx: &mut T,
+        sink: &mut T,
     ) {
-        Upload::handle_reply(self, now, node, reply, tx);
+        let Reply::Stored { from, hash, outcome, holders } = reply else { return };
+        log::trace!(
+            "upload: STORED {hash:?} from {} {outcome:?}, {} holders named",
+            from.addr,
+            holders.len()
+        );
+        self.requester.hint(*hash, holders);
+        let asked = |r: &Request<Item>| r.item.hash == *hash && r.is_in_flight();
+        let Some(position) = self.requests.position(asked) else { return };
+        let Some(request) = self.requests.get_mut(position) else { return };
+        let to = request.in_flight_to().unwrap_or(from.addr);
+        if outcome.is_held() {
+            self.requester.answered(request, from.addr, now);
+            self.requests.remove(position);
+            self.mark_stored(*hash, *from);
+        } else if *outcome == StoreOutcome::NotHolder && request.item.redirects < MAX_REDIRECTS {
+            // The node named the right holders (the node has learned them):
+            // try again at once, from the best-ranked candidate.
+            self.requester.on_done(to);
+            request.item.redirects += 1;
+            request.wait_until(now);
+        } else {
+            self.requester.on_done(to);
+            request.wait_until(now + refusal_backoff(request.attempts));
+            if self.gave_up(now) {
+                return;
+            }
+        }
+        self.send_more(now, node, sink);
     }
+
     fn is_done(&self) -> bool {
         Upload::is_done(self)
     }
@@ -609,154 +538,5 @@ impl<SRC, const WINDOW: usize, const ITEMS: usize> fmt::Debug for Upload<SRC, WI
     }
 }
 
-/// Reads fragment `i` of a file of `size` bytes into `buf`, zero-padded.
-pub fn read_fragment(
-    source: &mut impl FileSource,
-    size: u64,
-    i: usize,
-    buf: &mut FragmentBytes,
-) -> bool {
-    let offset = i as u64 * FRAGMENT_SIZE as u64;
-    let len = size.saturating_sub(offset).min(FRAGMENT_SIZE as u64) as usize;
-    let (data, padding) = buf.split_at_mut(len);
-    padding.fill(0);
-    source.read_at(offset, data)
-}
-
-/// Hashes fragment `i` of a file of `size` bytes, 512 bytes at a time.
-fn hash_fragment(
-    source: &mut impl FileSource,
-    size: u64,
-    i: usize,
-) -> Result<FragmentHash, UploadError> {
-    let mut hasher = Sha256::new();
-    let mut chunk = [0u8; 512];
-    let start = i as u64 * FRAGMENT_SIZE as u64;
-    let mut offset = start;
-    let end = start + FRAGMENT_SIZE as u64;
-    while offset < end {
-        let take = (end - offset).min(chunk.len() as u64) as usize;
-        let available = size.saturating_sub(offset).min(take as u64) as usize;
-        let (data, padding) = chunk.split_at_mut(available);
-        padding.fill(0);
-        if !data.is_empty() && !source.read_at(offset, data) {
-            return Err(UploadError::SourceFailed { offset });
-        }
-        hasher.update(chunk.get(..take).unwrap_or(&[]));
-        offset += take as u64;
-    }
-    Ok(FragmentHash(hasher.finalize().into()))
-}
-
 #[cfg(test)]
-mod tests {
-    extern crate std;
-    use super::*;
-    use std::vec;
-
-    #[test]
-    fn streamed_hash_equals_hash_of_padded_fragment() {
-        let data: std::vec::Vec<u8> = (0..20_000u32).map(|i| (i * 7 + 3) as u8).collect();
-        let mut source: &[u8] = &data;
-        for i in 0..3 {
-            let streamed = hash_fragment(&mut source, data.len() as u64, i).unwrap();
-            let mut buf = [0u8; FRAGMENT_SIZE];
-            assert!(read_fragment(&mut source, data.len() as u64, i, &mut buf));
-            assert_eq!(streamed, FragmentHash::of(&buf), "fragment {i}");
-        }
-    }
-
-    #[test]
-    fn too_large_file_is_refused_with_a_typed_error() {
-        let data = vec![0u8; MAX_FILE_SIZE as usize + 1];
-        let result = Upload::<_, 4>::new(IndexName::from_file_name("big"), &data[..]);
-        assert_eq!(
-            result.err().map(|(e, _)| e),
-            Some(UploadError::FileTooLarge { size: 2_088_961 })
-        );
-    }
-
-    #[test]
-    fn index_of_prepared_upload_lists_every_fragment() {
-        let data = vec![1u8; 8193];
-        let upload = Upload::<_, 4>::new(IndexName::from_file_name("x"), &data[..]).unwrap();
-        assert_eq!(upload.total(), 3);
-        assert_eq!(upload.file_size(), 8193);
-        let mut first = [1u8; FRAGMENT_SIZE];
-        assert_eq!(upload.hashes().first(), Some(&FragmentHash::of(&first)));
-        first.fill(0);
-        first[0] = 1;
-        assert_eq!(upload.hashes().get(1), Some(&FragmentHash::of(&first)));
-        // The index hash is that of the full index the download will read.
-        let index =
-            crate::fragment::IndexFragment::for_file(IndexName::from_file_name("x"), 8193, |i| {
-                upload.hashes()[i]
-            })
-            .unwrap();
-        assert_eq!(upload.index_hash(), index.hash());
-        let mut bytes = [0u8; FRAGMENT_SIZE];
-        index.encode(&mut bytes);
-        assert_eq!(upload.index_hash(), FragmentHash::of(&bytes));
-    }
-
-    #[test]
-    fn an_upload_sized_for_small_files_refuses_larger_ones() {
-        let data = vec![7u8; 3 * FRAGMENT_SIZE];
-        let result = Upload::<_, 2, 2>::new(IndexName::from_file_name("s"), &data[..]);
-        assert_eq!(
-            result.err().map(|(e, _)| e),
-            Some(UploadError::TooManyFragments { fragments: 4, capacity: 2 })
-        );
-        let upload = Upload::<_, 2, 2>::new(IndexName::from_file_name("s"), &data[..100]).unwrap();
-        assert_eq!(upload.total(), 2);
-        let size = core::mem::size_of::<Upload<&[u8], 2, 2>>();
-        assert!(size < 8192, "{size}");
-    }
-
-    use crate::testing::{bytes, Net};
-    use crate::time::Duration;
-
-    #[test]
-    fn an_upload_is_acknowledged_by_a_holder_of_every_fragment() {
-        let mut net = Net::joined(1, 16, 64);
-        let client = net.add_client();
-        net.join(client, 3);
-        assert!(net.run_until(Duration::from_secs(5), |n| n.node(client).is_joined()));
-        let data = bytes(7, 5 * FRAGMENT_SIZE + 100);
-        let hash = net.upload(client, "five.bin", data.clone());
-        assert!(net.run_until(Duration::from_secs(10), |n| n.upload_done(client).is_some()));
-        assert_eq!(net.upload_done(client), Some(Ok(hash)));
-        // Every fragment and the index are held by a member of their shard.
-        let mut hashes: std::vec::Vec<FragmentHash> = data
-            .chunks(FRAGMENT_SIZE)
-            .map(|c| {
-                let mut f = [0u8; FRAGMENT_SIZE];
-                f[..c.len()].copy_from_slice(c);
-                FragmentHash::of(&f)
-            })
-            .collect();
-        hashes.push(hash);
-        for h in hashes {
-            let holders = net.hosts.iter().filter(|x| x.node.store().contains(&h)).count();
-            assert!(holders >= 1, "{h:?} is held");
-        }
-    }
-
-    #[test]
-    fn an_upload_whose_holders_refuse_fails_with_gave_up_not_a_spin() {
-        // One member per shard, each with room for nothing: every store
-        // request is refused (store full) and the upload must end with an
-        // error after its attempts, waking the client only when it can act.
-        let mut net = Net::joined(2, 16, 0);
-        let client = net.add_client();
-        net.join(client, 0);
-        assert!(net.run_until(Duration::from_secs(5), |n| n.node(client).is_joined()));
-        net.upload(client, "refused.bin", bytes(3, 3 * FRAGMENT_SIZE));
-        assert!(net.run_until(Duration::from_secs(60), |n| n.upload_done(client).is_some()));
-        assert!(
-            matches!(net.upload_done(client), Some(Err(UploadError::GaveUp { .. }))),
-            "{:?}",
-            net.upload_done(client)
-        );
-    }
-}
+mod tests;

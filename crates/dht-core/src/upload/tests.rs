@@ -1,0 +1,107 @@
+//! The upload's behaviours, on the test harness.
+
+extern crate std;
+use super::*;
+use std::vec;
+
+#[test]
+fn streamed_hash_equals_hash_of_padded_fragment() {
+    let data: std::vec::Vec<u8> = (0..20_000u32).map(|i| (i * 7 + 3) as u8).collect();
+    let mut source: &[u8] = &data;
+    for i in 0..3 {
+        let streamed = hash_fragment(&mut source, data.len() as u64, i).unwrap();
+        let mut buf = [0u8; FRAGMENT_SIZE];
+        assert!(read_fragment(&mut source, data.len() as u64, i, &mut buf));
+        assert_eq!(streamed, FragmentHash::of(&buf), "fragment {i}");
+    }
+}
+
+#[test]
+fn too_large_file_is_refused_with_a_typed_error() {
+    let data = vec![0u8; MAX_FILE_SIZE as usize + 1];
+    let result = Upload::<_, 4>::new(IndexName::from_file_name("big"), &data[..]);
+    assert_eq!(result.err().map(|(e, _)| e), Some(UploadError::FileTooLarge { size: 2_088_961 }));
+}
+
+#[test]
+fn index_of_prepared_upload_lists_every_fragment() {
+    let data = vec![1u8; 8193];
+    let upload = Upload::<_, 4>::new(IndexName::from_file_name("x"), &data[..]).unwrap();
+    assert_eq!(upload.total(), 3);
+    assert_eq!(upload.file_size(), 8193);
+    let mut first = [1u8; FRAGMENT_SIZE];
+    assert_eq!(upload.hashes().first(), Some(&FragmentHash::of(&first)));
+    first.fill(0);
+    first[0] = 1;
+    assert_eq!(upload.hashes().get(1), Some(&FragmentHash::of(&first)));
+    // The index hash is that of the full index the download will read.
+    let index = crate::index::IndexFragment::for_file(IndexName::from_file_name("x"), 8193, |i| {
+        upload.hashes()[i]
+    })
+    .unwrap();
+    assert_eq!(upload.index_hash(), index.hash());
+    let mut bytes = [0u8; FRAGMENT_SIZE];
+    index.encode(&mut bytes);
+    assert_eq!(upload.index_hash(), FragmentHash::of(&bytes));
+}
+
+#[test]
+fn an_upload_sized_for_small_files_refuses_larger_ones() {
+    let data = vec![7u8; 3 * FRAGMENT_SIZE];
+    let result = Upload::<_, 2, 2>::new(IndexName::from_file_name("s"), &data[..]);
+    assert_eq!(
+        result.err().map(|(e, _)| e),
+        Some(UploadError::TooManyFragments { fragments: 4, capacity: 2 })
+    );
+    let upload = Upload::<_, 2, 2>::new(IndexName::from_file_name("s"), &data[..100]).unwrap();
+    assert_eq!(upload.total(), 2);
+    let size = core::mem::size_of::<Upload<&[u8], 2, 2>>();
+    assert!(size < 8192, "{size}");
+}
+
+use crate::testing::{bytes, Net};
+use crate::time::Duration;
+
+#[test]
+fn an_upload_is_acknowledged_by_a_holder_of_every_fragment() {
+    let mut net = Net::joined(1, 16, 64);
+    let client = net.add_client();
+    net.join(client, 3);
+    assert!(net.run_until(Duration::from_secs(5), |n| n.node(client).is_joined()));
+    let data = bytes(7, 5 * FRAGMENT_SIZE + 100);
+    let hash = net.upload(client, "five.bin", data.clone());
+    assert!(net.run_until(Duration::from_secs(10), |n| n.upload_done(client).is_some()));
+    assert_eq!(net.upload_done(client), Some(Ok(hash)));
+    // Every fragment and the index are held by a member of their shard.
+    let mut hashes: std::vec::Vec<FragmentHash> = data
+        .chunks(FRAGMENT_SIZE)
+        .map(|c| {
+            let mut f = [0u8; FRAGMENT_SIZE];
+            f[..c.len()].copy_from_slice(c);
+            FragmentHash::of(&f)
+        })
+        .collect();
+    hashes.push(hash);
+    for h in hashes {
+        let holders = net.hosts.iter().filter(|x| x.node.store().contains(&h)).count();
+        assert!(holders >= 1, "{h:?} is held");
+    }
+}
+
+#[test]
+fn an_upload_whose_holders_refuse_fails_with_gave_up_not_a_spin() {
+    // One member per shard, each with room for nothing: every store
+    // request is refused (store full) and the upload must end with an
+    // error after its attempts, waking the client only when it can act.
+    let mut net = Net::joined(2, 16, 0);
+    let client = net.add_client();
+    net.join(client, 0);
+    assert!(net.run_until(Duration::from_secs(5), |n| n.node(client).is_joined()));
+    net.upload(client, "refused.bin", bytes(3, 3 * FRAGMENT_SIZE));
+    assert!(net.run_until(Duration::from_secs(60), |n| n.upload_done(client).is_some()));
+    assert!(
+        matches!(net.upload_done(client), Some(Err(UploadError::GaveUp { .. }))),
+        "{:?}",
+        net.upload_done(client)
+    );
+}
