@@ -158,7 +158,7 @@ impl<S: FragmentStore> Runtime<S> {
             }
             let next = [wake, deadline].into_iter().flatten().min();
             let wait = next.map(|at| self.clock.until(at).max(std::time::Duration::from_micros(1)));
-            self.transport.socket().set_read_timeout(wait)?;
+            self.transport.set_read_timeout(wait)?;
             match self.transport.socket().recv_from(&mut self.buf) {
                 Ok((len, from)) => {
                     if self.signals.as_ref().is_some_and(|s| s.wake_from == from) {

@@ -15,6 +15,9 @@ pub const SOCKET_BUFFER: usize = 4 << 20;
 #[derive(Debug)]
 pub struct UdpTransport {
     socket: UdpSocket,
+    /// The read timeout last set, so that an unchanged one costs no
+    /// system call.
+    read_timeout: Option<std::time::Duration>,
 }
 
 impl UdpTransport {
@@ -34,12 +37,21 @@ impl UdpTransport {
             ),
             _ => io::Error::new(e.kind(), format!("cannot bind {addr}: {e}")),
         })?;
-        Ok(UdpTransport { socket })
+        Ok(UdpTransport { socket, read_timeout: None })
     }
 
     /// The socket.
     pub fn socket(&self) -> &UdpSocket {
         &self.socket
+    }
+
+    /// Sets how long a receive waits (`None`: for ever).
+    pub fn set_read_timeout(&mut self, wait: Option<std::time::Duration>) -> io::Result<()> {
+        if wait != self.read_timeout {
+            self.socket.set_read_timeout(wait)?;
+            self.read_timeout = wait;
+        }
+        Ok(())
     }
 
     /// The address the socket is bound to.

@@ -1,16 +1,17 @@
 //! Liveness: probing neighbors, declaring the dead, remembering them.
 //!
-//! Every member watches the `monitors` members that follow it in its
-//! shard's id ring (its shard mates sorted by id, wrapping around), and so
-//! is watched by as many predecessors. Every `monitor_interval` it probes
-//! each of them it has not heard from meanwhile; any datagram from a peer
-//! counts as an answer. A probe is a PING sent up to `probe_tries` times,
+//! Every member watches its `monitors` nearest mates in its shard's id ring
+//! (its shard mates sorted by id, wrapping around), alternately on the
+//! successor and the predecessor side, and so is watched by as many. Every
+//! `monitor_interval` it probes each of them it has not heard from
+//! meanwhile; any datagram from a peer counts as an answer, so two mates
+//! that watch each other share one PING and PONG. A probe is a PING sent up to `probe_tries` times,
 //! `probe_timeout` apart; a peer that answers none is dead. Since shard
 //! mates know each other, every node is watched, and a death is found
 //! within `2 * monitor_interval + probe_tries * probe_timeout` (6 s + 1.5 s
 //! by default: a mate heard just before it died is quiet only at the second
-//! look) at the cost of about one PING and one PONG per node per
-//! `monitor_interval / monitors`.
+//! look) at the cost of about one PING and one PONG per pair of watching
+//! mates per `monitor_interval`.
 //!
 //! A random neighbor not heard from is also probed every
 //! `random_probe_interval`, which finds dead entries of other shards.
@@ -57,14 +58,14 @@ struct Probe {
 
 #[derive(Clone, Copy, Debug)]
 enum LivenessTimer {
-    /// Probe the watched mates not heard from.
+    /// Probe the watched mates not heard from (and, every
+    /// `random_probe_interval`, one random quiet neighbor: it rides on this
+    /// timer rather than waking the node on its own).
     Monitor,
-    /// Probe one random quiet neighbor.
-    RandomProbe,
 }
 
 impl Timer for LivenessTimer {
-    const COUNT: usize = 2;
+    const COUNT: usize = 1;
     fn index(self) -> usize {
         self as usize
     }
@@ -74,7 +75,10 @@ impl Timer for LivenessTimer {
 pub(crate) struct Liveness {
     probes: RequestTable<Probe, PROBES>,
     recently_dead: Deque<(PeerAddr, Instant), RECENTLY_DEAD>,
-    timers: TimerTable<LivenessTimer, 2>,
+    timers: TimerTable<LivenessTimer, 1>,
+    /// When a random quiet neighbor is next probed (at the first Monitor
+    /// tick from then on).
+    next_random_probe: Instant,
 }
 
 impl Liveness {
@@ -83,6 +87,7 @@ impl Liveness {
             probes: RequestTable::new(),
             recently_dead: Deque::new(),
             timers: TimerTable::new(),
+            next_random_probe: Instant::ZERO,
         }
     }
 
@@ -92,7 +97,7 @@ impl Liveness {
             return;
         }
         self.timers.set(LivenessTimer::Monitor, ctx.now + ctx.config.monitor_interval);
-        self.timers.set(LivenessTimer::RandomProbe, ctx.now + ctx.config.random_probe_interval);
+        self.next_random_probe = ctx.now + ctx.config.random_probe_interval;
     }
 
     /// Stops everything (the node left).
@@ -124,8 +129,11 @@ impl Liveness {
                 }
             }
         }
-        if self.timers.expire(LivenessTimer::RandomProbe, now) {
-            self.timers.set(LivenessTimer::RandomProbe, now + ctx.config.random_probe_interval);
+        // The random probe has no timer of its own: it goes at the first
+        // wake-up after it is due (a Monitor tick at the latest).
+        let watching = self.timers.is_armed(LivenessTimer::Monitor);
+        if watching && now >= self.next_random_probe {
+            self.next_random_probe = now + ctx.config.random_probe_interval;
             let quiet_since = now - ctx.config.random_probe_interval;
             let quiet = |n: &&Neighbor| n.last_heard <= quiet_since;
             let count = table.iter().filter(quiet).count();
@@ -213,8 +221,12 @@ impl Liveness {
     }
 }
 
-/// The mates `me` watches: the `monitors` members of its shard that follow
-/// it in id order, wrapping around.
+/// The mates `me` watches: its neighbors on both sides of its shard's id
+/// ring, the nearest successor first, then the nearest predecessor, and so
+/// on, `monitors` in all. Two mates that watch each other share one probe:
+/// a PING from either counts as hearing from it at the other end, so each
+/// pair of neighbors in the ring exchanges about one PING and PONG per
+/// `monitor_interval`, and every member is still watched from two sides.
 fn monitored<const N: usize>(
     table: &NeighborTable<N>,
     me: PeerInfo,
@@ -222,16 +234,23 @@ fn monitored<const N: usize>(
 ) -> Vec<PeerInfo, MAX_MONITORED> {
     let mut out: Vec<PeerInfo, MAX_MONITORED> = Vec::new();
     let want = usize::from(monitors).min(MAX_MONITORED);
-    while out.len() < want {
-        let next = table
-            .members_of(me.shard())
-            .filter(|n| !out.iter().any(|p| p.addr == n.peer.addr))
-            .min_by_key(|n| n.peer.id.0.wrapping_sub(me.id.0));
+    let mut successor = true;
+    let mut stuck = 0;
+    while out.len() < want && stuck < 2 {
+        let candidates =
+            table.members_of(me.shard()).filter(|n| !out.iter().any(|p| p.addr == n.peer.addr));
+        let next = if successor {
+            candidates.min_by_key(|n| n.peer.id.0.wrapping_sub(me.id.0))
+        } else {
+            candidates.min_by_key(|n| me.id.0.wrapping_sub(n.peer.id.0))
+        };
+        successor = !successor;
         match next {
             Some(n) => {
+                stuck = 0;
                 let _ = out.push(n.peer);
             }
-            None => break,
+            None => stuck += 1,
         }
     }
     out
@@ -247,20 +266,27 @@ mod tests {
     }
 
     #[test]
-    fn each_member_watches_its_successors_in_the_id_ring() {
+    fn each_member_watches_its_nearest_mates_on_both_sides_of_the_id_ring() {
         let me = peer(5 * 16 + 3);
         let mut table = NeighborTable::<16>::new(Shard::new(3).unwrap(), 8, 2);
         for k in [1u64, 2, 7, 9] {
             table.insert(peer(k * 16 + 3), Instant::ZERO, true);
         }
         table.insert(peer(6 * 16 + 4), Instant::ZERO, true); // another shard
-        let watched = monitored(&table, me, 2);
-        let ids: std::vec::Vec<u64> = watched.iter().map(|p| p.id.0).collect();
-        assert_eq!(ids, [7 * 16 + 3, 9 * 16 + 3]);
-        // The ring wraps: the member with the highest id watches the first.
+        let ids = |v: Vec<PeerInfo, MAX_MONITORED>| -> std::vec::Vec<u64> {
+            v.iter().map(|p| p.id.0).collect()
+        };
+        // Successor 7, predecessor 2, then successor 9, predecessor 1.
+        assert_eq!(ids(monitored(&table, me, 2)), [7 * 16 + 3, 2 * 16 + 3]);
+        assert_eq!(ids(monitored(&table, me, 4)), [7 * 16 + 3, 2 * 16 + 3, 9 * 16 + 3, 16 + 3]);
+        // The ring wraps: the member with the highest id has the lowest as
+        // its successor.
         let last = peer(10 * 16 + 3);
-        let ids: std::vec::Vec<u64> = monitored(&table, last, 3).iter().map(|p| p.id.0).collect();
-        assert_eq!(ids, [16 + 3, 2 * 16 + 3, 7 * 16 + 3]);
+        assert_eq!(ids(monitored(&table, last, 2)), [16 + 3, 9 * 16 + 3]);
+        // Two mates: each watches the other once.
+        let mut pair = NeighborTable::<16>::new(Shard::new(3).unwrap(), 8, 2);
+        pair.insert(peer(16 + 3), Instant::ZERO, true);
+        assert_eq!(ids(monitored(&pair, me, 2)), [16 + 3]);
     }
 
     #[test]
