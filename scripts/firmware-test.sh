@@ -14,14 +14,17 @@
 #   5. its RAM (static data + measured stack high-water) fits 128 KiB.
 # Everything it starts is stopped by recorded PID, also on failure.
 #
-# Environment: DHT_FW_BASE_PORT (default 17300; nodes use BASE..BASE+15,
+# Environment: DHT_FW_BASE_PORT (default: a block of 100 ports between 40000
+# and 59999 chosen from the checkout's path, so that two checkouts running
+# the test at once do not collide; nodes use BASE..BASE+15,
 # the guest BASE+99), DHT_FW_REPORT (file the measured figures are written
 # to, default target/firmware/report.txt).
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
 
-BASE=${DHT_FW_BASE_PORT:-17300}
+path_sum=$(printf '%s' "$ROOT" | cksum | cut -d' ' -f1)
+BASE=${DHT_FW_BASE_PORT:-$((40000 + path_sum % 200 * 100))}
 NODES=16
 FW_PORT=$((BASE + 99))
 GUEST_PORT=9000
