@@ -92,7 +92,7 @@ impl<S: FragmentStore, const NEIGHBORS: usize, const DEDUP: usize, const FETCHES
         }
         let direct = from == packet.source.addr;
         let reply = self.process(now, packet, direct, sink);
-        self.liveness.heard_from(from);
+        self.liveness.heard_from(from, now);
         reply
     }
 

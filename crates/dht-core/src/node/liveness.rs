@@ -2,16 +2,17 @@
 //!
 //! Every member watches its `monitors` nearest mates in its shard's id ring
 //! (its shard mates sorted by id, wrapping around), alternately on the
-//! successor and the predecessor side, and so is watched by as many. Every
-//! `monitor_interval` it probes each of them it has not heard from
-//! meanwhile; any datagram from a peer counts as an answer, so two mates
-//! that watch each other share one PING and PONG. A probe is a PING sent up to `probe_tries` times,
+//! successor and the predecessor side, and so is watched by as many. A
+//! watched mate silent for `monitor_interval` is probed (a quarter interval
+//! later by the mate with the higher id, so that of two mates that watch
+//! each other one probes and the PING tells the other it is alive); any
+//! datagram from a peer counts as an answer. The node wakes exactly when a
+//! mate has been silent too long, not on a fixed tick. A probe is a PING sent up to `probe_tries` times,
 //! `probe_timeout` apart; a peer that answers none is dead. Since shard
 //! mates know each other, every node is watched, and a death is found
-//! within `2 * monitor_interval + probe_tries * probe_timeout` (6 s + 1.5 s
-//! by default: a mate heard just before it died is quiet only at the second
-//! look) at the cost of about one PING and one PONG per pair of watching
-//! mates per `monitor_interval`.
+//! within `1.25 * monitor_interval + probe_tries * probe_timeout` (3.75 s +
+//! 1.5 s by default) at the cost of about one PING and one PONG per pair of
+//! watching mates per `monitor_interval`.
 //!
 //! A random neighbor not heard from is also probed every
 //! `random_probe_interval`, which finds dead entries of other shards.
@@ -34,7 +35,6 @@ use crate::neighbors::{Neighbor, NeighborTable};
 use crate::node::Transmit;
 use crate::requests::{Request, RequestTable};
 use crate::time::{Duration, Instant};
-use crate::timer::{Timer, TimerTable};
 use crate::wire::Message;
 
 /// Probes in flight at once.
@@ -56,28 +56,25 @@ struct Probe {
     nonce: u64,
 }
 
+/// A mate this node watches, and when it was last heard from.
 #[derive(Clone, Copy, Debug)]
-enum LivenessTimer {
-    /// Probe the watched mates not heard from (and, every
-    /// `random_probe_interval`, one random quiet neighbor: it rides on this
-    /// timer rather than waking the node on its own).
-    Monitor,
+struct Watched {
+    peer: PeerInfo,
+    heard: Instant,
+    /// Of two mates that watch each other, the one with the lower id probes
+    /// first; the other waits a quarter interval longer, so one PING and
+    /// PONG a round tells both that the other is alive.
+    leader: bool,
 }
 
-impl Timer for LivenessTimer {
-    const COUNT: usize = 1;
-    fn index(self) -> usize {
-        self as usize
-    }
-}
-
-/// Probes, the dead, and when to look again.
+/// Probes, the watched mates, the dead.
 pub(crate) struct Liveness {
     probes: RequestTable<Probe, PROBES>,
     recently_dead: Deque<(PeerAddr, Instant), RECENTLY_DEAD>,
-    timers: TimerTable<LivenessTimer, 1>,
-    /// When a random quiet neighbor is next probed (at the first Monitor
-    /// tick from then on).
+    watched: Vec<Watched, MAX_MONITORED>,
+    /// Whether the node watches at all (a member that joined).
+    started: bool,
+    /// When a random quiet neighbor is next probed.
     next_random_probe: Instant,
 }
 
@@ -86,60 +83,112 @@ impl Liveness {
         Liveness {
             probes: RequestTable::new(),
             recently_dead: Deque::new(),
-            timers: TimerTable::new(),
+            watched: Vec::new(),
+            started: false,
             next_random_probe: Instant::ZERO,
         }
     }
 
     /// Starts watching (a member that joined, or a root that met someone).
-    pub(crate) fn start(&mut self, ctx: &Ctx<'_, impl Transmit>) {
-        if ctx.config.role != Role::Member || self.timers.is_armed(LivenessTimer::Monitor) {
+    pub(crate) fn start<const N: usize>(
+        &mut self,
+        ctx: &Ctx<'_, impl Transmit>,
+        table: &NeighborTable<N>,
+    ) {
+        if ctx.config.role != Role::Member || self.started {
             return;
         }
-        self.timers.set(LivenessTimer::Monitor, ctx.now + ctx.config.monitor_interval);
+        self.started = true;
         self.next_random_probe = ctx.now + ctx.config.random_probe_interval;
+        self.rewatch(ctx, table);
+    }
+
+    /// The mates to watch may have changed (a mate joined or left the
+    /// table, the node moved to another shard).
+    pub(crate) fn rewatch<const N: usize>(
+        &mut self,
+        ctx: &Ctx<'_, impl Transmit>,
+        table: &NeighborTable<N>,
+    ) {
+        if !self.started {
+            return;
+        }
+        let me = ctx.out.me();
+        let before = core::mem::take(&mut self.watched);
+        for peer in monitored(table, me, ctx.config.monitors) {
+            // A mate watched already keeps its time; a new one is given a
+            // full interval from now.
+            let heard =
+                before.iter().find(|w| w.peer.addr == peer.addr).map_or(ctx.now, |w| w.heard);
+            let _ = self.watched.push(Watched { peer, heard, leader: me.id < peer.id });
+        }
     }
 
     /// Stops everything (the node left).
     pub(crate) fn stop(&mut self) {
-        self.timers.clear();
+        self.started = false;
+        self.watched.clear();
         self.probes.retain(|_| false);
     }
 
-    pub(crate) fn poll_timeout(&self) -> Option<Instant> {
-        // Probes are always in flight: room does not matter.
-        [self.timers.next(), self.probes.poll_timeout(false)].into_iter().flatten().min()
+    /// How long a watched mate may stay silent before it is probed.
+    fn patience(w: &Watched, interval: Duration) -> Duration {
+        if w.leader {
+            interval
+        } else {
+            interval + interval.div(4)
+        }
     }
 
-    /// The periodic work: probes of the watched mates and of one random
-    /// neighbor, and probes that timed out. Returns the peers found dead.
+    /// The next wake-up: a probe's deadline, the moment a watched mate has
+    /// been silent too long, the random probe.
+    pub(crate) fn poll_timeout(&self, config: &crate::config::Config) -> Option<Instant> {
+        // Probes are always in flight: room does not matter.
+        let probes = self.probes.poll_timeout(false);
+        if !self.started {
+            return probes;
+        }
+        let interval = config.monitor_interval;
+        let quiet = self
+            .watched
+            .iter()
+            .filter(|w| !self.probes.contains(|p| p.peer.addr == w.peer.addr))
+            .map(|w| w.heard + Self::patience(w, interval))
+            .min();
+        [probes, quiet, Some(self.next_random_probe)].into_iter().flatten().min()
+    }
+
+    /// Probes the watched mates silent too long and, every
+    /// `random_probe_interval`, one random quiet neighbor; handles probes
+    /// that timed out. Returns the peers found dead.
     pub(crate) fn handle_timeout<const N: usize>(
         &mut self,
         ctx: &mut Ctx<'_, impl Transmit>,
         table: &NeighborTable<N>,
     ) -> Vec<PeerInfo, PROBES> {
         let now = ctx.now;
-        if self.timers.expire(LivenessTimer::Monitor, now) {
-            self.timers.set(LivenessTimer::Monitor, now + ctx.config.monitor_interval);
-            let quiet_since = now - ctx.config.monitor_interval;
-            for peer in monitored(table, ctx.out.me(), ctx.config.monitors) {
-                let heard = table.get_addr(peer.addr).map(|n| n.last_heard);
-                if heard.is_none_or(|t| t <= quiet_since) {
-                    self.probe(ctx, peer);
+        if self.started {
+            let interval = ctx.config.monitor_interval;
+            for i in 0..self.watched.len() {
+                let Some(w) = self.watched.get(i).copied() else { break };
+                if now >= w.heard + Self::patience(&w, interval) {
+                    // From here the probe decides; the next look at this
+                    // mate is an interval after its answer.
+                    if let Some(entry) = self.watched.get_mut(i) {
+                        entry.heard = now;
+                    }
+                    self.probe(ctx, w.peer);
                 }
             }
-        }
-        // The random probe has no timer of its own: it goes at the first
-        // wake-up after it is due (a Monitor tick at the latest).
-        let watching = self.timers.is_armed(LivenessTimer::Monitor);
-        if watching && now >= self.next_random_probe {
-            self.next_random_probe = now + ctx.config.random_probe_interval;
-            let quiet_since = now - ctx.config.random_probe_interval;
-            let quiet = |n: &&Neighbor| n.last_heard <= quiet_since;
-            let count = table.iter().filter(quiet).count();
-            let pick = ctx.rng.below(count);
-            if let Some(peer) = table.iter().filter(quiet).nth(pick).map(|n| n.peer) {
-                self.probe(ctx, peer);
+            if now >= self.next_random_probe {
+                self.next_random_probe = now + ctx.config.random_probe_interval;
+                let quiet_since = now - ctx.config.random_probe_interval;
+                let quiet = |n: &&Neighbor| n.last_heard <= quiet_since;
+                let count = table.iter().filter(quiet).count();
+                let pick = ctx.rng.below(count);
+                if let Some(peer) = table.iter().filter(quiet).nth(pick).map(|n| n.peer) {
+                    self.probe(ctx, peer);
+                }
             }
         }
         let mut dead = Vec::new();
@@ -169,9 +218,13 @@ impl Liveness {
         }
     }
 
-    /// A datagram came from `addr`: a probe of it is answered.
-    pub(crate) fn heard_from(&mut self, addr: PeerAddr) {
+    /// A datagram came from `addr` at `now`: a probe of it is answered,
+    /// and a watched mate is quiet again only an interval from now.
+    pub(crate) fn heard_from(&mut self, addr: PeerAddr, now: Instant) {
         self.probes.retain(|p| p.item.peer.addr != addr);
+        for w in self.watched.iter_mut().filter(|w| w.peer.addr == addr) {
+            w.heard = now;
+        }
     }
 
     /// A datagram came straight from its originator at `addr`: whatever was

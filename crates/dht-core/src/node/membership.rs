@@ -551,6 +551,9 @@ impl<const N: usize> Membership<N> {
         ctx.out.source.id = id;
         self.table.set_own_shard(id.shard());
         ctx.out.event(Event::IdentityChosen(id));
+        // The node's mates are all new: whoever keeps track of them (the
+        // repair scan, the watched mates) starts over.
+        self.changes_overflowed = true;
     }
 }
 

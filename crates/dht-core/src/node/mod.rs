@@ -273,7 +273,7 @@ impl<S: FragmentStore, const NEIGHBORS: usize, const DEDUP: usize, const FETCHES
         }
         [
             self.membership.poll_timeout(),
-            self.liveness.poll_timeout(),
+            self.liveness.poll_timeout(&self.config),
             self.replication.poll_timeout(&self.config),
         ]
         .into_iter()
@@ -488,6 +488,7 @@ impl<S: FragmentStore, const NEIGHBORS: usize, const DEDUP: usize, const FETCHES
     /// share of it (a HOLDINGS page to a mate, a call to the dead).
     fn after_membership(&mut self, now: Instant, sink: &mut impl Transmit) {
         let (changes, overflow) = self.membership.take_changes();
+        let changed = overflow || !changes.is_empty();
         for (peer, added) in changes {
             self.replication.membership_changed(&self.config, now, &self.store, peer, added);
         }
@@ -501,8 +502,11 @@ impl<S: FragmentStore, const NEIGHBORS: usize, const DEDUP: usize, const FETCHES
             _ => false,
         };
         if watching {
-            let (ctx, _, _, liveness, ..) = parts!(self, now, &mut *sink);
-            liveness.start(&ctx);
+            let (ctx, _, membership, liveness, ..) = parts!(self, now, &mut *sink);
+            liveness.start(&ctx, &membership.table);
+            if changed {
+                liveness.rewatch(&ctx, &membership.table);
+            }
         }
         if self.membership.take_maintained() {
             let (mut ctx, store, membership, liveness, replication, ..) = parts!(self, now, sink);
