@@ -116,10 +116,11 @@ impl Liveness {
         let me = ctx.out.me();
         let before = core::mem::take(&mut self.watched);
         for peer in monitored(table, me, ctx.config.monitors) {
-            // A mate watched already keeps its time; a new one is given a
-            // full interval from now.
-            let heard =
-                before.iter().find(|w| w.peer.addr == peer.addr).map_or(ctx.now, |w| w.heard);
+            // A mate watched already keeps its time; a new one starts from
+            // when the table last heard from it (when half the shard dies
+            // at once, the next mate may be dead too and is probed at once).
+            let known = table.get_addr(peer.addr).map_or(ctx.now, |n| n.last_heard);
+            let heard = before.iter().find(|w| w.peer.addr == peer.addr).map_or(known, |w| w.heard);
             let _ = self.watched.push(Watched { peer, heard, leader: me.id < peer.id });
         }
     }
