@@ -424,20 +424,6 @@ fn measure(setup: &Setup) -> Result<String, Error> {
     after.sort_unstable();
     setup.stop();
 
-    // The same upload with the original flooding announcements.
-    eprintln!("dht-bench: deploying again with flooding announcements");
-    setup.deploy("--announce flood")?;
-    std::thread::sleep(Duration::from_millis(500));
-    let mut client = Client::bind(SocketAddr::from(([127, 0, 0, 1], setup.base)), 0)?;
-    let before_flood = totals(&mut client, setup)?;
-    let (flood_upload_s, _) =
-        setup.tool("dhtsend", &["-q", file.to_str().ok_or("path")?, "127.0.0.1", &entry])?;
-    let after_flood = settle(&mut client, setup, Duration::from_secs(30))?;
-    let flood = sent_since(&after_flood, &before_flood);
-    let flood_newfile = after_flood.sent_of(MessageKind::NewFile).datagrams
-        - before_flood.sent_of(MessageKind::NewFile).datagrams;
-    setup.stop();
-
     // Consecutive round trips on a fresh scene (so that the repair above
     // is measured on the first file alone).
     eprintln!("dht-bench: deploying again for the round trips");
@@ -456,9 +442,7 @@ fn measure(setup: &Setup) -> Result<String, Error> {
             "\"idle_datagrams_per_s\": {:.1}, \"idle_datagrams_per_node_per_s\": {:.3}, ",
             "\"dead_node_gone_from_every_table_s\": {}, ",
             "\"killed_half\": {}, \"repair_after_killing_half_s\": {}, ",
-            "\"holders_after_repair_median\": {}, \"holders_after_repair_min\": {}, ",
-            "\"flood_upload_s\": {:.3}, \"flood_upload_datagrams\": {}, \"flood_upload_bytes\": {}, ",
-            "\"flood_upload_newfile_datagrams\": {}, {}}}"
+            "\"holders_after_repair_median\": {}, \"holders_after_repair_min\": {}, {}}}"
         ),
         setup.nodes,
         deploy_s,
@@ -482,10 +466,6 @@ fn measure(setup: &Setup) -> Result<String, Error> {
         opt(repair_s),
         median(&after),
         after.first().copied().unwrap_or(0),
-        flood_upload_s,
-        flood.datagrams,
-        flood.bytes,
-        flood_newfile,
         trips,
     ))
 }

@@ -3,9 +3,10 @@
 //!
 //! `cargo run -p dht-core --example protocol_examples`
 
+use dht_core::auth::NetworkKey;
 use dht_core::counters::Counters;
 use dht_core::wire::{
-    FragMode, FragmentRef, HashList, Message, MessageKind, NodeStats, Packet, PeerList, Source,
+    Cookie, Cookies, HashList, Message, MessageKind, NodeStats, Packet, PeerList, PieceRef, Source,
     StoreOutcome, Transmission,
 };
 use dht_core::{FragmentHash, NodeId, PeerAddr, PeerInfo, Shard, MAX_DATAGRAM_SIZE};
@@ -27,6 +28,7 @@ fn main() {
         addr: PeerAddr::v4([127, 0, 0, 1], 8000),
         member: true,
         window: 0,
+        full: false,
     };
     let hash = FragmentHash([0xAA; 32]);
     let mut peers = PeerList::new();
@@ -43,7 +45,7 @@ fn main() {
     let mut counters = Counters::default();
     counters.count_received(MessageKind::Ping, 15);
     counters.count_sent(MessageKind::Pong, 15);
-    let fragment = [0u8; 8192];
+    let piece = [0u8; 1024];
     let examples: Vec<(Transmission, Message)> = vec![
         (Transmission::Singlecast, Message::Join { want: 48, shard: None }),
         (Transmission::Singlecast, Message::Join { want: 48, shard: Shard::new(5) }),
@@ -54,15 +56,11 @@ fn main() {
         (Transmission::Singlecast, Message::Pong { nonce: 300 }),
         (
             Transmission::Singlecast,
-            Message::FileFrag { mode: FragMode::Store, hash, data: FragmentRef(&fragment) },
+            Message::FileFrag { hash, first_unit: 4, data: PieceRef(&piece) },
         ),
-        (Transmission::Singlecast, Message::FileGet { hash }),
+        (Transmission::Singlecast, Message::FileGet { hash, want: 0xFFFF, piece_units: 2 }),
         (Transmission::Singlecast, Message::Find { shard: Shard::new(15).unwrap(), nonce: 1 }),
-        (
-            Transmission::Broadcast { breadth: 4, uid: 0xAAAA_AAAA_AAAA_AAAA },
-            Message::NewFile { hash },
-        ),
-        (Transmission::Singlecast, Message::NewFile { hash }),
+        (Transmission::Singlecast, Message::NewFile { hash, urgent: true }),
         (
             Transmission::Singlecast,
             Message::Stored {
@@ -97,11 +95,46 @@ fn main() {
         ),
     ];
     let mut buf = [0u8; MAX_DATAGRAM_SIZE];
+    // Every example carries cookies as between two nodes that have spoken
+    // before: the receiver's cookie echoed, and one granted to it.
+    let cookies = Cookies {
+        echo: Some(Cookie([0x11, 0x22, 0x33, 0x44, 0x55, 0x66, 0x77, 0x88])),
+        grant: Some(Cookie([0x99, 0xAA, 0xBB, 0xCC, 0xDD, 0xEE, 0xFF, 0x00])),
+    };
     for (transmission, message) in examples {
         let kind = message.kind().name();
-        let packet = Packet { transmission, source, message };
+        let packet = Packet { transmission, source, cookies, message };
         let len = packet.encode(&mut buf).unwrap_or(0);
-        let shown = if kind == "FILEFRAG" { len - 8192 } else { len };
+        let shown = if kind == "FILEFRAG" { len - 1024 } else { len };
         println!("## {kind} {transmission:?} ({len} bytes)\n```hex\n{}\n```\n", hex(&buf[..shown]));
     }
+    let first = Packet {
+        transmission: Transmission::Singlecast,
+        source,
+        cookies: Cookies { echo: None, grant: Some(Cookie([0x99; 8])) },
+        message: Message::Join { want: 48, shard: None },
+    };
+    let len = first.encode_padded(&mut buf, dht_core::node::UNPROVEN_MIN).unwrap_or(0);
+    println!("## JOIN, first contact, padded ({len} bytes)\n```hex\n{}\n```\n", hex(&buf[..len]));
+    let retry = Packet {
+        transmission: Transmission::Singlecast,
+        source,
+        cookies: Cookies { echo: None, grant: Some(Cookie([0x42; 8])) },
+        message: Message::Retry,
+    };
+    let len = retry.encode(&mut buf).unwrap_or(0);
+    println!("## RETRY ({len} bytes)\n```hex\n{}\n```\n", hex(&buf[..len]));
+    let key = NetworkKey::new(b"example network key");
+    let ping = Packet {
+        transmission: Transmission::Singlecast,
+        source,
+        cookies,
+        message: Message::Ping { nonce: 300 },
+    };
+    let len = ping.encode(&mut buf).unwrap_or(0);
+    let len = key.seal(&mut buf, len).unwrap_or(0);
+    println!(
+        "## PING with the key \"example network key\" ({len} bytes)\n```hex\n{}\n```\n",
+        hex(&buf[..len])
+    );
 }

@@ -29,15 +29,20 @@ pub const INDEX_MAX_FRAGMENTS: usize = 255;
 pub const MAX_FILE_SIZE: u64 = (INDEX_MAX_FRAGMENTS * FRAGMENT_SIZE) as u64;
 
 /// The first byte of every datagram: high nibble `0xD` marks the protocol,
-/// low nibble is the wire version (2: STATS carries its counters as a list
-/// of (id, value) pairs).
+/// low nibble is the wire version (2: cookies in the header, an optional
+/// key tag, fragments in pieces, STATS counters as (id, value) pairs).
 pub const WIRE_VERSION: u8 = 0xD2;
 
-/// The largest datagram the protocol produces. A FILEFRAG with the longest
-/// possible header (broadcast, IPv6 source) is 8272 bytes; this leaves a
-/// margin and still fits the 8300-byte UDP payload that embedded IPv4
-/// reassembly buffers are sized for.
-pub const MAX_DATAGRAM_SIZE: usize = 8300;
+/// The largest datagram the protocol produces: a FILEFRAG carrying a whole
+/// fragment with the longest header and a key tag (on loopback; on a real
+/// link a node sends at most its [`Config::max_datagram`]).
+pub const MAX_DATAGRAM_SIZE: usize = 8320;
+
+/// The default [`Config::max_datagram`]: the UDP payload of a 1500-byte
+/// Ethernet frame over IPv6 (1500 - 40 - 8), so that no datagram is cut
+/// into IP fragments, one lost IP packet no longer loses a whole 8 KB
+/// datagram, and a small node needs no reassembly buffer.
+pub const ETHERNET_DATAGRAM: u16 = 1452;
 
 /// Most peers listed in one PEERS message.
 pub const MAX_PEERS_PER_MESSAGE: usize = 32;
@@ -59,22 +64,6 @@ pub enum Replication {
     Copies(u8),
 }
 
-/// How a node that stored a new fragment tells the other holders.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Announce {
-    /// The original algorithm: a NEWFILE broadcast to the whole overlay with
-    /// the given breadth, UID = first 8 bytes of the hash. Kept as the
-    /// baseline that shard-targeted announcements are measured against.
-    Flood {
-        /// Relay levels of the broadcast.
-        breadth: u8,
-    },
-    /// A singlecast NEWFILE to each known member of the shard that should
-    /// hold the fragment. Costs O(holders) datagrams instead of
-    /// O(nodes x degree).
-    Shard,
-}
-
 /// Whether a node is a member of the overlay or a client of it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Role {
@@ -93,8 +82,6 @@ pub struct Config {
     pub role: Role,
     /// How many copies of a fragment the network keeps.
     pub replication: Replication,
-    /// How new fragments are announced to their other holders.
-    pub announce: Announce,
     /// Peers asked of the seed in JOIN.
     pub join_want: u8,
     /// Delay before a JOIN that got no PEERS is sent again (doubles up to
@@ -145,6 +132,33 @@ pub struct Config {
     pub dead_breadth: u8,
     /// How long a graceful leave may spend handing off fragments.
     pub leave_timeout: Duration,
+    /// The largest datagram this node sends, and so the largest piece of
+    /// a fragment it asks for ([`ETHERNET_DATAGRAM`] by default; loopback
+    /// scenes may use up to [`MAX_DATAGRAM_SIZE`], a fragment a datagram).
+    pub max_datagram: u16,
+    /// Fetches of fragments offered by uploaders in flight at once.
+    pub parallel_offers: u8,
+    /// Most relay levels a broadcast may still have when this node relays
+    /// it, and most forwards a randomcast may still have: larger values
+    /// are cut down.
+    pub max_breadth: u8,
+    /// See `max_breadth`.
+    pub max_hops: u8,
+    /// Randomcasts and broadcasts relayed for one sender per second (and
+    /// in a burst).
+    pub relay_rate: u16,
+    /// See `relay_rate`.
+    pub relay_burst: u16,
+    /// Requests that cost a big answer (a fragment, PEERS, STATS) served
+    /// to one sender per second (and in a burst).
+    pub answer_rate: u16,
+    /// See `answer_rate`.
+    pub answer_burst: u16,
+    /// Fragments offered by one sender that this node takes per second
+    /// (and in a burst): the per-sender quota of its store.
+    pub store_rate: u16,
+    /// See `store_rate`.
+    pub store_burst: u16,
     /// How long a joining node waits, after the seed's PEERS, for the
     /// per-shard member lists it asked for before it completes the join.
     pub survey_timeout: Duration,
@@ -172,7 +186,6 @@ impl Config {
         Config {
             role: Role::Member,
             replication: Replication::Copies(3),
-            announce: Announce::Shard,
             join_want: 48,
             join_retry: Duration::from_millis(250),
             addme_randomcasts: 4,
@@ -193,6 +206,16 @@ impl Config {
             probe_tries: 5,
             dead_breadth: 2,
             leave_timeout: Duration::from_secs(5),
+            max_datagram: ETHERNET_DATAGRAM,
+            parallel_offers: 16,
+            max_breadth: 3,
+            max_hops: 8,
+            relay_rate: 50,
+            relay_burst: 200,
+            answer_rate: 2_000,
+            answer_burst: 4_000,
+            store_rate: 256,
+            store_burst: 1_024,
         }
     }
 
@@ -207,10 +230,11 @@ impl Config {
         config
     }
 
-    /// A member on a microcontroller: one large datagram in flight at a
-    /// time, small tables.
+    /// A member on a microcontroller: one fragment in flight at a time,
+    /// small tables.
     pub const fn small() -> Config {
         let mut config = Config::member();
+        config.parallel_offers = 1;
         config.per_shard_neighbors = 2;
         config.own_shard_neighbors = 8;
         config.parallel_fetches = 1;
@@ -254,6 +278,12 @@ pub enum ConfigError {
         /// The field's name.
         field: &'static str,
     },
+    /// `max_datagram` cannot carry the smallest piece of a fragment, or is
+    /// larger than any datagram.
+    DatagramSize {
+        /// The size asked for.
+        max_datagram: u16,
+    },
 }
 
 impl core::fmt::Display for ConfigError {
@@ -273,6 +303,12 @@ impl core::fmt::Display for ConfigError {
             }
             ConfigError::NoProbeTries => f.write_str("probe_tries must be at least 1"),
             ConfigError::ZeroInterval { field } => write!(f, "{field} must not be zero"),
+            ConfigError::DatagramSize { max_datagram } => write!(
+                f,
+                "a largest datagram of {max_datagram} bytes is not between {} and \
+                 {MAX_DATAGRAM_SIZE}",
+                crate::node::MIN_DATAGRAM
+            ),
         }
     }
 }
@@ -303,6 +339,10 @@ impl Config {
         }
         if self.probe_tries == 0 {
             return Err(ConfigError::NoProbeTries);
+        }
+        let datagram = usize::from(self.max_datagram);
+        if !(crate::node::MIN_DATAGRAM..=MAX_DATAGRAM_SIZE).contains(&datagram) {
+            return Err(ConfigError::DatagramSize { max_datagram: self.max_datagram });
         }
         let intervals = [
             ("join_retry", self.join_retry),

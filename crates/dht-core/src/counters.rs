@@ -95,8 +95,21 @@ drop_reasons! {
     "fetch_table_full" FetchTableFull,
     /// An application event lost because nobody polled events.
     "event_overflow" EventOverflow,
-    /// A request that this role does not serve (a client asked to store).
+    /// A request that this role does not serve (a client asked to store),
+    /// or a message from a sender that may not send it (a LEAVE not from
+    /// the leaving node, HOLDINGS from a stranger).
     "not_served" NotServed,
+    /// A datagram without a valid network key tag.
+    "bad_tag" BadTag,
+    /// A datagram that did not prove its sender's address where that was
+    /// needed (answered with a RETRY when that fits).
+    "unproven" Unproven,
+    /// A message that may not travel by randomcast or broadcast.
+    "not_relayable" NotRelayable,
+    /// A sender over its relay, answer or store budget.
+    "rate_limited" RateLimited,
+    /// A broadcast dropped because the UID ring was full of recent UIDs.
+    "dedup_full" DedupFull,
 }
 
 /// The number of a counter on the wire. Message kinds and drop reasons

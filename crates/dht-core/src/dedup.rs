@@ -2,22 +2,44 @@
 //!
 //! A broadcast is relayed to every neighbor, so a node hears it many times.
 //! [`BroadcastDedup`] is the original's circular list: a fixed ring of the
-//! last `N` UIDs; a UID still in the ring is a duplicate. When the ring
-//! wraps, the oldest UID is forgotten and a very late copy of that broadcast
-//! would be processed again, so `N` must exceed the broadcasts a node sees
-//! while one broadcast is still circulating.
+//! last `N` UIDs; a UID still in the ring is a duplicate. The original
+//! forgot the oldest UID when the ring wrapped, so a flood of new UIDs made
+//! a node forget the broadcasts still circulating and process them again
+//! (a storm). This ring refuses instead: a new UID that would push out one
+//! younger than [`DEDUP_WINDOW`] is turned away ([`Seen::Full`]), and the
+//! broadcast is dropped rather than processed twice.
 //!
 //! ```
-//! use dht_core::dedup::BroadcastDedup;
+//! use dht_core::dedup::{BroadcastDedup, Seen};
+//! use dht_core::time::Instant;
 //! let mut seen = BroadcastDedup::<4>::new();
-//! assert!(seen.first_time(10));
-//! assert!(!seen.first_time(10));
+//! let now = Instant::from_millis(1);
+//! assert_eq!(seen.first_time(10, now), Seen::New);
+//! assert_eq!(seen.first_time(10, now), Seen::Duplicate);
 //! ```
 
-/// A ring of the last `N` broadcast UIDs.
+use crate::time::{Duration, Instant};
+
+/// How long a UID is kept at least before the ring may forget it: longer
+/// than a broadcast circulates.
+pub const DEDUP_WINDOW: Duration = Duration::from_secs(30);
+
+/// What the ring says of a UID.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Seen {
+    /// Not seen recently; now remembered.
+    New,
+    /// Seen recently.
+    Duplicate,
+    /// Not seen, but the ring is full of UIDs younger than
+    /// [`DEDUP_WINDOW`]: refused, not remembered.
+    Full,
+}
+
+/// A ring of the last `N` broadcast UIDs and when they were seen.
 #[derive(Clone, Debug)]
 pub struct BroadcastDedup<const N: usize> {
-    uids: [u64; N],
+    uids: [(u64, Instant); N],
     len: usize,
     next: usize,
 }
@@ -25,32 +47,38 @@ pub struct BroadcastDedup<const N: usize> {
 impl<const N: usize> BroadcastDedup<N> {
     /// An empty ring.
     pub const fn new() -> Self {
-        BroadcastDedup { uids: [0; N], len: 0, next: 0 }
+        BroadcastDedup { uids: [(0, Instant::ZERO); N], len: 0, next: 0 }
     }
 
     /// Whether `uid` is in the ring.
     pub fn contains(&self, uid: u64) -> bool {
-        self.uids.get(..self.len).is_some_and(|seen| seen.contains(&uid))
+        self.uids.get(..self.len).is_some_and(|seen| seen.iter().any(|(u, _)| *u == uid))
     }
 
-    /// Records `uid`, forgetting the oldest UID if the ring is full.
-    pub fn insert(&mut self, uid: u64) {
+    /// Records `uid` seen at `now`, forgetting the oldest UID if the ring is
+    /// full (for this node's own broadcasts, which it always sends).
+    pub fn insert(&mut self, uid: u64, now: Instant) {
         if let Some(slot) = self.uids.get_mut(self.next) {
-            *slot = uid;
+            *slot = (uid, now);
             self.next = (self.next + 1) % N;
             self.len = (self.len + 1).min(N);
         }
     }
 
-    /// `true` if `uid` was not in the ring (and records it), `false` for a
-    /// duplicate.
-    pub fn first_time(&mut self, uid: u64) -> bool {
+    /// Whether `uid` is new (then remembered), a duplicate, or refused
+    /// because the ring would turn over too fast.
+    pub fn first_time(&mut self, uid: u64, now: Instant) -> Seen {
         if self.contains(uid) {
-            false
-        } else {
-            self.insert(uid);
-            true
+            return Seen::Duplicate;
         }
+        if self.len == N {
+            let young = self.uids.get(self.next).is_some_and(|(_, t)| now < *t + DEDUP_WINDOW);
+            if young || N == 0 {
+                return Seen::Full;
+            }
+        }
+        self.insert(uid, now);
+        Seen::New
     }
 
     /// UIDs remembered.
@@ -75,33 +103,37 @@ mod tests {
     use super::*;
 
     #[test]
-    fn duplicates_are_detected_until_forgotten() {
+    fn duplicates_are_detected_and_old_uids_make_room() {
         let mut ring = BroadcastDedup::<3>::new();
-        assert!(ring.first_time(1));
-        assert!(ring.first_time(2));
-        assert!(ring.first_time(3));
-        assert!(!ring.first_time(1));
-        assert!(ring.first_time(4)); // forgets 1
-        assert!(ring.first_time(1)); // forgets 2
-        assert!(!ring.first_time(3));
-        assert!(!ring.first_time(4));
-        assert!(ring.first_time(2));
+        let t = Instant::from_millis(1);
+        assert_eq!(ring.first_time(1, t), Seen::New);
+        assert_eq!(ring.first_time(2, t), Seen::New);
+        assert_eq!(ring.first_time(3, t), Seen::New);
+        assert_eq!(ring.first_time(1, t), Seen::Duplicate);
+        // Full of young UIDs: a fourth is refused, nothing forgotten.
+        assert_eq!(ring.first_time(4, t), Seen::Full);
+        assert_eq!(ring.first_time(1, t), Seen::Duplicate);
+        // After the window the oldest makes room.
+        let later = t + DEDUP_WINDOW;
+        assert_eq!(ring.first_time(4, later), Seen::New);
+        assert_eq!(ring.first_time(1, later), Seen::New, "4 took the place of 1, now 1 takes 2's");
         assert_eq!(ring.len(), 3);
     }
 
     #[test]
     fn zero_is_a_valid_uid() {
         let mut ring = BroadcastDedup::<2>::new();
+        let t = Instant::ZERO;
         assert!(!ring.contains(0));
-        assert!(ring.first_time(0));
-        assert!(!ring.first_time(0));
+        assert_eq!(ring.first_time(0, t), Seen::New);
+        assert_eq!(ring.first_time(0, t), Seen::Duplicate);
     }
 
     #[test]
-    fn zero_capacity_never_panics() {
+    fn zero_capacity_refuses_everything_and_never_panics() {
         let mut ring = BroadcastDedup::<0>::new();
-        assert!(ring.first_time(5));
-        assert!(ring.first_time(5));
+        assert_eq!(ring.first_time(5, Instant::ZERO), Seen::Full);
+        ring.insert(5, Instant::ZERO);
         assert!(ring.is_empty());
     }
 }

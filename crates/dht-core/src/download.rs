@@ -3,9 +3,12 @@
 //! A [`Download`] first fetches the index fragment by its hash, validates
 //! it, and reports its name and size ([`DownloadEvent::IndexReceived`]).
 //! It then requests the data fragments, up to `WINDOW` at a time, from the
-//! members of each fragment's shard: a request that times out or is
-//! answered NOTFOUND goes to the next candidate holder. The node has
-//! already checked every fragment against its hash; the download keeps
+//! members of each fragment's shard. A fragment comes in pieces that fit a
+//! datagram, written into its slot as they arrive; once every unit is
+//! there the slot is checked against the fragment's hash. A request whose
+//! pieces stop coming asks the same holder again for the missing units only
+//! (selective repeat); one that gets nothing in time, or NOTFOUND, or bytes
+//! that hash wrong, goes to the next candidate holder. The download keeps
 //! fragments that arrive out of order in its `WINDOW` slots and hands
 //! bytes to the caller's [`FileSink`] strictly in file order, the last
 //! fragment cut to the file's length.
@@ -25,6 +28,7 @@ use crate::node::{Node, Reply, Transmit};
 use crate::requests::{Request, RequestTable};
 use crate::store::FragmentStore;
 use crate::time::Instant;
+use crate::wire::{piece_mask, ALL_UNITS, UNIT};
 
 /// Where downloaded bytes go, in file order.
 pub trait FileSink {
@@ -113,20 +117,25 @@ pub enum DownloadEvent {
 struct Wanted {
     item: Option<u16>,
     hash: FragmentHash,
-    /// Peers that answered NOTFOUND or did not answer.
+    /// Peers that answered NOTFOUND, did not answer, or sent wrong bytes.
     tried: Tried,
+    /// Pieces came since the last FILEGET.
+    progress: bool,
 }
 
-/// A place for one fragment in the window.
+/// A place for one fragment in the window (the index is received in the
+/// first slot before any data fragment is asked for).
 #[derive(Clone)]
 struct Slot {
     item: Option<u16>,
     ready: bool,
+    /// Units received, bit `i` for unit `i`.
+    have: u16,
     data: FragmentBytes,
 }
 
 impl Slot {
-    const EMPTY: Slot = Slot { item: None, ready: false, data: [0; FRAGMENT_SIZE] };
+    const EMPTY: Slot = Slot { item: None, ready: false, have: 0, data: [0; FRAGMENT_SIZE] };
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -166,7 +175,7 @@ impl<K: FileSink, const WINDOW: usize> Download<K, WINDOW> {
     pub fn new(index_hash: FragmentHash, sink: K) -> Self {
         let () = Self::WINDOW_IS_NOT_EMPTY;
         let mut requests = RequestTable::new();
-        let wanted = Wanted { item: None, hash: index_hash, tried: Tried::new() };
+        let wanted = Wanted { item: None, hash: index_hash, tried: Tried::new(), progress: false };
         let _ = requests.push(Request::new(wanted, Instant::ZERO));
         Download {
             sink,
@@ -264,11 +273,13 @@ impl<K: FileSink, const WINDOW: usize> Download<K, WINDOW> {
         }
     }
 
-    fn take_index(&mut self, data: &FragmentBytes) {
+    fn take_index(&mut self) {
         if self.state != State::FetchingIndex {
             return;
         }
-        match IndexFragment::decode(data) {
+        let Some(slot) = self.slots.first_mut() else { return };
+        slot.have = 0;
+        match IndexFragment::decode(&slot.data) {
             Ok(index) => {
                 let fragments = index.fragment_count() as u16;
                 self.events.push(DownloadEvent::IndexReceived {
@@ -351,8 +362,11 @@ impl<K: FileSink, const WINDOW: usize> Download<K, WINDOW> {
             match pick {
                 Pick::Target(to) => {
                     log::trace!("download: FILEGET {hash:?} attempt {} to {to}", request.attempts);
-                    node.send_fileget(to, hash, sink);
+                    let have = slot_of(&mut self.slots, self.state, request.item.item)
+                        .map_or(0, |s| s.have);
+                    node.send_fileget(now, to, hash, ALL_UNITS & !have, sink);
                     self.requester.on_sent(to, now);
+                    request.item.progress = false;
                     request.sent(to, now, self.requester.rto(request.attempts));
                 }
                 Pick::Wait => request.wait_until(now + RETRY_TICK),
@@ -376,14 +390,90 @@ impl<K: FileSink, const WINDOW: usize> Download<K, WINDOW> {
                 return;
             }
             let hash = index.hash_of(usize::from(item)).unwrap_or_default();
-            let wanted = Wanted { item: Some(item), hash, tried: Tried::new() };
+            let wanted = Wanted { item: Some(item), hash, tried: Tried::new(), progress: false };
             if self.requests.push(Request::new(wanted, now)).is_err() {
                 return;
             }
             slot.item = Some(item);
             slot.ready = false;
+            slot.have = 0;
             self.next_assign += 1;
         }
+    }
+}
+
+impl<K: FileSink, const WINDOW: usize> Download<K, WINDOW> {
+    /// A piece of `hash` from `from`: written into the slot of every
+    /// request for these bytes (a file can repeat a fragment); a slot
+    /// complete and right is ready, one complete and wrong starts over
+    /// with another holder.
+    fn take_piece(
+        &mut self,
+        now: Instant,
+        from: PeerAddr,
+        hash: &FragmentHash,
+        first_unit: u8,
+        data: &[u8],
+    ) {
+        let first = usize::from(first_unit);
+        let mask = piece_mask(first, data.len() / UNIT);
+        let timeout = self.requester.rto(0);
+        let mut i = 0;
+        while i < self.requests.len() {
+            let Some(request) = self.requests.get_mut(i) else { break };
+            i += 1;
+            if request.item.hash != *hash {
+                continue;
+            }
+            let Some(slot) = slot_of(&mut self.slots, self.state, request.item.item) else {
+                continue;
+            };
+            if slot.have & mask == mask {
+                continue;
+            }
+            let Some(target) = slot.data.get_mut(first * UNIT..first * UNIT + data.len()) else {
+                continue;
+            };
+            target.copy_from_slice(data);
+            slot.have |= mask;
+            request.item.progress = true;
+            request.extend(now + timeout);
+            if slot.have != ALL_UNITS {
+                continue;
+            }
+            if !hash.verifies(&slot.data) {
+                // A holder sent wrong bytes: ask another for all of it.
+                log::debug!("download: {hash:?} from {from} does not hash right");
+                slot.have = 0;
+                request.item.tried.remember(from);
+                if let Some(to) = request.in_flight_to() {
+                    self.requester.on_done(to);
+                }
+                request.wait_until(now);
+                continue;
+            }
+            let request = *request;
+            i -= 1;
+            self.requests.remove(i);
+            self.requester.answered(&request, from, now);
+            match request.item.item {
+                None => self.take_index(),
+                Some(_) => slot.ready = true,
+            }
+        }
+    }
+}
+
+/// The slot that receives `item` (the first slot for the index, while it
+/// is being fetched).
+fn slot_of<const WINDOW: usize>(
+    slots: &mut [Slot; WINDOW],
+    state: State,
+    item: Option<u16>,
+) -> Option<&mut Slot> {
+    match item {
+        None => slots.first_mut().filter(|_| state == State::FetchingIndex),
+        Some(item) => slots.get_mut(usize::from(item) % WINDOW).filter(|s| s.item == Some(item)),
     }
 }
 
@@ -396,13 +486,27 @@ where
     fn poll_timeout(&self) -> Option<Instant> {
         Download::poll_timeout(self)
     }
-    /// Retries overdue requests and sends what the windows allow.
+    /// Asks again for the missing pieces of requests that made progress,
+    /// retries other overdue ones elsewhere, and sends what the windows
+    /// allow.
     fn handle_timeout<T: Transmit>(
         &mut self,
         now: Instant,
         node: &mut Node<S, N, D, F>,
         sink: &mut T,
     ) {
+        let timeout = self.requester.rto(0);
+        for request in self.requests.iter_mut() {
+            let Some(to) = request.in_flight_to() else { continue };
+            if !request.is_overdue(now) || !request.item.progress {
+                continue;
+            }
+            request.item.progress = false;
+            request.extend(now + timeout);
+            let have =
+                slot_of(&mut self.slots, self.state, request.item.item).map_or(0, |s| s.have);
+            node.send_fileget(now, to, request.item.hash, ALL_UNITS & !have, sink);
+        }
         self.requester.expire(&mut self.requests, now, |wanted, to| wanted.tried.remember(to));
         self.check_attempts(now);
         self.send_more(now, node, sink);
@@ -417,23 +521,8 @@ where
         sink: &mut T,
     ) {
         match reply {
-            Reply::Fragment { from, hash, data } => {
-                // Every request for these bytes is answered (a file can
-                // repeat a fragment), even one that timed out meanwhile.
-                while let Some(i) = self.requests.position(|r| r.item.hash == *hash) {
-                    let Some(request) = self.requests.remove(i) else { break };
-                    self.requester.answered(&request, from.addr, now);
-                    match request.item.item {
-                        None => self.take_index(data),
-                        Some(item) => {
-                            let slot = self.slots.get_mut(usize::from(item) % WINDOW);
-                            if let Some(slot) = slot.filter(|s| s.item == Some(item)) {
-                                slot.data.copy_from_slice(*data);
-                                slot.ready = true;
-                            }
-                        }
-                    }
-                }
+            Reply::Piece { from, hash, first_unit, data } => {
+                self.take_piece(now, from.addr, hash, *first_unit, data);
                 self.deliver();
             }
             Reply::NotFound { from, hash, holders } => {

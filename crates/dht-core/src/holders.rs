@@ -10,12 +10,12 @@
 //! of a set of candidates, best first.
 //!
 //! ```
-//! use dht_core::holders::{Holders, Rank};
+//! use dht_core::holders::Holders;
 //! use dht_core::id::{NodeId, PeerAddr, PeerInfo};
 //! use dht_core::fragment::FragmentHash;
 //! let hash = FragmentHash([7; 32]);
 //! let peers = (0..5u64).map(|i| PeerInfo { id: NodeId(i * 16 + 7), addr: PeerAddr::v4([127, 0, 0, 1], 9000 + i as u16) });
-//! let top = Holders::<3>::rank(&hash, peers.map(|p| (p, true)), 3, Rank::ByScore);
+//! let top = Holders::<3>::rank(&hash, peers, 3);
 //! assert_eq!(top.len(), 3);
 //! let scores: Vec<u64> = top.iter().map(|p| dht_core::holders::rendezvous_score(&hash, p.id)).collect();
 //! assert!(scores.windows(2).all(|w| w[0] >= w[1]));
@@ -38,48 +38,33 @@ pub fn rendezvous_score(hash: &FragmentHash, id: NodeId) -> u64 {
     z ^ (z >> 31)
 }
 
-/// How candidates are ordered.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Rank {
-    /// By score alone: the placement every member agrees on.
-    ByScore,
-    /// Verified candidates first, each group by score: whom a client asks
-    /// first (a second-hand entry may be stale or made up).
-    VerifiedFirst,
-}
-
 /// The best `K` (or fewer) candidates for holding a fragment, best first.
 #[derive(Clone, Debug)]
 pub struct Holders<const K: usize> {
-    ranked: Vec<(bool, u64, PeerInfo), K>,
+    ranked: Vec<(u64, PeerInfo), K>,
 }
 
 impl<const K: usize> Holders<K> {
-    /// Ranks `candidates` (each with whether it is verified) for `hash`,
-    /// keeping the best `limit` (at most `K`).
+    /// Ranks `candidates` for `hash`, keeping the best `limit` (at most
+    /// `K`).
     pub fn rank(
         hash: &FragmentHash,
-        candidates: impl IntoIterator<Item = (PeerInfo, bool)>,
+        candidates: impl IntoIterator<Item = PeerInfo>,
         limit: usize,
-        rank: Rank,
     ) -> Self {
         let limit = limit.min(K);
-        let key = |verified: bool, score: u64| match rank {
-            Rank::ByScore => (true, score),
-            Rank::VerifiedFirst => (verified, score),
-        };
-        let mut ranked: Vec<(bool, u64, PeerInfo), K> = Vec::new();
-        for (peer, verified) in candidates {
-            let entry = (verified, rendezvous_score(hash, peer.id), peer);
+        let mut ranked: Vec<(u64, PeerInfo), K> = Vec::new();
+        for peer in candidates {
+            let entry = (rendezvous_score(hash, peer.id), peer);
             if ranked.len() < limit {
                 let _ = ranked.push(entry);
-            } else if let Some(worst) = ranked.iter_mut().min_by_key(|(v, s, _)| key(*v, *s)) {
-                if key(worst.0, worst.1) < key(entry.0, entry.1) {
+            } else if let Some(worst) = ranked.iter_mut().min_by_key(|(s, _)| *s) {
+                if worst.0 < entry.0 {
                     *worst = entry;
                 }
             }
         }
-        crate::order::sort_by_key_descending(&mut ranked, |(v, s, _)| key(*v, *s));
+        crate::order::sort_by_key_descending(&mut ranked, |(s, _)| *s);
         Holders { ranked }
     }
 
@@ -90,17 +75,16 @@ impl<const K: usize> Holders<K> {
         table: &NeighborTable<N>,
         me: Option<PeerInfo>,
         limit: usize,
-        rank: Rank,
     ) -> Self {
         let shard = hash.shard();
-        let me = me.filter(|m| m.shard() == shard).map(|m| (m, true));
-        let members = table.members_of(shard).map(|n| (n.peer, n.verified));
-        Self::rank(hash, members.chain(me), limit, rank)
+        let me = me.filter(|m| m.shard() == shard);
+        let members = table.members_of(shard).map(|n| n.peer);
+        Self::rank(hash, members.chain(me), limit)
     }
 
     /// The holders, best first.
     pub fn iter(&self) -> impl Iterator<Item = PeerInfo> + Clone + '_ {
-        self.ranked.iter().map(|(_, _, p)| *p)
+        self.ranked.iter().map(|(_, p)| *p)
     }
 
     /// How many there are.
@@ -115,12 +99,12 @@ impl<const K: usize> Holders<K> {
 
     /// Whether `id` is among them.
     pub fn contains(&self, id: NodeId) -> bool {
-        self.ranked.iter().any(|(_, _, p)| p.id == id)
+        self.ranked.iter().any(|(_, p)| p.id == id)
     }
 
     /// Whether the node at `addr` is among them.
     pub fn contains_addr(&self, addr: PeerAddr) -> bool {
-        self.ranked.iter().any(|(_, _, p)| p.addr == addr)
+        self.ranked.iter().any(|(_, p)| p.addr == addr)
     }
 
     /// The lowest score among them, if they are `full` of `limit`: a
@@ -129,7 +113,7 @@ impl<const K: usize> Holders<K> {
         if self.ranked.len() < limit {
             0
         } else {
-            self.ranked.last().map_or(0, |(_, s, _)| *s)
+            self.ranked.last().map_or(0, |(s, _)| *s)
         }
     }
 }
@@ -153,27 +137,13 @@ mod tests {
         let hash = FragmentHash([0x30; 32]);
         let shard = hash.shard().get();
         let members: std::vec::Vec<PeerInfo> = (1..12).map(|i| member(i, shard)).collect();
-        let forward =
-            Holders::<3>::rank(&hash, members.iter().map(|p| (*p, true)), 3, Rank::ByScore);
-        let backward =
-            Holders::<3>::rank(&hash, members.iter().rev().map(|p| (*p, true)), 3, Rank::ByScore);
+        let forward = Holders::<3>::rank(&hash, members.iter().copied(), 3);
+        let backward = Holders::<3>::rank(&hash, members.iter().rev().copied(), 3);
         let a: std::vec::Vec<_> = forward.iter().collect();
         let b: std::vec::Vec<_> = backward.iter().collect();
         assert_eq!(a, b);
         let best = members.iter().max_by_key(|p| rendezvous_score(&hash, p.id)).unwrap();
         assert_eq!(a[0], *best);
-    }
-
-    #[test]
-    fn verified_first_puts_unverified_candidates_last() {
-        let hash = FragmentHash([0x31; 32]);
-        let shard = hash.shard().get();
-        let members: std::vec::Vec<PeerInfo> = (1..6).map(|i| member(i, shard)).collect();
-        let best = *members.iter().max_by_key(|p| rendezvous_score(&hash, p.id)).unwrap();
-        let candidates = members.iter().map(|p| (*p, p.id != best.id));
-        let ranked = Holders::<8>::rank(&hash, candidates, 8, Rank::VerifiedFirst);
-        assert_eq!(ranked.iter().last(), Some(best));
-        assert_eq!(ranked.len(), 5);
     }
 
     #[test]
@@ -183,15 +153,15 @@ mod tests {
         let other = (shard + 1) % 16;
         let mut table = NeighborTable::<16>::new(Shard::new(shard).unwrap(), 8, 8);
         for i in 1..4 {
-            table.insert(member(i, shard), Instant::ZERO, true);
-            table.insert(member(10 + i, other), Instant::ZERO, true);
+            table.insert(member(i, shard), Instant::ZERO);
+            table.insert(member(10 + i, other), Instant::ZERO);
         }
         let me = member(20, shard);
-        let with_me = Holders::<8>::of_shard(&hash, &table, Some(me), 8, Rank::ByScore);
+        let with_me = Holders::<8>::of_shard(&hash, &table, Some(me), 8);
         assert_eq!(with_me.len(), 4);
         assert!(with_me.contains(me.id));
         let stranger = member(21, other);
-        let without = Holders::<8>::of_shard(&hash, &table, Some(stranger), 8, Rank::ByScore);
+        let without = Holders::<8>::of_shard(&hash, &table, Some(stranger), 8);
         assert_eq!(without.len(), 3);
         assert!(!without.contains(stranger.id));
         let lowest = without.iter().map(|p| rendezvous_score(&hash, p.id)).min().unwrap();

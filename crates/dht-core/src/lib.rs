@@ -47,6 +47,8 @@
     allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)
 )]
 
+pub mod auth;
+pub mod budget;
 pub(crate) mod client;
 pub mod config;
 pub mod counters;

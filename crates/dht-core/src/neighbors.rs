@@ -8,13 +8,14 @@
 //! other holders about a new fragment without flooding the network.
 //!
 //! Entries are keyed by address: a node restarted with a new id at the same
-//! address replaces its old entry, a known id seen at a new address moves.
+//! address replaces its old entry. An id already known at another address
+//! is refused: whoever claims it elsewhere must wait until the entry it
+//! would displace dies.
 //!
-//! An entry is *verified* once a datagram came straight from its address,
-//! or it was listed by a verified neighbor that answered directly.
-//! Second-hand entries (relayed ADDMEs, spoofed sources) stay unverified:
-//! they are never passed on in PEERS answers and rank after verified ones
-//! as holders, so garbage that reaches one table does not spread.
+//! The table is only ever given peers that proved themselves (a datagram
+//! straight from their address echoing the node's cookie): it does no
+//! checking of its own, and never evicts an entry to make room for
+//! another.
 //!
 //! ```
 //! use dht_core::id::{NodeId, PeerAddr, PeerInfo, Shard};
@@ -22,7 +23,7 @@
 //! use dht_core::time::Instant;
 //! let mut table = NeighborTable::<8>::new(Shard::new(0).unwrap(), 2, 1);
 //! let peer = PeerInfo { id: NodeId(1), addr: PeerAddr::v4([127, 0, 0, 1], 8001) };
-//! assert_eq!(table.insert(peer, Instant::ZERO, true), Insert::Added);
+//! assert_eq!(table.insert(peer, Instant::ZERO), Insert::Added);
 //! assert_eq!(table.members_of(Shard::new(1).unwrap()).count(), 1);
 //! ```
 
@@ -37,10 +38,8 @@ use crate::wire::PeerList;
 pub struct Neighbor {
     /// Who and where.
     pub peer: PeerInfo,
-    /// When a datagram from it was last processed.
+    /// When a proven datagram from it was last processed.
     pub last_heard: Instant,
-    /// Whether it was heard from directly (see the module doc).
-    pub verified: bool,
 }
 
 /// What [`NeighborTable::insert`] did.
@@ -48,11 +47,12 @@ pub struct Neighbor {
 pub enum Insert {
     /// A new neighbor.
     Added,
-    /// Already known; its id and address were updated (its last-heard
+    /// Already known at this address; its id was updated (its last-heard
     /// time only moves when a datagram comes from it, see
     /// [`NeighborTable::touch`]).
     Refreshed,
-    /// Not added: its shard's quota or the table is full.
+    /// Not added: its shard's quota or the table is full, or its id is
+    /// known at another address.
     Full,
 }
 
@@ -86,42 +86,24 @@ impl<const N: usize> NeighborTable<N> {
         }
     }
 
-    /// Adds or refreshes `peer`, heard of at `now`; `verified` if heard
-    /// from directly.
-    pub fn insert(&mut self, peer: PeerInfo, now: Instant, verified: bool) -> Insert {
-        if let Some(entry) =
-            self.entries.iter_mut().find(|n| n.peer.addr == peer.addr || n.peer.id == peer.id)
-        {
-            let moved_shard = entry.peer.id.shard() != peer.id.shard();
-            if !moved_shard {
-                // Only a datagram from the peer itself ([`touch`]) says it
-                // is alive: being listed by others does not, or a dead
-                // node that others still list would never look quiet.
-                if verified || !entry.verified {
-                    entry.peer = peer;
-                }
-                entry.verified |= verified;
+    /// Adds or refreshes `peer`, which proved itself at `now`.
+    pub fn insert(&mut self, peer: PeerInfo, now: Instant) -> Insert {
+        if self.entries.iter().any(|n| n.peer.id == peer.id && n.peer.addr != peer.addr) {
+            return Insert::Full;
+        }
+        if let Some(entry) = self.entries.iter_mut().find(|n| n.peer.addr == peer.addr) {
+            if entry.peer.id.shard() == peer.id.shard() {
+                entry.peer = peer;
                 return Insert::Refreshed;
             }
             // Same address, new id in another shard: a restarted node. Drop
             // the old entry and insert the new one under its shard's quota.
-            let addr = entry.peer.addr;
-            self.remove_addr(addr);
+            self.remove_addr(peer.addr);
         }
         if self.count_in(peer.shard()) >= self.quota(peer.shard()) || self.is_full() {
-            // A verified peer takes the place of an unverified one of its
-            // shard, so second-hand entries cannot crowd out real ones.
-            let shard = peer.shard();
-            let victim = self.entries.iter_mut().find(|n| n.peer.shard() == shard && !n.verified);
-            return match victim {
-                Some(entry) if verified => {
-                    *entry = Neighbor { peer, last_heard: now, verified };
-                    Insert::Added
-                }
-                _ => Insert::Full,
-            };
+            return Insert::Full;
         }
-        match self.entries.push(Neighbor { peer, last_heard: now, verified }) {
+        match self.entries.push(Neighbor { peer, last_heard: now }) {
             Ok(()) => Insert::Added,
             Err(_) => Insert::Full,
         }
@@ -133,13 +115,12 @@ impl<const N: usize> NeighborTable<N> {
             || (self.count_in(peer.shard()) < self.quota(peer.shard()) && !self.is_full())
     }
 
-    /// Records that a datagram came straight from `addr` at `now`: the
-    /// entry is verified. Returns whether it is a neighbor.
+    /// Records that a proven datagram came from `addr` at `now`. Returns
+    /// whether it is a neighbor.
     pub fn touch(&mut self, addr: PeerAddr, now: Instant) -> bool {
         match self.entries.iter_mut().find(|n| n.peer.addr == addr) {
             Some(entry) => {
                 entry.last_heard = now;
-                entry.verified = true;
                 true
             }
             None => false,
@@ -216,7 +197,7 @@ impl<const N: usize> NeighborTable<N> {
         self.members_of(shard).nth(pick).map(|n| n.peer)
     }
 
-    /// Fills `out` with up to `want` random verified neighbors other than
+    /// Fills `out` with up to `want` random neighbors other than
     /// `except`, only from `shard` if given. Without a shard filter the
     /// choice goes round the shards, so a short answer still covers as many
     /// shards as possible.
@@ -231,7 +212,7 @@ impl<const N: usize> NeighborTable<N> {
         let mut order: heapless::Vec<u16, N> = heapless::Vec::new();
         for (i, n) in self.entries.iter().enumerate() {
             let wanted_shard = shard.is_none_or(|s| n.peer.shard() == s);
-            let eligible = wanted_shard && n.verified && Some(n.peer.addr) != except;
+            let eligible = wanted_shard && Some(n.peer.addr) != except;
             if eligible && order.push(i as u16).is_err() {
                 break;
             }
@@ -289,14 +270,14 @@ mod tests {
         let mut table = NeighborTable::<64>::new(shard(0), 3, 2);
         let now = Instant::ZERO;
         // Shard 1: quota 2.
-        assert_eq!(table.insert(peer(1, 1), now, true), Insert::Added);
-        assert_eq!(table.insert(peer(17, 2), now, true), Insert::Added);
-        assert_eq!(table.insert(peer(33, 3), now, true), Insert::Full);
+        assert_eq!(table.insert(peer(1, 1), now), Insert::Added);
+        assert_eq!(table.insert(peer(17, 2), now), Insert::Added);
+        assert_eq!(table.insert(peer(33, 3), now), Insert::Full);
         // Own shard 0: quota 3.
         for (i, id) in [16u64, 32, 48].iter().enumerate() {
-            assert_eq!(table.insert(peer(*id, 10 + i as u16), now, true), Insert::Added);
+            assert_eq!(table.insert(peer(*id, 10 + i as u16), now), Insert::Added);
         }
-        assert_eq!(table.insert(peer(64, 20), now, true), Insert::Full);
+        assert_eq!(table.insert(peer(64, 20), now), Insert::Full);
         assert_eq!(table.count_in(shard(0)), 3);
         assert_eq!(table.count_in(shard(1)), 2);
         assert!(!table.has_room_for(&peer(49, 30)));
@@ -304,32 +285,24 @@ mod tests {
     }
 
     #[test]
-    fn verified_peers_displace_unverified_ones_and_only_they_are_shared() {
+    fn an_id_known_elsewhere_is_refused_and_nothing_is_evicted() {
         let mut table = NeighborTable::<8>::new(shard(0), 2, 1);
         let now = Instant::ZERO;
-        assert_eq!(table.insert(peer(1, 1), now, false), Insert::Added);
-        assert_eq!(table.insert(peer(17, 2), now, false), Insert::Full);
-        let mut rng = Rng::new(1);
-        let mut out = PeerList::new();
-        table.sample(&mut rng, 8, None, None, &mut out);
-        assert!(out.is_empty(), "unverified entries are not passed on");
-        assert_eq!(table.insert(peer(17, 2), now, true), Insert::Added);
-        assert!(!table.contains_addr(peer(1, 1).addr));
-        assert_eq!(table.insert(peer(33, 3), now, true), Insert::Full);
-        table.sample(&mut rng, 8, None, None, &mut out);
-        assert_eq!(out.len(), 1);
-        // Hearing from an unverified neighbor directly verifies it.
-        let mut table = NeighborTable::<8>::new(shard(0), 2, 1);
-        table.insert(peer(1, 1), now, false);
-        assert!(table.touch(peer(1, 1).addr, now));
-        assert!(table.get_addr(peer(1, 1).addr).unwrap().verified);
+        assert_eq!(table.insert(peer(1, 1), now), Insert::Added);
+        // Another address claiming the same id does not move the entry.
+        assert_eq!(table.insert(peer(1, 2), now), Insert::Full);
+        assert_eq!(table.get_addr(peer(1, 1).addr).unwrap().peer.id, NodeId(1));
+        assert!(!table.contains_addr(peer(1, 2).addr));
+        // A full shard keeps what it has.
+        assert_eq!(table.insert(peer(17, 3), now), Insert::Full);
+        assert!(table.contains_addr(peer(1, 1).addr));
     }
 
     #[test]
     fn capacity_is_never_exceeded() {
         let mut table = NeighborTable::<4>::new(shard(0), 10, 10);
         for i in 0..10u64 {
-            table.insert(peer(i, i as u16), Instant::ZERO, true);
+            table.insert(peer(i, i as u16), Instant::ZERO);
         }
         assert_eq!(table.len(), 4);
         assert!(table.is_full());
@@ -338,8 +311,8 @@ mod tests {
     #[test]
     fn known_address_or_id_is_refreshed_not_duplicated() {
         let mut table = NeighborTable::<8>::new(shard(0), 4, 4);
-        assert_eq!(table.insert(peer(1, 1), Instant::ZERO, true), Insert::Added);
-        assert_eq!(table.insert(peer(1, 1), Instant::from_millis(5), true), Insert::Refreshed);
+        assert_eq!(table.insert(peer(1, 1), Instant::ZERO), Insert::Added);
+        assert_eq!(table.insert(peer(1, 1), Instant::from_millis(5)), Insert::Refreshed);
         assert_eq!(
             table.get_addr(peer(1, 1).addr).unwrap().last_heard,
             Instant::ZERO,
@@ -347,14 +320,10 @@ mod tests {
         );
         table.touch(peer(1, 1).addr, Instant::from_millis(6));
         assert_eq!(table.get_addr(peer(1, 1).addr).unwrap().last_heard, Instant::from_millis(6));
-        // Same id, new port: the entry moves.
-        assert_eq!(table.insert(peer(1, 2), Instant::ZERO, true), Insert::Refreshed);
-        assert!(!table.contains_addr(peer(1, 1).addr));
-        assert!(table.contains_addr(peer(1, 2).addr));
         // Same address, new id in another shard: a restarted node replaces it.
-        assert_eq!(table.insert(peer(2, 2), Instant::ZERO, true), Insert::Added);
+        assert_eq!(table.insert(peer(2, 1), Instant::ZERO), Insert::Added);
         assert_eq!(table.len(), 1);
-        assert_eq!(table.get_addr(peer(2, 2).addr).unwrap().peer.id, NodeId(2));
+        assert_eq!(table.get_addr(peer(2, 1).addr).unwrap().peer.id, NodeId(2));
     }
 
     #[test]
@@ -364,7 +333,7 @@ mod tests {
         for s in 0..4u64 {
             for k in 0..4u64 {
                 port += 1;
-                table.insert(peer(s + 16 * k, port), Instant::ZERO, true);
+                table.insert(peer(s + 16 * k, port), Instant::ZERO);
             }
         }
         let mut rng = Rng::new(3);
@@ -390,9 +359,9 @@ mod tests {
         let mut table = NeighborTable::<8>::new(shard(0), 4, 4);
         let mut rng = Rng::new(1);
         assert_eq!(table.random_except(&mut rng, None), None);
-        table.insert(peer(1, 1), Instant::ZERO, true);
+        table.insert(peer(1, 1), Instant::ZERO);
         assert_eq!(table.random_except(&mut rng, Some(peer(1, 1).addr)), None);
-        table.insert(peer(2, 2), Instant::ZERO, true);
+        table.insert(peer(2, 2), Instant::ZERO);
         for _ in 0..20 {
             assert_eq!(table.random_except(&mut rng, Some(peer(1, 1).addr)), Some(peer(2, 2)));
         }

@@ -80,6 +80,14 @@ impl<T> Request<T> {
         self.first_sent.get_or_insert(now);
     }
 
+    /// The request in flight made progress (part of its answer came):
+    /// it now counts as lost only at `deadline`. No effect while waiting.
+    pub fn extend(&mut self, deadline: Instant) {
+        if let Phase::InFlight { deadline: d, .. } = &mut self.phase {
+            *d = deadline;
+        }
+    }
+
     /// Puts the request back to waiting, to be sent again from `ready_at`
     /// on (after a loss or a refusal, or because no peer could take it).
     pub fn wait_until(&mut self, ready_at: Instant) {

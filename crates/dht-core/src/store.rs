@@ -1,9 +1,13 @@
 //! Where fragments are kept: the [`FragmentStore`] trait and a RAM store.
 //!
 //! The node verifies a fragment against its hash before it calls
-//! [`FragmentStore::store`] and again after [`FragmentStore::read`], so a
-//! store needs no hashing of its own; a fragment that fails the check after
-//! a read is removed and counted (`corrupt_stored`). The host runtime
+//! [`FragmentStore::store`] and again after [`FragmentStore::read`]; a
+//! fragment that fails the check after a read is removed and counted
+//! (`corrupt_stored`). A fragment that arrives in pieces is written in
+//! place as it comes ([`FragmentStore::write_partial`]) and checked
+//! against its hash once whole ([`FragmentStore::finish_partial`]), so a
+//! node needs no reassembly buffer of its own: a RAM store reassembles in
+//! the slot the fragment will occupy. The host runtime
 //! implements the trait on a directory; the core ships [`RamStore`], a fixed
 //! number of 8 KB slots in memory the caller provides (an array, a static,
 //! or a boxed slice), for firmware and the simulator.
@@ -71,25 +75,52 @@ pub trait FragmentStore {
     /// The `i`-th held fragment in an order that stays stable while the
     /// store is not modified, for walking the holdings in fixed memory.
     fn hash_at(&self, i: usize) -> Option<FragmentHash>;
+
+    /// Writes `bytes` at `offset` of the fragment `hash` being received in
+    /// pieces, making room for it on the first piece (`Err(Full)` if there
+    /// is none). A fragment received in part is neither held nor counted
+    /// until [`FragmentStore::finish_partial`].
+    fn write_partial(
+        &mut self,
+        hash: &FragmentHash,
+        offset: usize,
+        bytes: &[u8],
+    ) -> Result<(), StoreError>;
+
+    /// The fragment `hash` has arrived whole: keeps it if its bytes hash to
+    /// `hash` (`Ok(true)`), forgets it otherwise (`Ok(false)`).
+    fn finish_partial(&mut self, hash: &FragmentHash) -> Result<bool, StoreError>;
+
+    /// Forgets a fragment received in part (its fetch was given up).
+    fn drop_partial(&mut self, hash: &FragmentHash);
+}
+
+/// What a [`RamSlot`] holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum SlotState {
+    Free,
+    /// A fragment being received in pieces.
+    Partial,
+    Used,
 }
 
 /// One slot of a [`RamStore`].
 #[derive(Clone)]
 pub struct RamSlot {
     hash: FragmentHash,
-    used: bool,
+    state: SlotState,
     data: FragmentBytes,
 }
 
 impl RamSlot {
     /// An empty slot, usable to initialise arrays and statics.
     pub const EMPTY: RamSlot =
-        RamSlot { hash: FragmentHash([0; 32]), used: false, data: [0; FRAGMENT_SIZE] };
+        RamSlot { hash: FragmentHash([0; 32]), state: SlotState::Free, data: [0; FRAGMENT_SIZE] };
 }
 
 impl fmt::Debug for RamSlot {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("RamSlot").field("hash", &self.hash).field("used", &self.used).finish()
+        f.debug_struct("RamSlot").field("hash", &self.hash).field("state", &self.state).finish()
     }
 }
 
@@ -102,9 +133,13 @@ pub struct RamStore<B> {
 
 impl<B: AsRef<[RamSlot]> + AsMut<[RamSlot]>> RamStore<B> {
     /// A store over `slots`; slots marked used are kept (a store moved from
-    /// a crashed node keeps its contents).
-    pub fn new(slots: B) -> Self {
-        let len = slots.as_ref().iter().filter(|s| s.used).count();
+    /// a crashed node keeps its contents), fragments received in part are
+    /// forgotten.
+    pub fn new(mut slots: B) -> Self {
+        for slot in slots.as_mut().iter_mut().filter(|s| s.state == SlotState::Partial) {
+            slot.state = SlotState::Free;
+        }
+        let len = slots.as_ref().iter().filter(|s| s.state == SlotState::Used).count();
         RamStore { slots, len }
     }
 
@@ -116,11 +151,19 @@ impl<B: AsRef<[RamSlot]> + AsMut<[RamSlot]>> RamStore<B> {
     /// The bytes stored for `hash`, if held (to check what a node stored
     /// without moving it).
     pub fn get(&self, hash: &FragmentHash) -> Option<&FragmentBytes> {
-        self.slots.as_ref().iter().find(|s| s.used && s.hash == *hash).map(|s| &s.data)
+        self.slots
+            .as_ref()
+            .iter()
+            .find(|s| s.state == SlotState::Used && s.hash == *hash)
+            .map(|s| &s.data)
     }
 
     fn find(&self, hash: &FragmentHash) -> Option<usize> {
-        self.slots.as_ref().iter().position(|s| s.used && s.hash == *hash)
+        self.find_in(hash, SlotState::Used)
+    }
+
+    fn find_in(&self, hash: &FragmentHash, state: SlotState) -> Option<usize> {
+        self.slots.as_ref().iter().position(|s| s.state == state && s.hash == *hash)
     }
 }
 
@@ -133,18 +176,23 @@ impl<B: AsRef<[RamSlot]> + AsMut<[RamSlot]>> FragmentStore for RamStore<B> {
         if self.contains(hash) {
             return Ok(());
         }
-        let slot = self.slots.as_mut().iter_mut().find(|s| !s.used).ok_or(StoreError::Full)?;
+        let slot = self
+            .slots
+            .as_mut()
+            .iter_mut()
+            .find(|s| s.state == SlotState::Free)
+            .ok_or(StoreError::Full)?;
         slot.hash = *hash;
         slot.data.copy_from_slice(data);
-        slot.used = true;
+        slot.state = SlotState::Used;
         self.len += 1;
         Ok(())
     }
 
     fn read(&mut self, hash: &FragmentHash, out: &mut FragmentBytes) -> Result<bool, StoreError> {
-        match self.slots.as_ref().iter().find(|s| s.used && s.hash == *hash) {
-            Some(slot) => {
-                out.copy_from_slice(&slot.data);
+        match self.get(hash) {
+            Some(data) => {
+                out.copy_from_slice(data);
                 Ok(true)
             }
             None => Ok(false),
@@ -152,9 +200,9 @@ impl<B: AsRef<[RamSlot]> + AsMut<[RamSlot]>> FragmentStore for RamStore<B> {
     }
 
     fn remove(&mut self, hash: &FragmentHash) -> Result<bool, StoreError> {
-        match self.slots.as_mut().iter_mut().find(|s| s.used && s.hash == *hash) {
+        match self.find(hash).and_then(|i| self.slots.as_mut().get_mut(i)) {
             Some(slot) => {
-                slot.used = false;
+                slot.state = SlotState::Free;
                 self.len -= 1;
                 Ok(true)
             }
@@ -171,7 +219,57 @@ impl<B: AsRef<[RamSlot]> + AsMut<[RamSlot]>> FragmentStore for RamStore<B> {
     }
 
     fn hash_at(&self, i: usize) -> Option<FragmentHash> {
-        self.slots.as_ref().iter().filter(|s| s.used).nth(i).map(|s| s.hash)
+        self.slots.as_ref().iter().filter(|s| s.state == SlotState::Used).nth(i).map(|s| s.hash)
+    }
+
+    fn write_partial(
+        &mut self,
+        hash: &FragmentHash,
+        offset: usize,
+        bytes: &[u8],
+    ) -> Result<(), StoreError> {
+        let index = match self.find_in(hash, SlotState::Partial) {
+            Some(i) => i,
+            None => {
+                let free = self.find_in_state(SlotState::Free).ok_or(StoreError::Full)?;
+                if let Some(slot) = self.slots.as_mut().get_mut(free) {
+                    slot.hash = *hash;
+                    slot.state = SlotState::Partial;
+                }
+                free
+            }
+        };
+        let slot = self.slots.as_mut().get_mut(index).ok_or(StoreError::Failed)?;
+        let target = slot.data.get_mut(offset..offset + bytes.len()).ok_or(StoreError::Failed)?;
+        target.copy_from_slice(bytes);
+        Ok(())
+    }
+
+    fn finish_partial(&mut self, hash: &FragmentHash) -> Result<bool, StoreError> {
+        let index = self.find_in(hash, SlotState::Partial).ok_or(StoreError::Failed)?;
+        let slot = self.slots.as_mut().get_mut(index).ok_or(StoreError::Failed)?;
+        if hash.verifies(&slot.data) {
+            slot.state = SlotState::Used;
+            self.len += 1;
+            Ok(true)
+        } else {
+            slot.state = SlotState::Free;
+            Ok(false)
+        }
+    }
+
+    fn drop_partial(&mut self, hash: &FragmentHash) {
+        if let Some(i) = self.find_in(hash, SlotState::Partial) {
+            if let Some(slot) = self.slots.as_mut().get_mut(i) {
+                slot.state = SlotState::Free;
+            }
+        }
+    }
+}
+
+impl<B: AsRef<[RamSlot]> + AsMut<[RamSlot]>> RamStore<B> {
+    fn find_in_state(&self, state: SlotState) -> Option<usize> {
+        self.slots.as_ref().iter().position(|s| s.state == state)
     }
 }
 
@@ -201,6 +299,13 @@ impl FragmentStore for NoStore {
     fn hash_at(&self, _: usize) -> Option<FragmentHash> {
         None
     }
+    fn write_partial(&mut self, _: &FragmentHash, _: usize, _: &[u8]) -> Result<(), StoreError> {
+        Err(StoreError::Full)
+    }
+    fn finish_partial(&mut self, _: &FragmentHash) -> Result<bool, StoreError> {
+        Err(StoreError::Full)
+    }
+    fn drop_partial(&mut self, _: &FragmentHash) {}
 }
 
 #[cfg(test)]
@@ -237,6 +342,31 @@ mod tests {
         expected.sort();
         assert_eq!(held, expected);
         assert_eq!(store.hash_at(2), None);
+    }
+
+    #[test]
+    fn a_fragment_in_pieces_is_kept_only_if_it_hashes_right() {
+        let mut store = RamStore::new([RamSlot::EMPTY, RamSlot::EMPTY]);
+        let (h, d) = fragment(4);
+        for (i, chunk) in d.chunks(1024).enumerate().rev() {
+            store.write_partial(&h, i * 1024, chunk).unwrap();
+        }
+        assert!(!store.contains(&h), "not held before it is finished");
+        assert_eq!(store.len(), 0);
+        assert_eq!(store.finish_partial(&h), Ok(true));
+        assert!(store.contains(&h));
+        let (h2, d2) = fragment(5);
+        store.write_partial(&h2, 0, &d2[..512]).unwrap();
+        store.write_partial(&h2, 512, &[0u8; 8192 - 512]).unwrap(); // wrong bytes
+        assert_eq!(store.finish_partial(&h2), Ok(false));
+        assert_eq!(store.len(), 1);
+        // A partial takes a slot: with both slots busy there is no room.
+        store.write_partial(&h2, 0, &d2[..512]).unwrap();
+        let (h3, d3) = fragment(6);
+        assert_eq!(store.write_partial(&h3, 0, &d3[..512]), Err(StoreError::Full));
+        store.drop_partial(&h2);
+        assert!(store.write_partial(&h3, 0, &d3[..512]).is_ok());
+        assert_eq!(store.write_partial(&h3, 8000, &d3[..512]), Err(StoreError::Failed));
     }
 
     #[test]

@@ -17,7 +17,7 @@ use std::boxed::Box;
 use std::collections::VecDeque;
 use std::vec::Vec;
 
-use crate::config::Config;
+use crate::config::{Config, FRAGMENT_SIZE};
 use crate::download::{Download, FileSink};
 use crate::driver::{self, App};
 use crate::fragment::FragmentHash;
@@ -28,6 +28,7 @@ use crate::rand::Rng;
 use crate::store::{RamSlot, RamStore};
 use crate::time::{Duration, Instant};
 use crate::upload::{Bytes, Upload};
+use crate::wire::{Cookies, Message, Packet, Source, StoreOutcome, Transmission};
 
 /// The node of the harness: small tables, a RAM store.
 pub(crate) type TestNode = Node<RamStore<Vec<RamSlot>>, 64, 256, 16>;
@@ -46,6 +47,16 @@ pub(crate) enum Task {
     Download(Box<Download<Vec<u8>, 4>>),
     /// A download with one slot, as on a microcontroller.
     SmallDownload(Box<Download<Vec<u8>, 1>>),
+    /// One fragment offered to a member: served when it asks, with the
+    /// answers it gave.
+    Offer(Box<Offering>),
+}
+
+/// A fragment a host offered, and the STORED answers it got.
+pub(crate) struct Offering {
+    pub(crate) data: [u8; FRAGMENT_SIZE],
+    pub(crate) hash: FragmentHash,
+    pub(crate) answers: Vec<(PeerAddr, StoreOutcome)>,
 }
 
 /// Datagrams one call sent.
@@ -69,7 +80,7 @@ pub(crate) struct Runner {
 impl App<RamStore<Vec<RamSlot>>, 64, 256, 16> for Runner {
     fn poll_timeout(&self) -> Option<Instant> {
         match &self.task {
-            Task::Idle => None,
+            Task::Idle | Task::Offer(_) => None,
             Task::Upload(u) => u.poll_timeout(),
             Task::Download(d) => d.poll_timeout(),
             Task::SmallDownload(d) => d.poll_timeout(),
@@ -77,7 +88,7 @@ impl App<RamStore<Vec<RamSlot>>, 64, 256, 16> for Runner {
     }
     fn handle_timeout<T: Transmit>(&mut self, now: Instant, node: &mut TestNode, tx: &mut T) {
         match &mut self.task {
-            Task::Idle => {}
+            Task::Idle | Task::Offer(_) => {}
             Task::Upload(u) => u.handle_timeout(now, node, tx),
             Task::Download(d) => d.handle_timeout(now, node, tx),
             Task::SmallDownload(d) => d.handle_timeout(now, node, tx),
@@ -95,6 +106,20 @@ impl App<RamStore<Vec<RamSlot>>, 64, 256, 16> for Runner {
             Task::Upload(u) => u.handle_reply(now, node, reply, tx),
             Task::Download(d) => d.handle_reply(now, node, reply, tx),
             Task::SmallDownload(d) => d.handle_reply(now, node, reply, tx),
+            Task::Offer(offer) => match reply {
+                Reply::FileGet { from, hash, want, piece_units } if *hash == offer.hash => {
+                    let data = &offer.data;
+                    let fill = |buf: &mut [u8; FRAGMENT_SIZE]| {
+                        buf.copy_from_slice(data);
+                        true
+                    };
+                    let _ = node.send_pieces(now, from.addr, *hash, *want, *piece_units, fill, tx);
+                }
+                Reply::Stored { from, hash, outcome, .. } if *hash == offer.hash => {
+                    offer.answers.push((from.addr, *outcome));
+                }
+                _ => {}
+            },
         }
     }
     fn handle_event(&mut self, _: &TestNode, event: Event) {
@@ -126,12 +151,16 @@ struct InFlight {
 /// A predicate over (from, to, datagram): `true` drops it.
 type Loss = Box<dyn FnMut(PeerAddr, PeerAddr, &[u8]) -> bool>;
 
+/// Changes datagrams in flight (from, to, datagram).
+type Tamper = Box<dyn FnMut(PeerAddr, PeerAddr, &mut Vec<u8>)>;
+
 pub(crate) struct Net {
     pub(crate) now: Instant,
     pub(crate) hosts: Vec<Host>,
     pub(crate) latency: Duration,
     queue: VecDeque<InFlight>,
     loss: Option<Loss>,
+    tamper: Option<Tamper>,
     rng: Rng,
     /// Datagrams delivered so far.
     pub(crate) delivered: usize,
@@ -145,6 +174,7 @@ impl Net {
             latency: Duration::from_micros(200),
             queue: VecDeque::new(),
             loss: None,
+            tamper: None,
             rng: Rng::new(seed),
             delivered: 0,
         }
@@ -185,6 +215,63 @@ impl Net {
     /// Drops the datagrams for which `loss(from, to, bytes)` holds.
     pub(crate) fn lose(&mut self, loss: impl FnMut(PeerAddr, PeerAddr, &[u8]) -> bool + 'static) {
         self.loss = Some(Box::new(loss));
+    }
+
+    /// Changes datagrams in flight with `tamper(from, to, bytes)`.
+    pub(crate) fn tamper(
+        &mut self,
+        tamper: impl FnMut(PeerAddr, PeerAddr, &mut Vec<u8>) + 'static,
+    ) {
+        self.tamper = Some(Box::new(tamper));
+    }
+
+    /// Host `i` offers `data` (one fragment) to host `to`, and serves it
+    /// when asked; returns its hash.
+    pub(crate) fn offer(
+        &mut self,
+        i: usize,
+        to: usize,
+        data: &[u8; FRAGMENT_SIZE],
+    ) -> FragmentHash {
+        let hash = FragmentHash::of(data);
+        let offering = Offering { data: *data, hash, answers: Vec::new() };
+        self.hosts[i].app.task = Task::Offer(Box::new(offering));
+        let to = Net::addr(to);
+        self.command(i, |node, now, out| {
+            node.offer(now, to, hash, out);
+        });
+        hash
+    }
+
+    /// The STORED answers host `i`'s offer got.
+    pub(crate) fn offer_answers(&self, i: usize) -> &[(PeerAddr, StoreOutcome)] {
+        match &self.hosts[i].app.task {
+            Task::Offer(offer) => &offer.answers,
+            _ => &[],
+        }
+    }
+
+    /// Hands host `i` a datagram forged by a host at `from` (no key), with
+    /// `message` from `source`; `proven` if it echoes host `i`'s cookie for
+    /// `from` (as a host that listens at `from` could), padded like an
+    /// honest first contact otherwise.
+    pub(crate) fn forge(
+        &mut self,
+        i: usize,
+        from: PeerAddr,
+        source: Source,
+        transmission: Transmission,
+        message: Message<'_>,
+        proven: bool,
+    ) {
+        let echo = proven.then(|| self.hosts[i].node.cookie_for(from, self.now));
+        let packet =
+            Packet { transmission, source, cookies: Cookies { echo, grant: None }, message };
+        let mut buf = std::vec![0u8; crate::config::MAX_DATAGRAM_SIZE];
+        let min = if proven { 0 } else { crate::node::UNPROVEN_MIN };
+        let len = packet.encode_padded(&mut buf, min).expect("fits");
+        buf.truncate(len);
+        self.inject(i, from, &buf);
     }
 
     /// Runs a command on host `i`'s node (join, leave, ...).
@@ -245,7 +332,7 @@ impl Net {
                 Task::Upload(u) => u.start(now, &mut host.node, &mut out),
                 Task::Download(d) => d.start(now, &mut host.node, &mut out),
                 Task::SmallDownload(d) => d.start(now, &mut host.node, &mut out),
-                Task::Idle => {}
+                Task::Idle | Task::Offer(_) => {}
             }
         }
         self.after(i, out);
@@ -253,7 +340,10 @@ impl Net {
 
     fn after(&mut self, i: usize, out: Outbox) {
         let from = Net::addr(i);
-        for (to, bytes) in out.0 {
+        for (to, mut bytes) in out.0 {
+            if let Some(tamper) = self.tamper.as_mut() {
+                tamper(from, to, &mut bytes);
+            }
             let lost = self.loss.as_mut().is_some_and(|loss| loss(from, to, &bytes));
             if !lost {
                 self.queue.push_back(InFlight { at: self.now + self.latency, from, to, bytes });

@@ -618,9 +618,10 @@ impl Sim {
                     if let Some(next) = next {
                         assert!(
                             next > self.now,
-                            "host {host} woken at {} asks to be woken again at {next}: {}",
+                            "host {host} woken at {} asks to be woken again at {next}: {}; node {:?}",
                             self.now,
-                            self.app_debug(host)
+                            self.app_debug(host),
+                            self.node(host).map(|n| n.timeouts())
                         );
                     }
                 }
@@ -657,6 +658,16 @@ impl Sim {
 
     fn with_node(&mut self, host: HostId, f: impl FnOnce(&mut SimNode, Instant, &mut Outbox)) {
         self.with_app(host, |node, _, now, out| f(node, now, out));
+    }
+
+    /// Runs a command on a host's node now (a PING, a FILEGET, a leave);
+    /// whatever it sends goes out on the network.
+    pub fn command(
+        &mut self,
+        host: HostId,
+        f: impl FnOnce(&mut SimNode, Instant, &mut dyn Transmit),
+    ) {
+        self.with_node(host, |node, now, out| f(node, now, out));
     }
 
     /// Runs `f` on a host's node and app, then sends what it sent,

@@ -41,20 +41,33 @@ fn download(sim: &mut Sim, entry: HostId, file: &File) {
     }
 }
 
-/// Runs until every fragment of every file has at least `R` live copies;
-/// returns how long that took.
+/// The copies a fragment can have: R, or as many live members as its
+/// shard still has if fewer.
+fn attainable(sim: &Sim, hash: &FragmentHash) -> usize {
+    let members = sim
+        .live_hosts()
+        .into_iter()
+        .filter(|h| sim.node(*h).is_some_and(|n| n.config().role == dht_core::config::Role::Member))
+        .filter(|h| sim.node(*h).is_some_and(|n| n.shard() == hash.shard()))
+        .count();
+    R.min(members)
+}
+
+/// Runs until every fragment of every file has at least `R` live copies
+/// (or as many as its shard has members); returns how long that took.
 fn settle(sim: &mut Sim, files: &[File], limit: Duration) -> Duration {
     let start = sim.now();
     let all: Vec<FragmentHash> = files.iter().flat_map(|f| f.fragments.iter().copied()).collect();
     // Checked every 100 ms of virtual time (counting copies scans every
     // store), so the figure is exact to 100 ms.
-    let settled = |s: &Sim| all.iter().all(|h| s.copies(h) >= R);
+    let settled = |s: &Sim| all.iter().all(|h| s.copies(h) >= attainable(s, h));
     let mut ok = settled(sim);
     while !ok && sim.now() - start < limit {
         sim.run_for(Duration::from_millis(100));
         ok = settled(sim);
     }
-    let short: Vec<_> = all.iter().filter(|h| sim.copies(h) < R).map(|h| sim.copies(h)).collect();
+    let short: Vec<_> =
+        all.iter().filter(|h| sim.copies(h) < attainable(sim, h)).map(|h| sim.copies(h)).collect();
     assert!(ok, "repair did not settle within {limit}: {} fragments short {short:?}", short.len());
     sim.now() - start
 }

@@ -6,7 +6,7 @@ use dht_core::fragment::{FragmentHash, FRAGMENT_SIZE};
 use dht_core::rand::Rng;
 use dht_core::store::FragmentStore;
 use dht_core::wire::{
-    FragMode, FragmentRef, Message, Packet, PeerList, Source, StoreOutcome, Transmission,
+    Cookie, Cookies, Message, Packet, PeerList, PieceRef, Source, StoreOutcome, Transmission,
 };
 use dht_core::{Config, Duration, NodeId, PeerAddr, PeerInfo, Shard, MAX_DATAGRAM_SIZE};
 use dht_sim::scene::{join_members, random_bytes};
@@ -42,28 +42,37 @@ fn valid_packet(rng: &mut Rng, fragment: &[u8; FRAGMENT_SIZE], buf: &mut [u8]) -
         addr: random_addr(rng),
         member: rng.chance(1, 2),
         window: rng.next_u64() as u8,
+        full: rng.chance(1, 8),
     };
+    let cookie = |rng: &mut Rng| rng.chance(1, 2).then(|| Cookie(rng.next_u64().to_le_bytes()));
+    let cookies = Cookies { echo: cookie(rng), grant: cookie(rng) };
     let shard = Shard::new(rng.below(16) as u8).unwrap();
     let mut peers = PeerList::new();
     for _ in 0..rng.below(65) {
         let _ = peers.push(PeerInfo { id: NodeId(rng.next_u64()), addr: random_addr(rng) });
     }
     let hash = random_hash(rng);
-    let message = match rng.below(16) {
+    let units = 1 + rng.below(16);
+    let first_unit = rng.below(17 - units) as u8;
+    let message = match rng.below(17) {
         0 => Message::Join { want: rng.next_u64() as u8, shard: rng.chance(1, 2).then_some(shard) },
         1 => Message::Peers { peers },
         2 => Message::AddMe,
         3 => Message::Ping { nonce: rng.next_u64() },
         4 => Message::Pong { nonce: rng.next_u64() },
         5 => Message::FileFrag {
-            mode: if rng.chance(1, 2) { FragMode::Store } else { FragMode::Answer },
-            // Half of them carry the right hash of their bytes.
+            // Half of them name the hash of the fragment they are cut from.
             hash: if rng.chance(1, 2) { FragmentHash::of(fragment) } else { hash },
-            data: FragmentRef(fragment),
+            first_unit,
+            data: PieceRef(&fragment[usize::from(first_unit) * 512..][..units * 512]),
         },
-        6 => Message::FileGet { hash },
+        6 => Message::FileGet {
+            hash,
+            want: (rng.next_u64() as u16).max(1),
+            piece_units: [1, 2, 4, 8, 16][rng.below(5)],
+        },
         7 => Message::Find { shard, nonce: rng.next_u64() },
-        8 => Message::NewFile { hash },
+        8 => Message::NewFile { hash, urgent: rng.chance(1, 2) },
         9 => Message::Stored { hash, outcome: StoreOutcome::Stored, holders: Default::default() },
         10 => Message::NotFound { hash, holders: Default::default() },
         11 => Message::Leave,
@@ -78,6 +87,7 @@ fn valid_packet(rng: &mut Rng, fragment: &[u8; FRAGMENT_SIZE], buf: &mut [u8]) -
             }
             Message::Holdings { hashes }
         }
+        15 => Message::Retry,
         _ => Message::Stats {
             nonce: 1,
             stats: dht_core::wire::NodeStats {
@@ -90,7 +100,7 @@ fn valid_packet(rng: &mut Rng, fragment: &[u8; FRAGMENT_SIZE], buf: &mut [u8]) -
             },
         },
     };
-    Packet { transmission, source, message }.encode(buf).unwrap()
+    Packet { transmission, source, cookies, message }.encode(buf).unwrap()
 }
 
 /// A datagram: random bytes, or a valid packet broken in one of the ways a
@@ -103,7 +113,7 @@ fn hostile_datagram(rng: &mut Rng, fragment: &[u8; FRAGMENT_SIZE], out: &mut Vec
         out.resize(len, 0);
         rng.fill_bytes(out);
         if rng.chance(1, 2) && !out.is_empty() {
-            out[0] = 0xD1; // right version, garbage after it
+            out[0] = 0xD2; // right version, garbage after it
         }
         return;
     }
@@ -117,7 +127,7 @@ fn hostile_datagram(rng: &mut Rng, fragment: &[u8; FRAGMENT_SIZE], out: &mut Vec
                 out[at] ^= 1 << rng.below(8);
             }
         }
-        2 => out[0] = rng.next_u64() as u8 | 1, // rarely 0xD1 again
+        2 => out[0] = rng.next_u64() as u8 | 1, // never 0xD2
         3 => out.extend_from_slice(&[0xFF; 17]),
         4 => {
             // An oversized varint somewhere after the header.
@@ -181,13 +191,15 @@ fn node_survives_100k_hostile_datagrams_and_still_serves() {
     sim.run_for(Duration::from_secs(2));
 
     let counters = sim.node(target).unwrap().counters().clone();
-    let dropped: u64 = [DropReason::Malformed, DropReason::BadVersion, DropReason::BadHash]
+    let dropped: u64 = [DropReason::Malformed, DropReason::BadVersion, DropReason::Unproven]
         .iter()
         .map(|r| counters.drops_of(*r))
         .sum();
     assert!(counters.drops_of(DropReason::Malformed) > 30_000, "{counters}");
     assert!(counters.drops_of(DropReason::BadVersion) > 5_000, "{counters}");
-    assert!(counters.drops_of(DropReason::BadHash) > 500, "{counters}");
+    // Valid packets from addresses that never proved themselves change
+    // nothing and get no more than a RETRY.
+    assert!(counters.drops_of(DropReason::Unproven) > 5_000, "{counters}");
     assert!(dropped < DATAGRAMS as u64);
     // Whatever it stored, it stored only fragments that hash right.
     let store = sim.node(target).unwrap().store();
@@ -212,18 +224,14 @@ fn node_survives_100k_hostile_datagrams_and_still_serves() {
     }
     let probe = sim.add_client();
     let held = sim.node(target).unwrap().store().hash_at(0).unwrap();
-    let get = Packet {
-        transmission: Transmission::Singlecast,
-        source: Source { id: NodeId(1), addr: sim.addr(probe), member: false, window: 0 },
-        message: Message::FileGet { hash: held },
-    };
-    let mut buf = [0u8; 128];
-    let len = get.encode(&mut buf).unwrap();
-    let probe_addr = sim.addr(probe);
-    sim.inject(target, probe_addr, &buf[..len]);
+    let target_addr = sim.addr(target);
+    sim.command(probe, |node, now, mut out| {
+        node.send_fileget(now, target_addr, held, u16::MAX, &mut out);
+    });
     sim.run_for(Duration::from_millis(50));
     assert!(sim.node(target).unwrap().counters().fragments_served > served_before);
     let probe_rx =
         sim.node(probe).unwrap().counters().received_of(dht_core::wire::MessageKind::FileFrag);
-    assert_eq!(probe_rx.datagrams, 1);
+    let pieces = 16 / u64::from(sim.node(probe).unwrap().piece_units());
+    assert_eq!(probe_rx.datagrams, pieces, "the whole fragment, in pieces");
 }

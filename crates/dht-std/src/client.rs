@@ -380,9 +380,16 @@ impl Client {
                 (Transmission::Broadcast { breadth, uid }, Some(shard))
             }
         };
-        let sent = self.runtime.clock.now();
         let entry = PeerAddr::from(self.entry);
-        let nonce = self.runtime.node.ping(entry, transmission, find, &mut self.runtime.transport);
+        if transmission != Transmission::Singlecast {
+            // Only a sender that proved its address may start a randomcast
+            // or a broadcast: get the entry node's cookie first.
+            let ignore: &mut dyn FnMut(&Pong) = &mut |_| {};
+            self.ping(PingMode::Singlecast, wait, ignore)?;
+        }
+        let sent = self.runtime.clock.now();
+        let nonce =
+            self.runtime.node.ping(sent, entry, transmission, find, &mut self.runtime.transport);
         let single = matches!(mode, PingMode::Singlecast | PingMode::Randomcast(_));
         let mut app = Pinging { nonce, sent, single, pongs: Vec::new(), on_pong: &mut on_pong };
         let deadline = self.deadline(wait);
@@ -459,7 +466,7 @@ impl Client {
                 self.next_round = now + Duration::from_micros(spacing);
                 let pending: Vec<PeerAddr> = self.pending().collect();
                 for to in pending {
-                    node.request_stats(to, self.about, self.nonce, tx);
+                    node.request_stats(now, to, self.about, self.nonce, tx);
                 }
             }
             fn handle_reply<T: Transmit>(

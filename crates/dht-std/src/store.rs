@@ -1,9 +1,13 @@
 //! A fragment store on a directory.
 //!
 //! Each fragment is a file `fragments/<64 hex digits of its hash>` of
-//! exactly 8192 bytes. A fragment is written to `fragments/.tmp.<hash>` and
-//! renamed into place, so its final name never shows a partly written
-//! file; leftovers of a crash are removed when the store opens. The node
+//! exactly 8192 bytes. A fragment is written to `fragments/.tmp.<hash>` (or,
+//! arriving in pieces, to `fragments/.part.<hash>` piece by piece, then read
+//! back whole and checked against its hash) and renamed into place, so its
+//! final name never shows a partly written or wrong file; leftovers of a
+//! crash are removed when the store opens. A full disk is reported as a
+//! full store ([`StoreError::Full`]), so that the node stops taking
+//! fragments instead of retrying them. The node
 //! checks every fragment it reads against its hash and removes one that
 //! fails, so even a file damaged on disk is never served. Data is not
 //! fsync'ed: after a power loss a fragment may be missing or fail its
@@ -14,6 +18,7 @@
 
 use std::fs;
 use std::io::{self, Read, Write};
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 use dht_core::fragment::{FragmentBytes, FragmentHash, FRAGMENT_SIZE};
@@ -24,6 +29,8 @@ use dht_core::store::{FragmentStore, StoreError};
 pub struct DirStore {
     dir: PathBuf,
     held: Vec<FragmentHash>,
+    /// Fragments being received in pieces.
+    partial: Vec<FragmentHash>,
     capacity: usize,
 }
 
@@ -31,22 +38,23 @@ impl DirStore {
     /// Opens (creating it if needed) the store under `root`, holding at most
     /// `capacity` fragments. Fails with a message a person can act on if the
     /// directory cannot be created, read or written.
+    /// A start that fails leaves nothing behind: neither a probe file nor a
+    /// directory it created.
     pub fn open(root: &Path, capacity: usize) -> io::Result<DirStore> {
         let dir = root.join("fragments");
-        fs::create_dir_all(&dir).map_err(|e| {
-            io::Error::new(
-                e.kind(),
-                format!("cannot create store directory {}: {e}", dir.display()),
-            )
-        })?;
+        let created = !dir.exists();
+        let undo = |e: io::Error, what: &str| {
+            if created {
+                let _ = fs::remove_dir(&dir);
+            }
+            io::Error::new(e.kind(), format!("{what} {}: {e}", dir.display()))
+        };
+        fs::create_dir_all(&dir).map_err(|e| undo(e, "cannot create store directory"))?;
         // Prove the directory is writable now rather than at the first store.
         let probe = dir.join(".write-test");
-        fs::write(&probe, b"ok").and_then(|()| fs::remove_file(&probe)).map_err(|e| {
-            io::Error::new(
-                e.kind(),
-                format!("store directory {} is not writable: {e}", dir.display()),
-            )
-        })?;
+        let written = fs::write(&probe, b"ok");
+        let _ = fs::remove_file(&probe);
+        written.map_err(|e| undo(e, "store directory is not writable:"))?;
         let mut held = Vec::new();
         let entries = fs::read_dir(&dir).map_err(|e| {
             io::Error::new(e.kind(), format!("cannot read store directory {}: {e}", dir.display()))
@@ -55,7 +63,7 @@ impl DirStore {
             let entry = entry?;
             let name = entry.file_name();
             let Some(name) = name.to_str() else { continue };
-            if name.starts_with(".tmp.") {
+            if name.starts_with(".tmp.") || name.starts_with(".part.") || name == ".write-test" {
                 let _ = fs::remove_file(entry.path());
                 continue;
             }
@@ -64,11 +72,20 @@ impl DirStore {
             }
         }
         held.sort_unstable();
-        Ok(DirStore { dir, held, capacity })
+        Ok(DirStore { dir, held, partial: Vec::new(), capacity })
     }
 
     fn path_of(&self, hash: &FragmentHash) -> PathBuf {
         self.dir.join(hash.to_string())
+    }
+
+    fn part_of(&self, hash: &FragmentHash) -> PathBuf {
+        self.dir.join(format!(".part.{hash}"))
+    }
+
+    fn forget_partial(&mut self, hash: &FragmentHash) {
+        self.partial.retain(|h| h != hash);
+        let _ = fs::remove_file(self.part_of(hash));
     }
 
     fn forget(&mut self, hash: &FragmentHash) {
@@ -99,9 +116,9 @@ impl FragmentStore for DirStore {
                 Ok(())
             }
             Err(e) => {
-                log::warn!("cannot store fragment {hash}: {e}");
+                log::debug!("cannot store fragment {hash}: {e}");
                 let _ = fs::remove_file(&tmp);
-                Err(StoreError::Failed)
+                Err(store_error(&e))
             }
         }
     }
@@ -157,6 +174,87 @@ impl FragmentStore for DirStore {
 
     fn hash_at(&self, i: usize) -> Option<FragmentHash> {
         self.held.get(i).copied()
+    }
+
+    fn write_partial(
+        &mut self,
+        hash: &FragmentHash,
+        offset: usize,
+        bytes: &[u8],
+    ) -> Result<(), StoreError> {
+        let fresh = !self.partial.contains(hash);
+        if fresh && self.held.len() + self.partial.len() >= self.capacity {
+            return Err(StoreError::Full);
+        }
+        let path = self.part_of(hash);
+        let written = fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .and_then(|f| f.write_all_at(bytes, offset as u64));
+        match written {
+            Ok(()) => {
+                if fresh {
+                    self.partial.push(*hash);
+                }
+                Ok(())
+            }
+            Err(e) => {
+                log::debug!("cannot write a piece of fragment {hash}: {e}");
+                self.forget_partial(hash);
+                Err(store_error(&e))
+            }
+        }
+    }
+
+    fn finish_partial(&mut self, hash: &FragmentHash) -> Result<bool, StoreError> {
+        if !self.partial.contains(hash) {
+            return Err(StoreError::Failed);
+        }
+        let part = self.part_of(hash);
+        let mut data = [0u8; FRAGMENT_SIZE];
+        let read = fs::File::open(&part).and_then(|f| f.read_exact_at(&mut data, 0));
+        if let Err(e) = read {
+            log::debug!("cannot read back fragment {hash}: {e}");
+            self.forget_partial(hash);
+            return Err(StoreError::Failed);
+        }
+        if !hash.verifies(&data) {
+            self.forget_partial(hash);
+            return Ok(false);
+        }
+        self.partial.retain(|h| h != hash);
+        match self.held.binary_search(hash) {
+            Ok(_) => {
+                let _ = fs::remove_file(&part);
+                Ok(true)
+            }
+            Err(position) => match fs::rename(&part, self.path_of(hash)) {
+                Ok(()) => {
+                    self.held.insert(position, *hash);
+                    Ok(true)
+                }
+                Err(e) => {
+                    log::debug!("cannot store fragment {hash}: {e}");
+                    let _ = fs::remove_file(&part);
+                    Err(store_error(&e))
+                }
+            },
+        }
+    }
+
+    fn drop_partial(&mut self, hash: &FragmentHash) {
+        self.forget_partial(hash);
+    }
+}
+
+/// A full disk is a full store: the node stops taking fragments rather
+/// than retrying them; any other error is a failure.
+fn store_error(e: &io::Error) -> StoreError {
+    match e.kind() {
+        io::ErrorKind::StorageFull | io::ErrorKind::QuotaExceeded => StoreError::Full,
+        _ => StoreError::Failed,
     }
 }
 
@@ -220,6 +318,66 @@ mod tests {
         assert!(!store.read(&hash, &mut out).unwrap());
         assert!(!store.contains(&hash));
         fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn pieces_in_any_order_make_a_fragment_only_if_it_hashes_right() {
+        let root = temp_dir("pieces");
+        let mut store = DirStore::open(&root, 2).unwrap();
+        let mut data = [0u8; FRAGMENT_SIZE];
+        for (i, b) in data.iter_mut().enumerate() {
+            *b = (i % 253) as u8;
+        }
+        let hash = FragmentHash::of(&data);
+        for (i, piece) in data.chunks(1024).enumerate().rev() {
+            store.write_partial(&hash, i * 1024, piece).unwrap();
+        }
+        assert!(!store.contains(&hash), "not held before it is finished");
+        assert_eq!(store.finish_partial(&hash), Ok(true));
+        assert!(store.contains(&hash));
+        let mut out = [0u8; FRAGMENT_SIZE];
+        assert_eq!(store.read(&hash, &mut out), Ok(true));
+        assert_eq!(out, data);
+
+        let wrong = FragmentHash([9; 32]);
+        store.write_partial(&wrong, 0, &data[..512]).unwrap();
+        // A partial counts against the capacity.
+        assert_eq!(
+            store.write_partial(&FragmentHash([8; 32]), 0, &data[..512]),
+            Err(StoreError::Full)
+        );
+        store.write_partial(&wrong, 512, &data[512..]).unwrap();
+        assert_eq!(store.finish_partial(&wrong), Ok(false));
+        assert!(!store.contains(&wrong));
+        let names: Vec<String> = fs::read_dir(root.join("fragments"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        assert_eq!(names, [hash.to_string()], "no partial file left behind");
+        let _ = fs::remove_dir_all(&root);
+    }
+
+    #[test]
+    fn leftovers_of_a_crash_are_removed_at_open() {
+        let root = temp_dir("leftovers");
+        let dir = root.join("fragments");
+        fs::create_dir_all(&dir).unwrap();
+        for name in [".tmp.x", ".part.y", ".write-test"] {
+            fs::write(dir.join(name), b"junk").unwrap();
+        }
+        let store = DirStore::open(&root, 2).unwrap();
+        assert_eq!(store.len(), 0);
+        assert_eq!(fs::read_dir(&dir).unwrap().count(), 0);
+        let _ = fs::remove_dir_all(&root);
+    }
+
+    #[test]
+    fn a_full_disk_is_a_full_store() {
+        assert_eq!(store_error(&io::Error::from(io::ErrorKind::StorageFull)), StoreError::Full);
+        assert_eq!(
+            store_error(&io::Error::from(io::ErrorKind::PermissionDenied)),
+            StoreError::Failed
+        );
     }
 
     #[test]

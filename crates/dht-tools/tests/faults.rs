@@ -8,7 +8,7 @@ use std::net::{SocketAddr, UdpSocket};
 use std::time::Duration;
 
 use common::{alive, fragment_hashes, random_bytes, run_tool, signal, Scene, TempDir};
-use dht_core::wire::{Message, Packet, Source, Transmission};
+use dht_core::wire::{Cookies, Message, Packet, Source, Transmission};
 use dht_core::{FragmentHash, NodeId, PeerAddr};
 use dht_std::client::Client;
 
@@ -34,26 +34,33 @@ fn download_ok(work: &TempDir, name: &str, hash: &str, port: u16) {
     assert!(a == b, "{name} differs after download");
 }
 
-/// Asks `node` directly for fragment `hash` and returns whether it sent it.
+/// Asks `node` directly for fragment `hash` and returns whether it sent it
+/// (proving our address first: the node answers a first FILEGET with a
+/// RETRY carrying its cookie).
 fn serves(node: u16, hash: &str) -> bool {
     let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
     socket.set_read_timeout(Some(Duration::from_millis(500))).unwrap();
     let me = PeerAddr::from(socket.local_addr().unwrap());
     let hash = FragmentHash::from_hex(hash).unwrap();
-    let packet = Packet {
-        transmission: Transmission::Singlecast,
-        source: Source { id: NodeId(7), addr: me, member: false, window: 0 },
-        message: Message::FileGet { hash },
-    };
+    let mut echo = None;
     let mut buf = vec![0u8; 9000];
-    let len = packet.encode(&mut buf).unwrap();
-    for _ in 0..3 {
+    for _ in 0..6 {
+        let packet = Packet {
+            transmission: Transmission::Singlecast,
+            source: Source { id: NodeId(7), addr: me, member: false, window: 0, full: false },
+            cookies: Cookies { echo, grant: None },
+            message: Message::FileGet { hash, want: u16::MAX, piece_units: 2 },
+        };
+        let len = packet.encode_padded(&mut buf, dht_core::node::UNPROVEN_MIN).unwrap();
         socket.send_to(&buf[..len], ("127.0.0.1", node)).unwrap();
-        if let Ok((n, _)) = socket.recv_from(&mut buf) {
-            if let Ok(Packet { message: Message::FileFrag { hash: h, .. }, .. }) =
-                Packet::decode(&buf[..n])
-            {
-                return h == hash;
+        while let Ok((n, _)) = socket.recv_from(&mut buf) {
+            match Packet::decode(&buf[..n]) {
+                Ok(Packet { message: Message::FileFrag { hash: h, .. }, .. }) => return h == hash,
+                Ok(Packet { message: Message::Retry, cookies, .. }) => {
+                    echo = cookies.grant;
+                    break;
+                }
+                _ => {}
             }
         }
     }

@@ -1,22 +1,75 @@
-//! From a datagram to the machine it concerns: decoding, the overlay's
-//! relaying rules, and one arm per message.
+//! From a datagram to the machine it concerns: the network key's tag,
+//! decoding, the proof of address, the overlay's relaying rules, and one
+//! arm per message.
+//!
+//! The rules, in the order they apply:
+//!
+//! 1. On a network with a key, a datagram without a valid tag is dropped
+//!    before it is decoded.
+//! 2. A datagram that echoes this node's cookie for its UDP source is
+//!    *proven*: its sender receives at that address. Only a proven
+//!    datagram refreshes a neighbor, answers a probe, changes the tables or
+//!    gets a big answer. An unproven one gets at most an answer no larger
+//!    than itself (a PONG, a RETRY), and nothing at all if it is shorter
+//!    than [`UNPROVEN_MIN`] (an honest sender pads it).
+//! 3. Only PING, FIND, ADDME and DEAD travel by randomcast or broadcast,
+//!    and only from a proven neighbor or from their originator itself
+//!    (proven); hops and breadth are cut to the configured maxima; every
+//!    sender has a relay budget; a broadcast whose UID the ring cannot
+//!    remember is dropped, not processed twice.
+//! 4. Answers go to the UDP source; a randomcast or broadcast is answered
+//!    at its originator's address, which its first relay saw it send from.
 
-use super::replication::View;
+use super::out::{Proof, UNPROVEN_MIN};
+use super::replication::{Offer, View};
 use super::{parts, Node, Reply};
+use crate::budget::{Cost, Limits};
 use crate::config::Role;
 use crate::counters::DropReason;
-use crate::id::PeerAddr;
-use crate::node::membership::Lifecycle;
+use crate::id::{PeerAddr, PeerInfo};
 use crate::node::Transmit;
 use crate::store::FragmentStore;
 use crate::time::Instant;
-use crate::wire::{DecodeError, FragMode, Message, NodeStats, Packet, Transmission};
+use crate::wire::{DecodeError, HolderList, Message, MessageKind, NodeStats, Packet, Transmission};
+
+/// Whether a message of this kind may travel by randomcast or broadcast:
+/// only small control messages, never fragments, requests for them, JOIN
+/// or STATS.
+pub(crate) fn relayable(kind: MessageKind) -> bool {
+    matches!(kind, MessageKind::Ping | MessageKind::Find | MessageKind::AddMe | MessageKind::Dead)
+}
+
+/// Whether a message of this kind is processed from a sender that has not
+/// proven its address (it is then answered with at most its own size).
+fn allowed_unproven(kind: MessageKind) -> bool {
+    matches!(
+        kind,
+        MessageKind::Ping
+            | MessageKind::AddMe
+            | MessageKind::Find
+            | MessageKind::Retry
+            // Requests that get a RETRY.
+            | MessageKind::Join
+            | MessageKind::FileGet
+            | MessageKind::NewFile
+            | MessageKind::StatsRequest
+    )
+}
+
+/// Requests whose answer is big: each costs its sender a token of its
+/// answer budget.
+fn costs_an_answer(kind: MessageKind) -> bool {
+    matches!(
+        kind,
+        MessageKind::Join | MessageKind::FileGet | MessageKind::Find | MessageKind::StatsRequest
+    )
+}
 
 impl<S: FragmentStore, const NEIGHBORS: usize, const DEDUP: usize, const FETCHES: usize>
     Node<S, NEIGHBORS, DEDUP, FETCHES>
 {
-    /// Decodes a datagram, relays it as its transmission says, and
-    /// processes it if it is for this node.
+    /// Checks and decodes a datagram, relays it as its transmission says,
+    /// and processes it if it is for this node.
     pub(super) fn receive<'a>(
         &mut self,
         now: Instant,
@@ -24,7 +77,17 @@ impl<S: FragmentStore, const NEIGHBORS: usize, const DEDUP: usize, const FETCHES
         bytes: &'a [u8],
         sink: &mut impl Transmit,
     ) -> Option<Reply<'a>> {
-        let mut packet = match Packet::decode(bytes) {
+        let body = match &self.out.key {
+            Some(key) => match key.open(bytes) {
+                Some(body) => body,
+                None => {
+                    self.out.drop(DropReason::BadTag);
+                    return None;
+                }
+            },
+            None => bytes,
+        };
+        let mut packet = match Packet::decode(body) {
             Ok(packet) => packet,
             Err(DecodeError::BadVersion(_)) => {
                 self.out.drop(DropReason::BadVersion);
@@ -37,67 +100,149 @@ impl<S: FragmentStore, const NEIGHBORS: usize, const DEDUP: usize, const FETCHES
         };
         let kind = packet.message.kind();
         self.out.counters.count_received(kind, bytes.len());
+        let proven = self.out.proves(from, packet.cookies.echo, now);
+        let proof = Proof { proven, received: bytes.len() };
+        if let Some(grant) = packet.cookies.grant {
+            self.jar.keep(from, grant, proven, now);
+        }
+        self.out.note_grant(from, packet.cookies.grant);
         log::trace!(
-            "{}: {} from {} via {from}, {:?}",
+            "{}: {} from {} via {from} ({}), {:?}",
             self.out.me().addr,
             kind.name(),
             packet.source.addr,
+            if proven { "proven" } else { "unproven" },
             packet.transmission
         );
-        {
-            let (ctx, _, membership, ..) = parts!(self, now, &mut *sink);
-            membership.heard_from_someone(&ctx);
-        }
         packet.source.addr = packet.source.addr.or_observed(from);
         let me = self.out.me();
         if packet.source.id == me.id || packet.source.addr == me.addr {
             self.out.drop(DropReason::FromSelf);
             return None;
         }
-        self.membership.table.touch(from, now);
-        if from == packet.source.addr {
-            // Heard directly: whatever was said of its death, it is alive.
-            self.liveness.revive(from);
-            self.windows.note(from, packet.source.window);
+        if proven {
+            self.membership.table.touch(from, now);
+            self.liveness.heard_from(from, now);
+            if from == packet.source.addr {
+                // Heard directly: whatever was said of its death, it is alive.
+                self.liveness.revive(from);
+                self.windows.note(from, packet.source.window);
+            }
+            let (ctx, _, membership, ..) = parts!(self, now, &mut *sink);
+            membership.heard_from_someone(&ctx);
+        } else if !allowed_unproven(kind)
+            || bytes.len() < UNPROVEN_MIN && kind != MessageKind::Retry
+        {
+            self.out.drop(DropReason::Unproven);
+            return None;
+        }
+        let singlecast = packet.transmission == Transmission::Singlecast;
+        if !singlecast && !self.admit_relayed(now, from, &packet, proven) {
+            return None;
         }
         match packet.transmission {
             Transmission::Singlecast | Transmission::Randomcast { hops: 0 } => {}
             Transmission::Randomcast { hops } => {
+                let hops = hops.min(self.config.max_hops);
                 let next = self.membership.table.random_except(&mut self.rng, Some(from));
                 if let Some(next) = next.filter(|p| p.addr != packet.source.addr) {
                     let relayed = Packet {
                         transmission: Transmission::Randomcast { hops: hops - 1 },
                         ..packet
                     };
-                    self.out.relay(sink, &relayed, next.addr);
+                    self.out.relay(sink, &mut self.jar, now, &relayed, next.addr);
                     return None;
                 }
                 // Nobody to forward to: the packet ends its walk here.
             }
             Transmission::Broadcast { breadth, uid } => {
-                if !self.dedup.first_time(uid) {
-                    self.out.drop(DropReason::DuplicateBroadcast);
-                    return None;
-                }
-                if breadth > 0 {
+                let breadth = breadth.min(self.config.max_breadth);
+                if breadth > 0 && self.news(now, &packet.message) {
                     let relayed = Packet {
                         transmission: Transmission::Broadcast { breadth: breadth - 1, uid },
                         source: packet.source,
+                        cookies: packet.cookies,
                         message: packet.message.clone(),
                     };
                     let targets = self.membership.table.iter().map(|n| n.peer.addr);
-                    self.out.relay_to_all(sink, &relayed, targets, &[from, packet.source.addr]);
+                    let except = [from, packet.source.addr];
+                    self.out.relay_to_all(sink, &mut self.jar, now, &relayed, targets, &except);
                 }
             }
         }
-        let direct = from == packet.source.addr;
-        let reply = self.process(now, packet, direct, sink);
-        self.liveness.heard_from(from, now);
-        reply
+        if costs_an_answer(kind) && proven {
+            let limits = Limits { rate: self.config.answer_rate, burst: self.config.answer_burst };
+            if !self.budgets.take(from, Cost::Answer, limits, now) {
+                self.out.drop(DropReason::RateLimited);
+                return None;
+            }
+        }
+        // A randomcast or broadcast is answered at its originator, whose
+        // address its first relay saw it send from (rule 3).
+        let (reply_to, proof) = if singlecast {
+            (from, proof)
+        } else {
+            (packet.source.addr, Proof { proven: true, received: bytes.len() })
+        };
+        self.process(now, packet, from, reply_to, proof, sink)
     }
 
-    /// Processes a packet addressed to this node; `direct` if it came
-    /// straight from its originator.
+    /// Whether a broadcast says something this node did not know: a DEAD
+    /// notice about a peer it is already probing, or has found dead, or
+    /// does not know, is processed but not relayed again (several nodes
+    /// notice one death; their notices stop where the news is old).
+    fn news(&self, now: Instant, message: &Message<'_>) -> bool {
+        match message {
+            Message::Dead { peer } => {
+                self.membership.table.get_addr(peer.addr).is_some_and(|n| n.peer.id == peer.id)
+                    && !self.liveness.is_probing(peer.addr)
+                    && !self.liveness.recently_dead(peer.addr, now)
+            }
+            _ => true,
+        }
+    }
+
+    /// Rule 3 for a randomcast or broadcast: whether it may be relayed and
+    /// processed (counted if not).
+    fn admit_relayed(
+        &mut self,
+        now: Instant,
+        from: PeerAddr,
+        packet: &Packet<'_>,
+        proven: bool,
+    ) -> bool {
+        if !relayable(packet.message.kind()) {
+            self.out.drop(DropReason::NotRelayable);
+            return false;
+        }
+        let first_hop = from == packet.source.addr;
+        if !proven || !(first_hop || self.membership.table.contains_addr(from)) {
+            self.out.drop(DropReason::Unproven);
+            return false;
+        }
+        if let Transmission::Broadcast { uid, .. } = packet.transmission {
+            match self.dedup.first_time(uid, now) {
+                crate::dedup::Seen::New => {}
+                crate::dedup::Seen::Duplicate => {
+                    self.out.drop(DropReason::DuplicateBroadcast);
+                    return false;
+                }
+                crate::dedup::Seen::Full => {
+                    self.out.drop(DropReason::DedupFull);
+                    return false;
+                }
+            }
+        }
+        let limits = Limits { rate: self.config.relay_rate, burst: self.config.relay_burst };
+        if !self.budgets.take(from, Cost::Relay, limits, now) {
+            self.out.drop(DropReason::RateLimited);
+            return false;
+        }
+        true
+    }
+
+    /// Processes a packet addressed to this node, received from `from`;
+    /// answers go to `reply_to`.
     // Kept out of line: inlined into a caller's loop, the packets of
     // every path would share one stack frame (18 KB on a Cortex-M3).
     #[inline(never)]
@@ -105,121 +250,126 @@ impl<S: FragmentStore, const NEIGHBORS: usize, const DEDUP: usize, const FETCHES
         &mut self,
         now: Instant,
         packet: Packet<'a>,
-        direct: bool,
+        from: PeerAddr,
+        reply_to: PeerAddr,
+        proof: Proof,
         sink: &mut impl Transmit,
     ) -> Option<Reply<'a>> {
         let source = packet.source;
-        let from = source.peer();
         let singlecast = packet.transmission == Transmission::Singlecast;
+        let direct = from == source.addr;
+        // Who answered, as the application sees it: the id it gave, at the
+        // address its datagram came from.
+        let peer = PeerInfo { id: source.id, addr: from };
         let movable = self.store.is_empty() && self.replication.fetches.is_empty();
-        let accepting = !matches!(self.membership.lifecycle, Lifecycle::Leaving | Lifecycle::Left);
-        let (mut ctx, store, membership, liveness, replication, windows, _) =
-            parts!(self, now, sink);
+        let store_limits = Limits { rate: self.config.store_rate, burst: self.config.store_burst };
+        let offer_budget = matches!(packet.message, Message::NewFile { .. })
+            && proof.proven
+            && self.budgets.take(from, Cost::Store, store_limits, now);
+        let (mut ctx, store, membership, liveness, replication, windows) = parts!(self, now, sink);
         let is_member = ctx.config.role == Role::Member;
         let me = ctx.out.me();
+        // A member that proves it is where it says is worth knowing; one
+        // that does not (or was only heard of) is asked to prove it by a
+        // member (clients learn members from lists and their PONGs).
+        if source.member {
+            if proof.proven && direct {
+                membership.learn(&mut ctx, liveness, source.peer());
+            } else if is_member && !matches!(packet.message, Message::Retry) {
+                membership.consider(&mut ctx, liveness, source.peer());
+            }
+        }
         match packet.message {
             Message::Join { want, shard } => {
-                membership.on_join_request(&mut ctx, liveness, source, want, shard, direct);
+                membership.on_join_request(&mut ctx, proof, from, want, shard);
             }
             Message::Peers { peers } => {
-                membership.on_peers(&mut ctx, liveness, source, &peers, direct, movable);
+                membership.on_peers(&mut ctx, liveness, source, &peers, movable);
             }
-            Message::AddMe => {
-                if is_member && source.member {
-                    let outcome = membership.learn(&ctx, liveness, from, direct);
-                    log::trace!("{}: ADDME from {from} direct {direct}: {outcome:?}", me.addr);
-                }
-            }
+            Message::AddMe => {}
             Message::Ping { nonce } => {
-                ctx.send(source.addr, &Message::Pong { nonce });
-                if is_member && source.member {
-                    membership.learn(&ctx, liveness, from, direct);
-                }
+                ctx.answer(reply_to, proof, &Message::Pong { nonce });
             }
             Message::Pong { nonce } => {
-                if !liveness.is_probe_answer(nonce) {
-                    return Some(Reply::Pong { from, nonce });
+                if !liveness.is_probe_answer(nonce) && singlecast {
+                    return Some(Reply::Pong { from: peer, nonce });
                 }
             }
-            Message::FileFrag { mode, hash, data } => {
-                if !hash.verifies(data.0) {
-                    ctx.out.drop(DropReason::BadHash);
+            Message::FileFrag { hash, first_unit, data } => {
+                let view = View::of(&ctx, &membership.table, membership.lifecycle);
+                if !replication.on_piece(&mut ctx, store, &view, from, &hash, first_unit, data.0) {
+                    return Some(Reply::Piece { from: peer, hash, first_unit, data: data.0 });
+                }
+            }
+            Message::FileGet { hash, want, piece_units } => {
+                if !proof.proven {
+                    ctx.out.retry(ctx.sink, now, from, proof);
                     return None;
                 }
-                let view = View { config: ctx.config, table: &membership.table, me, accepting };
-                let stored = match mode {
-                    FragMode::Store => {
-                        replication.on_store_request(&mut ctx, store, &view, source, hash, data.0)
-                    }
-                    FragMode::Answer => {
-                        match replication.on_fetched(&mut ctx, store, &view, hash, data.0) {
-                            Ok(stored) => stored,
-                            Err(()) => return Some(Reply::Fragment { from, hash, data: data.0 }),
-                        }
-                    }
-                };
-                if let Some(hash) = stored {
-                    self.announce(now, hash, source.addr, sink);
+                let view = View::of(&ctx, &membership.table, membership.lifecycle);
+                let served =
+                    replication.serve(&mut ctx, store, &view, from, hash, want, piece_units);
+                if !served && !is_member {
+                    return Some(Reply::FileGet { from: peer, hash, want, piece_units });
                 }
-            }
-            Message::FileGet { hash } => {
-                let view = View { config: ctx.config, table: &membership.table, me, accepting };
-                replication.serve(&mut ctx, store, &view, source.addr, hash);
             }
             Message::Find { shard, nonce } => {
-                membership.on_find(&mut ctx, source, shard, nonce, singlecast);
+                membership.on_find(&mut ctx, proof, reply_to, shard, nonce, singlecast);
             }
-            Message::NewFile { hash } => {
-                let view = View { config: ctx.config, table: &membership.table, me, accepting };
-                replication.on_newfile(&mut ctx, store, &view, from, hash, singlecast);
+            Message::NewFile { hash, urgent } => {
+                if !proof.proven {
+                    ctx.out.retry(ctx.sink, now, from, proof);
+                    return None;
+                }
+                let view = View::of(&ctx, &membership.table, membership.lifecycle);
+                let offer =
+                    Offer { from: source.peer(), addr: from, hash, urgent, budget: offer_budget };
+                replication.on_offer(&mut ctx, store, &view, offer);
             }
             Message::Stored { hash, outcome, holders } => {
-                let view = View { config: ctx.config, table: &membership.table, me, accepting };
-                if replication.on_stored(&mut ctx, store, &view, windows, source.addr, &hash) {
+                consider_holders(&mut ctx, membership, liveness, &hash, &holders);
+                let view = View::of(&ctx, &membership.table, membership.lifecycle);
+                if replication.on_stored(&mut ctx, store, &view, windows, from, &hash, outcome) {
                     return None;
                 }
-                if direct {
-                    for peer in holders.iter().filter(|p| p.shard() == hash.shard()) {
-                        membership.learn(&ctx, liveness, *peer, true);
-                    }
-                }
-                return Some(Reply::Stored { from, hash, outcome, holders });
+                return Some(Reply::Stored { from: peer, hash, outcome, holders });
             }
             Message::NotFound { hash, holders } => {
-                // The suggested holders come straight from a node that
-                // knows the shard: worth knowing.
-                if direct {
-                    for peer in holders.iter().filter(|p| p.shard() == hash.shard()) {
-                        membership.learn(&ctx, liveness, *peer, true);
-                    }
-                }
-                let view = View { config: ctx.config, table: &membership.table, me, accepting };
-                if replication.on_notfound(&mut ctx, &view, source.addr, &hash) {
+                consider_holders(&mut ctx, membership, liveness, &hash, &holders);
+                let view = View::of(&ctx, &membership.table, membership.lifecycle);
+                if replication.on_notfound(&mut ctx, store, &view, from, &hash) {
                     return None;
                 }
-                return Some(Reply::NotFound { from, hash, holders });
+                return Some(Reply::NotFound { from: peer, hash, holders });
             }
             Message::Holdings { hashes } => {
-                if is_member && source.member && source.id.shard() == me.shard() {
-                    let view = View { config: ctx.config, table: &membership.table, me, accepting };
-                    replication.on_holdings(&mut ctx, store, &view, from, &hashes);
+                let mate = is_member
+                    && direct
+                    && source.member
+                    && source.id.shard() == me.shard()
+                    && membership.table.contains_addr(from);
+                if mate {
+                    let view = View::of(&ctx, &membership.table, membership.lifecycle);
+                    replication.on_holdings(&mut ctx, store, &view, source.peer(), &hashes);
+                } else {
+                    ctx.out.drop(DropReason::NotServed);
                 }
             }
             Message::Leave => {
-                membership.remove(me, from);
-                replication.peer_gone(source.addr);
-            }
-            Message::Dead { peer } => {
-                if peer.addr == me.addr || peer.id == me.id {
-                    // We are alive: say so to everyone we know.
-                    log::info!("{}: told of our own death; announcing we are alive", me.addr);
-                    if is_member {
-                        for to in membership.table.iter().map(|n| n.peer.addr) {
-                            ctx.send(to, &Message::AddMe);
-                        }
-                    }
+                // Only the leaving node itself, straight from its address.
+                if singlecast && direct {
+                    membership.remove(me, source.peer());
+                    liveness.forget(source.peer(), now);
+                    replication.peer_gone(now, from);
                 } else {
-                    self.forget_dead(now, peer);
+                    ctx.out.drop(DropReason::NotServed);
+                }
+            }
+            Message::Dead { peer: suspect } => {
+                // Only a reason to probe it ourselves.
+                let known = membership.table.get_addr(suspect.addr).map(|n| n.peer);
+                if let Some(known) = known.filter(|k| k.id == suspect.id && k.addr != me.addr) {
+                    liveness.suspect(&mut ctx, known);
                 }
             }
             Message::StatsRequest { nonce, about } => {
@@ -231,10 +381,33 @@ impl<S: FragmentStore, const NEIGHBORS: usize, const DEDUP: usize, const FETCHES
                     knows: about.is_some_and(|a| membership.table.contains_addr(a)),
                     counters: ctx.out.counters.clone(),
                 };
-                ctx.send(source.addr, &Message::Stats { nonce, stats });
+                ctx.answer_proven(from, proof, &Message::Stats { nonce, stats });
             }
-            Message::Stats { nonce, stats } => return Some(Reply::Stats { from, nonce, stats }),
+            Message::Stats { nonce, stats } => {
+                return Some(Reply::Stats { from: peer, nonce, stats })
+            }
+            Message::Retry => {
+                ctx.out.resend_after_retry(ctx.sink, ctx.jar, now, from);
+            }
         }
         None
+    }
+}
+
+/// Holders named in a STORED or NOTFOUND: members of the fragment's shard
+/// worth knowing, once they answer a PING themselves.
+fn consider_holders<T: Transmit, const N: usize>(
+    ctx: &mut super::Ctx<'_, T>,
+    membership: &mut super::membership::Membership<N>,
+    liveness: &super::liveness::Liveness,
+    hash: &crate::fragment::FragmentHash,
+    holders: &HolderList,
+) {
+    if ctx.config.role == Role::Member && hash.shard() != ctx.out.me().shard() {
+        // A member keeps only its quota of other shards: no need to chase.
+        return;
+    }
+    for peer in holders.iter().filter(|p| p.shard() == hash.shard()) {
+        membership.consider(ctx, liveness, *peer);
     }
 }

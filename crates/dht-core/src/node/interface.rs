@@ -3,7 +3,7 @@
 
 use core::fmt;
 
-use crate::fragment::{FragmentBytes, FragmentHash};
+use crate::fragment::FragmentHash;
 use crate::id::{NodeId, PeerAddr, PeerInfo};
 
 /// Where a node's datagrams go: a UDP socket, a smoltcp socket, the
@@ -12,6 +12,12 @@ pub trait Transmit {
     /// Sends one datagram to `to`. Sending is best effort; an error is
     /// counted by the node (`send_failed`) and otherwise ignored.
     fn send(&mut self, to: PeerAddr, datagram: &[u8]) -> Result<(), SendError>;
+}
+
+impl<T: Transmit + ?Sized> Transmit for &mut T {
+    fn send(&mut self, to: PeerAddr, datagram: &[u8]) -> Result<(), SendError> {
+        (**self).send(to, datagram)
+    }
 }
 
 /// The transport could not take a datagram (buffer full, unreachable, ...).
@@ -72,7 +78,7 @@ pub enum Reply<'a> {
         /// The nonce of the request.
         nonce: u64,
     },
-    /// Answer to a store request.
+    /// Answer to an offer (NEWFILE): the fragment is stored, or why not.
     Stored {
         /// Who answered.
         from: PeerInfo,
@@ -84,14 +90,31 @@ pub enum Reply<'a> {
         /// instead.
         holders: crate::wire::HolderList,
     },
-    /// A fragment (verified against its hash) answering a FILEGET.
-    Fragment {
+    /// A piece of a fragment answering a FILEGET: units `first_unit..`
+    /// of `hash`, not yet checked (the whole fragment is checked against
+    /// its hash once every unit has arrived).
+    Piece {
         /// Who sent it.
         from: PeerInfo,
-        /// Its hash.
+        /// The fragment.
         hash: FragmentHash,
-        /// Its bytes, borrowed from the datagram.
-        data: &'a FragmentBytes,
+        /// Its first unit (of [`crate::wire::UNIT`] bytes).
+        first_unit: u8,
+        /// Its bytes, borrowed from the datagram: whole units.
+        data: &'a [u8],
+    },
+    /// A holder asks for units of a fragment this client offered (its
+    /// FILEGET, from an address that proved it listens there): answer with
+    /// [`crate::node::Node::send_pieces`].
+    FileGet {
+        /// Who asks.
+        from: PeerInfo,
+        /// The fragment.
+        hash: FragmentHash,
+        /// The units wanted, bit `i` for unit `i`.
+        want: u16,
+        /// The largest piece it takes, in units.
+        piece_units: u8,
     },
     /// The peer does not hold the fragment asked for.
     NotFound {

@@ -17,8 +17,14 @@
 //! A random neighbor not heard from is also probed every
 //! `random_probe_interval`, which finds dead entries of other shards.
 //!
+//! Only a proven datagram (see [`crate::auth`]) counts as an answer, so a
+//! host that forges datagrams "from" a crashed node cannot keep it alive.
+//!
 //! [`Liveness`] reports the dead it finds; the node drops them from its
-//! tables and tells the network (a DEAD broadcast). Recently dead nodes are
+//! tables and tells the network (a DEAD broadcast). A DEAD notice is only a
+//! suspicion, as in SWIM: its receivers probe the node themselves, and only
+//! their own unanswered probes make it dead to them (they do not broadcast
+//! again). Recently dead nodes are
 //! remembered for a while so that stale PEERS lists do not bring them back;
 //! hearing from one directly does. Dead nodes are remembered for ten
 //! minutes, and each maintenance round sends JOIN to one of them: a node
@@ -49,11 +55,13 @@ const GRAVEYARD_MEMORY: Duration = Duration::from_secs(600);
 /// The mates one node watches at most.
 const MAX_MONITORED: usize = 4;
 
-/// A liveness probe: whom, and the nonce its PONG must echo.
+/// A liveness probe: whom, the nonce its PONG must echo, and whether the
+/// node found the silence itself (then it tells the network of a death).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct Probe {
     peer: PeerInfo,
     nonce: u64,
+    own: bool,
 }
 
 /// A mate this node watches, and when it was last heard from.
@@ -92,7 +100,7 @@ impl Liveness {
     /// Starts watching (a member that joined, or a root that met someone).
     pub(crate) fn start<const N: usize>(
         &mut self,
-        ctx: &Ctx<'_, impl Transmit>,
+        ctx: &mut Ctx<'_, impl Transmit>,
         table: &NeighborTable<N>,
     ) {
         if ctx.config.role != Role::Member || self.started {
@@ -107,21 +115,28 @@ impl Liveness {
     /// table, the node moved to another shard).
     pub(crate) fn rewatch<const N: usize>(
         &mut self,
-        ctx: &Ctx<'_, impl Transmit>,
+        ctx: &mut Ctx<'_, impl Transmit>,
         table: &NeighborTable<N>,
     ) {
         if !self.started {
             return;
         }
         let me = ctx.out.me();
+        let interval = ctx.config.monitor_interval;
         let before = core::mem::take(&mut self.watched);
         for peer in monitored(table, me, ctx.config.monitors) {
             // A mate watched already keeps its time; a new one starts from
             // when the table last heard from it (when half the shard dies
-            // at once, the next mate may be dead too and is probed at once).
+            // at once, the next mate may be dead too), and one silent for
+            // too long already is probed now.
             let known = table.get_addr(peer.addr).map_or(ctx.now, |n| n.last_heard);
             let heard = before.iter().find(|w| w.peer.addr == peer.addr).map_or(known, |w| w.heard);
-            let _ = self.watched.push(Watched { peer, heard, leader: me.id < peer.id });
+            let mut watched = Watched { peer, heard, leader: me.id < peer.id };
+            if ctx.now >= heard + Self::patience(&watched, interval) {
+                watched.heard = ctx.now;
+                self.probe(ctx, peer, true);
+            }
+            let _ = self.watched.push(watched);
         }
     }
 
@@ -161,12 +176,13 @@ impl Liveness {
 
     /// Probes the watched mates silent too long and, every
     /// `random_probe_interval`, one random quiet neighbor; handles probes
-    /// that timed out. Returns the peers found dead.
+    /// that timed out. Returns the peers found dead, each with whether the
+    /// node found the silence itself (rather than on a DEAD notice).
     pub(crate) fn handle_timeout<const N: usize>(
         &mut self,
         ctx: &mut Ctx<'_, impl Transmit>,
         table: &NeighborTable<N>,
-    ) -> Vec<PeerInfo, PROBES> {
+    ) -> Vec<(PeerInfo, bool), PROBES> {
         let now = ctx.now;
         if self.started {
             let interval = ctx.config.monitor_interval;
@@ -178,7 +194,7 @@ impl Liveness {
                     if let Some(entry) = self.watched.get_mut(i) {
                         entry.heard = now;
                     }
-                    self.probe(ctx, w.peer);
+                    self.probe(ctx, w.peer, true);
                 }
             }
             if now >= self.next_random_probe {
@@ -188,7 +204,7 @@ impl Liveness {
                 let count = table.iter().filter(quiet).count();
                 let pick = ctx.rng.below(count);
                 if let Some(peer) = table.iter().filter(quiet).nth(pick).map(|n| n.peer) {
-                    self.probe(ctx, peer);
+                    self.probe(ctx, peer, true);
                 }
             }
         }
@@ -200,19 +216,26 @@ impl Liveness {
                 probe.sent(to, now, ctx.config.probe_timeout);
                 ctx.send(to, &Message::Ping { nonce });
             } else if let Some(probe) = self.probes.remove(i) {
-                let _ = dead.push(probe.item.peer);
+                let _ = dead.push((probe.item.peer, probe.item.own));
             }
         }
         dead
     }
 
-    /// Starts a probe of `peer` unless one is in flight.
-    fn probe(&mut self, ctx: &mut Ctx<'_, impl Transmit>, peer: PeerInfo) {
+    /// Another node says `peer` is dead: probe it (unless a probe is in
+    /// flight); only its silence makes it dead to this node.
+    pub(crate) fn suspect(&mut self, ctx: &mut Ctx<'_, impl Transmit>, peer: PeerInfo) {
+        self.probe(ctx, peer, false);
+    }
+
+    /// Starts a probe of `peer` unless one is in flight; `own` if this node
+    /// noticed the silence itself.
+    fn probe(&mut self, ctx: &mut Ctx<'_, impl Transmit>, peer: PeerInfo, own: bool) {
         if self.probes.is_full() || self.probes.contains(|p| p.peer.addr == peer.addr) {
             return;
         }
         let nonce = ctx.rng.next_u64();
-        let mut request = Request::new(Probe { peer, nonce }, ctx.now);
+        let mut request = Request::new(Probe { peer, nonce, own }, ctx.now);
         request.sent(peer.addr, ctx.now, ctx.config.probe_timeout);
         if self.probes.push(request).is_ok() {
             ctx.send(peer.addr, &Message::Ping { nonce });
@@ -240,6 +263,11 @@ impl Liveness {
             }
             self.recently_dead = kept;
         }
+    }
+
+    /// Whether a probe of `addr` is in flight.
+    pub(crate) fn is_probing(&self, addr: PeerAddr) -> bool {
+        self.probes.contains(|p| p.peer.addr == addr)
     }
 
     /// Whether `nonce` answers one of our probes.
@@ -324,9 +352,9 @@ mod tests {
         let me = peer(5 * 16 + 3);
         let mut table = NeighborTable::<16>::new(Shard::new(3).unwrap(), 8, 2);
         for k in [1u64, 2, 7, 9] {
-            table.insert(peer(k * 16 + 3), Instant::ZERO, true);
+            table.insert(peer(k * 16 + 3), Instant::ZERO);
         }
-        table.insert(peer(6 * 16 + 4), Instant::ZERO, true); // another shard
+        table.insert(peer(6 * 16 + 4), Instant::ZERO); // another shard
         let ids = |v: Vec<PeerInfo, MAX_MONITORED>| -> std::vec::Vec<u64> {
             v.iter().map(|p| p.id.0).collect()
         };
@@ -339,7 +367,7 @@ mod tests {
         assert_eq!(ids(monitored(&table, last, 2)), [16 + 3, 9 * 16 + 3]);
         // Two mates: each watches the other once.
         let mut pair = NeighborTable::<16>::new(Shard::new(3).unwrap(), 8, 2);
-        pair.insert(peer(16 + 3), Instant::ZERO, true);
+        pair.insert(peer(16 + 3), Instant::ZERO);
         assert_eq!(ids(monitored(&pair, me, 2)), [16 + 3]);
     }
 

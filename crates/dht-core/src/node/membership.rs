@@ -10,6 +10,15 @@
 //! neighbor outside the shard for members of ours, and some neighbor for a
 //! sample of every shard if one is short.
 //!
+//! The table holds only peers that proved themselves: a member enters it
+//! when a datagram comes straight from its address echoing this node's
+//! cookie ([`Membership::learn`]). A peer only heard of (listed in PEERS, a
+//! holder named in NOTFOUND, the originator of a relayed ADDME, a sender
+//! that proved nothing) is *considered*: sent a PING, whose proven PONG
+//! brings it in ([`Membership::consider`]). Claims of others never remove
+//! or replace an entry; only the peer's own datagrams, its LEAVE and this
+//! node's own unanswered probes do.
+//!
 //! Every member of the node's own shard that joins or leaves the table is
 //! recorded as a [`Change`], which the node passes on to replication (its
 //! repair scan) after each input.
@@ -17,15 +26,16 @@
 use heapless::Vec;
 
 use super::liveness::Liveness;
+use super::out::Proof;
 use super::Ctx;
 use crate::config::{Config, Role, MAX_PEERS_PER_MESSAGE, SHARD_COUNT};
 use crate::counters::DropReason;
 use crate::id::{NodeId, PeerAddr, PeerInfo, Shard};
 use crate::neighbors::{Insert, NeighborTable};
 use crate::node::{Event, Transmit};
-use crate::time::Duration;
+use crate::time::{Duration, Instant};
 use crate::timer::{Timer, TimerTable};
-use crate::wire::{Message, Packet, PeerList, Source, Transmission};
+use crate::wire::{Message, PeerList, Source, Transmission};
 
 /// Shards a joining node compares before it picks the smallest: looking at
 /// a few random shards keeps most of the balance without the herding of
@@ -47,6 +57,8 @@ pub(crate) enum Lifecycle {
         asked: [bool; SHARD_COUNT as usize],
         sizes: [u16; SHARD_COUNT as usize],
         may_choose_shard: bool,
+        /// Times the unanswered shards were asked again.
+        rounds: u8,
     },
     /// A member of the network.
     Joined,
@@ -82,6 +94,17 @@ pub(crate) type Change = (PeerInfo, bool);
 /// changes come during one scan than it remembers.
 const CHANGES: usize = 8;
 
+/// Peers recently sent a PING to prove themselves, not pinged again for
+/// [`CONSIDER_AGAIN`].
+const CONSIDERED: usize = 32;
+/// How soon a considered peer may be pinged again.
+const CONSIDER_AGAIN: Duration = Duration::from_secs(2);
+/// JOINs that came while this node was still joining, answered when it has.
+const WAITING: usize = 4;
+/// Times a survey asks the shards that did not answer again before the
+/// node decides with what it has.
+const SURVEY_ROUNDS: u8 = 2;
+
 #[derive(Clone, Copy, Debug)]
 enum MembershipTimer {
     /// A JOIN retry, or the end of the survey.
@@ -111,6 +134,9 @@ pub(crate) struct Membership<const N: usize> {
     changes_overflowed: bool,
     /// A maintenance round ran since the last [`Membership::take_maintained`].
     maintained: bool,
+    considered: heapless::Deque<(PeerAddr, Instant), CONSIDERED>,
+    /// Askers (address, peers wanted, shard) to answer once joined.
+    waiting: Vec<(PeerAddr, u8, Option<Shard>), WAITING>,
 }
 
 impl<const N: usize> Membership<N> {
@@ -128,6 +154,8 @@ impl<const N: usize> Membership<N> {
             changes: Vec::new(),
             changes_overflowed: false,
             maintained: false,
+            considered: heapless::Deque::new(),
+            waiting: Vec::new(),
         }
     }
 
@@ -176,28 +204,70 @@ impl<const N: usize> Membership<N> {
         }
     }
 
-    /// Adds or refreshes `peer`; `verified` if it is known to be real.
+    /// Adds or refreshes `peer`, which proved itself: a datagram came
+    /// straight from its address echoing this node's cookie. A peer added
+    /// is sent ADDME, so that it knows this node too.
     pub(crate) fn learn(
         &mut self,
-        ctx: &Ctx<'_, impl Transmit>,
+        ctx: &mut Ctx<'_, impl Transmit>,
         liveness: &Liveness,
         peer: PeerInfo,
-        verified: bool,
     ) -> Insert {
         let me = ctx.out.me();
         if peer.id == me.id || peer.addr == me.addr {
             return Insert::Full;
         }
         if liveness.recently_dead(peer.addr, ctx.now) {
-            // Only the node itself, heard directly, brings it back (see
-            // `Node::handle_datagram`); lists from others may be stale.
+            // The node revives a peer it hears from directly before it
+            // learns it; this one is still dead.
             return Insert::Full;
         }
-        let outcome = self.table.insert(peer, ctx.now, verified);
-        if outcome == Insert::Added {
+        let replaced =
+            self.table.get_addr(peer.addr).map(|n| n.peer).filter(|old| old.id != peer.id);
+        let outcome = self.table.insert(peer, ctx.now);
+        if let Some(old) = replaced {
+            self.record(me, old, false);
+        }
+        if outcome == Insert::Added || (outcome == Insert::Refreshed && replaced.is_some()) {
             self.record(me, peer, true);
+            // Tables stay symmetric: a peer just learned learns this node
+            // (it may have heard us before we were a visible member).
+            if ctx.out.source.member && ctx.config.role == Role::Member {
+                ctx.send(peer.addr, &Message::AddMe);
+            }
         }
         outcome
+    }
+
+    /// `peer` was heard of, not from: if the table has room for it, it is
+    /// sent a PING (at most every [`CONSIDER_AGAIN`]), and its proven PONG
+    /// will bring it in.
+    pub(crate) fn consider(
+        &mut self,
+        ctx: &mut Ctx<'_, impl Transmit>,
+        liveness: &Liveness,
+        peer: PeerInfo,
+    ) {
+        let me = ctx.out.me();
+        let known = self.table.get_addr(peer.addr).is_some_and(|n| n.peer.id == peer.id);
+        if known
+            || peer.id == me.id
+            || peer.addr == me.addr
+            || !self.table.has_room_for(&peer)
+            || liveness.recently_dead(peer.addr, ctx.now)
+        {
+            return;
+        }
+        let now = ctx.now;
+        if self.considered.iter().any(|(a, at)| *a == peer.addr && now < *at + CONSIDER_AGAIN) {
+            return;
+        }
+        if self.considered.is_full() {
+            self.considered.pop_front();
+        }
+        let _ = self.considered.push_back((peer.addr, now));
+        let nonce = ctx.rng.next_u64();
+        ctx.send(peer.addr, &Message::Ping { nonce });
     }
 
     /// Removes `peer` if it is still the node known at its address;
@@ -211,109 +281,124 @@ impl<const N: usize> Membership<N> {
         known
     }
 
-    /// JOIN: answer with PEERS, or pass it to our seed while we are still
-    /// joining ourselves.
+    /// JOIN (from `from`, which proved its address or gets a RETRY):
+    /// answer with PEERS, or once joined if this node is still joining.
     pub(crate) fn on_join_request(
         &mut self,
         ctx: &mut Ctx<'_, impl Transmit>,
-        liveness: &Liveness,
-        source: Source,
+        proof: Proof,
+        from: PeerAddr,
         want: u8,
         shard: Option<Shard>,
-        direct: bool,
     ) {
         if ctx.config.role != Role::Member {
             ctx.out.drop(DropReason::NotServed);
             return;
         }
+        if !proof.proven {
+            ctx.out.retry(ctx.sink, ctx.now, from, proof);
+            return;
+        }
         // A node still joining knows too little, and cannot list itself
-        // yet: it passes the request on to the node it is joining through,
-        // which answers the asker directly.
+        // yet: it answers when it has joined.
         if !self.lifecycle.is_joined() || !ctx.out.source.member {
-            match self.seed {
-                Some(seed) if seed != source.addr => {
-                    let forwarded = Packet {
-                        transmission: Transmission::Singlecast,
-                        source,
-                        message: Message::Join { want, shard },
-                    };
-                    ctx.out.relay(ctx.sink, &forwarded, seed);
+            if !self.waiting.iter().any(|w| w.0 == from) {
+                if self.waiting.is_full() {
+                    self.waiting.remove(0);
                 }
-                _ => ctx.out.drop(DropReason::NotServed),
+                let _ = self.waiting.push((from, want, shard));
             }
             return;
         }
+        self.send_peers(ctx, from, want, shard);
+    }
+
+    /// Sends `to` up to `want` peers it may not know, of `shard` if given.
+    fn send_peers(
+        &mut self,
+        ctx: &mut Ctx<'_, impl Transmit>,
+        to: PeerAddr,
+        want: u8,
+        shard: Option<Shard>,
+    ) {
         let mut peers = PeerList::new();
         let want = usize::from(want).min(MAX_PEERS_PER_MESSAGE);
-        self.table.sample(ctx.rng, want, shard, Some(source.addr), &mut peers);
-        ctx.send(source.addr, &Message::Peers { peers });
-        if source.member {
-            self.learn(ctx, liveness, source.peer(), direct);
-        }
+        self.table.sample(ctx.rng, want, shard, Some(to), &mut peers);
+        ctx.send(to, &Message::Peers { peers });
     }
 
     /// FIND: a member of the shard answers PONG; anyone else asked
-    /// directly lists the members of the shard it knows.
+    /// directly lists the members of the shard it knows (to an address
+    /// that proved itself).
     pub(crate) fn on_find(
         &mut self,
         ctx: &mut Ctx<'_, impl Transmit>,
-        source: Source,
+        proof: Proof,
+        reply_to: PeerAddr,
         shard: Shard,
         nonce: u64,
         singlecast: bool,
     ) {
         if ctx.config.role == Role::Member && shard == ctx.out.me().shard() {
-            ctx.send(source.addr, &Message::Pong { nonce });
+            ctx.answer(reply_to, proof, &Message::Pong { nonce });
         } else if singlecast {
-            let mut peers = PeerList::new();
-            let want = MAX_PEERS_PER_MESSAGE;
-            self.table.sample(ctx.rng, want, Some(shard), Some(source.addr), &mut peers);
-            ctx.send(source.addr, &Message::Peers { peers });
+            if !proof.proven {
+                ctx.out.retry(ctx.sink, ctx.now, reply_to, proof);
+                return;
+            }
+            let want = MAX_PEERS_PER_MESSAGE as u8;
+            self.send_peers(ctx, reply_to, want, Some(shard));
         }
     }
 
-    /// PEERS: learn them; during a join this is the seed's answer or a
-    /// survey answer.
+    /// PEERS (proven): consider them; during a join this is the seed's
+    /// answer or a survey answer.
     pub(crate) fn on_peers(
         &mut self,
         ctx: &mut Ctx<'_, impl Transmit>,
         liveness: &Liveness,
         source: Source,
         peers: &PeerList,
-        direct: bool,
         movable: bool,
     ) {
-        let visible = ctx.out.source.member;
-        let mut new_peers: Vec<PeerInfo, { MAX_PEERS_PER_MESSAGE + 1 }> = Vec::new();
-        let candidates = peers.iter().copied().chain(source.member.then_some(source.peer()));
-        for peer in candidates {
-            if self.learn(ctx, liveness, peer, direct) == Insert::Added {
-                let _ = new_peers.push(peer);
-            }
+        for peer in peers.iter() {
+            self.consider(ctx, liveness, *peer);
         }
         match self.lifecycle {
             Lifecycle::Joining { may_choose_shard, .. } => {
                 // The seed answered: ask one member of every shard for its
-                // shard's members.
+                // shard's members (of those the seed listed, or known).
                 let mut asked = [false; SHARD_COUNT as usize];
                 for shard in Shard::all() {
-                    if let Some(member) = self.table.random_in(ctx.rng, shard) {
+                    let listed = peers.iter().filter(|p| p.shard() == shard);
+                    let pick = ctx.rng.below(listed.clone().count());
+                    let member =
+                        listed.copied().nth(pick).or_else(|| self.table.random_in(ctx.rng, shard));
+                    if let Some(member) = member {
                         send_join(ctx, member.addr, Some(shard));
                         if let Some(a) = asked.get_mut(shard.index()) {
                             *a = true;
                         }
                     }
                 }
-                // What the seed told us is a lower bound of each shard's
-                // size; the survey answers refine it.
-                let sizes = self.table.shard_counts();
-                self.lifecycle = Lifecycle::Surveying { asked, sizes, may_choose_shard };
+                // What the seed told us (and the table knows) is a lower
+                // bound of each shard's size; the survey answers refine it.
+                let mut sizes = self.table.shard_counts();
+                for peer in peers.iter() {
+                    if let Some(size) = sizes.get_mut(peer.shard().index()) {
+                        *size = size.saturating_add(1);
+                    }
+                }
+                if let Some(size) = sizes.get_mut(source.id.shard().index()) {
+                    *size = (*size).max(1);
+                }
+                self.lifecycle = Lifecycle::Surveying { asked, sizes, may_choose_shard, rounds: 0 };
                 self.timers.set(MembershipTimer::Join, ctx.now + ctx.config.survey_timeout);
                 if !asked.contains(&true) {
                     self.finish_join(ctx, sizes, may_choose_shard, movable);
                 }
             }
-            Lifecycle::Surveying { mut asked, mut sizes, may_choose_shard } => {
+            Lifecycle::Surveying { mut asked, mut sizes, may_choose_shard, rounds } => {
                 // The answer of a member of shard s about shard s.
                 let shard = source.id.shard();
                 let listed = peers.iter().filter(|p| p.shard() == shard).count() as u16;
@@ -323,19 +408,14 @@ impl<const N: usize> Membership<N> {
                     *a = false;
                     *size = (*size).max(listed.saturating_add(1));
                 }
-                self.lifecycle = Lifecycle::Surveying { asked, sizes, may_choose_shard };
+                self.lifecycle = Lifecycle::Surveying { asked, sizes, may_choose_shard, rounds };
                 if !asked.contains(&true) {
                     self.finish_join(ctx, sizes, may_choose_shard, movable);
                 }
             }
             Lifecycle::Alone { .. } | Lifecycle::Joined | Lifecycle::Leaving | Lifecycle::Left => {
-                // Tell the peers just learned about us, so that tables are
-                // symmetric and the shard's members know each other.
-                if visible {
-                    for peer in new_peers.iter() {
-                        ctx.send(peer.addr, &Message::AddMe);
-                    }
-                }
+                // The PINGs just sent carry our own source: the peers
+                // considered will consider us too.
             }
         }
     }
@@ -353,6 +433,21 @@ impl<const N: usize> Membership<N> {
                     self.timers.set(MembershipTimer::Join, ctx.now + backoff);
                     send_join(ctx, seed, None);
                     ctx.out.event(Event::JoinRetry { attempt });
+                }
+                Lifecycle::Surveying { asked, sizes, may_choose_shard, rounds }
+                    if rounds < SURVEY_ROUNDS =>
+                {
+                    // Answers lost (or slow): ask the silent shards again,
+                    // through members learned meanwhile where possible.
+                    for shard in Shard::all().filter(|s| asked.get(s.index()) == Some(&true)) {
+                        if let Some(member) = self.table.random_in(ctx.rng, shard) {
+                            send_join(ctx, member.addr, Some(shard));
+                        }
+                    }
+                    let rounds = rounds + 1;
+                    self.lifecycle =
+                        Lifecycle::Surveying { asked, sizes, may_choose_shard, rounds };
+                    self.timers.set(MembershipTimer::Join, ctx.now + ctx.config.survey_timeout);
                 }
                 Lifecycle::Surveying { sizes, may_choose_shard, .. } => {
                     self.finish_join(ctx, sizes, may_choose_shard, movable)
@@ -390,14 +485,17 @@ impl<const N: usize> Membership<N> {
             }
             ctx.out.source.member = true;
             for to in self.table.iter().map(|n| n.peer.addr) {
-                ctx.out.send(ctx.sink, to, Transmission::Singlecast, &Message::AddMe);
+                ctx.send(to, &Message::AddMe);
             }
-            let hops = ctx.config.addme_hops;
+            let hops = ctx.config.addme_hops.min(ctx.config.max_hops);
             for _ in 0..ctx.config.addme_randomcasts {
                 if let Some(first) = self.table.random_except(ctx.rng, None) {
                     let randomcast = Transmission::Randomcast { hops };
-                    ctx.out.send(ctx.sink, first.addr, randomcast, &Message::AddMe);
+                    ctx.send_as(first.addr, randomcast, &Message::AddMe);
                 }
+            }
+            for (to, want, shard) in core::mem::take(&mut self.waiting) {
+                self.send_peers(ctx, to, want, shard);
             }
             self.maintain(ctx, movable);
             let first_round = ctx.now + ctx.config.maintenance_interval.div(8);
@@ -471,7 +569,7 @@ impl<const N: usize> Membership<N> {
             let id = NodeId::in_shard(ctx.rng.next_u64(), shard);
             self.take_id(ctx, id);
             for to in self.table.iter().map(|n| n.peer.addr) {
-                ctx.out.send(ctx.sink, to, Transmission::Singlecast, &Message::AddMe);
+                ctx.send(to, &Message::AddMe);
             }
             return;
         }
@@ -552,8 +650,11 @@ impl<const N: usize> Membership<N> {
         self.table.set_own_shard(id.shard());
         ctx.out.event(Event::IdentityChosen(id));
         // The node's mates are all new: whoever keeps track of them (the
-        // repair scan, the watched mates) starts over.
+        // repair scan, the watched mates) starts over, and peers pinged
+        // before (for a shard whose quota they did not fit) are worth
+        // asking again.
         self.changes_overflowed = true;
+        self.considered.clear();
     }
 }
 

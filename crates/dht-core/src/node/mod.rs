@@ -19,13 +19,14 @@
 //!   [`Node::handle_timeout`] when the time given by [`Node::poll_timeout`]
 //!   has come (calling it early is harmless);
 //! * commands: [`Node::join`], [`Node::leave`], and the requests clients
-//!   make ([`Node::send_fileget`], [`Node::send_fragment`], [`Node::ping`],
-//!   ...);
+//!   make ([`Node::send_fileget`], [`Node::offer`], [`Node::send_pieces`],
+//!   [`Node::ping`], ...);
 //! * outputs: datagrams go out through the caller's [`Transmit`] sink during
 //!   any input or command; application events come from
 //!   [`Node::poll_event`]; answers to the application's own requests (PONG,
-//!   STORED, a fragment, NOTFOUND, STATS) are returned by
-//!   `handle_datagram` as a [`Reply`] borrowing the datagram.
+//!   STORED, a piece of a fragment, a holder's FILEGET, NOTFOUND, STATS)
+//!   are returned by `handle_datagram` as a [`Reply`] borrowing the
+//!   datagram.
 //!
 //! The calling order is free: after any input or command, the caller asks
 //! `poll_timeout` again and sleeps until then or until the next datagram
@@ -38,10 +39,16 @@
 //! A runtime that trusts `poll_timeout` therefore never spins. The test
 //! harness and the simulator check this after every wake-up.
 //!
-//! Packet handling follows the original's `handlenetl`: a singlecast is
+//! Packet handling follows the original's `handlenetl` (a singlecast is
 //! processed; a randomcast with hops left is forwarded to a random neighbor
 //! and otherwise processed; a broadcast is processed once per UID and
-//! relayed to every neighbor while breadth remains.
+//! relayed to every neighbor while breadth remains) with the rules that
+//! keep one hostile host from hurting the network (`dispatch`): the
+//! network key's tag is checked before anything is decoded; only what a
+//! datagram *proves* (that its sender listens at its address, see
+//! [`crate::auth`]) lets it change the tables or get a big answer; only
+//! small control messages travel by randomcast and broadcast, within
+//! clamped limits and per-sender budgets ([`crate::budget`]).
 
 use core::fmt;
 
@@ -52,47 +59,83 @@ pub(crate) mod membership;
 mod out;
 pub(crate) mod replication;
 
-use crate::config::{Announce, Config, ConfigError, Role};
+use crate::auth::{CookieJar, CookieSecret, CookieStore, NetworkKey};
+use crate::budget::Budgets;
+use crate::config::{Config, ConfigError, Role};
 use crate::counters::Counters;
 use crate::dedup::BroadcastDedup;
 use crate::flow::AdvertisedWindows;
 use crate::fragment::{FragmentBytes, FragmentHash};
-use crate::holders::{Holders, Rank};
+use crate::holders::Holders;
 use crate::id::{NodeId, PeerAddr, PeerInfo, Shard};
 use crate::neighbors::NeighborTable;
 use crate::rand::Rng;
 use crate::store::FragmentStore;
 use crate::time::Instant;
-use crate::wire::{FragMode, Message, Packet, Source, Transmission};
+use crate::wire::{Cookies, Message, Packet, Source, Transmission};
 
 #[cfg(test)]
 mod tests;
 
 use liveness::Liveness;
 use membership::{Lifecycle, Membership};
-use out::Out;
+use out::{Out, Proof};
 use replication::{Replication, View};
 
 pub use interface::{Event, Reply, RequestError, SendError, Transmit};
 pub use membership::SHARD_CHOICES;
+pub use out::{FILEFRAG_OVERHEAD, MIN_DATAGRAM, UNPROVEN_MIN};
 
 /// Peers whose advertised receive windows a node remembers.
 const LIMITED_PEERS: usize = 16;
 
 /// What a sub-machine works with while it handles one input: the time,
-/// the configuration, the node's generator and outputs, and the sink.
+/// the configuration, the node's generator, outputs and cookie jar, and
+/// the sink.
 pub(crate) struct Ctx<'a, T> {
     pub(crate) now: Instant,
     pub(crate) config: &'a Config,
     pub(crate) rng: &'a mut Rng,
     pub(crate) out: &'a mut Out,
+    pub(crate) jar: &'a mut dyn CookieStore,
     pub(crate) sink: &'a mut T,
 }
 
 impl<T: Transmit> Ctx<'_, T> {
     /// Sends `message` singlecast to `to`.
     pub(crate) fn send(&mut self, to: PeerAddr, message: &Message<'_>) -> bool {
-        self.out.send(self.sink, to, Transmission::Singlecast, message)
+        self.out.send(self.sink, self.jar, self.now, to, Transmission::Singlecast, message)
+    }
+
+    /// Sends `message` as `transmission` to `to`.
+    pub(crate) fn send_as(
+        &mut self,
+        to: PeerAddr,
+        transmission: Transmission,
+        message: &Message<'_>,
+    ) -> bool {
+        self.out.send(self.sink, self.jar, self.now, to, transmission, message)
+    }
+
+    /// Answers a datagram from `to` that came with `proof`: as is if it
+    /// proved its address or the answer is no larger; else a RETRY.
+    pub(crate) fn answer(&mut self, to: PeerAddr, proof: Proof, message: &Message<'_>) -> bool {
+        self.out.answer(self.sink, self.jar, self.now, to, proof, message)
+    }
+
+    /// Answers only a datagram that proved its address (a list of peers or
+    /// holders, statistics); others get a RETRY if it fits.
+    pub(crate) fn answer_proven(
+        &mut self,
+        to: PeerAddr,
+        proof: Proof,
+        message: &Message<'_>,
+    ) -> bool {
+        if proof.proven {
+            self.send(to, message)
+        } else {
+            self.out.retry(self.sink, self.now, to, proof)
+        }
     }
 }
 
@@ -111,6 +154,8 @@ pub struct Node<
     store: S,
     rng: Rng,
     out: Out,
+    jar: CookieJar<NEIGHBORS>,
+    budgets: Budgets<NEIGHBORS>,
     dedup: BroadcastDedup<DEDUP>,
     windows: AdvertisedWindows<LIMITED_PEERS>,
     membership: Membership<NEIGHBORS>,
@@ -123,13 +168,31 @@ pub struct Node<
 pub type SmallNode<S> = Node<S, 40, 64, 4>;
 
 /// Splits a node into the parts a sub-machine call needs: a [`Ctx`], the
-/// store, the sub-machines, and a [`View`] of the shard.
+/// store, the sub-machines, the windows peers advertised.
 macro_rules! parts {
     ($node:ident, $now:expr, $sink:expr) => {{
-        let Node { config, store, rng, out, membership, liveness, replication, windows, dedup } =
-            $node;
-        let ctx = $crate::node::Ctx { now: $now, config: &*config, rng, out, sink: &mut *$sink };
-        (ctx, store, membership, liveness, replication, windows, dedup)
+        let Node {
+            config,
+            store,
+            rng,
+            out,
+            jar,
+            membership,
+            liveness,
+            replication,
+            windows,
+            budgets: _,
+            dedup: _,
+        } = $node;
+        let ctx = $crate::node::Ctx {
+            now: $now,
+            config: &*config,
+            rng,
+            out,
+            jar: jar as &mut dyn $crate::auth::CookieStore,
+            sink: &mut *$sink,
+        };
+        (ctx, store, membership, liveness, replication, windows)
     }};
 }
 pub(crate) use parts;
@@ -138,7 +201,9 @@ impl<S: FragmentStore, const NEIGHBORS: usize, const DEDUP: usize, const FETCHES
     Node<S, NEIGHBORS, DEDUP, FETCHES>
 {
     /// A node with id `id`, reachable at `addr`, keeping fragments in
-    /// `store`, drawing its random choices from `seed`. Fails if `config`
+    /// `store`, drawing its random choices and its cookie secret from
+    /// `seed` (which must therefore be unpredictable to others: the host
+    /// runtime takes it from the operating system). Fails if `config`
     /// cannot run a node (see [`Config::validate`]).
     pub fn new(
         config: Config,
@@ -149,14 +214,21 @@ impl<S: FragmentStore, const NEIGHBORS: usize, const DEDUP: usize, const FETCHES
     ) -> Result<Self, ConfigError> {
         config.validate()?;
         let member = config.role == Role::Member;
-        let source = Source { id, addr, member, window: config.rx_window };
+        let source = Source { id, addr, member, window: config.rx_window, full: false };
+        // Mixed so that a caller passing the same value as seed and id
+        // still gets an independent stream.
+        let mut rng = Rng::new(Rng::new(seed).next_u64() ^ id.0);
+        let mut secret = [0u8; 32];
+        for chunk in secret.chunks_mut(8) {
+            chunk.copy_from_slice(&rng.next_u64().to_le_bytes());
+        }
         Ok(Node {
             config,
             store,
-            // Mixed so that a caller passing the same value as seed and id
-            // still gets an independent stream.
-            rng: Rng::new(Rng::new(seed).next_u64() ^ id.0),
-            out: Out::new(source),
+            rng,
+            out: Out::new(source, CookieSecret::new(secret)),
+            jar: CookieJar::new(),
+            budgets: Budgets::new(),
             dedup: BroadcastDedup::new(),
             windows: AdvertisedWindows::new(),
             membership: Membership::new(&config, id.shard()),
@@ -250,11 +322,30 @@ impl<S: FragmentStore, const NEIGHBORS: usize, const DEDUP: usize, const FETCHES
         }
     }
 
-    /// Known members of `hash`'s shard that should hold it, best first:
-    /// verified ones first, each group in rendezvous order, so every node
-    /// that knows the same members ranks them the same way.
+    /// Puts the node on a network with a key (or takes it off with
+    /// `None`): every datagram it sends then ends with the key's tag, and
+    /// every datagram without a valid tag is dropped before it is decoded.
+    pub fn set_network_key(&mut self, key: Option<NetworkKey>) {
+        self.out.key = key;
+    }
+
+    /// This node's cookie for `addr` at `now` (for tests that forge what a
+    /// host listening at `addr` could send).
+    #[cfg(test)]
+    pub(crate) fn cookie_for(&self, addr: PeerAddr, now: Instant) -> crate::wire::Cookie {
+        self.out.secret.cookie(addr, now)
+    }
+
+    /// Whether the node is on a network with a key.
+    pub fn has_network_key(&self) -> bool {
+        self.out.key.is_some()
+    }
+
+    /// Known members of `hash`'s shard that should hold it, best first, in
+    /// rendezvous order, so every node that knows the same members ranks
+    /// them the same way.
     pub fn holder_candidates<const K: usize>(&self, hash: &FragmentHash) -> Holders<K> {
-        Holders::of_shard(hash, &self.membership.table, None, K, Rank::VerifiedFirst)
+        Holders::of_shard(hash, &self.membership.table, None, K)
     }
 
     // ----- outputs -------------------------------------------------------
@@ -281,6 +372,21 @@ impl<S: FragmentStore, const NEIGHBORS: usize, const DEDUP: usize, const FETCHES
         .min()
     }
 
+    /// The next wake-up each part of the node asks for (membership,
+    /// liveness, fetches, announcements, repair, hand-off), for
+    /// diagnostics: [`Node::poll_timeout`] is their minimum.
+    pub fn timeouts(&self) -> [(&'static str, Option<Instant>); 6] {
+        let [fetches, announcements, repair, handoff] = self.replication.timeouts(&self.config);
+        [
+            ("membership", self.membership.poll_timeout()),
+            ("liveness", self.liveness.poll_timeout(&self.config)),
+            ("fetches", fetches),
+            ("announcements", announcements),
+            ("repair", repair),
+            ("handoff", handoff),
+        ]
+    }
+
     // ----- inputs --------------------------------------------------------
 
     /// Does the timed work due at `now`. Safe to call at any time.
@@ -301,20 +407,16 @@ impl<S: FragmentStore, const NEIGHBORS: usize, const DEDUP: usize, const FETCHES
             let (mut ctx, _, membership, liveness, ..) = parts!(self, now, sink);
             liveness.handle_timeout(&mut ctx, &membership.table)
         };
-        for peer in dead {
-            self.declare_dead(now, peer, sink);
+        for (peer, tell) in dead {
+            self.declare_dead(now, peer, tell, sink);
         }
+        self.after_membership(now, sink);
         {
-            let (mut ctx, store, membership, _, replication, windows, _) = parts!(self, now, sink);
-            let view = View {
-                config: ctx.config,
-                table: &membership.table,
-                me: ctx.out.me(),
-                accepting: membership.lifecycle != Lifecycle::Leaving,
-            };
+            let (mut ctx, store, membership, _, replication, windows) = parts!(self, now, sink);
+            let view = View::of(&ctx, &membership.table, membership.lifecycle);
             replication.handle_timeout(&mut ctx, store, &view, windows);
         }
-        self.after_handoff(now, sink);
+        self.after_replication(now, sink);
     }
 
     /// Processes one datagram received from `from` at `now`. Returns the
@@ -333,8 +435,9 @@ impl<S: FragmentStore, const NEIGHBORS: usize, const DEDUP: usize, const FETCHES
             return None;
         }
         let reply = self.receive(now, from, bytes, sink);
+        self.out.end_of_datagram();
         self.after_membership(now, sink);
-        self.after_handoff(now, sink);
+        self.after_replication(now, sink);
         reply
     }
 
@@ -347,57 +450,62 @@ impl<S: FragmentStore, const NEIGHBORS: usize, const DEDUP: usize, const FETCHES
         membership.join(&mut ctx, seed);
     }
 
-    /// Leaves the network gracefully: hands off every fragment whose copies
-    /// would fall below R without this node (store requests to the members
-    /// that replace it, at most `leave_timeout`), then sends LEAVE to every
-    /// neighbor. [`Event::Left`] and [`Node::has_left`] tell when it is
-    /// done; keep driving the node until then.
+    /// Leaves the network gracefully: offers every fragment whose copies
+    /// would fall below R without this node to the member that replaces it
+    /// (each acknowledgement moves the hand-off on; at most
+    /// `leave_timeout`), then sends LEAVE to every neighbor. [`Event::Left`]
+    /// and [`Node::has_left`] tell when it is done; keep driving the node
+    /// until then.
     pub fn leave(&mut self, now: Instant, sink: &mut impl Transmit) {
         if matches!(self.membership.lifecycle, Lifecycle::Leaving | Lifecycle::Left) {
             return;
         }
         self.membership.lifecycle = Lifecycle::Leaving;
         let handing_off = {
-            let (mut ctx, store, membership, _, replication, windows, _) = parts!(self, now, sink);
-            let view = View {
-                config: ctx.config,
-                table: &membership.table,
-                me: ctx.out.me(),
-                accepting: false,
-            };
+            let (mut ctx, store, membership, _, replication, windows) = parts!(self, now, sink);
+            let view = View::of(&ctx, &membership.table, membership.lifecycle);
             replication.start_handoff(&mut ctx, store, &view, windows)
         };
         if handing_off {
-            self.after_handoff(now, sink);
+            self.after_replication(now, sink);
         } else {
             self.finish_leave(now, sink, true);
         }
     }
 
-    /// Sends `message` as a broadcast of the given breadth to every neighbor.
-    /// Returns the broadcast's UID.
+    /// Sends `message` (PING, FIND, ADDME or DEAD: only small control
+    /// messages travel by broadcast) as a broadcast of the given breadth
+    /// to every neighbor. Returns the broadcast's UID, or `None` if the
+    /// message may not be broadcast.
     pub fn broadcast(
         &mut self,
+        now: Instant,
         breadth: u8,
         message: &Message<'_>,
         sink: &mut impl Transmit,
-    ) -> u64 {
+    ) -> Option<u64> {
+        if !dispatch::relayable(message.kind()) {
+            return None;
+        }
         let uid = self.rng.next_u64();
-        self.dedup.insert(uid);
+        self.dedup.insert(uid, now);
+        let breadth = breadth.min(self.config.max_breadth);
         let packet = Packet {
             transmission: Transmission::Broadcast { breadth, uid },
             source: self.out.source,
+            cookies: Cookies::NONE,
             message: message.clone(),
         };
         let targets = self.membership.table.iter().map(|n| n.peer.addr);
-        self.out.relay_to_all(sink, &packet, targets, &[]);
-        uid
+        self.out.relay_to_all(sink, &mut self.jar, now, &packet, targets, &[]);
+        Some(uid)
     }
 
     /// Sends a PING (or, with `find`, a FIND for that shard) to `to` as
     /// `transmission` says; returns the nonce its PONGs carry.
     pub fn ping(
         &mut self,
+        now: Instant,
         to: PeerAddr,
         transmission: Transmission,
         find: Option<Shard>,
@@ -408,55 +516,91 @@ impl<S: FragmentStore, const NEIGHBORS: usize, const DEDUP: usize, const FETCHES
             Some(shard) => Message::Find { shard, nonce },
             None => Message::Ping { nonce },
         };
-        self.out.send(sink, to, transmission, &message);
+        let transmission = match transmission {
+            Transmission::Randomcast { hops } => {
+                Transmission::Randomcast { hops: hops.min(self.config.max_hops) }
+            }
+            other => other,
+        };
+        self.out.send(sink, &mut self.jar, now, to, transmission, &message);
         nonce
     }
 
-    /// Asks `to` for its statistics (and whether it knows `about`); returns
-    /// the nonce its STATS answer carries.
+    /// Asks `to` for its statistics (and whether it knows `about`); the
+    /// STATS answer carries `nonce`.
     pub fn request_stats(
         &mut self,
+        now: Instant,
         to: PeerAddr,
         about: Option<PeerAddr>,
         nonce: u64,
         sink: &mut impl Transmit,
     ) {
         let message = Message::StatsRequest { nonce, about };
-        self.out.send(sink, to, Transmission::Singlecast, &message);
+        self.out.send(sink, &mut self.jar, now, to, Transmission::Singlecast, &message);
     }
 
-    /// Asks `to` for the fragment `hash`.
+    /// Asks `to` for the units `want` of the fragment `hash` (bit `i` for
+    /// unit `i`), in pieces that fit this node's largest datagram.
     pub fn send_fileget(
         &mut self,
+        now: Instant,
+        to: PeerAddr,
+        hash: FragmentHash,
+        want: u16,
+        sink: &mut impl Transmit,
+    ) -> bool {
+        let piece_units = self.piece_units();
+        let message = Message::FileGet { hash, want, piece_units };
+        self.out.send(sink, &mut self.jar, now, to, Transmission::Singlecast, &message)
+    }
+
+    /// The largest piece, in units, this node asks for.
+    pub fn piece_units(&self) -> u8 {
+        out::piece_units_for(usize::from(self.config.max_datagram)) as u8
+    }
+
+    /// Offers the fragment `hash` to `to` (NEWFILE): a member that should
+    /// hold it fetches it from this node (a [`Reply::FileGet`] to answer
+    /// with [`Node::send_pieces`]) and answers STORED.
+    pub fn offer(
+        &mut self,
+        now: Instant,
         to: PeerAddr,
         hash: FragmentHash,
         sink: &mut impl Transmit,
     ) -> bool {
-        self.out.send(sink, to, Transmission::Singlecast, &Message::FileGet { hash })
+        let message = Message::NewFile { hash, urgent: true };
+        self.out.send(sink, &mut self.jar, now, to, Transmission::Singlecast, &message)
     }
 
-    /// Sends a store request for `hash` to `to`; `fill` writes the fragment's
-    /// bytes straight into the outgoing datagram, which is checked against
-    /// `hash` before it leaves.
-    pub fn send_fragment(
+    /// Answers a [`Reply::FileGet`]: `fill` writes the fragment's bytes
+    /// into the node's fragment buffer, which is checked against `hash`;
+    /// then the units `want` go to `to` in pieces of at most `piece_units`
+    /// units (and no larger than this node's largest datagram).
+    #[allow(clippy::too_many_arguments)]
+    pub fn send_pieces(
         &mut self,
+        now: Instant,
         to: PeerAddr,
         hash: FragmentHash,
+        want: u16,
+        piece_units: u8,
         fill: impl FnOnce(&mut FragmentBytes) -> bool,
         sink: &mut impl Transmit,
     ) -> Result<(), RequestError> {
-        let (len, body) =
-            self.out.fragment_body(FragMode::Store, &hash).ok_or(RequestError::SendFailed)?;
-        if !fill(body) {
-            return Err(RequestError::SourceFailed);
-        }
-        if !hash.verifies(body) {
-            return Err(RequestError::HashMismatch);
-        }
-        if self.out.send_fragment(sink, to, len) {
+        let units = usize::from(piece_units.min(self.piece_units()));
+        let mut filled = true;
+        let fill = |buf: &mut FragmentBytes| {
+            filled = fill(buf);
+            filled
+        };
+        if self.out.send_pieces(sink, &mut self.jar, now, to, &hash, want, units, fill) {
             Ok(())
+        } else if filled {
+            Err(RequestError::HashMismatch)
         } else {
-            Err(RequestError::SendFailed)
+            Err(RequestError::SourceFailed)
         }
     }
 
@@ -502,14 +646,14 @@ impl<S: FragmentStore, const NEIGHBORS: usize, const DEDUP: usize, const FETCHES
             _ => false,
         };
         if watching {
-            let (ctx, _, membership, liveness, ..) = parts!(self, now, &mut *sink);
-            liveness.start(&ctx, &membership.table);
+            let (mut ctx, _, membership, liveness, ..) = parts!(self, now, &mut *sink);
+            liveness.start(&mut ctx, &membership.table);
             if changed {
-                liveness.rewatch(&ctx, &membership.table);
+                liveness.rewatch(&mut ctx, &membership.table);
             }
         }
         if self.membership.take_maintained() {
-            let (mut ctx, store, membership, liveness, replication, ..) = parts!(self, now, sink);
+            let (mut ctx, store, membership, liveness, replication, _) = parts!(self, now, sink);
             let own = ctx.out.me().shard();
             if let Some(mate) = membership.table.random_in(ctx.rng, own) {
                 replication.send_holdings(&mut ctx, store, mate.addr);
@@ -519,10 +663,16 @@ impl<S: FragmentStore, const NEIGHBORS: usize, const DEDUP: usize, const FETCHES
     }
 
     /// After replication work: a hand-off that ended completes the leave.
-    fn after_handoff(&mut self, now: Instant, sink: &mut impl Transmit) {
+    fn after_replication(&mut self, now: Instant, sink: &mut impl Transmit) {
         if let Some(complete) = self.replication.handoff.take_finished() {
-            if !complete {
-                log::warn!("{}: hand-off unfinished at the leave deadline", self.out.me().addr);
+            let handed = self.replication.handoff.handed_off;
+            if complete {
+                log::info!("{}: handed off {handed} fragments; leaving", self.out.me().addr);
+            } else {
+                log::warn!(
+                    "{}: hand-off unfinished at the leave deadline ({handed} handed off)",
+                    self.out.me().addr
+                );
             }
             self.finish_leave(now, sink, complete);
         }
@@ -538,23 +688,30 @@ impl<S: FragmentStore, const NEIGHBORS: usize, const DEDUP: usize, const FETCHES
         self.membership.lifecycle = Lifecycle::Left;
         self.membership.stop();
         self.liveness.stop();
-        self.replication.stop();
+        self.replication.stop(&mut self.store);
         self.out.event(Event::Left { handed_off, complete });
     }
 
-    /// `peer` did not answer its probes: drop it, and tell the network.
-    fn declare_dead(&mut self, now: Instant, peer: PeerInfo, sink: &mut impl Transmit) {
+    /// `peer` did not answer its probes: drop it, and if this node found it
+    /// out itself (`tell`), tell the network, whose nodes then probe it
+    /// themselves.
+    fn declare_dead(&mut self, now: Instant, peer: PeerInfo, tell: bool, sink: &mut impl Transmit) {
         log::info!("{}: {} does not answer; dropping it", self.out.me().addr, peer);
         self.forget_dead(now, peer);
-        let uid = dead_uid(&peer);
-        self.dedup.insert(uid);
+        if !tell {
+            return;
+        }
+        let uid = self.rng.next_u64();
+        self.dedup.insert(uid, now);
+        let breadth = self.config.dead_breadth.min(self.config.max_breadth);
         let packet = Packet {
-            transmission: Transmission::Broadcast { breadth: self.config.dead_breadth, uid },
+            transmission: Transmission::Broadcast { breadth, uid },
             source: self.out.source,
+            cookies: Cookies::NONE,
             message: Message::Dead { peer },
         };
         let targets = self.membership.table.iter().map(|n| n.peer.addr);
-        self.out.relay_to_all(sink, &packet, targets, &[peer.addr]);
+        self.out.relay_to_all(sink, &mut self.jar, now, &packet, targets, &[peer.addr]);
     }
 
     /// Drops `peer` from the tables (if it is still the same node at that
@@ -564,50 +721,8 @@ impl<S: FragmentStore, const NEIGHBORS: usize, const DEDUP: usize, const FETCHES
             self.out.event(Event::NeighborDead(peer));
         }
         self.liveness.forget(peer, now);
-        self.replication.peer_gone(peer.addr);
+        self.replication.peer_gone(now, peer.addr);
     }
-
-    /// Announces a fragment this node just stored to its other holders.
-    fn announce(
-        &mut self,
-        now: Instant,
-        hash: FragmentHash,
-        except: PeerAddr,
-        sink: &mut impl Transmit,
-    ) {
-        match self.config.announce {
-            Announce::Flood { breadth } => {
-                // The original: a broadcast whose UID is the hash prefix.
-                let uid = hash.prefix_u64();
-                self.dedup.insert(uid);
-                let packet = Packet {
-                    transmission: Transmission::Broadcast { breadth, uid },
-                    source: self.out.source,
-                    message: Message::NewFile { hash },
-                };
-                let targets = self.membership.table.iter().map(|n| n.peer.addr);
-                self.out.relay_to_all(sink, &packet, targets, &[]);
-            }
-            Announce::Shard => {
-                let (mut ctx, _, membership, _, replication, ..) = parts!(self, now, sink);
-                let view = View {
-                    config: ctx.config,
-                    table: &membership.table,
-                    me: ctx.out.me(),
-                    accepting: true,
-                };
-                replication.announce_to_holders(&mut ctx, &view, hash, Some(except));
-            }
-        }
-    }
-}
-
-/// The broadcast UID of the DEAD notice about `peer`, so that the network
-/// handles one notice per death.
-fn dead_uid(peer: &PeerInfo) -> u64 {
-    let mut rng = Rng::new(peer.id.0 ^ 0xDEAD_DEAD_DEAD_DEAD);
-    let port = u64::from(peer.addr.port());
-    rng.next_u64() ^ port.rotate_left(17)
 }
 
 impl<S: FragmentStore, const NEIGHBORS: usize, const DEDUP: usize, const FETCHES: usize> fmt::Debug

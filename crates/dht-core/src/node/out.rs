@@ -2,47 +2,104 @@
 //! for the application, and the counters of both.
 //!
 //! [`Out`] also holds the node's own [`Source`] (id, address, whether it is
-//! a visible member, its receive window), since every datagram starts with
-//! it: the sub-machines send through `Out` and never encode a packet
-//! themselves. A fragment is read from the store straight into the transmit
-//! buffer behind its header ([`Out::fragment_body`]), so an 8 KB fragment
-//! is never held twice.
+//! a visible member, its receive window), its cookie secret and the
+//! network key, since every datagram starts with the source, carries
+//! cookies for its receiver and ends with the key's tag: the sub-machines
+//! send through `Out` and never encode a packet themselves.
+//!
+//! Two rules live here so that no sender can forget them:
+//!
+//! * a message to an address that has given this node no cookie yet is
+//!   padded to [`UNPROVEN_MIN`] bytes, so that the RETRY it may get is no
+//!   larger than what was sent;
+//! * an answer to a datagram that was not proven (see [`crate::auth`]) is
+//!   sent only if it is no larger than that datagram; otherwise the asker
+//!   gets a RETRY (if that fits) or nothing.
 
 use heapless::Deque;
 
-use crate::config::{FRAGMENT_SIZE, MAX_DATAGRAM_SIZE};
+use crate::auth::{CookieSecret, CookieStore, NetworkKey, TAG_LEN};
+use crate::config::MAX_DATAGRAM_SIZE;
 use crate::counters::{Counters, DropReason};
 use crate::fragment::{FragmentBytes, FragmentHash};
 use crate::id::{PeerAddr, PeerInfo};
 use crate::node::{Event, SendError, Transmit};
+use crate::time::Instant;
+use crate::wire::Cookie;
 use crate::wire::{
-    encode_filefrag_header, FragMode, Message, MessageKind, Packet, Source, Transmission,
+    encode_filefrag_header, piece_mask, Cookies, Message, MessageKind, Packet, Source,
+    Transmission, UNIT, UNITS,
 };
 
 /// Capacity of the application event queue.
 const EVENT_QUEUE: usize = 32;
 
+/// The size a message to an address that gave no cookie is padded to, and
+/// the least a datagram that proves nothing must measure to be answered
+/// or followed up at all.
+pub const UNPROVEN_MIN: usize = 96;
+
+/// Requests sent to addresses that gave no cookie, kept to be sent again
+/// with the cookie when a RETRY brings one (a joining node's survey asks
+/// one member of each of the 16 shards at once).
+const PENDING: usize = 20;
+
+/// The longest request kept for a RETRY (JOIN, FILEGET, FIND, NEWFILE and
+/// STATSREQ are all shorter).
+const PENDING_LEN: usize = 96;
+
+/// A request kept for a RETRY: where it went and its encoding (without
+/// padding or tag).
+#[derive(Clone, Copy)]
+struct Pending {
+    to: PeerAddr,
+    len: u8,
+    bytes: [u8; PENDING_LEN],
+}
+
+/// What a received datagram lets this node send back to its sender.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Proof {
+    /// Whether the datagram echoed this node's cookie for its source.
+    pub(crate) proven: bool,
+    /// Its size: what may be sent back to an address not proven.
+    pub(crate) received: usize,
+}
+
 /// The node's outputs.
 pub(crate) struct Out {
     tx: [u8; MAX_DATAGRAM_SIZE],
+    /// Where a fragment is read to and checked before its pieces go out.
+    scratch: FragmentBytes,
     /// Who this node is on the wire.
     pub(crate) source: Source,
     /// What it did.
     pub(crate) counters: Counters,
     events: Deque<Event, EVENT_QUEUE>,
+    pub(crate) secret: CookieSecret,
+    pub(crate) key: Option<NetworkKey>,
+    pending: Deque<Pending, PENDING>,
+    /// The grant of the datagram being handled, for answers to its sender
+    /// when the jar did not keep it.
+    current: Option<(PeerAddr, Cookie)>,
 }
 
 impl Out {
-    pub(crate) fn new(source: Source) -> Self {
+    pub(crate) fn new(source: Source, secret: CookieSecret) -> Self {
         Out {
-            // An opaque zero: with a literal one, the compiler keeps the
-            // whole initial node (8 KB of zeros and a few fields) as a
-            // template in flash and copies it; this way the buffer is
-            // cleared at run time.
+            // Opaque zeros: with literal ones, the compiler keeps the whole
+            // initial node (16 KB of zeros and a few fields) as a template
+            // in flash and copies it; this way the buffers are cleared at
+            // run time.
             tx: [core::hint::black_box(0); MAX_DATAGRAM_SIZE],
+            scratch: [core::hint::black_box(0); crate::config::FRAGMENT_SIZE],
             source,
             counters: Counters::default(),
             events: Deque::new(),
+            secret,
+            key: None,
+            pending: Deque::new(),
+            current: None,
         }
     }
 
@@ -70,26 +127,199 @@ impl Out {
         self.counters.count_drop(reason);
     }
 
+    /// Whether `cookie` is this node's cookie for `from` now.
+    pub(crate) fn proves(&self, from: PeerAddr, cookie: Option<Cookie>, now: Instant) -> bool {
+        cookie.is_some_and(|c| self.secret.check(from, c, now))
+    }
+
+    /// The datagram being handled came from `from` with `grant`: answers
+    /// to `from` echo it even if the jar had no room for it.
+    pub(crate) fn note_grant(&mut self, from: PeerAddr, grant: Option<Cookie>) {
+        self.current = grant.map(|g| (from, g));
+    }
+
+    /// The datagram has been handled.
+    pub(crate) fn end_of_datagram(&mut self) {
+        self.current = None;
+    }
+
+    /// The cookie to echo to `to`.
+    fn echo_for(&self, jar: &mut dyn CookieStore, to: PeerAddr, now: Instant) -> Option<Cookie> {
+        let kept = jar.echo_for(to, now);
+        kept.or(self.current.filter(|(addr, _)| *addr == to).map(|(_, c)| c))
+    }
+
+    /// Encodes `packet`'s transmission, source and message for `to` with
+    /// fresh cookies, padded to `min_len`, tagged; returns the length.
+    #[allow(clippy::too_many_arguments)]
+    fn encode_for(
+        &mut self,
+        jar: &mut dyn CookieStore,
+        now: Instant,
+        to: PeerAddr,
+        transmission: Transmission,
+        source: Source,
+        message: &Message<'_>,
+        min_len: usize,
+    ) -> Option<usize> {
+        let echo = self.echo_for(jar, to, now);
+        let grant = Some(self.secret.cookie(to, now));
+        let cookies = Cookies { echo, grant };
+        let packet = Packet { transmission, source, cookies, message: message.clone() };
+        let len = packet.encode(&mut self.tx).ok()?;
+        let min_len = if echo.is_none() {
+            self.keep_for_retry(to, message.kind(), len);
+            min_len.max(UNPROVEN_MIN)
+        } else {
+            min_len
+        };
+        if len < min_len {
+            self.tx.get_mut(len..min_len)?.fill(0);
+        }
+        self.seal(len.max(min_len))
+    }
+
+    /// Keeps the request just encoded (the first `len` bytes of the
+    /// transmit buffer) if it is one a RETRY would ask again.
+    fn keep_for_retry(&mut self, to: PeerAddr, kind: MessageKind, len: usize) {
+        let asks = matches!(
+            kind,
+            MessageKind::Join
+                | MessageKind::FileGet
+                | MessageKind::Find
+                | MessageKind::NewFile
+                | MessageKind::StatsRequest
+        );
+        let Some(encoded) = self.tx.get(..len).filter(|_| asks && len <= PENDING_LEN) else {
+            return;
+        };
+        let mut pending = Pending { to, len: len as u8, bytes: [0; PENDING_LEN] };
+        if let Some(dst) = pending.bytes.get_mut(..len) {
+            dst.copy_from_slice(encoded);
+        }
+        if self.pending.is_full() {
+            self.pending.pop_front();
+        }
+        let _ = self.pending.push_back(pending);
+    }
+
+    /// `from` sent a RETRY (its cookie is now in the jar): sends again,
+    /// with the cookie, what was kept for it.
+    pub(crate) fn resend_after_retry(
+        &mut self,
+        sink: &mut impl Transmit,
+        jar: &mut dyn CookieStore,
+        now: Instant,
+        from: PeerAddr,
+    ) {
+        let count = self.pending.len();
+        for _ in 0..count {
+            let Some(kept) = self.pending.pop_front() else { break };
+            if kept.to != from {
+                let _ = self.pending.push_back(kept);
+                continue;
+            }
+            let Some(bytes) = kept.bytes.get(..usize::from(kept.len)) else { continue };
+            let Ok(packet) = Packet::decode(bytes) else { continue };
+            let Packet { transmission, source, message, .. } = packet;
+            if let Some(len) = self.encode_for(jar, now, from, transmission, source, &message, 0) {
+                self.transmit(sink, from, message.kind(), len, false);
+            }
+        }
+    }
+
+    /// Appends the network key's tag, if there is a key.
+    fn seal(&mut self, len: usize) -> Option<usize> {
+        match &self.key {
+            Some(key) => key.seal(&mut self.tx, len),
+            None => Some(len),
+        }
+    }
+
     /// Sends `message` from this node.
     pub(crate) fn send(
         &mut self,
         sink: &mut impl Transmit,
+        jar: &mut dyn CookieStore,
+        now: Instant,
         to: PeerAddr,
         transmission: Transmission,
         message: &Message<'_>,
     ) -> bool {
-        let packet = Packet { transmission, source: self.source, message: message.clone() };
-        match packet.encode(&mut self.tx) {
-            Ok(len) => self.transmit(sink, to, message.kind(), len, false),
-            Err(_) => false,
+        let source = self.source;
+        match self.encode_for(jar, now, to, transmission, source, message, 0) {
+            Some(len) => self.transmit(sink, to, message.kind(), len, false),
+            None => false,
         }
     }
 
-    /// Sends `packet` on to `to` as it is (a randomcast's next hop, a JOIN
-    /// passed to the seed).
-    pub(crate) fn relay(&mut self, sink: &mut impl Transmit, packet: &Packet<'_>, to: PeerAddr) {
-        if let Ok(len) = packet.encode(&mut self.tx) {
-            self.transmit(sink, to, packet.message.kind(), len, true);
+    /// Answers a datagram from `to` that came with `proof`: sent as is if
+    /// the datagram was proven or the answer is no larger than it; else a
+    /// RETRY if that is no larger; else nothing (counted).
+    pub(crate) fn answer(
+        &mut self,
+        sink: &mut impl Transmit,
+        jar: &mut dyn CookieStore,
+        now: Instant,
+        to: PeerAddr,
+        proof: Proof,
+        message: &Message<'_>,
+    ) -> bool {
+        let source = self.source;
+        let Some(len) = self.encode_for(jar, now, to, Transmission::Singlecast, source, message, 0)
+        else {
+            return false;
+        };
+        if proof.proven || len <= proof.received {
+            return self.transmit(sink, to, message.kind(), len, false);
+        }
+        self.retry(sink, now, to, proof)
+    }
+
+    /// Asks `to` to prove its address (a RETRY), if that is no larger than
+    /// what it sent.
+    pub(crate) fn retry(
+        &mut self,
+        sink: &mut impl Transmit,
+        now: Instant,
+        to: PeerAddr,
+        proof: Proof,
+    ) -> bool {
+        let source = self.source;
+        let retry = Message::Retry;
+        // A RETRY carries no echo: it must not count as proof either way.
+        let packet = Packet {
+            transmission: Transmission::Singlecast,
+            source,
+            cookies: Cookies { echo: None, grant: Some(self.secret.cookie(to, now)) },
+            message: retry,
+        };
+        let len = packet.encode(&mut self.tx).ok().and_then(|len| self.seal(len));
+        match len {
+            Some(len) if len <= proof.received => {
+                self.counters.count_drop(DropReason::Unproven);
+                self.transmit(sink, to, MessageKind::Retry, len, false)
+            }
+            _ => {
+                self.counters.count_drop(DropReason::Unproven);
+                false
+            }
+        }
+    }
+
+    /// Sends `packet` on to `to` (a randomcast's next hop, a JOIN passed to
+    /// the seed, a broadcast's relay), with cookies for `to`.
+    pub(crate) fn relay(
+        &mut self,
+        sink: &mut impl Transmit,
+        jar: &mut dyn CookieStore,
+        now: Instant,
+        packet: &Packet<'_>,
+        to: PeerAddr,
+    ) {
+        let Packet { transmission, source, message, .. } = packet;
+        if let Some(len) = self.encode_for(jar, now, to, *transmission, *source, message, 0) {
+            self.transmit(sink, to, message.kind(), len, true);
         }
     }
 
@@ -97,44 +327,82 @@ impl Out {
     pub(crate) fn relay_to_all(
         &mut self,
         sink: &mut impl Transmit,
+        jar: &mut dyn CookieStore,
+        now: Instant,
         packet: &Packet<'_>,
         targets: impl Iterator<Item = PeerAddr>,
         except: &[PeerAddr],
     ) {
-        let Ok(len) = packet.encode(&mut self.tx) else { return };
-        let kind = packet.message.kind();
         let relaying = packet.source.id != self.source.id;
+        let Packet { transmission, source, message, .. } = packet;
         for to in targets.filter(|a| !except.contains(a)) {
-            self.transmit(sink, to, kind, len, relaying);
+            if let Some(len) = self.encode_for(jar, now, to, *transmission, *source, message, 0) {
+                self.transmit(sink, to, message.kind(), len, relaying);
+            }
         }
     }
 
-    /// Writes the header of a FILEFRAG from this node into the transmit
-    /// buffer and returns the datagram's length and the place of the
-    /// fragment's bytes, for the caller to fill before
-    /// [`Out::send_fragment`].
-    pub(crate) fn fragment_body(
+    /// Fills the fragment buffer with `fill`, checks it against `hash`,
+    /// and sends `to` the units of `want` in pieces of at most
+    /// `piece_units` units. Returns whether the bytes were right.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn send_pieces(
         &mut self,
-        mode: FragMode,
+        sink: &mut impl Transmit,
+        jar: &mut dyn CookieStore,
+        now: Instant,
+        to: PeerAddr,
         hash: &FragmentHash,
-    ) -> Option<(usize, &mut FragmentBytes)> {
-        let head =
-            encode_filefrag_header(Transmission::Singlecast, self.source, mode, hash, &mut self.tx)
-                .ok()?;
-        let end = head + FRAGMENT_SIZE;
-        let body =
-            self.tx.get_mut(head..end).and_then(|s| <&mut FragmentBytes>::try_from(s).ok())?;
-        Some((end, body))
+        want: u16,
+        piece_units: usize,
+        fill: impl FnOnce(&mut FragmentBytes) -> bool,
+    ) -> bool {
+        if !fill(&mut self.scratch) || !hash.verifies(&self.scratch) {
+            return false;
+        }
+        let echo = self.echo_for(jar, to, now);
+        let cookies = Cookies { echo, grant: Some(self.secret.cookie(to, now)) };
+        let units = piece_units.clamp(1, UNITS);
+        let mut first = 0;
+        while first < UNITS {
+            let mask = piece_mask(first, units);
+            if want & mask != 0 {
+                self.send_piece(sink, to, hash, cookies, first, units);
+            }
+            first += units;
+        }
+        true
     }
 
-    /// Sends the FILEFRAG prepared by [`Out::fragment_body`].
-    pub(crate) fn send_fragment(
+    fn send_piece(
         &mut self,
         sink: &mut impl Transmit,
         to: PeerAddr,
-        len: usize,
-    ) -> bool {
-        self.transmit(sink, to, MessageKind::FileFrag, len, false)
+        hash: &FragmentHash,
+        cookies: Cookies,
+        first: usize,
+        units: usize,
+    ) {
+        let source = self.source;
+        let first_unit = first as u8;
+        let Ok(head) = encode_filefrag_header(
+            Transmission::Singlecast,
+            source,
+            cookies,
+            hash,
+            first_unit,
+            units,
+            &mut self.tx,
+        ) else {
+            return;
+        };
+        let bytes = self.scratch.get(first * UNIT..(first + units) * UNIT);
+        let slot = self.tx.get_mut(head..head + units * UNIT);
+        let (Some(bytes), Some(slot)) = (bytes, slot) else { return };
+        slot.copy_from_slice(bytes);
+        if let Some(len) = self.seal(head + units * UNIT) {
+            self.transmit(sink, to, MessageKind::FileFrag, len, false);
+        }
     }
 
     /// Sends the first `len` bytes of the transmit buffer.
@@ -162,3 +430,17 @@ impl Out {
         }
     }
 }
+
+/// The largest piece, in units, a datagram of at most `max_datagram` bytes
+/// carries (with the longest header and a tag).
+pub(crate) fn piece_units_for(max_datagram: usize) -> usize {
+    [16, 8, 4, 2, 1].into_iter().find(|u| u * UNIT + FILEFRAG_OVERHEAD <= max_datagram).unwrap_or(1)
+}
+
+/// The longest FILEFRAG header with a tag: version, transmission, source
+/// (IPv6), both cookies, tag, hash, first unit, length, network key tag.
+pub const FILEFRAG_OVERHEAD: usize = 1 + 12 + 34 + 20 + 1 + 32 + 1 + 3 + TAG_LEN;
+
+/// The smallest largest-datagram a node may be configured with: one unit
+/// of a fragment and the longest FILEFRAG header.
+pub const MIN_DATAGRAM: usize = crate::wire::UNIT + FILEFRAG_OVERHEAD;

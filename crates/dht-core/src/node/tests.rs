@@ -11,7 +11,7 @@ use crate::rand::Rng;
 use crate::store::FragmentStore;
 use crate::testing::{bytes, Net};
 use crate::time::Duration;
-use crate::wire::{FragmentRef, StoreOutcome};
+use crate::wire::{MessageKind, StoreOutcome};
 
 /// `count` members of `shard` joined through the first.
 fn shard_of(seed: u64, shard: u8, count: usize, capacity: usize) -> Net {
@@ -41,34 +41,38 @@ fn fragment_in(shard: u8, seed: u64) -> ([u8; FRAGMENT_SIZE], FragmentHash) {
     }
 }
 
-fn store_request(from: PeerAddr, id: NodeId, data: &[u8; FRAGMENT_SIZE]) -> Vec<u8> {
-    let packet = Packet {
-        transmission: Transmission::Singlecast,
-        source: Source { id, addr: from, member: false, window: 0 },
-        message: Message::FileFrag {
-            mode: FragMode::Store,
-            hash: FragmentHash::of(data),
-            data: FragmentRef(data),
-        },
-    };
-    let mut buf = std::vec![0u8; crate::config::MAX_DATAGRAM_SIZE];
-    let len = packet.encode(&mut buf).unwrap();
-    buf.truncate(len);
-    buf
+/// The member of `0..members` that ranks first for `hash`.
+fn best_for(net: &Net, members: usize, hash: &FragmentHash) -> usize {
+    let me = Some(net.node(0).me());
+    let top = Holders::<3>::of_shard(hash, net.node(0).neighbors(), me, 3);
+    let best = top.iter().next().map(|p| p.addr);
+    (0..members).find(|i| Some(Net::addr(*i)) == best).unwrap_or(0)
 }
 
-/// Sends the fragment as a client's store request to the member that ranks
-/// first for it, as an upload would.
+/// Offers the fragment from a client to the member that ranks first for
+/// it, as an upload would, and waits until that member holds it.
 fn store_at_best(net: &mut Net, members: usize, data: &[u8; FRAGMENT_SIZE]) -> FragmentHash {
     let hash = FragmentHash::of(data);
-    let me = Some(net.node(0).me());
-    let top = Holders::<3>::of_shard(&hash, net.node(0).neighbors(), me, 3, Rank::ByScore);
-    let best = top.iter().next().map(|p| p.addr);
-    let target = (0..members).find(|i| Some(Net::addr(*i)) == best).unwrap_or(0);
-    let client = PeerAddr::v4([127, 0, 0, 1], 20_000);
-    net.inject(target, client, &store_request(client, NodeId(99), data));
-    assert!(net.node(target).store().contains(&hash));
+    let target = best_for(net, members, &hash);
+    let client = net.add_client();
+    net.join(client, 0);
+    assert!(net.run_until(Duration::from_secs(3), |n| n.node(client).is_joined()));
+    net.offer(client, target, data);
+    assert!(net.run_until(Duration::from_secs(3), |n| n.node(target).store().contains(&hash)));
     hash
+}
+
+/// A client joined to `net` through member 0.
+fn joined_client(net: &mut Net) -> usize {
+    let client = net.add_client();
+    net.join(client, 0);
+    assert!(net.run_until(Duration::from_secs(3), |n| n.node(client).is_joined()));
+    net.drive();
+    client
+}
+
+fn sent(net: &Net, i: usize, kind: MessageKind) -> u64 {
+    net.node(i).counters().sent_of(kind).datagrams
 }
 
 fn holders(net: &Net, hash: &FragmentHash) -> usize {
@@ -153,44 +157,107 @@ fn a_quiet_neighbor_listed_by_others_is_still_probed() {
 }
 
 #[test]
-fn a_node_told_of_its_own_death_announces_it_is_alive() {
-    let mut net = shard_of(4, 6, 3, 4);
-    let me = net.node(2).me();
+fn a_dead_notice_only_makes_its_receivers_probe() {
+    // Two members per shard: nobody moves to an empty shard meanwhile.
+    let mut net = Net::joined(4, 32, 4);
+    assert!(net.node(1).neighbors().contains_addr(net.node(2).me().addr));
     let teller = net.node(0).me();
-    let packet = Packet {
-        transmission: Transmission::Singlecast,
-        source: Source { id: teller.id, addr: teller.addr, member: true, window: 0 },
-        message: Message::Dead { peer: me },
-    };
-    let mut buf = [0u8; 128];
-    let len = packet.encode(&mut buf).unwrap();
-    let sent_before = net.node(2).counters().sent_of(crate::wire::MessageKind::AddMe).datagrams;
-    net.inject(2, Net::addr(0), &buf[..len]);
-    let sent = net.node(2).counters().sent_of(crate::wire::MessageKind::AddMe).datagrams;
-    assert_eq!(sent - sent_before, net.node(2).neighbors().len() as u64);
+    let alive = net.node(2).me();
+    let source = Source { id: teller.id, addr: teller.addr, member: true, window: 0, full: false };
+    let pings_before = sent(&net, 1, MessageKind::Ping);
+    net.forge(
+        1,
+        teller.addr,
+        source,
+        Transmission::Singlecast,
+        Message::Dead { peer: alive },
+        true,
+    );
+    assert_eq!(sent(&net, 1, MessageKind::Ping), pings_before + 1, "node 1 probes it itself");
+    net.run_for(Duration::from_secs(3));
+    assert!(net.node(1).neighbors().contains_addr(alive.addr), "it answered: still there");
+
+    // Now it is really gone: node 1 finds out by its own probes and does
+    // not spread the word (the notice was not its own finding).
+    let gone = alive.addr;
+    net.lose(move |from, to, _| from == gone || to == gone);
+    let dead_sent = sent(&net, 1, MessageKind::Dead);
+    net.forge(
+        1,
+        teller.addr,
+        source,
+        Transmission::Singlecast,
+        Message::Dead { peer: alive },
+        true,
+    );
+    assert!(net.run_until(Duration::from_secs(3), |n| !n.node(1).neighbors().contains_addr(gone)));
+    assert_eq!(sent(&net, 1, MessageKind::Dead), dead_sent);
 }
 
 #[test]
-fn a_store_request_for_another_shard_is_refused() {
+fn an_offer_for_another_shard_is_refused() {
     let mut net = shard_of(5, 3, 2, 4);
+    let client = joined_client(&mut net);
     let (data, hash) = fragment_in(4, 1);
-    let client = PeerAddr::v4([127, 0, 0, 1], 20_000);
-    net.inject(0, client, &store_request(client, NodeId(99), &data));
+    net.offer(client, 0, &data);
+    net.drive();
     assert!(!net.node(0).store().contains(&hash));
     assert_eq!(net.node(0).counters().drops_of(DropReason::WrongShard), 1);
+    assert_eq!(net.offer_answers(client), [(Net::addr(0), StoreOutcome::WrongShard)]);
+    assert_eq!(sent(&net, 0, MessageKind::FileGet), 0, "nothing was fetched");
 }
 
 #[test]
-fn a_fragment_with_a_wrong_hash_is_dropped_and_counted() {
+fn pieces_that_do_not_hash_right_are_not_kept() {
     let mut net = shard_of(6, 3, 2, 4);
-    let (data, _) = fragment_in(3, 2);
-    let client = PeerAddr::v4([127, 0, 0, 1], 20_000);
-    let mut datagram = store_request(client, NodeId(99), &data);
-    let last = datagram.len() - 1;
-    datagram[last] ^= 1;
-    net.inject(0, client, &datagram);
+    let client = joined_client(&mut net);
+    // Every piece the client sends has its last byte changed on the way.
+    let liar = Net::addr(client);
+    net.tamper(move |from, _, bytes| {
+        let piece = Packet::decode(bytes).is_ok_and(|p| p.message.kind() == MessageKind::FileFrag);
+        if from == liar && piece {
+            let last = bytes.len() - 1;
+            bytes[last] ^= 1;
+        }
+    });
+    let (data, hash) = fragment_in(3, 2);
+    net.offer(client, 0, &data);
+    net.run_for(Duration::from_secs(10));
+    assert!(!net.node(0).store().contains(&hash));
     assert_eq!(net.node(0).store().len(), 0);
-    assert_eq!(net.node(0).counters().drops_of(DropReason::BadHash), 1);
+    assert!(net.node(0).counters().drops_of(DropReason::BadHash) >= 1);
+    assert!(
+        !net.offer_answers(client).iter().any(|(_, o)| o.is_held()),
+        "{:?}",
+        net.offer_answers(client)
+    );
+}
+
+#[test]
+fn a_fragment_lost_in_pieces_is_completed_by_asking_for_the_missing_ones() {
+    let mut net = shard_of(13, 3, 2, 4);
+    let client = joined_client(&mut net);
+    // Half the pieces the client sends are lost, once each.
+    let liar = Net::addr(client);
+    let mut seen = std::collections::BTreeSet::new();
+    net.lose(move |from, _, bytes| {
+        let Ok(p) = Packet::decode(bytes) else { return false };
+        if let Message::FileFrag { first_unit, .. } = p.message {
+            return from == liar && first_unit % 4 == 0 && seen.insert(first_unit);
+        }
+        false
+    });
+    let (data, hash) = fragment_in(3, 7);
+    net.offer(client, 0, &data);
+    assert!(net.run_until(Duration::from_secs(5), |n| n.node(0).store().contains(&hash)));
+    net.drive();
+    // The first FILEGET asked for all 16 units; later ones only for what was lost.
+    let gets = sent(&net, 0, MessageKind::FileGet);
+    assert!(gets >= 2, "{gets} FILEGETs");
+    let pieces = net.node(client).counters().sent_of(MessageKind::FileFrag).datagrams;
+    let per_fragment = 16 / u64::from(net.node(0).piece_units());
+    assert!(pieces < 2 * per_fragment, "{pieces} pieces sent for {per_fragment} per fragment");
+    assert_eq!(net.offer_answers(client), [(Net::addr(0), StoreOutcome::Stored)]);
 }
 
 #[test]
@@ -208,20 +275,75 @@ fn a_fragment_stored_by_one_member_is_copied_to_its_top_three() {
 fn a_member_that_should_not_hold_a_fragment_names_those_that_should() {
     let mut net = shard_of(8, 9, 6, 8);
     let (data, hash) = fragment_in(9, 4);
-    let top = Holders::<3>::of_shard(
-        &hash,
-        net.node(0).neighbors(),
-        Some(net.node(0).me()),
-        3,
-        Rank::ByScore,
-    );
+    let top = Holders::<3>::of_shard(&hash, net.node(0).neighbors(), Some(net.node(0).me()), 3);
     let outsider = (0..6).find(|i| !top.contains_addr(Net::addr(*i))).unwrap();
-    let client = PeerAddr::v4([127, 0, 0, 1], 20_000);
-    net.inject(outsider, client, &store_request(client, NodeId(99), &data));
+    let client = joined_client(&mut net);
+    net.offer(client, outsider, &data);
+    net.drive();
     assert!(!net.node(outsider).store().contains(&hash), "the upload went elsewhere");
-    let stored = net.node(outsider).counters().sent_of(crate::wire::MessageKind::Stored);
-    assert_eq!(stored.datagrams, 1, "answered NotHolder with the holders");
-    let _ = StoreOutcome::NotHolder;
+    assert_eq!(net.offer_answers(client), [(Net::addr(outsider), StoreOutcome::NotHolder)]);
+    assert_eq!(sent(&net, outsider, MessageKind::FileGet), 0);
+}
+
+#[test]
+fn a_table_takes_only_peers_that_prove_their_address() {
+    let mut net = shard_of(14, 5, 2, 4);
+    let stranger = PeerAddr::v4([127, 0, 0, 1], 30_000);
+    let id = NodeId::in_shard(5, Shard::new(5).unwrap());
+    let source = Source { id, addr: stranger, member: true, window: 0, full: false };
+    let pings = sent(&net, 0, MessageKind::Ping);
+    net.forge(0, stranger, source, Transmission::Singlecast, Message::AddMe, false);
+    assert!(!net.node(0).neighbors().contains_addr(stranger), "an unproven ADDME adds nobody");
+    assert_eq!(
+        sent(&net, 0, MessageKind::Ping),
+        pings + 1,
+        "but the stranger is asked to prove it"
+    );
+    net.forge(0, stranger, source, Transmission::Singlecast, Message::AddMe, true);
+    assert!(net.node(0).neighbors().contains_addr(stranger), "a proven one does");
+
+    // A claim of the stranger's address or id from elsewhere changes nothing.
+    let liar = PeerAddr::v4([127, 0, 0, 1], 30_001);
+    let claim = Source { id, addr: liar, member: true, window: 0, full: false };
+    net.forge(0, liar, claim, Transmission::Singlecast, Message::AddMe, true);
+    assert!(!net.node(0).neighbors().contains_addr(liar));
+    assert!(net.node(0).neighbors().contains_addr(stranger));
+    let mate = net.node(1).me();
+    let leave = Source { id: mate.id, addr: mate.addr, member: true, window: 0, full: false };
+    net.forge(0, liar, leave, Transmission::Singlecast, Message::Leave, true);
+    assert!(
+        net.node(0).neighbors().contains_addr(mate.addr),
+        "a LEAVE counts only from the leaver"
+    );
+}
+
+#[test]
+fn unproven_askers_get_no_more_than_they_sent_at_their_own_address() {
+    let mut net = shard_of(15, 5, 2, 4);
+    let asker = PeerAddr::v4([127, 0, 0, 1], 30_000);
+    let victim = PeerAddr::v4([127, 0, 0, 1], 30_002);
+    let source = Source { id: NodeId(99), addr: victim, member: false, window: 0, full: false };
+    let join = Message::Join { want: 32, shard: None };
+    let destinations = std::rc::Rc::new(std::cell::RefCell::new(Vec::new()));
+    let seen = destinations.clone();
+    net.lose(move |_, to, _| {
+        seen.borrow_mut().push(to);
+        false
+    });
+    let peers = sent(&net, 0, MessageKind::Peers);
+    let retries = sent(&net, 0, MessageKind::Retry);
+    net.forge(0, asker, source, Transmission::Singlecast, join.clone(), false);
+    assert_eq!(sent(&net, 0, MessageKind::Peers), peers, "no list for an unproven asker");
+    assert_eq!(sent(&net, 0, MessageKind::Retry), retries + 1, "a RETRY instead");
+    let retry = net.node(0).counters().sent_of(MessageKind::Retry).bytes / (retries + 1);
+    assert!(retry <= crate::node::UNPROVEN_MIN as u64, "{retry} bytes");
+    net.forge(0, asker, source, Transmission::Singlecast, join, true);
+    assert_eq!(sent(&net, 0, MessageKind::Peers), peers + 1, "a proven asker gets its list");
+    assert!(destinations.borrow().iter().all(|to| *to != victim), "nothing to the claimed address");
+    let get = Message::FileGet { hash: FragmentHash([1; 32]), want: u16::MAX, piece_units: 16 };
+    let broadcast = Transmission::Broadcast { breadth: 3, uid: 5 };
+    net.forge(0, asker, source, broadcast, get, true);
+    assert_eq!(net.node(0).counters().drops_of(DropReason::NotRelayable), 1);
 }
 
 #[test]
@@ -266,8 +388,8 @@ fn a_randomcast_is_processed_only_at_the_end_of_its_walk() {
     net.drive();
     let relayed_before: u64 = net.hosts.iter().map(|h| h.node.counters().relayed).sum();
     let mut nonce = 0;
-    net.command(client, |node, _, out| {
-        nonce = node.ping(Net::addr(0), Transmission::Randomcast { hops: 3 }, None, out)
+    net.command(client, |node, now, out| {
+        nonce = node.ping(now, Net::addr(0), Transmission::Randomcast { hops: 3 }, None, out)
     });
     net.drive();
     let relayed: u64 = net.hosts.iter().map(|h| h.node.counters().relayed).sum();
@@ -285,9 +407,9 @@ fn a_broadcast_is_processed_once_per_node_however_often_it_arrives() {
     let mut net = Net::joined(11, 8, 4);
     net.drive();
     let pongs_before = net.node(0).counters().received_of(crate::wire::MessageKind::Pong).datagrams;
-    net.command(0, |node, _, out| {
+    net.command(0, |node, now, out| {
         let nonce = 77;
-        node.broadcast(3, &Message::Ping { nonce }, out);
+        node.broadcast(now, 3, &Message::Ping { nonce }, out);
     });
     net.drive();
     let pongs = net.node(0).counters().received_of(crate::wire::MessageKind::Pong).datagrams;

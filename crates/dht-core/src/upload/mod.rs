@@ -2,13 +2,17 @@
 //!
 //! [`Upload::new`] reads the source once to hash every fragment and builds
 //! the index (a file over [`MAX_FILE_SIZE`] is refused with
-//! [`UploadError::FileTooLarge`]). Driven by a [`Node`], the upload then sends
-//! each fragment as a store request to a member of its shard, with up to
-//! `WINDOW` requests in flight and at most each peer's window per peer. A
-//! request that is not acknowledged within the retransmission timeout, or
-//! is refused (store full, wrong shard), goes to the next candidate holder.
-//! Fragments are read from the source again when sent, straight into the
-//! outgoing datagram, so the upload holds no fragment in memory. The index
+//! [`UploadError::FileTooLarge`]). Driven by a [`Node`], the upload then
+//! offers each fragment (NEWFILE) to a member of its shard, with up to
+//! `WINDOW` offers outstanding and at most each peer's window per peer. The
+//! member fetches the fragment from the uploader (a [`Reply::FileGet`] for
+//! the units it lacks, answered with pieces that fit a datagram, read from
+//! the source again each time, so the upload holds no fragment in memory)
+//! and acknowledges it with STORED. An offer that is not acknowledged
+//! within the retransmission timeout (each FILEGET pushes it back: the
+//! holder is at work), or is refused (store full, busy, wrong shard), goes
+//! to the next candidate holder. Only the member that was offered the
+//! fragment, answering from its address, can acknowledge it. The index
 //! goes last, once every data fragment is acknowledged, so a file whose
 //! index is found has all its fragments stored.
 //!
@@ -40,11 +44,12 @@ use crate::client::{refusal_backoff, spent, EventQueue, Pick, Requester, Tried, 
 use crate::config::{FRAGMENT_SIZE, INDEX_MAX_FRAGMENTS, MAX_FILE_SIZE};
 use crate::driver::App;
 use crate::fragment::FragmentHash;
-use crate::id::{PeerInfo, Shard};
+use crate::id::{PeerAddr, PeerInfo, Shard};
 use crate::index::{fragment_layout, IndexError, IndexName, IndexParts};
 use crate::node::{Node, Reply, RequestError, Transmit};
 use crate::requests::{Request, RequestTable};
 use crate::store::FragmentStore;
+use crate::time::Duration;
 use crate::time::Instant;
 use crate::wire::StoreOutcome;
 
@@ -407,47 +412,72 @@ impl<SRC: FileSource, const WINDOW: usize, const ITEMS: usize> Upload<SRC, WINDO
                     return;
                 }
             };
-            log::trace!("upload: FILEFRAG {hash:?} item {index} attempt {attempt} to {to}");
-            let size = self.size;
-            let is_index = index == self.count;
-            let count = u8::try_from(self.count).unwrap_or(u8::MAX);
-            let hashes = self.hashes.get(..usize::from(self.count)).unwrap_or(&[]);
-            let index_fragment =
-                IndexParts { name: &self.name, count, last_len: self.last_len, hashes };
-            let source = &mut self.source;
-            let result = node.send_fragment(
-                to,
-                hash,
-                |buf| {
-                    if is_index {
-                        index_fragment.encode(buf);
-                        true
-                    } else {
-                        read_fragment(source, size, usize::from(index), buf)
-                    }
-                },
-                sink,
-            );
-            match result {
-                Ok(()) | Err(RequestError::SendFailed) => {
-                    // A refused send is treated like a loss: it times out.
-                    self.requester.on_sent(to, now);
-                    let timeout = self.requester.rto(attempt);
-                    if let Some(r) = self.requests.get_mut(i) {
-                        r.sent(to, now, timeout);
-                    }
-                }
-                Err(RequestError::SourceFailed) => {
-                    let offset = u64::from(index) * FRAGMENT_SIZE as u64;
-                    self.fail(UploadError::SourceFailed { offset });
-                }
-                Err(RequestError::HashMismatch) => {
-                    self.fail(UploadError::SourceChanged { fragment: index });
-                }
+            log::trace!("upload: NEWFILE {hash:?} item {index} attempt {attempt} to {to}");
+            // A refused send is treated like a loss: it times out.
+            node.offer(now, to, hash, sink);
+            self.requester.on_sent(to, now);
+            let timeout = self.requester.rto(attempt);
+            if let Some(r) = self.requests.get_mut(i) {
+                r.sent(to, now, timeout);
+            }
+        }
+    }
+
+    /// A holder asks for units of `hash`: sends them, read from the source
+    /// again (the index rebuilt), and gives its offer more time.
+    #[allow(clippy::too_many_arguments)]
+    fn serve<S: FragmentStore, const N: usize, const D: usize, const F: usize>(
+        &mut self,
+        now: Instant,
+        node: &mut Node<S, N, D, F>,
+        from: PeerAddr,
+        hash: FragmentHash,
+        want: u16,
+        piece_units: u8,
+        sink: &mut impl Transmit,
+    ) {
+        let Some(index) = (0..=self.count).find(|i| self.item_hash(*i) == hash) else {
+            return;
+        };
+        let is_index = index == self.count;
+        let count = u8::try_from(self.count).unwrap_or(u8::MAX);
+        let hashes = self.hashes.get(..usize::from(self.count)).unwrap_or(&[]);
+        let index_fragment =
+            IndexParts { name: &self.name, count, last_len: self.last_len, hashes };
+        let (size, source) = (self.size, &mut self.source);
+        let fill = |buf: &mut crate::fragment::FragmentBytes| {
+            if is_index {
+                index_fragment.encode(buf);
+                true
+            } else {
+                read_fragment(source, size, usize::from(index), buf)
+            }
+        };
+        match node.send_pieces(now, from, hash, want, piece_units, fill, sink) {
+            Ok(()) => {}
+            Err(RequestError::SourceFailed) => {
+                let offset = u64::from(index) * FRAGMENT_SIZE as u64;
+                self.fail(UploadError::SourceFailed { offset });
+                return;
+            }
+            Err(RequestError::HashMismatch) => {
+                self.fail(UploadError::SourceChanged { fragment: index });
+                return;
+            }
+            Err(RequestError::SendFailed) => {}
+        }
+        // The holder is at work on it: its STORED comes after the pieces.
+        let extra = self.requester.rto(0).max(HOLDER_AT_WORK);
+        for request in self.requests.iter_mut() {
+            if request.item.hash == hash && request.in_flight_to() == Some(from) {
+                request.extend(now + extra);
             }
         }
     }
 }
+
+/// The least time an offer is given after its holder asked for pieces.
+const HOLDER_AT_WORK: Duration = Duration::from_millis(200);
 
 impl<
         S,
@@ -488,15 +518,24 @@ where
         reply: &Reply<'_>,
         sink: &mut T,
     ) {
-        let Reply::Stored { from, hash, outcome, holders } = reply else { return };
+        let (from, hash, outcome, holders) = match reply {
+            Reply::Stored { from, hash, outcome, holders } => (from, hash, outcome, holders),
+            Reply::FileGet { from, hash, want, piece_units } => {
+                self.serve(now, node, from.addr, *hash, *want, *piece_units, sink);
+                return;
+            }
+            _ => return,
+        };
         log::trace!(
             "upload: STORED {hash:?} from {} {outcome:?}, {} holders named",
             from.addr,
             holders.len()
         );
-        self.requester.hint(*hash, holders);
-        let asked = |r: &Request<Item>| r.item.hash == *hash && r.is_in_flight();
+        // Believed only from the member the offer went to, from its
+        // address: anyone else's word is dropped.
+        let asked = |r: &Request<Item>| r.item.hash == *hash && r.in_flight_to() == Some(from.addr);
         let Some(position) = self.requests.position(asked) else { return };
+        self.requester.hint(*hash, holders);
         let Some(request) = self.requests.get_mut(position) else { return };
         let to = request.in_flight_to().unwrap_or(from.addr);
         if outcome.is_held() {

@@ -9,7 +9,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{FragMode, FragmentRef, HashList, HolderList, NodeStats, PeerList, StoreOutcome};
+use super::{HashList, HolderList, NodeStats, PeerList, PieceRef, StoreOutcome};
 use crate::fragment::FragmentHash;
 use crate::id::{PeerAddr, PeerInfo, Shard};
 
@@ -91,21 +91,29 @@ messages! {
         /// The nonce of the PING or FIND answered.
         nonce: u64,
     },
-    /// A fragment: a request to store it, or the answer to a FILEGET.
+    /// A piece of a fragment, answering a FILEGET: the bytes of units
+    /// `first_unit..first_unit + data.len() / 512` (a whole fragment is one
+    /// piece of 16 units). The receiver checks the whole fragment against
+    /// its hash once every unit has arrived.
     "FILEFRAG" FileFrag {
-        /// Store request or answer.
-        mode: FragMode,
-        /// The fragment's hash; the receiver checks the bytes against it.
+        /// The fragment's hash.
         hash: FragmentHash,
-        /// The 8192 bytes.
+        /// The first unit (of 512 bytes) the piece carries, `0..16`.
+        first_unit: u8,
+        /// The piece: 512 to 8192 bytes, a whole number of units.
         #[serde(borrow)]
-        data: FragmentRef<'a>,
+        data: PieceRef<'a>,
     },
-    /// Send me the fragment with this hash (FILEFRAG in answer mode, or
-    /// NOTFOUND).
+    /// Send me these units of the fragment with this hash (FILEFRAG pieces
+    /// of at most `piece_units` units each), or NOTFOUND. The sender must
+    /// have shown that it listens at its address (see RETRY).
     "FILEGET" FileGet {
         /// The fragment wanted.
         hash: FragmentHash,
+        /// The units wanted, bit `i` for unit `i` (never zero).
+        want: u16,
+        /// The largest piece the sender takes, in units: 1, 2, 4, 8 or 16.
+        piece_units: u8,
     },
     /// Nodes of `shard` answer with PONG; a non-member receiving it
     /// singlecast answers with PEERS listing the members of `shard` it knows.
@@ -115,13 +123,19 @@ messages! {
         /// Echoed in the PONG.
         nonce: u64,
     },
-    /// The originator holds a new fragment; holders that lack it fetch it
-    /// from the originator with FILEGET.
+    /// The originator holds a fragment and offers it: a member that should
+    /// hold it and lacks it fetches it from the originator (FILEGET) and
+    /// answers STORED once it has it; one that has it answers STORED at
+    /// once. An upload is an offer from the client, replication an offer
+    /// from a holder, a hand-off an offer from a leaving member.
     "NEWFILE" NewFile {
-        /// The new fragment.
+        /// The fragment offered.
         hash: FragmentHash,
+        /// Fetch it at once (an upload, a hand-off), not after the
+        /// replication delay (an announcement, a repair).
+        urgent: bool,
     },
-    /// Answers a FILEFRAG in store mode.
+    /// Answers a NEWFILE: the fragment is stored (or why not).
     "STORED" Stored {
         /// The fragment concerned.
         hash: FragmentHash,
@@ -169,15 +183,19 @@ messages! {
         /// Up to 32 fragment hashes.
         hashes: HashList,
     },
-    /// `peer` stopped answering its liveness probes.
-    /// Sent as a broadcast whose UID is derived from the peer, so each
-    /// node handles one notice per death; receivers drop the peer from
-    /// their tables. A node that hears of its own death says it is alive
-    /// with ADDME to its neighbors.
+    /// `peer` stopped answering the originator's liveness probes: a reason
+    /// for each receiver to probe it itself (only its own unanswered probes
+    /// make a node dead). A node that hears of its own death says it is
+    /// alive with ADDME to its neighbors.
     "DEAD" Dead {
-        /// The node found dead.
+        /// The node suspected dead.
         peer: PeerInfo,
     },
+    /// The receiver asked for something big (FILEGET, JOIN, STATSREQ, a
+    /// FIND answered with PEERS) from an address it has not shown to listen
+    /// at: send it again with the cookie of this datagram's header (its
+    /// `grant`) as your `echo`.
+    "RETRY" Retry,
 }
 
 impl MessageKind {

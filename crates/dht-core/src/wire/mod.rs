@@ -1,31 +1,45 @@
 //! The wire format: one packet per UDP datagram.
 //!
 //! ```text
-//! +------+--------------+--------+---------+
-//! | 0xD1 | transmission | source | message |
-//! +------+--------------+--------+---------+
-//!  1 byte  postcard       postcard postcard
+//! +------+--------------+--------+---------+---------+------------+-----+
+//! | 0xD2 | transmission | source | cookies | message | zero bytes | tag |
+//! +------+--------------+--------+---------+---------+------------+-----+
+//!  1 byte  postcard       postcard postcard postcard   padding     16 bytes,
+//!                                                                  with a key
 //! ```
 //!
-//! The first byte is [`WIRE_VERSION`]; everything after it is the
+//! The first byte is [`WIRE_VERSION`]; after it comes the
 //! [postcard](https://postcard.jamesmunns.com/wire-format) encoding of a
-//! [`Transmission`] header, the [`Source`] (originator id, address, and
-//! whether it is a member), and one [`Message`]. Integers wider than a byte
-//! are varints, enums start with their variant number, fixed arrays are raw
-//! bytes, byte strings are a varint length and the bytes. `docs/PROTOCOL.md`
-//! walks through every byte with an example datagram per message.
+//! [`Transmission`] header, the [`Source`] (originator id, address, whether
+//! it is a member, its receive window), the [`Cookies`] (proof that the
+//! sender listens at its address, and a cookie for the receiver), and one
+//! [`Message`]. Integers wider than a byte are varints, enums start with
+//! their variant number, fixed arrays are raw bytes, byte strings are a
+//! varint length and the bytes. The packet may be padded with zero bytes
+//! (a request from an address not yet proven is padded so that the
+//! RETRY it gets is no larger). On a network with a key the datagram ends
+//! with a 16-byte tag over everything before it ([`crate::auth`]).
+//! `docs/PROTOCOL.md` walks through every byte with an example datagram per
+//! message.
 //!
 //! Contract: [`Packet::decode`] accepts any byte slice and returns a packet
 //! or a [`DecodeError`]; it never panics, never allocates and never copies a
-//! fragment: a FILEFRAG's 8192 bytes are borrowed from the datagram.
+//! fragment: a FILEFRAG's piece is borrowed from the datagram.
 //! [`Packet::encode`] writes into a caller-supplied buffer.
 //!
 //! ```
 //! use dht_core::id::{NodeId, PeerAddr};
-//! use dht_core::wire::{Message, Packet, Source, Transmission};
+//! use dht_core::wire::{Cookies, Message, Packet, Source, Transmission};
 //! let packet = Packet {
 //!     transmission: Transmission::Singlecast,
-//!     source: Source { id: NodeId(1), addr: PeerAddr::v4([127, 0, 0, 1], 8000), member: true, window: 0 },
+//!     source: Source {
+//!         id: NodeId(1),
+//!         addr: PeerAddr::v4([127, 0, 0, 1], 8000),
+//!         member: true,
+//!         window: 0,
+//!         full: false,
+//!     },
+//!     cookies: Cookies::NONE,
 //!     message: Message::Ping { nonce: 7 },
 //! };
 //! let mut buf = [0u8; 64];
@@ -43,7 +57,7 @@ mod message;
 pub use message::{Message, MessageKind};
 
 use crate::config::{FRAGMENT_SIZE, MAX_HASHES_PER_MESSAGE, MAX_PEERS_PER_MESSAGE, WIRE_VERSION};
-use crate::fragment::{FragmentBytes, FragmentHash};
+use crate::fragment::FragmentHash;
 use crate::id::{NodeId, PeerAddr, PeerInfo};
 
 /// How a packet travels through the overlay.
@@ -82,12 +96,13 @@ pub struct Source {
     /// Whether the originator is a member that may be added to neighbor
     /// tables (false for clients such as dhtsend).
     pub member: bool,
-    /// How many large datagrams (fragments) the originator can take in
-    /// flight from one sender; 0 means no limit. A microcontroller whose
-    /// network interface buffers one 8 KB datagram says 1, and senders that
-    /// heard it keep at most that many store requests or fetch answers
-    /// outstanding to it.
+    /// How many fragments the originator can take in flight from one
+    /// sender; 0 means no limit. A microcontroller says 1, and senders that
+    /// heard it keep at most that many offers outstanding to it.
     pub window: u8,
+    /// The originator's store is full: it takes no fragments, and its
+    /// mates rank it after those that do until it says otherwise.
+    pub full: bool,
 }
 
 impl Source {
@@ -97,16 +112,29 @@ impl Source {
     }
 }
 
-/// What a FILEFRAG asks of its receiver.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub enum FragMode {
-    /// Store this fragment and acknowledge with STORED.
-    Store,
-    /// This answers your FILEGET; no acknowledgement.
-    Answer,
+/// A cookie: 8 bytes a node derives from an address and a secret of its
+/// own (see [`crate::auth::CookieSecret`]). Echoed back, it shows that the
+/// sender receives what is sent to the address it sends from.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Cookie(pub [u8; 8]);
+
+/// The cookies of a packet's header.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Cookies {
+    /// The cookie the receiver gave the sender for the sender's address,
+    /// if the sender has one: the proof that it listens there.
+    pub echo: Option<Cookie>,
+    /// The sender's cookie for the receiver's address, for the receiver to
+    /// echo in what it sends next.
+    pub grant: Option<Cookie>,
 }
 
-/// The receiver's verdict on a FILEFRAG in [`FragMode::Store`].
+impl Cookies {
+    /// No cookies.
+    pub const NONE: Cookies = Cookies { echo: None, grant: None };
+}
+
+/// The receiver's verdict on a NEWFILE (an offer of a fragment).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum StoreOutcome {
     /// Stored now.
@@ -123,6 +151,10 @@ pub enum StoreOutcome {
     /// The receiver is not among the members that should hold this
     /// fragment; the answer names those that are.
     NotHolder,
+    /// The receiver fetches as many fragments as it can at the moment, or
+    /// the sender has used its share of the receiver's store: try again
+    /// later or elsewhere.
+    Busy,
 }
 
 impl StoreOutcome {
@@ -132,39 +164,77 @@ impl StoreOutcome {
     }
 }
 
-/// A borrowed fragment: exactly [`FRAGMENT_SIZE`] bytes, encoded as a byte
-/// string (varint length `0x80 0x40`, then the bytes).
-#[derive(Clone, Copy, PartialEq, Eq)]
-pub struct FragmentRef<'a>(pub &'a FragmentBytes);
+/// Bytes of a fragment: 512 of them make a unit, 16 units a fragment.
+pub const UNIT: usize = 512;
 
-impl fmt::Debug for FragmentRef<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "FragmentRef({} bytes)", self.0.len())
+/// Units in a fragment.
+pub const UNITS: usize = FRAGMENT_SIZE / UNIT;
+
+const _: () = assert!(UNITS == 16 && UNIT * UNITS == FRAGMENT_SIZE);
+
+/// A borrowed piece of a fragment: 1 to 16 whole units, encoded as a byte
+/// string (varint length, then the bytes).
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct PieceRef<'a>(pub &'a [u8]);
+
+impl PieceRef<'_> {
+    /// Units in the piece.
+    pub fn units(&self) -> usize {
+        self.0.len() / UNIT
     }
 }
 
-impl Serialize for FragmentRef<'_> {
+impl fmt::Debug for PieceRef<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "PieceRef({} bytes)", self.0.len())
+    }
+}
+
+impl Serialize for PieceRef<'_> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         serializer.serialize_bytes(self.0)
     }
 }
 
-impl<'de: 'a, 'a> Deserialize<'de> for FragmentRef<'a> {
+impl<'de: 'a, 'a> Deserialize<'de> for PieceRef<'a> {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct FragmentVisitor<'a>(core::marker::PhantomData<&'a ()>);
-        impl<'de: 'a, 'a> Visitor<'de> for FragmentVisitor<'a> {
-            type Value = FragmentRef<'a>;
+        struct PieceVisitor<'a>(core::marker::PhantomData<&'a ()>);
+        impl<'de: 'a, 'a> Visitor<'de> for PieceVisitor<'a> {
+            type Value = PieceRef<'a>;
             fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                write!(f, "{FRAGMENT_SIZE} bytes of fragment")
+                write!(f, "1 to {UNITS} units of {UNIT} bytes")
             }
             fn visit_borrowed_bytes<E: de::Error>(self, v: &'de [u8]) -> Result<Self::Value, E> {
-                <&FragmentBytes>::try_from(v)
-                    .map(FragmentRef)
-                    .map_err(|_| E::invalid_length(v.len(), &self))
+                let whole =
+                    !v.is_empty() && v.len().is_multiple_of(UNIT) && v.len() <= FRAGMENT_SIZE;
+                if whole {
+                    Ok(PieceRef(v))
+                } else {
+                    Err(E::invalid_length(v.len(), &self))
+                }
             }
         }
-        deserializer.deserialize_bytes(FragmentVisitor(core::marker::PhantomData))
+        deserializer.deserialize_bytes(PieceVisitor(core::marker::PhantomData))
     }
+}
+
+/// Piece sizes a FILEGET may ask for, in units.
+pub const PIECE_UNITS: [u8; 5] = [1, 2, 4, 8, 16];
+
+/// Every unit of a fragment, as a FILEGET's `want`.
+pub const ALL_UNITS: u16 = u16::MAX;
+
+/// The units bit map of a piece of `units` units from unit `first`.
+///
+/// ```
+/// use dht_core::wire::piece_mask;
+/// assert_eq!(piece_mask(0, 16), 0xFFFF);
+/// assert_eq!(piece_mask(4, 2), 0b11_0000);
+/// assert_eq!(piece_mask(15, 4), 0x8000); // cut at the fragment's end
+/// ```
+pub fn piece_mask(first: usize, units: usize) -> u16 {
+    let ones = if units >= UNITS { u16::MAX } else { (1u16 << units) - 1 };
+    ones.checked_shl(first as u32).unwrap_or(0)
 }
 
 /// A list of peers as carried by PEERS.
@@ -204,6 +274,8 @@ pub struct Packet<'a> {
     pub transmission: Transmission,
     /// Who sent it first.
     pub source: Source,
+    /// The cookies between the last sender and the receiver.
+    pub cookies: Cookies,
     /// What it says.
     #[serde(borrow)]
     pub message: Message<'a>,
@@ -220,8 +292,12 @@ pub enum DecodeError {
     /// unknown variant, an out-of-range shard, a fragment of the wrong
     /// length, too many peers, ...).
     Malformed,
-    /// A valid packet followed by extra bytes.
+    /// A valid packet followed by bytes that are not zero padding.
     TrailingBytes,
+    /// The fields do not fit together (a piece past the fragment's end, a
+    /// FILEGET that wants nothing or pieces of a size that does not
+    /// exist).
+    Inconsistent,
 }
 
 impl fmt::Display for DecodeError {
@@ -233,6 +309,7 @@ impl fmt::Display for DecodeError {
             }
             DecodeError::Malformed => f.write_str("malformed packet"),
             DecodeError::TrailingBytes => f.write_str("extra bytes after the packet"),
+            DecodeError::Inconsistent => f.write_str("fields that do not fit together"),
         }
     }
 }
@@ -251,7 +328,8 @@ impl fmt::Display for EncodeError {
 }
 
 impl<'a> Packet<'a> {
-    /// Decodes a datagram. Never panics; borrows fragment bytes from `bytes`.
+    /// Decodes a datagram (without a network key's tag). Never panics;
+    /// borrows pieces from `bytes`.
     pub fn decode(bytes: &'a [u8]) -> Result<Packet<'a>, DecodeError> {
         let (&version, body) = bytes.split_first().ok_or(DecodeError::Empty)?;
         if version != WIRE_VERSION {
@@ -259,8 +337,11 @@ impl<'a> Packet<'a> {
         }
         let (packet, rest) =
             postcard::take_from_bytes::<Packet<'a>>(body).map_err(|_| DecodeError::Malformed)?;
-        if !rest.is_empty() {
+        if rest.iter().any(|b| *b != 0) {
             return Err(DecodeError::TrailingBytes);
+        }
+        if !packet.message.is_consistent() {
+            return Err(DecodeError::Inconsistent);
         }
         Ok(packet)
     }
@@ -272,33 +353,61 @@ impl<'a> Packet<'a> {
         let used = postcard::to_slice(self, body).map_err(|_| EncodeError::BufferTooSmall)?;
         Ok(used.len() + 1)
     }
+
+    /// Encodes into `buf` padded with zero bytes to at least `min_len`.
+    pub fn encode_padded(&self, buf: &mut [u8], min_len: usize) -> Result<usize, EncodeError> {
+        let len = self.encode(buf)?;
+        if len >= min_len {
+            return Ok(len);
+        }
+        let padding = buf.get_mut(len..min_len).ok_or(EncodeError::BufferTooSmall)?;
+        padding.fill(0);
+        Ok(min_len)
+    }
+}
+
+impl Message<'_> {
+    /// Whether fields that depend on each other agree: a piece stays within
+    /// its fragment, a FILEGET wants something in a piece size that exists.
+    fn is_consistent(&self) -> bool {
+        match self {
+            Message::FileFrag { first_unit, data, .. } => {
+                usize::from(*first_unit) + data.units() <= UNITS
+            }
+            Message::FileGet { want, piece_units, .. } => {
+                *want != 0 && PIECE_UNITS.contains(piece_units)
+            }
+            _ => true,
+        }
+    }
 }
 
 /// The variant number of FILEFRAG (one varint byte).
 const FILEFRAG_TAG: u8 = MessageKind::FileFrag as u8;
-/// `FRAGMENT_SIZE` as a postcard varint.
-const FRAGMENT_LEN_VARINT: [u8; 2] = [0x80, 0x40];
-const _: () = assert!(FRAGMENT_SIZE == 0x40 << 7);
 
-/// Encodes the header of a FILEFRAG up to the fragment bytes and returns its
-/// length; the caller puts the 8192 bytes right after it.
+/// Encodes the header of a FILEFRAG carrying `units` units from
+/// `first_unit` up to the piece's bytes and returns its length; the caller
+/// puts the `units * 512` bytes right after it.
 ///
-/// This lets a node read a fragment from its store straight into the
-/// outgoing datagram instead of into a second 8 KB buffer. The result is
-/// byte-identical to [`Packet::encode`] of the same FILEFRAG.
+/// This lets a node copy a piece from its store straight into the outgoing
+/// datagram. The result is byte-identical to [`Packet::encode`] of the same
+/// FILEFRAG.
 pub fn encode_filefrag_header(
     transmission: Transmission,
     source: Source,
-    mode: FragMode,
+    cookies: Cookies,
     hash: &FragmentHash,
+    first_unit: u8,
+    units: usize,
     buf: &mut [u8],
 ) -> Result<usize, EncodeError> {
     let (first, body) = buf.split_first_mut().ok_or(EncodeError::BufferTooSmall)?;
     *first = WIRE_VERSION;
-    let header = (transmission, source, FILEFRAG_TAG, mode, hash, FRAGMENT_LEN_VARINT);
+    let piece_len = units * UNIT;
+    let header = (transmission, source, cookies, FILEFRAG_TAG, hash, first_unit, piece_len);
     let used = postcard::to_slice(&header, body).map_err(|_| EncodeError::BufferTooSmall)?;
     let len = used.len() + 1;
-    if buf.len() < len + FRAGMENT_SIZE {
+    if buf.len() < len + piece_len {
         return Err(EncodeError::BufferTooSmall);
     }
     Ok(len)

@@ -8,7 +8,13 @@ use crate::id::Shard;
 use std::vec::Vec;
 
 fn source() -> Source {
-    Source { id: NodeId(0x0102), addr: PeerAddr::v4([127, 0, 0, 1], 8000), member: true, window: 0 }
+    Source {
+        id: NodeId(0x0102),
+        addr: PeerAddr::v4([127, 0, 0, 1], 8000),
+        member: true,
+        window: 0,
+        full: false,
+    }
 }
 
 fn encode(packet: &Packet<'_>) -> Vec<u8> {
@@ -18,7 +24,12 @@ fn encode(packet: &Packet<'_>) -> Vec<u8> {
 }
 
 fn single(message: Message<'_>) -> Packet<'_> {
-    Packet { transmission: Transmission::Singlecast, source: source(), message }
+    Packet {
+        transmission: Transmission::Singlecast,
+        source: source(),
+        cookies: Cookies::NONE,
+        message,
+    }
 }
 
 /// Header bytes shared by the fixed vectors below: version, singlecast,
@@ -26,10 +37,17 @@ fn single(message: Message<'_>) -> Packet<'_> {
 /// (0xC0 0x3E), member, window.
 const HEAD: [u8; 11] = [0xD2, 0x00, 0x82, 0x02, 0x00, 127, 0, 0, 1, 0xC0, 0x3E];
 
+/// Where the message starts in these vectors.
+const TAG_AT: usize = 16;
+
 fn with_head(tail: &[u8]) -> Vec<u8> {
     let mut v = HEAD.to_vec();
     v.push(0x01); // member = true
     v.push(0x00); // window = 0 (no limit)
+    v.push(0x00); // full = false
+    v.push(0x00); // no echo
+    v.push(0x00); // no grant
+    assert_eq!(v.len(), TAG_AT);
     v.extend_from_slice(tail);
     v
 }
@@ -59,13 +77,15 @@ fn fixed_vectors_for_every_message() {
 
     let mut tail = Vec::from([0x06]);
     tail.extend_from_slice(&hash_bytes);
-    check(Message::FileGet { hash }, &tail);
+    tail.extend_from_slice(&[0xFF, 0xFF, 0x03, 0x02]); // all 16 units, 2-unit pieces
+    check(Message::FileGet { hash, want: 0xFFFF, piece_units: 2 }, &tail);
 
     check(Message::Find { shard: Shard::new(15).unwrap(), nonce: 1 }, &[0x07, 0x0F, 0x01]);
 
     let mut tail = Vec::from([0x08]);
     tail.extend_from_slice(&hash_bytes);
-    check(Message::NewFile { hash }, &tail);
+    tail.push(0x01); // urgent
+    check(Message::NewFile { hash, urgent: true }, &tail);
 
     let mut tail = Vec::from([0x09]);
     tail.extend_from_slice(&hash_bytes);
@@ -88,12 +108,57 @@ fn fixed_vectors_for_every_message() {
     check(Message::Dead { peer }, &[0x0F, 0x03, 0x00, 127, 0, 0, 1, 0xC1, 0x3E]);
     check(Message::StatsRequest { nonce: 2, about: None }, &[0x0C, 0x02, 0x00]);
 
-    let fragment = [0x5Au8; FRAGMENT_SIZE];
-    let mut tail = Vec::from([0x05, 0x01]); // FILEFRAG, Answer
+    check(Message::Retry, &[0x10]);
+
+    let piece = [0x5Au8; 2 * UNIT];
+    let mut tail = Vec::from([0x05]); // FILEFRAG
     tail.append(&mut hash_bytes);
-    tail.extend_from_slice(&[0x80, 0x40]);
-    tail.extend_from_slice(&fragment);
-    check(Message::FileFrag { mode: FragMode::Answer, hash, data: FragmentRef(&fragment) }, &tail);
+    tail.push(0x04); // from unit 4
+    tail.extend_from_slice(&[0x80, 0x08]); // 1024 bytes
+    tail.extend_from_slice(&piece);
+    check(Message::FileFrag { hash, first_unit: 4, data: PieceRef(&piece) }, &tail);
+}
+
+#[test]
+fn cookies_follow_the_source() {
+    let mut packet = single(Message::AddMe);
+    packet.cookies = Cookies { echo: Some(Cookie([1; 8])), grant: Some(Cookie([2; 8])) };
+    let bytes = encode(&packet);
+    let mut cookies = Vec::from([0x01]);
+    cookies.extend_from_slice(&[1; 8]);
+    cookies.push(0x01);
+    cookies.extend_from_slice(&[2; 8]);
+    assert_eq!(&bytes[TAG_AT - 2..TAG_AT + 16], &cookies[..]);
+    assert_eq!(Packet::decode(&bytes).unwrap(), packet);
+}
+
+#[test]
+fn zero_padding_is_accepted_and_nothing_else() {
+    let packet = single(Message::Ping { nonce: 7 });
+    let mut buf = [0u8; 200];
+    let len = packet.encode_padded(&mut buf, 96).unwrap();
+    assert_eq!(len, 96);
+    assert_eq!(Packet::decode(&buf[..len]).unwrap(), packet);
+    buf[95] = 1;
+    assert_eq!(Packet::decode(&buf[..len]), Err(DecodeError::TrailingBytes));
+}
+
+#[test]
+fn fields_that_do_not_fit_together_are_refused() {
+    let hash = FragmentHash([1; 32]);
+    let piece = [0u8; 4 * UNIT];
+    let past_the_end = single(Message::FileFrag { hash, first_unit: 14, data: PieceRef(&piece) });
+    assert_eq!(Packet::decode(&encode(&past_the_end)), Err(DecodeError::Inconsistent));
+    let wants_nothing = single(Message::FileGet { hash, want: 0, piece_units: 1 });
+    assert_eq!(Packet::decode(&encode(&wants_nothing)), Err(DecodeError::Inconsistent));
+    let odd_pieces = single(Message::FileGet { hash, want: 1, piece_units: 3 });
+    assert_eq!(Packet::decode(&encode(&odd_pieces)), Err(DecodeError::Inconsistent));
+    // A piece that is not whole units does not decode at all.
+    let mut bytes = with_head(&[0x05]);
+    bytes.extend_from_slice(&[1; 32]);
+    bytes.extend_from_slice(&[0x00, 100]);
+    bytes.extend_from_slice(&[0; 100]);
+    assert_eq!(Packet::decode(&bytes), Err(DecodeError::Malformed));
 }
 
 #[test]
@@ -104,7 +169,7 @@ fn stats_round_trip() {
         NodeStats { held: 3, capacity: 100, neighbors: 17, joined: true, knows: false, counters };
     let packet = single(Message::Stats { nonce: 9, stats });
     let bytes = encode(&packet);
-    assert_eq!(&bytes[13..15], &[0x0D, 0x09]);
+    assert_eq!(&bytes[TAG_AT..TAG_AT + 2], &[0x0D, 0x09]);
     assert_eq!(Packet::decode(&bytes).unwrap(), packet);
 }
 
@@ -123,25 +188,27 @@ fn transmission_headers() {
 }
 
 #[test]
-fn longest_filefrag_fits_the_datagram_limit() {
+fn longest_filefrag_fits_the_datagram_limit_and_its_overhead() {
     let fragment = [0u8; FRAGMENT_SIZE];
     let packet = Packet {
-        transmission: Transmission::Broadcast { breadth: 255, uid: u64::MAX },
+        transmission: Transmission::Singlecast,
         source: Source {
             id: NodeId(u64::MAX),
             addr: PeerAddr::v6([0xFF; 16], u16::MAX),
             member: true,
             window: u8::MAX,
+            full: true,
         },
+        cookies: Cookies { echo: Some(Cookie([0xFF; 8])), grant: Some(Cookie([0xFF; 8])) },
         message: Message::FileFrag {
-            mode: FragMode::Store,
             hash: FragmentHash([0xFF; 32]),
-            data: FragmentRef(&fragment),
+            first_unit: 0,
+            data: PieceRef(&fragment),
         },
     };
-    let len = encode(&packet).len();
-    assert_eq!(len, 8273);
-    assert!(len <= MAX_DATAGRAM_SIZE);
+    let len = encode(&packet).len() + crate::auth::TAG_LEN;
+    assert!(len <= MAX_DATAGRAM_SIZE, "{len}");
+    assert!(len <= FRAGMENT_SIZE + crate::node::FILEFRAG_OVERHEAD, "{len}");
 }
 
 #[test]
@@ -165,26 +232,29 @@ fn full_hash_list_fits_the_datagram_limit() {
 fn in_place_header_matches_full_encoding() {
     let fragment = [7u8; FRAGMENT_SIZE];
     let hash = FragmentHash([3; 32]);
-    for transmission in [
-        Transmission::Singlecast,
-        Transmission::Randomcast { hops: 200 },
-        Transmission::Broadcast { breadth: 3, uid: 0xFFFF_FFFF },
-    ] {
+    let cookies = Cookies { echo: None, grant: Some(Cookie([9; 8])) };
+    for (first_unit, units) in [(0u8, 16usize), (4, 2), (15, 1)] {
+        let data = &fragment[..units * UNIT];
         let packet = Packet {
-            transmission,
+            transmission: Transmission::Singlecast,
             source: source(),
-            message: Message::FileFrag {
-                mode: FragMode::Store,
-                hash,
-                data: FragmentRef(&fragment),
-            },
+            cookies,
+            message: Message::FileFrag { hash, first_unit, data: PieceRef(data) },
         };
         let full = encode(&packet);
         let mut buf = [0u8; MAX_DATAGRAM_SIZE];
-        let head = encode_filefrag_header(transmission, source(), FragMode::Store, &hash, &mut buf)
-            .unwrap();
-        buf[head..head + FRAGMENT_SIZE].copy_from_slice(&fragment);
-        assert_eq!(&buf[..head + FRAGMENT_SIZE], &full[..]);
+        let head = encode_filefrag_header(
+            Transmission::Singlecast,
+            source(),
+            cookies,
+            &hash,
+            first_unit,
+            units,
+            &mut buf,
+        )
+        .unwrap();
+        buf[head..head + data.len()].copy_from_slice(data);
+        assert_eq!(&buf[..head + data.len()], &full[..]);
     }
 }
 
@@ -199,24 +269,22 @@ fn decode_rejects_what_it_must() {
         assert_eq!(Packet::decode(&bytes[..cut]), Err(DecodeError::Malformed), "cut {cut}");
     }
     let mut long = bytes.clone();
-    long.push(0);
+    long.push(1);
     assert_eq!(Packet::decode(&long), Err(DecodeError::TrailingBytes));
     let mut unknown = bytes.clone();
-    unknown[13] = 0x7F; // no such message
+    unknown[TAG_AT] = 0x7F; // no such message
     assert_eq!(Packet::decode(&unknown), Err(DecodeError::Malformed));
 }
 
 #[test]
-fn fragment_of_wrong_length_is_malformed() {
+fn piece_of_wrong_length_is_malformed() {
     let fragment = [1u8; FRAGMENT_SIZE];
-    let bytes = encode(&single(Message::FileFrag {
-        mode: FragMode::Store,
-        hash: FragmentHash([0; 32]),
-        data: FragmentRef(&fragment),
-    }));
+    let hash = FragmentHash([0; 32]);
+    let bytes =
+        encode(&single(Message::FileFrag { hash, first_unit: 0, data: PieceRef(&fragment) }));
     // Claim 8191 bytes (0xFF 0x3F) and drop one.
     let mut short = bytes.clone();
-    let at = 13 + 2 + 32;
+    let at = TAG_AT + 1 + 32 + 1;
     assert_eq!(&short[at..at + 2], &[0x80, 0x40]);
     short[at] = 0xFF;
     short[at + 1] = 0x3F;

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
-use dht_core::config::{Announce, Replication};
+use dht_core::config::Replication;
 use dht_core::driver::App;
 use dht_core::node::Event;
 use dht_core::{Config, Node, NodeId, PeerAddr};
@@ -52,11 +52,6 @@ struct Args {
     /// shard (the original system's behaviour).
     #[arg(long, value_name = "N|all", default_value = "3")]
     copies: String,
-    /// How new fragments are announced to their other holders: "shard"
-    /// (singlecast to the shard's members) or "flood" (the original's
-    /// broadcast to every node, for comparison).
-    #[arg(long, value_name = "shard|flood", default_value = "shard")]
-    announce: String,
     #[command(flatten)]
     verbosity: Verbosity,
 }
@@ -101,11 +96,6 @@ fn parse_config(args: &Args) -> Result<Config, String> {
                 return Err(format!("--copies takes a number from 1 to 255 or \"all\", not '{n}'"))
             }
         },
-    };
-    config.announce = match args.announce.as_str() {
-        "shard" => Announce::Shard,
-        "flood" => Announce::Flood { breadth: 4 },
-        other => return Err(format!("--announce takes \"shard\" or \"flood\", not '{other}'")),
     };
     Ok(config)
 }

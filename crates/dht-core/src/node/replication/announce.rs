@@ -1,10 +1,12 @@
 //! Announcements awaiting acknowledgement.
 //!
 //! A NEWFILE to a member that should hold a fragment is remembered until
-//! the member acknowledges it, by fetching the fragment (FILEGET) or by
-//! saying it has it (STORED), and sent again with a doubling wait, at most
-//! [`ANNOUNCE_TRIES`] times (the HOLDINGS exchange is the backstop). When
-//! the table is full, the announcement waiting longest makes room.
+//! the member says it has it (STORED) or that it will not take it, and
+//! sent again with a doubling wait, at most [`ANNOUNCE_TRIES`] times (the
+//! HOLDINGS exchange is the backstop). While the member fetches (its
+//! FILEGETs come) the announcement waits; a fetch it gave up is offered
+//! again. When the table is full, the announcement waiting longest makes
+//! room.
 
 use crate::fragment::FragmentHash;
 use crate::id::PeerAddr;
@@ -62,12 +64,26 @@ impl<const F: usize> Announcements<F> {
         }
     }
 
-    /// `from` acknowledged our announcement of `hash`. Returns whether
-    /// there was one.
-    pub(crate) fn acked(&mut self, from: PeerAddr, hash: &FragmentHash) -> bool {
-        let before = self.table.len();
-        self.table.retain(|r| !(r.item.to == from && r.item.hash == *hash));
-        self.table.len() != before
+    /// `from` answered our announcement of `hash` with STORED: done if it
+    /// holds it or will not take it (`settled`); otherwise (busy, a fetch
+    /// it gave up) offered again at the next retry. Returns whether there
+    /// was such an announcement.
+    pub(crate) fn answered(&mut self, from: PeerAddr, hash: &FragmentHash, settled: bool) -> bool {
+        let ours = |r: &Request<Announcement>| r.item.to == from && r.item.hash == *hash;
+        let found = self.table.iter().any(ours);
+        if settled {
+            self.table.retain(|r| !ours(r));
+        }
+        found
+    }
+
+    /// `from` fetches `hash`: its announcement waits for the outcome.
+    pub(crate) fn fetching(&mut self, now: Instant, from: PeerAddr, hash: &FragmentHash) {
+        for request in self.table.iter_mut() {
+            if request.item.to == from && request.item.hash == *hash {
+                request.extend(now + ANNOUNCE_RETRY);
+            }
+        }
     }
 
     /// Sends again the announcements whose acknowledgement is overdue.
@@ -81,7 +97,7 @@ impl<const F: usize> Announcements<F> {
             }
             let wait = ANNOUNCE_RETRY.saturating_mul(1 << request.attempts.min(4));
             request.sent(to, ctx.now, wait);
-            ctx.send(to, &Message::NewFile { hash });
+            ctx.send(to, &Message::NewFile { hash, urgent: false });
         }
     }
 }

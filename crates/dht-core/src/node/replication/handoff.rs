@@ -1,28 +1,31 @@
 //! The hand-off of a graceful leave.
 //!
-//! A member leaving first hands off, to the member that will replace it in
+//! A member leaving first offers, to the member that will replace it in
 //! each fragment's top `R`, every fragment whose copies would fall below
-//! `R` without it: a store request acknowledged by STORED, tried up to
-//! three times, at most [`HANDOFFS`] at once and no more to one peer than
-//! the receive window it advertised. Each acknowledgement starts the next
-//! store request at once; the whole hand-off is bounded by
+//! `R` without it: an urgent NEWFILE, which the replacement fetches at once
+//! and acknowledges with STORED. At most [`HANDOFFS`] are in flight, and no
+//! more to one peer than the receive window it advertised; each
+//! acknowledgement starts the next offer at once, and a refusal or a
+//! silence sends the fragment to the next member by rank, up to
+//! [`HANDOFF_TRIES`] times. The whole hand-off is bounded by
 //! `leave_timeout`. When it is done (or out of time) the node tells its
 //! neighbors it leaves.
 
-use super::{send_stored, View};
+use super::View;
+use crate::config::Config;
 use crate::flow::AdvertisedWindows;
 use crate::fragment::FragmentHash;
-use crate::holders::MAX_COPIES;
+use crate::holders::{Holders, MAX_COPIES};
 use crate::id::{PeerAddr, PeerInfo};
 use crate::node::{Ctx, Transmit};
 use crate::requests::{Request, RequestTable};
 use crate::store::FragmentStore;
-use crate::time::Instant;
-use crate::wire::FragMode;
+use crate::time::{Duration, Instant};
+use crate::wire::Message;
 
 /// Hand-offs in flight at once.
-const HANDOFFS: usize = 4;
-/// Store requests per fragment before it is given up.
+const HANDOFFS: usize = 8;
+/// Offers per fragment before it is given up.
 const HANDOFF_TRIES: u8 = 3;
 
 /// A leave's hand-off, if one runs.
@@ -68,7 +71,7 @@ impl Handoff {
         Some(complete)
     }
 
-    /// Drives the hand-off: retries, new store requests, the end.
+    /// Drives the hand-off: retries, new offers, the end.
     pub(crate) fn run<S: FragmentStore, const N: usize>(
         &mut self,
         ctx: &mut Ctx<'_, impl Transmit>,
@@ -84,17 +87,15 @@ impl Handoff {
             self.finished = Some(false);
             return;
         }
+        let wait = offer_wait(ctx.config);
         while let Some(i) = self.in_flight.next_overdue(ctx.now) {
             let Some(request) = self.in_flight.get_mut(i) else { break };
-            if request.attempts >= HANDOFF_TRIES {
-                self.in_flight.remove(i);
-                continue;
-            }
-            let (hash, to) = (request.item, request.in_flight_to());
-            match to {
+            let hash = request.item;
+            let next = replacement_for(view, &hash, request.attempts);
+            match next.filter(|_| request.attempts < HANDOFF_TRIES) {
                 Some(to) => {
-                    request.sent(to, ctx.now, ctx.config.fetch_timeout);
-                    send_stored(ctx, store, to, hash, FragMode::Store);
+                    request.sent(to.addr, ctx.now, wait);
+                    ctx.send(to.addr, &Message::NewFile { hash, urgent: true });
                 }
                 None => {
                     self.in_flight.remove(i);
@@ -103,7 +104,7 @@ impl Handoff {
         }
         while !self.in_flight.is_full() && self.cursor < store.len() {
             let Some(hash) = store.hash_at(self.cursor) else { break };
-            let to = replacement_for(view, &hash);
+            let to = replacement_for(view, &hash, 0);
             if let Some(to) = to {
                 // A peer that advertised a small receive window gets no
                 // more than that at a time: wait for its answers.
@@ -115,10 +116,10 @@ impl Handoff {
             }
             self.cursor += 1;
             if let Some(to) = to {
-                if send_stored(ctx, store, to.addr, hash, FragMode::Store) {
-                    let mut request = Request::new(hash, ctx.now);
-                    request.sent(to.addr, ctx.now, ctx.config.fetch_timeout);
-                    let _ = self.in_flight.push(request);
+                let mut request = Request::new(hash, ctx.now);
+                request.sent(to.addr, ctx.now, wait);
+                if self.in_flight.push(request).is_ok() {
+                    ctx.send(to.addr, &Message::NewFile { hash, urgent: true });
                 }
             }
         }
@@ -128,38 +129,79 @@ impl Handoff {
     }
 
     /// STORED from `from` for `hash`: if it answered a hand-off, that one is
-    /// done. Returns whether it did.
-    pub(crate) fn answered(&mut self, from: PeerAddr, hash: &FragmentHash) -> bool {
+    /// done if the fragment is `held`, or goes to the next member by rank.
+    /// Returns whether it answered one.
+    pub(crate) fn answered(
+        &mut self,
+        now: Instant,
+        from: PeerAddr,
+        hash: &FragmentHash,
+        held: bool,
+    ) -> bool {
         if self.deadline.is_none() {
             return false;
         }
         let position =
             self.in_flight.position(|r| r.item == *hash && r.in_flight_to() == Some(from));
-        match position {
-            Some(i) => {
-                self.in_flight.remove(i);
-                self.handed_off = self.handed_off.saturating_add(1);
-                true
+        let Some(i) = position else { return false };
+        if held {
+            self.in_flight.remove(i);
+            self.handed_off = self.handed_off.saturating_add(1);
+        } else if let Some(request) = self.in_flight.get_mut(i) {
+            request.extend(now);
+        }
+        true
+    }
+
+    /// The replacement `from` fetches `hash`: its offer is being taken.
+    pub(crate) fn progress(
+        &mut self,
+        now: Instant,
+        config: &Config,
+        from: PeerAddr,
+        hash: &FragmentHash,
+    ) {
+        let wait = offer_wait(config);
+        for request in self.in_flight.iter_mut() {
+            if request.item == *hash && request.in_flight_to() == Some(from) {
+                request.extend(now + wait);
             }
-            None => false,
         }
     }
 
-    /// `addr` left or died: hand-offs to it will not be answered.
-    pub(crate) fn peer_gone(&mut self, addr: PeerAddr) {
-        self.in_flight.retain(|r| r.in_flight_to() != Some(addr));
+    /// `addr` left or died: hand-offs to it go elsewhere.
+    pub(crate) fn peer_gone(&mut self, now: Instant, addr: PeerAddr) {
+        for request in self.in_flight.iter_mut().filter(|r| r.in_flight_to() == Some(addr)) {
+            request.extend(now);
+        }
     }
 }
 
+/// How long an offer of a hand-off waits for its replacement to fetch.
+fn offer_wait(config: &Config) -> Duration {
+    config.fetch_timeout.saturating_mul(2)
+}
+
 /// The member that takes this node's place among the top R holders of
-/// `hash`, if this node is one of them.
-fn replacement_for<const N: usize>(view: &View<'_, N>, hash: &FragmentHash) -> Option<PeerInfo> {
+/// `hash` (the `skip`-th in rank after the first, cyclically, for a retry),
+/// if this node is one of them.
+fn replacement_for<const N: usize>(
+    view: &View<'_, N>,
+    hash: &FragmentHash,
+    skip: u8,
+) -> Option<PeerInfo> {
     let copies = view.config.copies()?.clamp(1, MAX_COPIES);
     let with_me = view.top(hash, copies, true);
     if !with_me.contains(view.me.id) {
         return None;
     }
-    let without_me = view.top(hash, copies, false);
-    let replacement = without_me.iter().find(|p| !with_me.contains_addr(p.addr));
-    replacement
+    let wider: Holders<{ MAX_COPIES + HANDOFF_TRIES as usize }> =
+        Holders::of_shard(hash, view.table, None, copies + usize::from(HANDOFF_TRIES));
+    let outside = |p: &PeerInfo| !with_me.contains_addr(p.addr);
+    let count = wider.iter().filter(outside).count();
+    if count == 0 {
+        return None;
+    }
+    let chosen = wider.iter().filter(outside).nth(usize::from(skip) % count);
+    chosen
 }

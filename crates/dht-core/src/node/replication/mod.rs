@@ -1,16 +1,22 @@
-//! Replication: storing, serving, announcing and fetching fragments,
+//! Replication: taking offered fragments, serving them, announcing them,
 //! repairing copies after membership changes, and handing off on leave.
 //!
-//! Under bounded replication a fragment belongs to the `R` members of its
-//! shard ranked first by [`Holders`]. The member that receives an upload
-//! stores it and announces it (a NEWFILE to each other holder, remembered
-//! until acknowledged: [`announce`]); a member told of a fragment it should
-//! hold fetches it (FILEGET, with retries to the announcer and to other
-//! holders: [`fetch`]). When a mate joins or dies, each member walks its
-//! store and announces the fragments whose top `R` changed ([`repair`]). A
-//! member leaving hands off what would fall below `R` copies without it
-//! ([`handoff`]). A HOLDINGS page to a random mate every maintenance round
-//! is the slow backstop for anything these miss.
+//! Fragments move only by pull. A node that has a fragment *offers* it
+//! (NEWFILE); a member that should hold it *fetches* it (FILEGET naming
+//! the units it lacks, answered by FILEFRAG pieces that fit a datagram) and
+//! answers STORED once the whole fragment hashes right. The FILEGET is the
+//! acknowledgement of selective repeat: a fetch that stalls asks again for
+//! the missing units only ([`fetch`]). The member that takes an upload
+//! offers it to the other holders (remembered until acknowledged:
+//! [`announce`]); when a mate joins or dies, each member walks its store and
+//! offers the fragments whose top `R` changed ([`repair`]); a member leaving
+//! offers what would fall below `R` copies without it to the member that
+//! replaces it ([`handoff`]). A HOLDINGS page to a random mate every
+//! maintenance round is the slow backstop for anything these miss.
+//!
+//! A stranger cannot fill a store: an offer is taken only by a member that
+//! should hold the fragment (or told so by a mate among its holders), and
+//! offers cost their sender a token of its store budget.
 
 mod announce;
 mod fetch;
@@ -19,18 +25,19 @@ mod repair;
 
 use heapless::Vec;
 
+use super::membership::Lifecycle;
 use super::Ctx;
 use crate::config::{Config, Role};
 use crate::counters::DropReason;
 use crate::flow::AdvertisedWindows;
-use crate::fragment::{FragmentBytes, FragmentHash};
-use crate::holders::{Holders, Rank, MAX_COPIES};
+use crate::fragment::FragmentHash;
+use crate::holders::{Holders, MAX_COPIES};
 use crate::id::{PeerAddr, PeerInfo};
 use crate::neighbors::NeighborTable;
 use crate::node::{Event, Transmit};
-use crate::store::{FragmentStore, StoreError};
+use crate::store::FragmentStore;
 use crate::time::Instant;
-use crate::wire::{FragMode, HashList, HolderList, Message, Source, StoreOutcome};
+use crate::wire::{HashList, HolderList, Message, StoreOutcome};
 
 pub(crate) use announce::Announcements;
 pub(crate) use fetch::Fetches;
@@ -46,9 +53,21 @@ pub(crate) struct View<'a, const N: usize> {
     pub(crate) accepting: bool,
 }
 
+impl<'a, const N: usize> View<'a, N> {
+    /// The view of a node with this table, in this stage of its life.
+    pub(crate) fn of<T>(ctx: &Ctx<'a, T>, table: &'a NeighborTable<N>, life: Lifecycle) -> Self {
+        View {
+            config: ctx.config,
+            table,
+            me: ctx.out.me(),
+            accepting: !matches!(life, Lifecycle::Leaving | Lifecycle::Left),
+        }
+    }
+}
+
 impl<const N: usize> View<'_, N> {
     /// The top `copies` holders of `hash` among the known members of its
-    /// shard, with this node unless `without_me`, best first.
+    /// shard, with this node if `with_me`, best first.
     pub(crate) fn top(
         &self,
         hash: &FragmentHash,
@@ -56,7 +75,7 @@ impl<const N: usize> View<'_, N> {
         with_me: bool,
     ) -> Holders<MAX_COPIES> {
         let me = with_me.then_some(self.me);
-        Holders::of_shard(hash, self.table, me, copies, Rank::ByScore)
+        Holders::of_shard(hash, self.table, me, copies)
     }
 
     /// The replication factor, clamped to what the ranking computes.
@@ -73,6 +92,18 @@ impl<const N: usize> View<'_, N> {
         match self.copies() {
             None => true,
             Some(copies) => self.top(hash, copies, true).contains(self.me.id),
+        }
+    }
+
+    /// Whether `peer` is among the holders of `hash` as this node sees its
+    /// shard (under whole-shard replication: any member).
+    fn ranks_as_holder(&self, hash: &FragmentHash, peer: &PeerInfo) -> bool {
+        if peer.shard() != hash.shard() || !self.table.contains_addr(peer.addr) {
+            return false;
+        }
+        match self.copies() {
+            None => true,
+            Some(copies) => self.top(hash, copies, true).contains(peer.id),
         }
     }
 
@@ -111,6 +142,21 @@ impl<const N: usize> View<'_, N> {
     }
 }
 
+/// An offer received (a NEWFILE that proved its address).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Offer {
+    /// The originator as it says it is.
+    pub(crate) from: PeerInfo,
+    /// The address it came from (answers and the fetch go there).
+    pub(crate) addr: PeerAddr,
+    pub(crate) hash: FragmentHash,
+    /// Fetch at once (an upload, a hand-off) rather than after the
+    /// replication delay.
+    pub(crate) urgent: bool,
+    /// Whether the sender had a token of its store budget left.
+    pub(crate) budget: bool,
+}
+
 /// Replication's state: fetches, announcements, the repair scan, the
 /// hand-off of a leave, and where the next HOLDINGS page starts.
 pub(crate) struct Replication<const F: usize> {
@@ -133,15 +179,17 @@ impl<const F: usize> Replication<F> {
     }
 
     pub(crate) fn poll_timeout(&self, config: &Config) -> Option<Instant> {
+        self.timeouts(config).into_iter().flatten().min()
+    }
+
+    /// The wake-ups of fetches, announcements, repair and hand-off.
+    pub(crate) fn timeouts(&self, config: &Config) -> [Option<Instant>; 4] {
         [
             self.fetches.poll_timeout(config),
             self.announcements.poll_timeout(),
             self.repair.poll_timeout(),
             self.handoff.poll_timeout(),
         ]
-        .into_iter()
-        .flatten()
-        .min()
     }
 
     /// Fetch retries, announcement retries, a repair batch, the hand-off.
@@ -152,7 +200,7 @@ impl<const F: usize> Replication<F> {
         view: &View<'_, N>,
         windows: &AdvertisedWindows<16>,
     ) {
-        self.fetches.expire(ctx, view);
+        self.fetches.expire(ctx, store, view);
         self.fetches.pump(ctx);
         self.announcements.retry(ctx, store);
         self.repair.run(ctx, store, view, &mut self.announcements);
@@ -160,8 +208,8 @@ impl<const F: usize> Replication<F> {
     }
 
     /// Stops everything (the node left).
-    pub(crate) fn stop(&mut self) {
-        self.fetches.clear();
+    pub(crate) fn stop<S: FragmentStore>(&mut self, store: &mut S) {
+        self.fetches.clear(store);
         self.announcements.clear();
         self.repair = RepairScan::new();
         self.handoff = Handoff::new();
@@ -195,13 +243,14 @@ impl<const F: usize> Replication<F> {
     }
 
     /// `addr` left or died: nothing it was asked will be answered.
-    pub(crate) fn peer_gone(&mut self, addr: PeerAddr) {
-        self.handoff.peer_gone(addr);
-        self.fetches.peer_gone(addr);
+    pub(crate) fn peer_gone(&mut self, now: Instant, addr: PeerAddr) {
+        self.handoff.peer_gone(now, addr);
+        self.fetches.peer_gone(now, addr);
     }
 
-    /// STORED from `from`: an announcement or a hand-off is acknowledged.
-    /// Returns whether it was one of ours.
+    /// STORED from `from` for `hash`: an announcement or a hand-off is
+    /// acknowledged. Returns whether it was one of ours.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn on_stored<S: FragmentStore, const N: usize>(
         &mut self,
         ctx: &mut Ctx<'_, impl Transmit>,
@@ -210,20 +259,23 @@ impl<const F: usize> Replication<F> {
         windows: &AdvertisedWindows<16>,
         from: PeerAddr,
         hash: &FragmentHash,
+        outcome: StoreOutcome,
     ) -> bool {
-        if self.handoff.answered(from, hash) {
+        if self.handoff.answered(ctx.now, from, hash, outcome.is_held()) {
             // The hand-off moves on at once rather than at its next timer.
             self.handoff.run(ctx, store, view, windows);
             return true;
         }
-        self.announcements.acked(from, hash)
+        let settled = !matches!(outcome, StoreOutcome::Busy | StoreOutcome::Failed);
+        self.announcements.answered(from, hash, settled)
     }
 
     /// NOTFOUND from `from` for `hash`: a fetch from it failed. Returns
     /// whether it was one of ours.
-    pub(crate) fn on_notfound<const N: usize>(
+    pub(crate) fn on_notfound<S: FragmentStore, const N: usize>(
         &mut self,
         ctx: &mut Ctx<'_, impl Transmit>,
+        store: &mut S,
         view: &View<'_, N>,
         from: PeerAddr,
         hash: &FragmentHash,
@@ -231,62 +283,48 @@ impl<const F: usize> Replication<F> {
         if !self.fetches.refused(ctx.now, from, hash) {
             return false;
         }
-        self.fetches.expire(ctx, view);
+        self.fetches.retry_refused(ctx, store, view);
         self.fetches.pump(ctx);
         true
     }
 
-    /// A store request whose bytes hash right: an upload (from a client,
-    /// or a node of another shard) is stored only by a member that should
-    /// hold the fragment; a mate's store request (a hand-off) is always
-    /// taken. Returns the fragment if it was newly stored (to be announced
-    /// to its other holders).
-    pub(crate) fn on_store_request<S: FragmentStore, const N: usize>(
+    /// A piece from `from`: if it is for one of our fetches it is written
+    /// to the store, and a fragment complete and right is kept, acknowledged
+    /// to whoever offered it and announced to its other holders. Returns
+    /// whether it was for one of our fetches (if not, it is the
+    /// application's).
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn on_piece<S: FragmentStore, const N: usize>(
         &mut self,
         ctx: &mut Ctx<'_, impl Transmit>,
         store: &mut S,
         view: &View<'_, N>,
-        source: Source,
-        hash: FragmentHash,
-        data: &FragmentBytes,
-    ) -> Option<FragmentHash> {
-        let from_mate = source.member && source.id.shard() == view.me.shard();
-        let redirect = !from_mate
-            && ctx.config.role == Role::Member
-            && hash.shard() == view.me.shard()
-            && !store.contains(&hash)
-            && !view.should_hold(&hash);
-        let (outcome, holders) = if redirect {
-            (StoreOutcome::NotHolder, view.suggested_holders(&hash))
-        } else {
-            (accept_store(ctx, store, view, &hash, data), HolderList::new())
+        from: PeerAddr,
+        hash: &FragmentHash,
+        first_unit: u8,
+        data: &[u8],
+    ) -> bool {
+        let Some(done) = self.fetches.on_piece(ctx, store, from, hash, first_unit, data) else {
+            return false;
         };
-        ctx.send(source.addr, &Message::Stored { hash, outcome, holders });
-        (outcome == StoreOutcome::Stored).then_some(hash)
-    }
-
-    /// A fragment whose bytes hash right, answering a FILEGET. If it answers
-    /// one of our fetches it is stored, and returned if newly stored;
-    /// otherwise it is the application's (`Err`).
-    pub(crate) fn on_fetched<S: FragmentStore, const N: usize>(
-        &mut self,
-        ctx: &mut Ctx<'_, impl Transmit>,
-        store: &mut S,
-        view: &View<'_, N>,
-        hash: FragmentHash,
-        data: &FragmentBytes,
-    ) -> Result<Option<FragmentHash>, ()> {
-        if !self.fetches.completed(&hash) {
-            return Err(());
+        if let Some(fetch) = done {
+            // An upload is announced to the other holders; a copy fetched
+            // from a mate was announced by that mate already.
+            let from_mate = fetch.origin.shard() == view.me.shard()
+                && view.table.contains_addr(fetch.origin.addr);
+            if !from_mate {
+                self.announce_to_holders(ctx, view, *hash, &[from, fetch.ack.unwrap_or(from)]);
+            }
         }
-        ctx.out.counters.fetches_completed = ctx.out.counters.fetches_completed.saturating_add(1);
-        let stored = accept_store(ctx, store, view, &hash, data) == StoreOutcome::Stored;
         self.fetches.pump(ctx);
-        Ok(stored.then_some(hash))
+        true
     }
 
-    /// Answers a FILEGET: the fragment read straight into the datagram and
-    /// checked, or NOTFOUND naming the holders.
+    /// Answers a FILEGET from `to` (proven): the units wanted of a fragment
+    /// held, read from the store and checked; NOTFOUND naming the holders if
+    /// a member does not hold it. Returns `false` if it is for the
+    /// application (a client serving what it offered).
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn serve<S: FragmentStore, const N: usize>(
         &mut self,
         ctx: &mut Ctx<'_, impl Transmit>,
@@ -294,44 +332,101 @@ impl<const F: usize> Replication<F> {
         view: &View<'_, N>,
         to: PeerAddr,
         hash: FragmentHash,
-    ) {
-        // A holder fetching what we announced acknowledges the announcement.
-        self.announcements.acked(to, &hash);
-        let held = ctx.config.role == Role::Member && store.contains(&hash);
-        if held && send_stored(ctx, store, to, hash, FragMode::Answer) {
-            ctx.out.counters.fragments_served = ctx.out.counters.fragments_served.saturating_add(1);
-            return;
+        want: u16,
+        piece_units: u8,
+    ) -> bool {
+        if ctx.config.role != Role::Member {
+            return false;
+        }
+        // A holder fetching what we announced is on it; a hand-off's
+        // replacement fetching is making progress.
+        self.announcements.fetching(ctx.now, to, &hash);
+        self.handoff.progress(ctx.now, ctx.config, to, &hash);
+        if store.contains(&hash) {
+            let units = usize::from(piece_units).min(usize::from(max_piece_units(ctx.config)));
+            let mut failed = false;
+            let sent =
+                ctx.out.send_pieces(ctx.sink, ctx.jar, ctx.now, to, &hash, want, units, |buf| {
+                    match store.read(&hash, buf) {
+                        Ok(found) => found,
+                        Err(_) => {
+                            failed = true;
+                            false
+                        }
+                    }
+                });
+            if sent {
+                ctx.out.counters.fragments_served =
+                    ctx.out.counters.fragments_served.saturating_add(1);
+                return true;
+            }
+            if failed {
+                ctx.out.drop(DropReason::StoreError);
+            } else if store.contains(&hash) {
+                // Read back wrong: the copy is corrupt.
+                let _ = store.remove(&hash);
+                ctx.out.drop(DropReason::CorruptStored);
+                ctx.out.event(Event::CorruptFragmentRemoved(hash));
+            }
         }
         let holders = view.suggested_holders(&hash);
         ctx.send(to, &Message::NotFound { hash, holders });
+        true
     }
 
-    /// A NEWFILE: `from` holds `hash`. `targeted` if it was sent to this
-    /// node alone (a mate telling its view of the holders).
-    pub(crate) fn on_newfile<S: FragmentStore, const N: usize>(
+    /// An offer: fetch it if this node should hold it, and acknowledge with
+    /// STORED (now if it holds it already or will not take it, once stored
+    /// otherwise).
+    pub(crate) fn on_offer<S: FragmentStore, const N: usize>(
         &mut self,
         ctx: &mut Ctx<'_, impl Transmit>,
         store: &S,
         view: &View<'_, N>,
-        from: PeerInfo,
-        hash: FragmentHash,
-        targeted: bool,
+        offer: Offer,
     ) {
-        // A mate's announcement to us alone says its view of the shard puts
-        // us among the holders; views can differ while the shard's
-        // membership settles, and the announcer's word is what keeps the
-        // copies at R then. A flooded announcement asks nobody in
-        // particular.
-        let mine = view.me.shard();
-        let asked = targeted && from.shard() == mine && hash.shard() == mine;
-        if targeted && store.contains(&hash) {
-            // Acknowledge, so the announcer stops asking.
-            let outcome = StoreOutcome::AlreadyHeld;
-            ctx.send(from.addr, &Message::Stored { hash, outcome, holders: HolderList::new() });
+        let Offer { from, addr, hash, urgent, budget } = offer;
+        let answer = |ctx: &mut Ctx<'_, _>, outcome, holders| {
+            ctx.send(addr, &Message::Stored { hash, outcome, holders });
+        };
+        if ctx.config.role != Role::Member {
+            ctx.out.drop(DropReason::NotServed);
             return;
         }
-        self.fetches.want(ctx, store, view, from, hash, asked);
-        self.fetches.pump(ctx);
+        if store.contains(&hash) {
+            answer(ctx, StoreOutcome::AlreadyHeld, HolderList::new());
+            return;
+        }
+        if hash.shard() != view.me.shard() {
+            ctx.out.drop(DropReason::WrongShard);
+            answer(ctx, StoreOutcome::WrongShard, HolderList::new());
+            return;
+        }
+        if !view.accepting {
+            answer(ctx, StoreOutcome::Busy, HolderList::new());
+            return;
+        }
+        // A mate among the holders may say we are one of them: views of the
+        // shard differ while its membership settles.
+        let told_by_holder = view.ranks_as_holder(&hash, &PeerInfo { id: from.id, addr });
+        if !view.should_hold(&hash) && !told_by_holder {
+            answer(ctx, StoreOutcome::NotHolder, view.suggested_holders(&hash));
+            return;
+        }
+        if self.fetches.nudge(ctx, addr, &hash) {
+            // Already fetching it from there: the missing units were asked
+            // again.
+            return;
+        }
+        if !budget {
+            ctx.out.drop(DropReason::RateLimited);
+            answer(ctx, StoreOutcome::Busy, HolderList::new());
+            return;
+        }
+        let origin = PeerInfo { id: from.id, addr };
+        match self.fetches.want(ctx, store, origin, hash, Some(addr), urgent) {
+            Ok(()) => self.fetches.pump(ctx),
+            Err(outcome) => answer(ctx, outcome, HolderList::new()),
+        }
     }
 
     /// A mate's HOLDINGS page: fetch those we should hold and lack.
@@ -347,7 +442,9 @@ impl<const F: usize> Replication<F> {
             if self.fetches.is_full() {
                 break;
             }
-            self.fetches.want(ctx, store, view, from, *hash, false);
+            if view.should_hold(hash) && !store.contains(hash) {
+                let _ = self.fetches.want(ctx, store, from, *hash, None, false);
+            }
         }
         self.fetches.pump(ctx);
     }
@@ -377,16 +474,16 @@ impl<const F: usize> Replication<F> {
         ctx.send(to, &Message::Holdings { hashes });
     }
 
-    /// Announces `hash` to its other holders (not `except`).
+    /// Offers `hash` to its other holders (not those in `except`).
     pub(crate) fn announce_to_holders<const N: usize>(
         &mut self,
         ctx: &mut Ctx<'_, impl Transmit>,
         view: &View<'_, N>,
         hash: FragmentHash,
-        except: Option<PeerAddr>,
+        except: &[PeerAddr],
     ) {
-        for peer in view.replica_targets(&hash).iter().filter(|p| Some(p.addr) != except) {
-            ctx.send(peer.addr, &Message::NewFile { hash });
+        for peer in view.replica_targets(&hash).iter().filter(|p| !except.contains(&p.addr)) {
+            ctx.send(peer.addr, &Message::NewFile { hash, urgent: false });
             self.announcements.expect_ack(ctx.now, hash, peer.addr);
         }
     }
@@ -410,65 +507,7 @@ impl<const F: usize> Replication<F> {
     }
 }
 
-/// Decides on and performs a store of a verified fragment.
-fn accept_store<S: FragmentStore, const N: usize>(
-    ctx: &mut Ctx<'_, impl Transmit>,
-    store: &mut S,
-    view: &View<'_, N>,
-    hash: &FragmentHash,
-    data: &FragmentBytes,
-) -> StoreOutcome {
-    if ctx.config.role != Role::Member || !view.accepting {
-        ctx.out.drop(DropReason::NotServed);
-        return StoreOutcome::Failed;
-    }
-    if hash.shard() != view.me.shard() {
-        ctx.out.drop(DropReason::WrongShard);
-        return StoreOutcome::WrongShard;
-    }
-    if store.contains(hash) {
-        return StoreOutcome::AlreadyHeld;
-    }
-    match store.store(hash, data) {
-        Ok(()) => {
-            ctx.out.counters.fragments_stored = ctx.out.counters.fragments_stored.saturating_add(1);
-            ctx.out.event(Event::FragmentStored(*hash));
-            StoreOutcome::Stored
-        }
-        Err(StoreError::Full) => {
-            ctx.out.drop(DropReason::StoreFull);
-            StoreOutcome::Full
-        }
-        Err(StoreError::Failed) => {
-            ctx.out.drop(DropReason::StoreError);
-            StoreOutcome::Failed
-        }
-    }
-}
-
-/// Sends the stored fragment `hash` to `to` in `mode`, read from the store
-/// straight into the datagram and checked against its hash; a fragment that
-/// fails the check is removed. Returns whether it was sent.
-pub(crate) fn send_stored<S: FragmentStore>(
-    ctx: &mut Ctx<'_, impl Transmit>,
-    store: &mut S,
-    to: PeerAddr,
-    hash: FragmentHash,
-    mode: FragMode,
-) -> bool {
-    let Some((len, body)) = ctx.out.fragment_body(mode, &hash) else { return false };
-    match store.read(&hash, body) {
-        Ok(true) if hash.verifies(body) => ctx.out.send_fragment(ctx.sink, to, len),
-        Ok(true) => {
-            let _ = store.remove(&hash);
-            ctx.out.drop(DropReason::CorruptStored);
-            ctx.out.event(Event::CorruptFragmentRemoved(hash));
-            false
-        }
-        Ok(false) => false,
-        Err(_) => {
-            ctx.out.drop(DropReason::StoreError);
-            false
-        }
-    }
+/// The largest piece, in units, a node with this configuration sends.
+pub(crate) fn max_piece_units(config: &Config) -> u8 {
+    super::out::piece_units_for(usize::from(config.max_datagram)) as u8
 }

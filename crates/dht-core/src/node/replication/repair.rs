@@ -82,7 +82,7 @@ impl RepairScan {
         for i in self.cursor..end {
             let Some(hash) = store.hash_at(i) else { break };
             for to in self.targets(view, &hash) {
-                ctx.send(to, &Message::NewFile { hash });
+                ctx.send(to, &Message::NewFile { hash, urgent: false });
                 announcements.expect_ack(ctx.now, hash, to);
             }
         }
