@@ -1,7 +1,11 @@
 //! What the five tools share: verbosity flags, error reporting, progress
-//! display, joining through an entry node, and the file-name rules of
-//! `dhtsend` and `dhtrecv`. The network work itself is in `dht-std`, the
-//! protocol in `dht-core`.
+//! display, joining through an entry node, the file-name rules of
+//! `dhtsend` and `dhtrecv`, and saving a download ([`save`]). The network
+//! work itself is in `dht-std`, the protocol in `dht-core`.
+
+pub mod save;
+
+pub use save::safe_file_name;
 
 use std::io::{IsTerminal, Write};
 use std::net::SocketAddr;
@@ -10,7 +14,6 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Args;
-use dht_core::FragmentHash;
 use dht_std::client::Client;
 use dht_std::transport::resolve;
 
@@ -130,50 +133,6 @@ impl Progress {
     pub fn finish(&mut self) {
         if !self.quiet && self.done > 0 {
             let _ = writeln!(std::io::stderr());
-        }
-    }
-}
-
-/// A file name from the network made safe to create in a directory:
-/// path separators become `_`, leading dots are dropped, control
-/// characters are dropped; a name left empty (or one that was only dots,
-/// like `..`) becomes `<first 16 hex digits of the hash>.bin`. The result
-/// never contains a path separator and never starts with a dot, so it
-/// cannot leave the target directory or hide there.
-pub fn safe_file_name(name: &str, hash: &FragmentHash) -> String {
-    let cleaned: String = name
-        .chars()
-        .filter(|c| !c.is_control())
-        .map(|c| if c == '/' || c == '\\' { '_' } else { c })
-        .collect();
-    let trimmed = cleaned.trim_start_matches('.').trim();
-    if trimmed.is_empty() || trimmed.chars().all(|c| c == '.' || c == '_') {
-        format!("{:016x}.bin", hash.prefix_u64())
-    } else {
-        trimmed.to_owned()
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn names_from_the_network_stay_in_the_directory() {
-        let hash = FragmentHash([0xAB; 32]);
-        assert_eq!(safe_file_name("photo.jpg", &hash), "photo.jpg");
-        assert_eq!(safe_file_name("../../etc/passwd", &hash), "_.._etc_passwd");
-        assert_eq!(safe_file_name("/etc/passwd", &hash), "_etc_passwd");
-        assert_eq!(safe_file_name("..", &hash), "abababababababab.bin");
-        assert_eq!(safe_file_name(".bashrc", &hash), "bashrc");
-        assert_eq!(safe_file_name("", &hash), "abababababababab.bin");
-        assert_eq!(safe_file_name("a\\b", &hash), "a_b");
-        assert_eq!(safe_file_name("bad\u{7}name", &hash), "badname");
-        for hostile in ["../x", "./.././", "a/../../b", ".", "...", "/", "\\..\\x"] {
-            let safe = safe_file_name(hostile, &hash);
-            assert!(!safe.contains('/') && !safe.contains('\\'), "{hostile} -> {safe}");
-            assert!(!safe.starts_with('.'), "{hostile} -> {safe}");
-            assert_ne!(safe, "..");
         }
     }
 }
