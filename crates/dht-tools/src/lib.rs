@@ -1,10 +1,13 @@
 //! What the five tools share: verbosity flags, error reporting, progress
-//! display, joining through an entry node, the file-name rules of
-//! `dhtsend` and `dhtrecv`, and saving a download ([`save`]). The network
-//! work itself is in `dht-std`, the protocol in `dht-core`.
+//! display, host arguments ([`address`]), joining through an entry node,
+//! the file-name rules of `dhtsend` and `dhtrecv`, and saving a download
+//! ([`save`]). The network work itself is in `dht-std`, the protocol in
+//! `dht-core`.
 
+pub mod address;
 pub mod save;
 
+pub use address::node_addrs;
 pub use save::safe_file_name;
 
 use std::io::{IsTerminal, Write};
