@@ -16,34 +16,65 @@ use std::path::Path;
 use std::process::ExitCode;
 use std::time::Duration;
 
+use address::Attempt;
 use clap::Args;
-use dht_std::client::Client;
-use dht_std::transport::resolve;
+use dht_std::client::{Client, ClientError};
 
 /// A number of seconds from the command line as a duration.
 pub fn seconds(value: f64) -> Result<Duration, String> {
     Duration::try_from_secs_f64(value).map_err(|_| format!("'{value}' is not a number of seconds"))
 }
 
-/// A client on UDP port `listen` (0: any) attached to the node at
-/// `host:port`, without joining.
-pub fn client_for(host: &str, port: u16, listen: u16) -> Result<(Client, SocketAddr), String> {
-    let entry = resolve(host, port).map_err(|e| e.to_string())?;
-    let client = Client::bind(entry, listen).map_err(|e| e.to_string())?;
-    Ok((client, entry))
+/// A client that has joined the network through the node at one of
+/// `entries` (the addresses of one host, see [`address`]), tried in turn,
+/// each for an equal share of `connect_timeout` seconds.
+pub fn join(entries: &[SocketAddr], listen: u16, connect_timeout: f64) -> Result<Client, String> {
+    let share = seconds(connect_timeout)? / entries.len().max(1) as u32;
+    let started = std::time::Instant::now();
+    let joined = address::in_turn(entries, |entry| {
+        let mut client = Client::bind(entry, listen).map_err(Attempt::Next)?;
+        match client.join(share) {
+            Ok(neighbors) => Ok((client, neighbors)),
+            Err(ClientError::Interrupted) => Err(Attempt::Stop(ClientError::Interrupted)),
+            Err(e) => {
+                if entries.len() > 1 {
+                    log::info!("{e}; trying the next address");
+                }
+                Err(Attempt::Next(e))
+            }
+        }
+    });
+    match joined {
+        Ok((client, neighbors)) => {
+            log::info!(
+                "joined through {} in {:.1} ms: {neighbors} nodes known",
+                client.entry(),
+                started.elapsed().as_secs_f64() * 1e3
+            );
+            Ok(client)
+        }
+        Err(errors) => Err(join_failure(&errors, share)),
+    }
 }
 
-/// A client that has joined the network through `host:port` within
-/// `connect_timeout` seconds.
-pub fn join(host: &str, port: u16, listen: u16, connect_timeout: f64) -> Result<Client, String> {
-    let (mut client, entry) = client_for(host, port, listen)?;
-    let started = std::time::Instant::now();
-    let neighbors = client.join(seconds(connect_timeout)?).map_err(|e| e.to_string())?;
-    log::info!(
-        "joined through {entry} in {:.1} ms: {neighbors} nodes known",
-        started.elapsed().as_secs_f64() * 1e3
-    );
-    Ok(client)
+/// One message for the failed attempts to join through each address.
+fn join_failure(errors: &[(SocketAddr, ClientError)], share: Duration) -> String {
+    match errors {
+        [] => "no address to join through".into(),
+        [(_, e)] => e.to_string(),
+        _ if matches!(errors.last(), Some((_, ClientError::Interrupted))) => {
+            ClientError::Interrupted.to_string()
+        }
+        _ if errors.iter().all(|(_, e)| matches!(e, ClientError::NoAnswer { .. })) => {
+            let addrs: Vec<SocketAddr> = errors.iter().map(|(a, _)| *a).collect();
+            format!(
+                "no node answered at {} within {:.1} s each; is a dhtnode running there?",
+                address::list(&addrs),
+                share.as_secs_f64()
+            )
+        }
+        _ => errors.iter().map(|(a, e)| format!("{a}: {e}")).collect::<Vec<_>>().join("; "),
+    }
 }
 
 /// The name stored in a file's index: `name` if given, else the file's name.

@@ -12,7 +12,7 @@ use dht_core::FragmentHash;
 use dht_std::client::Client;
 use dht_std::logger;
 use dht_tools::save::{check_target, PartFile};
-use dht_tools::{fail, join, safe_file_name, seconds, Progress, Verbosity};
+use dht_tools::{fail, join, node_addrs, safe_file_name, seconds, Progress, Verbosity};
 
 /// Downloads the file whose index hash is HASH through the node at
 /// HOST:PORT.
@@ -49,10 +49,12 @@ use dht_tools::{fail, join, safe_file_name, seconds, Progress, Verbosity};
 struct Args {
     /// The index hash printed by dhtsend (64 hexadecimal digits).
     hash: String,
-    /// Host of a node of the network.
+    /// Host of a node of the network: a name, an IPv4 or IPv6 address
+    /// (::1 or [::1]), with :PORT if PORT is not given apart ([::1]:8000).
+    /// Every address of a name is tried in turn.
     host: String,
-    /// Port of that node.
-    port: u16,
+    /// Port of that node (may be given with HOST instead).
+    port: Option<u16>,
     /// UDP port this tool listens on for answers [default: any free port].
     #[arg(long, value_name = "PORT", default_value_t = 0)]
     listen: u16,
@@ -64,7 +66,8 @@ struct Args {
     /// FIFO or socket).
     #[arg(long)]
     force: bool,
-    /// Seconds to wait for the node to answer before giving up.
+    /// Seconds to wait for the node to answer before giving up (shared
+    /// among the addresses of HOST).
     #[arg(long, value_name = "SECS", default_value_t = 5.0)]
     connect_timeout: f64,
     /// Seconds the whole download may take.
@@ -138,7 +141,7 @@ fn run(args: &Args) -> Result<(), String> {
         .map_err(|e| format!("'{}' is not an index hash: {e}", args.hash))?;
     let destination = destination(args.output.as_deref(), args.force)?;
     let timeout = seconds(args.timeout)?;
-    let mut client = join(&args.host, args.port, args.listen, args.connect_timeout)?;
+    let mut client = join(&node_addrs(&args.host, args.port)?, args.listen, args.connect_timeout)?;
     let mut progress = Progress::new(0, args.verbosity.quiet);
     let (dir, fixed_name) = match destination {
         Destination::Stdout => {
