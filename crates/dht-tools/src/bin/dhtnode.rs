@@ -204,9 +204,10 @@ fn run(args: Args) -> Result<(), String> {
         }
         // The seed's address did not answer: on to its next one.
         app.next_seed = false;
+        let silent = app.seeds.get(app.seed).copied();
         app.seed = (app.seed + 1) % app.seeds.len().max(1);
-        if let Some(seed) = app.seeds.get(app.seed) {
-            log::info!("joining through {seed}");
+        if let (Some(silent), Some(seed)) = (silent, app.seeds.get(app.seed)) {
+            log::info!("no answer from {silent}; joining through {seed}");
             let now = runtime.clock.now();
             runtime.node.join(now, PeerAddr::from(*seed), &mut runtime.transport);
         }
