@@ -7,10 +7,10 @@
 //! nothing changes, the name is cut to [`MAX_NAME_BYTES`] on a character
 //! boundary, and separators, control characters, format characters (bidi
 //! controls, zero-width characters, the byte order mark) and line or
-//! paragraph separators in it become `_`. The result never contains `/` or `\`, never starts
-//! with a dot (so it is neither `.`, `..` nor hidden), and is never empty:
-//! a name with nothing left but dots, underscores and spaces becomes
-//! `<first 16 hex digits of the hash>.bin`.
+//! paragraph separators in it become `_`. The result never contains `/`
+//! or `\`, never starts with a dot (so it is neither `.`, `..` nor hidden),
+//! and is never empty: a name with nothing left but dots, underscores and
+//! spaces becomes `<first 16 hex digits of the hash>.bin`.
 //!
 //! A download is written to a [`PartFile`], `.dhtrecv-<pid>-<random>.part`
 //! in the target's directory, created exclusively (it never opens an

@@ -108,21 +108,27 @@ fn main() -> ExitCode {
 enum Destination {
     /// Standard output (`-o -`), with no file.
     Stdout,
-    /// A file in `dir`: named `name` (from -o), or by the index.
-    File { dir: PathBuf, name: Option<OsString> },
+    /// A file in `dir`: named `name` (from -o), or by the index; written
+    /// to `part` until complete.
+    File { dir: PathBuf, name: Option<OsString>, part: PartFile },
 }
 
-/// The destination `-o` asks for. A fixed target is checked now, so that
-/// a download that could not be saved is refused before it starts.
+/// The destination `-o` asks for. A fixed target is checked and the
+/// partial file created now, so that a download that could not be saved
+/// is refused before it starts.
 fn destination(output: Option<&Path>, force: bool) -> Result<Destination, String> {
+    let in_dir = |dir: PathBuf, name: Option<OsString>| {
+        let part = PartFile::create(&dir).map_err(|e| e.to_string())?;
+        Ok(Destination::File { dir, name, part })
+    };
     let Some(path) = output else {
-        return Ok(Destination::File { dir: PathBuf::from("."), name: None });
+        return in_dir(PathBuf::from("."), None);
     };
     if path == Path::new("-") {
         return Ok(Destination::Stdout);
     }
     if path.is_dir() {
-        return Ok(Destination::File { dir: path.to_path_buf(), name: None });
+        return in_dir(path.to_path_buf(), None);
     }
     let dir = match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
@@ -133,7 +139,7 @@ fn destination(output: Option<&Path>, force: bool) -> Result<Destination, String
     }
     let name = path.file_name().ok_or_else(|| format!("{} is not a file path", path.display()))?;
     check_target(&dir.join(name), force).map_err(|e| e.to_string())?;
-    Ok(Destination::File { dir, name: Some(name.to_owned()) })
+    in_dir(dir, Some(name.to_owned()))
 }
 
 fn run(args: &Args) -> Result<(), String> {
@@ -143,7 +149,7 @@ fn run(args: &Args) -> Result<(), String> {
     let timeout = seconds(args.timeout)?;
     let mut client = join(&node_addrs(&args.host, args.port)?, args.listen, args.connect_timeout)?;
     let mut progress = Progress::new(0, args.verbosity.quiet);
-    let (dir, fixed_name) = match destination {
+    let (dir, fixed_name, part) = match destination {
         Destination::Stdout => {
             let sink = StdoutSink { out: BufWriter::new(io::stdout()), error: None };
             let (mut sink, result) =
@@ -156,9 +162,8 @@ fn run(args: &Args) -> Result<(), String> {
             log::info!("wrote {size} bytes to standard output");
             return Ok(());
         }
-        Destination::File { dir, name } => (dir, name),
+        Destination::File { dir, name, part } => (dir, name, part),
     };
-    let part = PartFile::create(&dir).map_err(|e| e.to_string())?;
     let mut target: Option<PathBuf> = None;
     let (mut part, result) =
         download(&mut client, hash, part, timeout, &mut progress, |stored: &str| {
