@@ -17,7 +17,8 @@
 //! ([`HostArg::port_with`]).
 //!
 //! A name resolves to every address it has ([`HostArg::resolve`]), IPv4
-//! ones first, and the tools try them in turn ([`in_turn`]).
+//! ones first, and the tools try them in turn ([`in_turn`]). `localhost`
+//! is `127.0.0.1` and `::1`, whatever the resolver says.
 //!
 //! ```
 //! use dht_tools::address::HostArg;
@@ -149,6 +150,16 @@ impl HostArg {
             Host::Ip(ip) => return Ok(vec![SocketAddr::new(*ip, port)]),
             Host::Name(name) => name,
         };
+        // RFC 6761 (6.3): localhost names are the loopback addresses, never
+        // looked up. Both families, whatever /etc/hosts lists, so that a
+        // node on ::1 is found as "localhost" on every machine.
+        let lower = name.to_ascii_lowercase();
+        if lower == "localhost" || lower.ends_with(".localhost") {
+            return Ok(vec![
+                SocketAddr::new(Ipv4Addr::LOCALHOST.into(), port),
+                SocketAddr::new(Ipv6Addr::LOCALHOST.into(), port),
+            ]);
+        }
         let found = (name.as_str(), port)
             .to_socket_addrs()
             .map_err(|e| format!("cannot resolve host '{name}': {e}"))?;
@@ -300,11 +311,11 @@ mod tests {
         assert_eq!(node_addrs("[::1]:7", None).unwrap(), [v6]);
         assert_eq!(node_addrs("[::1]:7", Some(7)).unwrap(), [v6]);
         assert_eq!(node_addrs("127.0.0.1:7", None).unwrap(), [v4]);
-        // localhost has an IPv4 address here at least; IPv4 comes first.
-        let local = node_addrs("localhost", Some(7)).unwrap();
-        assert_eq!(local.first(), Some(&v4), "{local:?}");
-        assert!(local.iter().all(|a| a.ip().is_loopback() && a.port() == 7), "{local:?}");
-        assert_eq!(node_addrs("localhost:7", None).unwrap(), local);
+        // localhost is both loopbacks, IPv4 first, whatever /etc/hosts says.
+        assert_eq!(node_addrs("localhost", Some(7)).unwrap(), [v4, v6]);
+        assert_eq!(node_addrs("localhost:7", None).unwrap(), [v4, v6]);
+        assert_eq!(node_addrs("LocalHost", Some(7)).unwrap(), [v4, v6]);
+        assert_eq!(node_addrs("node.localhost", Some(7)).unwrap(), [v4, v6]);
         let err = node_addrs("no such host.invalid", Some(7)).unwrap_err();
         assert!(err.contains("cannot resolve host 'no such host.invalid'"), "{err}");
         let err = node_addrs("[::1]:0", None).unwrap_err();
