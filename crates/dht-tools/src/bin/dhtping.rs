@@ -24,6 +24,9 @@ use dht_tools::{fail, node_addrs, say, seconds, Verbosity};
     version,
     after_help = "Examples:\n  dhtping 127.0.0.1 8000\n  dhtping 127.0.0.1 8000 --broadcast 3\n  dhtping 127.0.0.1 8000 --find 7\n  dhtping 127.0.0.1 8000 --stats\n  dhtping 127.0.0.1 8000 --scan 256 --wait 30"
 )]
+// These doc comments are the --help text: "[::1]" in them is an address,
+// not a rustdoc link.
+#[allow(rustdoc::broken_intra_doc_links)]
 struct Args {
     /// Host of a node: a name, an IPv4 or IPv6 address (::1 or [::1]),
     /// with :PORT if PORT is not given apart ([::1]:8000). The addresses

@@ -46,6 +46,9 @@ use dht_tools::{fail, join, node_addrs, safe_file_name, seconds, Progress, Verbo
     version,
     after_help = "Examples:\n  dhtrecv 3f2a...e9 127.0.0.1 8000\n  dhtrecv 3f2a...e9 127.0.0.1 8000 -o copy.jpg --force\n  dhtrecv 3f2a...e9 127.0.0.1 8000 -o - | sha256sum"
 )]
+// These doc comments are the --help text: "[::1]" in them is an address,
+// not a rustdoc link.
+#[allow(rustdoc::broken_intra_doc_links)]
 struct Args {
     /// The index hash printed by dhtsend (64 hexadecimal digits).
     hash: String,

@@ -22,6 +22,9 @@ use dht_tools::{fail, index_name, join, node_addrs, say, seconds, Progress, Verb
     version,
     after_help = "Example:\n  hash=$(dhtsend photo.jpg 127.0.0.1 8000) && dhtrecv $hash 127.0.0.1 8042"
 )]
+// These doc comments are the --help text: "[::1]" in them is an address,
+// not a rustdoc link.
+#[allow(rustdoc::broken_intra_doc_links)]
 struct Args {
     /// The file to upload.
     file: PathBuf,
