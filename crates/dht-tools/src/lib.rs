@@ -1,7 +1,14 @@
 //! What the five tools share: verbosity flags, error reporting, progress
-//! display, joining through an entry node, and the file-name rules of
-//! `dhtsend` and `dhtrecv`. The network work itself is in `dht-std`, the
-//! protocol in `dht-core`.
+//! display, host arguments ([`address`]), joining through an entry node,
+//! the file-name rules of `dhtsend` and `dhtrecv`, and saving a download
+//! ([`save`]). The network work itself is in `dht-std`, the protocol in
+//! `dht-core`.
+
+pub mod address;
+pub mod save;
+
+pub use address::node_addrs;
+pub use save::safe_file_name;
 
 use std::io::{IsTerminal, Write};
 use std::net::SocketAddr;
@@ -9,35 +16,65 @@ use std::path::Path;
 use std::process::ExitCode;
 use std::time::Duration;
 
+use address::Attempt;
 use clap::Args;
-use dht_core::FragmentHash;
-use dht_std::client::Client;
-use dht_std::transport::resolve;
+use dht_std::client::{Client, ClientError};
 
 /// A number of seconds from the command line as a duration.
 pub fn seconds(value: f64) -> Result<Duration, String> {
     Duration::try_from_secs_f64(value).map_err(|_| format!("'{value}' is not a number of seconds"))
 }
 
-/// A client on UDP port `listen` (0: any) attached to the node at
-/// `host:port`, without joining.
-pub fn client_for(host: &str, port: u16, listen: u16) -> Result<(Client, SocketAddr), String> {
-    let entry = resolve(host, port).map_err(|e| e.to_string())?;
-    let client = Client::bind(entry, listen).map_err(|e| e.to_string())?;
-    Ok((client, entry))
+/// A client that has joined the network through the node at one of
+/// `entries` (the addresses of one host, see [`address`]), tried in turn,
+/// each for an equal share of `connect_timeout` seconds.
+pub fn join(entries: &[SocketAddr], listen: u16, connect_timeout: f64) -> Result<Client, String> {
+    let share = seconds(connect_timeout)? / entries.len().max(1) as u32;
+    let started = std::time::Instant::now();
+    let joined = address::in_turn(entries, |entry| {
+        let mut client = Client::bind(entry, listen).map_err(Attempt::Next)?;
+        match client.join(share) {
+            Ok(neighbors) => Ok((client, neighbors)),
+            Err(ClientError::Interrupted) => Err(Attempt::Stop(ClientError::Interrupted)),
+            Err(e) => {
+                if entries.len() > 1 {
+                    log::info!("{e}; trying the next address");
+                }
+                Err(Attempt::Next(e))
+            }
+        }
+    });
+    match joined {
+        Ok((client, neighbors)) => {
+            log::info!(
+                "joined through {} in {:.1} ms: {neighbors} nodes known",
+                client.entry(),
+                started.elapsed().as_secs_f64() * 1e3
+            );
+            Ok(client)
+        }
+        Err(errors) => Err(join_failure(&errors, share)),
+    }
 }
 
-/// A client that has joined the network through `host:port` within
-/// `connect_timeout` seconds.
-pub fn join(host: &str, port: u16, listen: u16, connect_timeout: f64) -> Result<Client, String> {
-    let (mut client, entry) = client_for(host, port, listen)?;
-    let started = std::time::Instant::now();
-    let neighbors = client.join(seconds(connect_timeout)?).map_err(|e| e.to_string())?;
-    log::info!(
-        "joined through {entry} in {:.1} ms: {neighbors} nodes known",
-        started.elapsed().as_secs_f64() * 1e3
-    );
-    Ok(client)
+/// One message for the failed attempts to join through each address.
+fn join_failure(errors: &[(SocketAddr, ClientError)], share: Duration) -> String {
+    match errors {
+        [] => "no address to join through".into(),
+        [(_, e)] => e.to_string(),
+        _ if matches!(errors.last(), Some((_, ClientError::Interrupted))) => {
+            ClientError::Interrupted.to_string()
+        }
+        _ if errors.iter().all(|(_, e)| matches!(e, ClientError::NoAnswer { .. })) => {
+            let addrs: Vec<SocketAddr> = errors.iter().map(|(a, _)| *a).collect();
+            format!(
+                "no node answered at {} within {:.1} s each; is a dhtnode running there?",
+                address::list(&addrs),
+                share.as_secs_f64()
+            )
+        }
+        _ => errors.iter().map(|(a, e)| format!("{a}: {e}")).collect::<Vec<_>>().join("; "),
+    }
 }
 
 /// The name stored in a file's index: `name` if given, else the file's name.
@@ -130,50 +167,6 @@ impl Progress {
     pub fn finish(&mut self) {
         if !self.quiet && self.done > 0 {
             let _ = writeln!(std::io::stderr());
-        }
-    }
-}
-
-/// A file name from the network made safe to create in a directory:
-/// path separators become `_`, leading dots are dropped, control
-/// characters are dropped; a name left empty (or one that was only dots,
-/// like `..`) becomes `<first 16 hex digits of the hash>.bin`. The result
-/// never contains a path separator and never starts with a dot, so it
-/// cannot leave the target directory or hide there.
-pub fn safe_file_name(name: &str, hash: &FragmentHash) -> String {
-    let cleaned: String = name
-        .chars()
-        .filter(|c| !c.is_control())
-        .map(|c| if c == '/' || c == '\\' { '_' } else { c })
-        .collect();
-    let trimmed = cleaned.trim_start_matches('.').trim();
-    if trimmed.is_empty() || trimmed.chars().all(|c| c == '.' || c == '_') {
-        format!("{:016x}.bin", hash.prefix_u64())
-    } else {
-        trimmed.to_owned()
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn names_from_the_network_stay_in_the_directory() {
-        let hash = FragmentHash([0xAB; 32]);
-        assert_eq!(safe_file_name("photo.jpg", &hash), "photo.jpg");
-        assert_eq!(safe_file_name("../../etc/passwd", &hash), "_.._etc_passwd");
-        assert_eq!(safe_file_name("/etc/passwd", &hash), "_etc_passwd");
-        assert_eq!(safe_file_name("..", &hash), "abababababababab.bin");
-        assert_eq!(safe_file_name(".bashrc", &hash), "bashrc");
-        assert_eq!(safe_file_name("", &hash), "abababababababab.bin");
-        assert_eq!(safe_file_name("a\\b", &hash), "a_b");
-        assert_eq!(safe_file_name("bad\u{7}name", &hash), "badname");
-        for hostile in ["../x", "./.././", "a/../../b", ".", "...", "/", "\\..\\x"] {
-            let safe = safe_file_name(hostile, &hash);
-            assert!(!safe.contains('/') && !safe.contains('\\'), "{hostile} -> {safe}");
-            assert!(!safe.starts_with('.'), "{hostile} -> {safe}");
-            assert_ne!(safe, "..");
         }
     }
 }

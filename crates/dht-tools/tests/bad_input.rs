@@ -3,6 +3,7 @@
 
 mod common;
 
+use std::path::Path;
 use std::time::Duration;
 
 use common::{port, port_arg, random_bytes, run_tool, Run, Scene, TempDir};
@@ -138,4 +139,35 @@ fn download_problems_are_reported() {
         .collect();
     assert_eq!(saved, vec!["_.._escaped".to_owned()]);
     assert_eq!(std::fs::read(inner.join("_.._escaped")).unwrap(), b"payload");
+
+    // Nor plant a login script: spaces before the dot are no way around.
+    let home = work.path().join("home");
+    std::fs::create_dir(&home).unwrap();
+    let sent = run_tool(
+        "dhtsend",
+        &["evil.txt", "127.0.0.1", &port, "--name", "\u{3000} .bash_login"],
+        work.path(),
+    );
+    assert!(sent.ok(), "{}", sent.stderr);
+    let login = sent.stdout.trim().to_owned();
+    let run = run_tool("dhtrecv", &[&login, "127.0.0.1", &port], &home);
+    assert!(run.ok(), "{}", run.stderr);
+    assert!(run.stderr.contains("is saved as \"bash_login\""), "{}", run.stderr);
+    assert_eq!(std::fs::read(home.join("bash_login")).unwrap(), b"payload");
+
+    // A link is never replaced, even with --force: -o - is the way to
+    // standard output, and leaves nothing on disk.
+    std::os::unix::fs::symlink("bash_login", home.join("out")).unwrap();
+    let run = run_tool("dhtrecv", &[&login, "127.0.0.1", &port, "-o", "out", "--force"], &home);
+    assert_fails(&run, "is a symbolic link; it is never replaced, even with --force");
+    assert_eq!(std::fs::read_link(home.join("out")).unwrap(), Path::new("bash_login"));
+    let run = run_tool("dhtrecv", &[&login, "127.0.0.1", &port, "-o", "-", "-q"], &home);
+    assert!(run.ok(), "{}", run.stderr);
+    assert_eq!(run.stdout, "payload");
+    let mut left: Vec<String> = std::fs::read_dir(&home)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    left.sort();
+    assert_eq!(left, ["bash_login", "out"], "no partial file left");
 }

@@ -1,6 +1,7 @@
 //! dhtnode: one node of the network.
 
-use std::net::{IpAddr, SocketAddr};
+use std::io;
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -10,9 +11,10 @@ use dht_core::driver::App;
 use dht_core::node::Event;
 use dht_core::{Config, Node, NodeId, PeerAddr};
 use dht_std::runtime::Stop;
-use dht_std::transport::{resolve, UdpTransport};
+use dht_std::transport::UdpTransport;
 use dht_std::{identity, logger, Clock, DirStore, Runtime};
-use dht_tools::{fail, Verbosity};
+use dht_tools::address::{self, Attempt, HostArg};
+use dht_tools::{fail, node_addrs, Verbosity};
 
 /// Runs a node of the DHT file store on a UDP port.
 ///
@@ -25,25 +27,35 @@ use dht_tools::{fail, Verbosity};
 #[derive(Parser, Debug)]
 #[command(
     version,
-    after_help = "Examples:\n  dhtnode 8000                         start a network on port 8000\n  dhtnode 8001 127.0.0.1 8000          join it from port 8001\n  dhtnode 9000 10.0.0.5 8000 --bind 0.0.0.0 --advertise 10.0.0.7:9000"
+    after_help = "Examples:\n  dhtnode 8000                         start a network on port 8000\n  dhtnode 8001 127.0.0.1 8000          join it from port 8001\n  dhtnode 8100 --bind ::1              start a network on [::1]:8100\n  dhtnode 8101 [::1]:8100              join it (binding ::1, the seed's family)\n  dhtnode 9000 10.0.0.5 8000 --bind 0.0.0.0 --advertise 10.0.0.7:9000"
 )]
+// These doc comments are the --help text: "[::1]" in them is an address,
+// not a rustdoc link.
+#[allow(rustdoc::broken_intra_doc_links)]
 struct Args {
     /// UDP port to listen on.
     port: u16,
-    /// Host of a node already in the network (omit to start a new network).
-    #[arg(requires = "seed_port")]
+    /// Host of a node already in the network (omit to start a new
+    /// network): a name, an IPv4 or IPv6 address (::1 or [::1]), with
+    /// :PORT if SEED_PORT is not given apart ([::1]:8000). The addresses of
+    /// a name are tried in turn.
     seed_host: Option<String>,
-    /// Port of that node.
+    /// Port of that node (may be given with SEED_HOST instead).
     seed_port: Option<u16>,
     /// Directory for fragments and the node's identity [default: ./PORT].
     #[arg(long, value_name = "DIR")]
     store: Option<PathBuf>,
-    /// Address to bind.
-    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1")]
-    bind: IpAddr,
+    /// Address to bind: an IPv4 or IPv6 address (::1 or [::1]) or a name
+    /// (its addresses tried in turn), with :PORT only if it is PORT
+    /// ([::1]:8000). Only addresses of a family the seed has are used
+    /// [default: 127.0.0.1, or ::1 for a seed with only IPv6 addresses].
+    #[arg(long, value_name = "ADDR")]
+    bind: Option<String>,
     /// Address other nodes should use to reach this one, when it differs
-    /// from the bound one (behind NAT, or bound to 0.0.0.0).
-    #[arg(long, value_name = "HOST:PORT")]
+    /// from the bound one (behind NAT, or bound to 0.0.0.0): HOST or
+    /// HOST:PORT as for --bind ([::1]:9000); the port defaults to the
+    /// bound one.
+    #[arg(long, value_name = "HOST[:PORT]")]
     advertise: Option<String>,
     /// Most fragments (of 8 KiB) to store.
     #[arg(long, value_name = "FRAGMENTS", default_value_t = 16_384)]
@@ -58,6 +70,14 @@ struct Args {
 
 struct NodeApp {
     store: PathBuf,
+    /// The seed's addresses, tried in turn while the node joins.
+    seeds: Vec<SocketAddr>,
+    /// Which of them the node joins through.
+    seed: usize,
+    /// JOINs sent again since the node started joining.
+    join_retries: u32,
+    /// The seed's address did not answer: try its next one.
+    next_seed: bool,
 }
 
 impl App<DirStore, 256, 1024, 64> for NodeApp {
@@ -74,15 +94,26 @@ impl App<DirStore, 256, 1024, 64> for NodeApp {
                     node.shard()
                 )
             }
-            Event::JoinRetry { attempt } if attempt >= 4 => {
-                log::warn!("no answer from the seed yet ({attempt} JOINs sent); still trying")
+            Event::JoinRetry { .. } => {
+                self.join_retries += 1;
+                if self.join_retries >= 4 {
+                    log::warn!(
+                        "no answer from the seed yet ({} JOINs sent); still trying",
+                        self.join_retries
+                    );
+                }
+                self.next_seed = self.seeds.len() > 1;
             }
             Event::FragmentStored(hash) => log::debug!("stored {hash}"),
             Event::CorruptFragmentRemoved(hash) => log::warn!("removed corrupt fragment {hash}"),
             Event::FetchAbandoned(hash) => log::debug!("gave up fetching {hash}"),
             Event::NeighborDead(peer) => log::info!("{peer} does not answer; dropped it"),
-            Event::Left { .. } | Event::JoinRetry { .. } => {}
+            Event::Left { .. } => {}
         }
+    }
+    /// Done only to join through the seed's next address.
+    fn is_done(&self) -> bool {
+        self.next_seed
     }
 }
 
@@ -117,22 +148,27 @@ fn run(args: Args) -> Result<(), String> {
     let store_dir = args.store.clone().unwrap_or_else(|| PathBuf::from(args.port.to_string()));
     let store = DirStore::open(&store_dir, args.capacity).map_err(|e| e.to_string())?;
     let saved = identity::load(&store_dir).map_err(|e| e.to_string())?;
-    let seed = match (&args.seed_host, args.seed_port) {
-        (Some(host), Some(port)) => Some(resolve(host, port).map_err(|e| e.to_string())?),
-        _ => None,
+    let seeds = match &args.seed_host {
+        Some(host) => node_addrs(host, args.seed_port)?,
+        None => Vec::new(),
     };
-    let transport =
-        UdpTransport::bind(SocketAddr::new(args.bind, args.port)).map_err(|e| e.to_string())?;
+    let transport = bind(&args, &seeds)?;
     let local = transport.local_addr().map_err(|e| e.to_string())?;
+    // A socket reaches only addresses of its own family.
+    let seeds: Vec<SocketAddr> =
+        seeds.into_iter().filter(|seed| seed.is_ipv4() == local.is_ipv4()).collect();
+    if args.seed_host.is_some() && seeds.is_empty() {
+        return Err(format!("the seed has no address of the family of {local}"));
+    }
     let advertised = match &args.advertise {
-        Some(text) => parse_host_port(text)?,
+        Some(text) => advertised(text, local)?,
         None => local,
     };
     let random = dht_std::random_seed();
     let id = saved.unwrap_or_else(|| NodeId(dht_std::random_seed()));
     let mut node = Node::new(config, id, PeerAddr::from(advertised), random, store)
         .map_err(|e| format!("invalid settings: {e}"))?;
-    match (saved, seed) {
+    match (saved, seeds.first()) {
         (Some(id), _) => log::info!(
             "resuming as {id} (shard {}) with {} fragments",
             id.shard(),
@@ -147,14 +183,28 @@ fn run(args: Args) -> Result<(), String> {
     let clock = Clock::new();
     let mut runtime = Runtime::new(node, transport, clock);
     runtime.handle_signals().map_err(|e| format!("cannot handle signals: {e}"))?;
-    if let Some(seed) = seed {
+    if let Some(seed) = seeds.first() {
         log::info!("joining through {seed}");
         let now = runtime.clock.now();
-        runtime.node.join(now, PeerAddr::from(seed), &mut runtime.transport);
+        runtime.node.join(now, PeerAddr::from(*seed), &mut runtime.transport);
     }
     log::info!("listening on {local}, advertising {advertised}, store {}", store_dir.display());
-    let mut app = NodeApp { store: store_dir };
-    let stop = runtime.run(&mut app, None).map_err(|e| format!("network error: {e}"))?;
+    let mut app = NodeApp { store: store_dir, seeds, seed: 0, join_retries: 0, next_seed: false };
+    let stop = loop {
+        let stop = runtime.run(&mut app, None).map_err(|e| format!("network error: {e}"))?;
+        if stop != Stop::Done {
+            break stop;
+        }
+        // The seed's address did not answer: on to its next one.
+        app.next_seed = false;
+        let silent = app.seeds.get(app.seed).copied();
+        app.seed = (app.seed + 1) % app.seeds.len().max(1);
+        if let (Some(silent), Some(seed)) = (silent, app.seeds.get(app.seed)) {
+            log::info!("no answer from {silent}; joining through {seed}");
+            let now = runtime.clock.now();
+            runtime.node.join(now, PeerAddr::from(*seed), &mut runtime.transport);
+        }
+    };
     if stop == Stop::Signal {
         // Hand off what would fall below R copies, tell the neighbors, go.
         // A second signal ends the hand-off at once.
@@ -208,11 +258,54 @@ fn node_store_len(node: &Node<DirStore>) -> usize {
     node.store().len()
 }
 
-fn parse_host_port(text: &str) -> Result<SocketAddr, String> {
-    let (host, port) = text
-        .rsplit_once(':')
-        .ok_or_else(|| format!("--advertise takes HOST:PORT, not '{text}'"))?;
-    let port: u16 = port.parse().map_err(|_| format!("'{port}' is not a port number"))?;
-    let host = host.trim_start_matches('[').trim_end_matches(']');
-    resolve(host, port).map_err(|e| e.to_string())
+/// Binds the node's socket: the addresses of --bind in turn (or the
+/// default), keeping to the families the seed has so that the node can
+/// reach it. A port in use or not allowed ends the search there: another
+/// family would hide the problem.
+fn bind(args: &Args, seeds: &[SocketAddr]) -> Result<UdpTransport, String> {
+    let candidates = match &args.bind {
+        Some(text) => {
+            let host = HostArg::parse(text).map_err(|e| format!("--bind: {e}"))?;
+            host.resolve(host.port_with(Some(args.port)).map_err(|e| format!("--bind: {e}"))?)?
+        }
+        None => vec![
+            SocketAddr::new(Ipv4Addr::LOCALHOST.into(), args.port),
+            SocketAddr::new(Ipv6Addr::LOCALHOST.into(), args.port),
+        ],
+    };
+    let usable: Vec<SocketAddr> = candidates
+        .iter()
+        .copied()
+        .filter(|c| seeds.is_empty() || seeds.iter().any(|s| s.is_ipv4() == c.is_ipv4()))
+        .collect();
+    if usable.is_empty() {
+        return Err(format!(
+            "the seed is at {} and this node would bind {}: a node reaches only addresses of \
+             its own family; bind an address of the seed's family (--bind)",
+            address::list(seeds),
+            address::list(&candidates)
+        ));
+    }
+    // The default is one address: the first family the seed has.
+    let usable = if args.bind.is_some() { &usable[..] } else { &usable[..1] };
+    address::in_turn(usable, |addr| {
+        UdpTransport::bind(addr).map_err(|e| match e.kind() {
+            io::ErrorKind::AddrInUse | io::ErrorKind::PermissionDenied => Attempt::Stop(e),
+            _ => Attempt::Next(e),
+        })
+    })
+    .map_err(|errors| errors.iter().map(|(_, e)| e.to_string()).collect::<Vec<_>>().join("; "))
+}
+
+/// The address to advertise from `--advertise TEXT`: its first address of
+/// the bound socket's family, with the bound port unless it names one.
+fn advertised(text: &str, local: SocketAddr) -> Result<SocketAddr, String> {
+    let host = HostArg::parse(text).map_err(|e| format!("--advertise: {e}"))?;
+    let addrs = host.resolve(host.port.unwrap_or(local.port()))?;
+    addrs.iter().copied().find(|a| a.is_ipv4() == local.is_ipv4()).ok_or_else(|| {
+        format!(
+            "--advertise {text} has no {} address, and the node is bound to {local}",
+            if local.is_ipv4() { "IPv4" } else { "IPv6" }
+        )
+    })
 }

@@ -6,9 +6,9 @@ use std::time::Duration;
 
 use clap::Parser;
 use dht_core::Shard;
-use dht_std::client::{Client, PingMode, Pong};
+use dht_std::client::{Client, ClientError, PingMode, Pong};
 use dht_std::logger;
-use dht_tools::{client_for, fail, say, seconds, Verbosity};
+use dht_tools::{fail, node_addrs, say, seconds, Verbosity};
 
 /// Pings nodes of the network, like ping: prints who answered and the
 /// round-trip times, and exits 0 only if someone answered.
@@ -24,11 +24,16 @@ use dht_tools::{client_for, fail, say, seconds, Verbosity};
     version,
     after_help = "Examples:\n  dhtping 127.0.0.1 8000\n  dhtping 127.0.0.1 8000 --broadcast 3\n  dhtping 127.0.0.1 8000 --find 7\n  dhtping 127.0.0.1 8000 --stats\n  dhtping 127.0.0.1 8000 --scan 256 --wait 30"
 )]
+// These doc comments are the --help text: "[::1]" in them is an address,
+// not a rustdoc link.
+#[allow(rustdoc::broken_intra_doc_links)]
 struct Args {
-    /// Host of a node.
+    /// Host of a node: a name, an IPv4 or IPv6 address (::1 or [::1]),
+    /// with :PORT if PORT is not given apart ([::1]:8000). The addresses
+    /// of a name are pinged in turn until one answers.
     host: String,
-    /// Its port.
-    port: u16,
+    /// Its port (may be given with HOST instead).
+    port: Option<u16>,
     /// Random walk of HOPS forwards; the last node answers.
     #[arg(long, value_name = "HOPS", group = "mode")]
     randomcast: Option<u8>,
@@ -72,12 +77,49 @@ fn main() -> ExitCode {
 
 fn run(args: &Args) -> Result<bool, String> {
     let wait = seconds(args.wait)?;
-    let (mut client, entry) = client_for(&args.host, args.port, args.listen)?;
+    let mode = mode(args)?;
+    let entries = node_addrs(&args.host, args.port)?;
+    // Each address of the host in turn, until one answers.
+    let mut outcome = Ok(false);
+    for entry in &entries {
+        outcome = Client::bind(*entry, args.listen)
+            .and_then(|mut client| ping_node(&mut client, *entry, args, mode, wait));
+        match &outcome {
+            Ok(true) | Err(ClientError::Interrupted) => break,
+            Ok(false) => {}
+            Err(e) => log::info!("{entry}: {e}"),
+        }
+    }
+    outcome.map_err(|e| e.to_string())
+}
+
+/// How pings travel, and how many rounds are sent.
+fn mode(args: &Args) -> Result<(PingMode, u32), String> {
+    Ok(match (args.randomcast, args.broadcast, args.find) {
+        (Some(hops), _, _) => (PingMode::Randomcast(hops), args.count),
+        (_, Some(breadth), _) => (PingMode::Broadcast(breadth), 1),
+        (_, _, Some(shard)) => {
+            let shard = Shard::new(shard)
+                .ok_or(format!("shard {shard} does not exist; shards are 0 to 15"))?;
+            (PingMode::Find(shard, 4), 1)
+        }
+        _ => (PingMode::Singlecast, args.count),
+    })
+}
+
+/// Pings the node at `entry` as `args` say; whether someone answered.
+fn ping_node(
+    client: &mut Client,
+    entry: SocketAddr,
+    args: &Args,
+    (mode, rounds): (PingMode, u32),
+    wait: Duration,
+) -> Result<bool, ClientError> {
     if let Some(count) = args.scan {
-        return scan(&mut client, entry, count, wait, args.full_shards);
+        return scan(client, entry, count, wait, args.full_shards);
     }
     if args.stats {
-        return match client.stats(entry, wait).map_err(|e| e.to_string())? {
+        return match client.stats(entry, wait)? {
             Some(stats) => {
                 say(format!(
                     "node {} shard {} at {}: {} of {} fragments, {} neighbors, {}",
@@ -98,30 +140,18 @@ fn run(args: &Args) -> Result<bool, String> {
             }
         };
     }
-    let (mode, rounds) = match (args.randomcast, args.broadcast, args.find) {
-        (Some(hops), _, _) => (PingMode::Randomcast(hops), args.count),
-        (_, Some(breadth), _) => (PingMode::Broadcast(breadth), 1),
-        (_, _, Some(shard)) => {
-            let shard = Shard::new(shard)
-                .ok_or(format!("shard {shard} does not exist; shards are 0 to 15"))?;
-            (PingMode::Find(shard, 4), 1)
-        }
-        _ => (PingMode::Singlecast, args.count),
-    };
     let mut answered = 0usize;
     let mut rtts = Vec::new();
     for _ in 0..rounds.max(1) {
-        let pongs = client
-            .ping(mode, wait, |pong: &Pong| {
-                say(format!(
-                    "answer from {} (shard {}) at {}: time={:.3} ms",
-                    pong.from.id,
-                    pong.from.id.shard(),
-                    pong.from.addr,
-                    pong.rtt.as_secs_f64() * 1000.0
-                ));
-            })
-            .map_err(|e| e.to_string())?;
+        let pongs = client.ping(mode, wait, |pong: &Pong| {
+            say(format!(
+                "answer from {} (shard {}) at {}: time={:.3} ms",
+                pong.from.id,
+                pong.from.id.shard(),
+                pong.from.addr,
+                pong.rtt.as_secs_f64() * 1000.0
+            ));
+        })?;
         answered += pongs.len();
         rtts.extend(pongs.iter().map(|p| p.rtt.as_secs_f64() * 1000.0));
     }
@@ -144,20 +174,18 @@ fn scan(
     count: u16,
     wait: Duration,
     full_shards: bool,
-) -> Result<bool, String> {
+) -> Result<bool, ClientError> {
     let targets: Vec<SocketAddr> = (0..count)
         .filter_map(|i| first.port().checked_add(i).map(|p| SocketAddr::new(first.ip(), p)))
         .collect();
     let start = std::time::Instant::now();
-    let mut answers =
-        client.stats_of_all(&targets, wait, |s| s.stats.joined).map_err(|e| e.to_string())?;
+    let mut answers = client.stats_of_all(&targets, wait, |s| s.stats.joined)?;
     // Nodes may move to empty shards after joining: ask again until every
     // shard has a node, within the same time limit.
     while full_shards && start.elapsed() < wait && shards_of(&answers).contains(&0) {
         std::thread::sleep(Duration::from_millis(100));
         let left = wait.saturating_sub(start.elapsed());
-        answers =
-            client.stats_of_all(&targets, left, |s| s.stats.joined).map_err(|e| e.to_string())?;
+        answers = client.stats_of_all(&targets, left, |s| s.stats.joined)?;
     }
     let up = answers.iter().filter(|a| a.is_some()).count();
     let joined = answers.iter().filter(|a| a.as_ref().is_some_and(|s| s.stats.joined)).count();

@@ -1,48 +1,76 @@
 //! dhtrecv: download a file by its index hash.
 
-use std::fs::{self, File};
+use std::ffi::OsString;
 use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::Parser;
 use dht_core::download::{DownloadEvent, FileSink};
 use dht_core::FragmentHash;
+use dht_std::client::Client;
 use dht_std::logger;
-use dht_tools::{fail, join, safe_file_name, seconds, Progress, Verbosity};
+use dht_tools::save::{check_target, PartFile};
+use dht_tools::{fail, join, node_addrs, safe_file_name, seconds, Progress, Verbosity};
 
 /// Downloads the file whose index hash is HASH through the node at
 /// HOST:PORT.
 ///
-/// Every fragment is checked against its hash. The file is written to a
-/// temporary file in the target directory and renamed when complete, so a
-/// failed download leaves nothing behind. It is saved under the name
-/// stored in the index (made safe: no path separators, no leading dots),
-/// in the current directory, unless -o gives a path or a directory. An
-/// existing file is not overwritten without --force.
+/// Every fragment is checked against its hash. The file is saved under the
+/// name stored in the index, in the current directory, unless -o gives a
+/// path, a directory, or - for standard output.
+///
+/// A name from the network is made safe first: spaces (all Unicode
+/// whitespace) and dots are stripped from its start, and spaces from its
+/// end, until none is left there; it is cut to 255 bytes; path separators,
+/// control characters, Unicode format characters (bidi overrides,
+/// zero-width characters) and line separators become '_'. So it never
+/// leaves the directory and never starts with a dot (no ".profile" or
+/// "..") and shows what it is. A name with nothing left becomes
+/// <16 hex digits of the hash>.bin.
+///
+/// The download is written to a new hidden file (.dhtrecv-PID-N.part) in
+/// the target's directory, created without following links, and renamed
+/// when complete; a failed or refused download leaves nothing behind. An
+/// existing file is replaced only with --force, and a symbolic link, a
+/// directory, a device, a FIFO or a socket never (write to standard output
+/// with -o -, not -o /dev/stdout). With -o - nothing is written to disk,
+/// messages and progress go to stderr, and a download that fails part way
+/// has already written its first bytes: check the exit status.
+///
+/// Exit status: 0 when the file is saved, 1 for any error or refusal (with
+/// a one-line message on stderr), 2 for a bad command line.
 #[derive(Parser, Debug)]
 #[command(
     version,
-    after_help = "Examples:\n  dhtrecv 3f2a...e9 127.0.0.1 8000\n  dhtrecv 3f2a...e9 127.0.0.1 8000 -o copy.jpg --force"
+    after_help = "Examples:\n  dhtrecv 3f2a...e9 127.0.0.1 8000\n  dhtrecv 3f2a...e9 127.0.0.1 8000 -o copy.jpg --force\n  dhtrecv 3f2a...e9 127.0.0.1 8000 -o - | sha256sum"
 )]
+// These doc comments are the --help text: "[::1]" in them is an address,
+// not a rustdoc link.
+#[allow(rustdoc::broken_intra_doc_links)]
 struct Args {
     /// The index hash printed by dhtsend (64 hexadecimal digits).
     hash: String,
-    /// Host of a node of the network.
+    /// Host of a node of the network: a name, an IPv4 or IPv6 address
+    /// (::1 or [::1]), with :PORT if PORT is not given apart ([::1]:8000).
+    /// Every address of a name is tried in turn.
     host: String,
-    /// Port of that node.
-    port: u16,
+    /// Port of that node (may be given with HOST instead).
+    port: Option<u16>,
     /// UDP port this tool listens on for answers [default: any free port].
     #[arg(long, value_name = "PORT", default_value_t = 0)]
     listen: u16,
-    /// Where to save: a file path, or an existing directory to save the
-    /// file in under its stored name.
+    /// Where to save: a file path, an existing directory to save the file
+    /// in under its stored name, or - for standard output.
     #[arg(short, long, value_name = "PATH")]
     output: Option<PathBuf>,
-    /// Overwrite an existing file.
+    /// Replace an existing regular file (never a link, directory, device,
+    /// FIFO or socket).
     #[arg(long)]
     force: bool,
-    /// Seconds to wait for the node to answer before giving up.
+    /// Seconds to wait for the node to answer before giving up (shared
+    /// among the addresses of HOST).
     #[arg(long, value_name = "SECS", default_value_t = 5.0)]
     connect_timeout: f64,
     /// Seconds the whole download may take.
@@ -52,56 +80,20 @@ struct Args {
     verbosity: Verbosity,
 }
 
-/// The temporary file the download is written to; removed unless kept.
-struct PartFile {
-    path: PathBuf,
-    writer: Option<BufWriter<File>>,
+/// Standard output as a download's destination (`-o -`).
+struct StdoutSink {
+    out: BufWriter<io::Stdout>,
     error: Option<io::Error>,
-    kept: bool,
 }
 
-impl PartFile {
-    fn create(dir: &Path, hash: &FragmentHash) -> Result<PartFile, String> {
-        let path =
-            dir.join(format!(".dhtrecv-{:016x}-{}.part", hash.prefix_u64(), std::process::id()));
-        let file =
-            File::create(&path).map_err(|e| format!("cannot write in {}: {e}", dir.display()))?;
-        Ok(PartFile { path, writer: Some(BufWriter::new(file)), error: None, kept: false })
-    }
-
-    fn keep_as(mut self, target: &Path) -> Result<(), String> {
-        let writer = self.writer.take();
-        if let Some(mut w) = writer {
-            w.flush().map_err(|e| format!("cannot write {}: {e}", self.path.display()))?;
-            w.get_ref()
-                .sync_all()
-                .map_err(|e| format!("cannot write {}: {e}", self.path.display()))?;
-        }
-        fs::rename(&self.path, target)
-            .map_err(|e| format!("cannot save {}: {e}", target.display()))?;
-        self.kept = true;
-        Ok(())
-    }
-}
-
-impl FileSink for PartFile {
+impl FileSink for StdoutSink {
     fn write(&mut self, bytes: &[u8]) -> bool {
-        match self.writer.as_mut().map(|w| w.write_all(bytes)) {
-            Some(Ok(())) => true,
-            Some(Err(e)) => {
+        match self.out.write_all(bytes) {
+            Ok(()) => true,
+            Err(e) => {
                 self.error.get_or_insert(e);
                 false
             }
-            None => false,
-        }
-    }
-}
-
-impl Drop for PartFile {
-    fn drop(&mut self) {
-        if !self.kept {
-            self.writer.take();
-            let _ = fs::remove_file(&self.path);
         }
     }
 }
@@ -115,53 +107,119 @@ fn main() -> ExitCode {
     }
 }
 
+/// Where the file goes.
+enum Destination {
+    /// Standard output (`-o -`), with no file.
+    Stdout,
+    /// A file in `dir`: named `name` (from -o), or by the index; written
+    /// to `part` until complete.
+    File { dir: PathBuf, name: Option<OsString>, part: PartFile },
+}
+
+/// The destination `-o` asks for. A fixed target is checked and the
+/// partial file created now, so that a download that could not be saved
+/// is refused before it starts.
+fn destination(output: Option<&Path>, force: bool) -> Result<Destination, String> {
+    let in_dir = |dir: PathBuf, name: Option<OsString>| {
+        let part = PartFile::create(&dir).map_err(|e| e.to_string())?;
+        Ok(Destination::File { dir, name, part })
+    };
+    let Some(path) = output else {
+        return in_dir(PathBuf::from("."), None);
+    };
+    if path == Path::new("-") {
+        return Ok(Destination::Stdout);
+    }
+    if path.is_dir() {
+        return in_dir(path.to_path_buf(), None);
+    }
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    if !dir.is_dir() {
+        return Err(format!("directory {} does not exist", dir.display()));
+    }
+    let name = path.file_name().ok_or_else(|| format!("{} is not a file path", path.display()))?;
+    check_target(&dir.join(name), force).map_err(|e| e.to_string())?;
+    in_dir(dir, Some(name.to_owned()))
+}
+
 fn run(args: &Args) -> Result<(), String> {
     let hash = FragmentHash::from_hex(args.hash.trim())
         .map_err(|e| format!("'{}' is not an index hash: {e}", args.hash))?;
-    // Where the file goes: a directory (name from the index) or a path.
-    let (dir, fixed_name) = match &args.output {
-        Some(path) if path.is_dir() => (path.clone(), None),
-        Some(path) => {
-            let parent = match path.parent() {
-                Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-                _ => PathBuf::from("."),
-            };
-            if !parent.is_dir() {
-                return Err(format!("directory {} does not exist", parent.display()));
-            }
-            let name =
-                path.file_name().ok_or_else(|| format!("{} is not a file path", path.display()))?;
-            (parent, Some(PathBuf::from(name)))
-        }
-        None => (PathBuf::from("."), None),
-    };
-    if let Some(name) = &fixed_name {
-        let target = dir.join(name);
-        if target.exists() && !args.force {
-            return Err(format!("{} exists; use --force to overwrite it", target.display()));
-        }
-    }
-    let mut client = join(&args.host, args.port, args.listen, args.connect_timeout)?;
-
-    let part = PartFile::create(&dir, &hash)?;
-    let mut target: Option<PathBuf> = None;
+    let destination = destination(args.output.as_deref(), args.force)?;
+    let timeout = seconds(args.timeout)?;
+    let mut client = join(&node_addrs(&args.host, args.port)?, args.listen, args.connect_timeout)?;
     let mut progress = Progress::new(0, args.verbosity.quiet);
-    let (mut part, result) = client.download(hash, part, seconds(args.timeout)?, |event| {
+    let (dir, fixed_name, part) = match destination {
+        Destination::Stdout => {
+            let sink = StdoutSink { out: BufWriter::new(io::stdout()), error: None };
+            let (mut sink, result) =
+                download(&mut client, hash, sink, timeout, &mut progress, |_| Ok(()));
+            if let Some(e) = sink.error.take() {
+                return Err(format!("cannot write to standard output: {e}"));
+            }
+            let size = result?;
+            sink.out.flush().map_err(|e| format!("cannot write to standard output: {e}"))?;
+            log::info!("wrote {size} bytes to standard output");
+            return Ok(());
+        }
+        Destination::File { dir, name, part } => (dir, name, part),
+    };
+    let mut target: Option<PathBuf> = None;
+    let (mut part, result) =
+        download(&mut client, hash, part, timeout, &mut progress, |stored: &str| {
+            let path = match &fixed_name {
+                Some(name) => dir.join(name),
+                None => {
+                    let safe = safe_file_name(stored, &hash);
+                    if safe != stored {
+                        log::warn!(
+                            "the stored name \"{}\" is saved as \"{}\"",
+                            stored.escape_debug(),
+                            safe.escape_debug()
+                        );
+                    }
+                    dir.join(safe)
+                }
+            };
+            check_target(&path, args.force).map_err(|e| e.to_string())?;
+            target = Some(path);
+            Ok(())
+        });
+    if let Some(e) = part.error.take() {
+        return Err(format!("cannot write {}: {e}", part.path().display()));
+    }
+    let size = result?;
+    let target = target.ok_or("the download ended without an index")?;
+    part.keep_as(&target, args.force).map_err(|e| e.to_string())?;
+    log::info!("saved {} ({size} bytes)", target.display());
+    if !args.verbosity.quiet {
+        eprintln!("{} ({size} bytes)", target.display());
+    }
+    Ok(())
+}
+
+/// Downloads `hash` into `sink` with progress on stderr; `on_name` sees
+/// the name stored in the index and may refuse to go on.
+fn download<K: FileSink>(
+    client: &mut Client,
+    hash: FragmentHash,
+    sink: K,
+    timeout: Duration,
+    progress: &mut Progress,
+    mut on_name: impl FnMut(&str) -> Result<(), String>,
+) -> (K, Result<u64, String>) {
+    let (sink, result) = client.download(hash, sink, timeout, |event| {
         match event {
             DownloadEvent::IndexReceived { name, size, fragments } => {
-                let path = match &fixed_name {
-                    Some(name) => dir.join(name),
-                    None => dir.join(safe_file_name(name.as_str(), &hash)),
-                };
-                log::info!("index: '{name}', {size} bytes in {fragments} fragments");
-                if path.exists() && !args.force {
-                    return Err(format!(
-                        "{} exists; use --force to overwrite it or -o to choose another name",
-                        path.display()
-                    ));
-                }
+                log::info!(
+                    "index: \"{}\", {size} bytes in {fragments} fragments",
+                    name.as_str().escape_debug()
+                );
                 progress.set_total(u64::from(*fragments));
-                target = Some(path);
+                on_name(name.as_str())?;
             }
             DownloadEvent::Written { .. } => progress.step(),
             DownloadEvent::Finished { .. } | DownloadEvent::Failed(_) => {}
@@ -169,15 +227,5 @@ fn run(args: &Args) -> Result<(), String> {
         Ok(())
     });
     progress.finish();
-    if let Some(e) = part.error.take() {
-        return Err(format!("cannot write the file: {e}"));
-    }
-    let size = result.map_err(|e| e.to_string())?;
-    let target = target.ok_or("the download ended without an index")?;
-    part.keep_as(&target)?;
-    log::info!("saved {} ({size} bytes)", target.display());
-    if !args.verbosity.quiet {
-        eprintln!("{} ({size} bytes)", target.display());
-    }
-    Ok(())
+    (sink, result.map_err(|e| e.to_string()))
 }

@@ -8,7 +8,7 @@ use dht_core::upload::UploadEvent;
 use dht_core::{IndexName, MAX_FILE_SIZE};
 use dht_std::client::FileReader;
 use dht_std::logger;
-use dht_tools::{fail, index_name, join, say, seconds, Progress, Verbosity};
+use dht_tools::{fail, index_name, join, node_addrs, say, seconds, Progress, Verbosity};
 
 /// Uploads a file to the network through the node at HOST:PORT.
 ///
@@ -22,17 +22,23 @@ use dht_tools::{fail, index_name, join, say, seconds, Progress, Verbosity};
     version,
     after_help = "Example:\n  hash=$(dhtsend photo.jpg 127.0.0.1 8000) && dhtrecv $hash 127.0.0.1 8042"
 )]
+// These doc comments are the --help text: "[::1]" in them is an address,
+// not a rustdoc link.
+#[allow(rustdoc::broken_intra_doc_links)]
 struct Args {
     /// The file to upload.
     file: PathBuf,
-    /// Host of a node of the network.
+    /// Host of a node of the network: a name, an IPv4 or IPv6 address
+    /// (::1 or [::1]), with :PORT if PORT is not given apart ([::1]:8000).
+    /// Every address of a name is tried in turn.
     host: String,
-    /// Port of that node.
-    port: u16,
+    /// Port of that node (may be given with HOST instead).
+    port: Option<u16>,
     /// UDP port this tool listens on for answers [default: any free port].
     #[arg(long, value_name = "PORT", default_value_t = 0)]
     listen: u16,
-    /// Seconds to wait for the node to answer before giving up.
+    /// Seconds to wait for the node to answer before giving up (shared
+    /// among the addresses of HOST).
     #[arg(long, value_name = "SECS", default_value_t = 5.0)]
     connect_timeout: f64,
     /// Seconds the whole upload may take.
@@ -68,7 +74,7 @@ fn run(args: &Args) -> Result<String, String> {
         ));
     }
     let name = index_name(&args.file, args.name.as_deref());
-    let mut client = join(&args.host, args.port, args.listen, args.connect_timeout)?;
+    let mut client = join(&node_addrs(&args.host, args.port)?, args.listen, args.connect_timeout)?;
     let mut progress = Progress::new(0, args.verbosity.quiet);
     let result = client.upload(
         IndexName::from_file_name(&name),
