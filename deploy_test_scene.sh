@@ -4,7 +4,12 @@
 #   ./deploy_test_scene.sh                 256 nodes on ports 8000-8255
 #   ./deploy_test_scene.sh -n 32 -p 9000   32 nodes on ports 9000-9031
 #   ./deploy_test_scene.sh --clean         wipe the nodes' stores first
+#   ./deploy_test_scene.sh --no-key        an open network (no network key)
 #   ./deploy_test_scene.sh stop            stop the running scene (graceful leave)
+#
+# The scene is a network with a key: test_scene/network.key (32 random
+# bytes in hex, made on the first deploy and kept). Tools talk to it with
+# --key-file test_scene/network.key, or with DHT_KEY_FILE set to that path.
 #
 # The first node starts the network; every other node joins a random node
 # started before it. Node P keeps its fragments and identity in
@@ -25,11 +30,13 @@ SCENE=${DHT_SCENE_DIR:-$ROOT/test_scene}
 COUNT=256
 BASE=8000
 CLEAN=0
+KEYED=1
 ACTION=deploy
 WAIT=${DHT_DEPLOY_WAIT:-60}
 
 usage() {
-    sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'
+    # The comment block at the top of this file.
+    awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"
     exit "${1:-0}"
 }
 
@@ -44,6 +51,7 @@ while [ $# -gt 0 ]; do
         -n) shift; COUNT=${1:-} ;;
         -p) shift; BASE=${1:-} ;;
         --clean) CLEAN=1 ;;
+        --no-key) KEYED=0 ;;
         -h|--help) usage 0 ;;
         *) echo "unknown argument: $1" >&2; usage 2 ;;
     esac
@@ -131,12 +139,24 @@ for ((i = 0; i < COUNT; i++)); do
 done
 mkdir -p "${dirs[@]}"
 
+# The network key: every node and tool of the scene uses it.
+KEY_ARGS=()
+if [ "$KEYED" = 1 ]; then
+    KEY="$SCENE/network.key"
+    if [ ! -s "$KEY" ]; then
+        (umask 077 && od -An -N32 -tx1 /dev/urandom | tr -d ' \n' >"$KEY")
+    fi
+    KEY_ARGS=(--key-file "$KEY")
+fi
+# The tools started below must not pick up a key of the caller's.
+unset DHT_KEY_FILE
+
 start_ns=$(date +%s%N)
 start_node() {
     local port=$1
     shift
     # shellcheck disable=SC2086
-    "$BIN/dhtnode" "$port" "$@" --store "$SCENE/$port" ${DHT_NODE_ARGS:-} \
+    "$BIN/dhtnode" "$port" "$@" --store "$SCENE/$port" "${KEY_ARGS[@]}" ${DHT_NODE_ARGS:-} \
         </dev/null >>"$SCENE/$port/node.log" 2>&1 &
     echo $! >"$SCENE/$port/node.pid"
 }
@@ -150,7 +170,7 @@ FIRST=0
 start_node "$BASE"
 for ((i = 1; i < COUNT; i++)); do
     if [ "$i" -lt "$FIRST" ]; then
-        if ! "$BIN/dhtping" 127.0.0.1 "$BASE" --scan "$i" --wait "$WAIT" -q >/dev/null 2>&1; then
+        if ! "$BIN/dhtping" 127.0.0.1 "$BASE" "${KEY_ARGS[@]}" --scan "$i" --wait "$WAIT" -q >/dev/null 2>&1; then
             echo "deploy_test_scene.sh: node $((BASE + i - 1)) did not come up; see $SCENE/$((BASE + i - 1))/node.log" >&2
             stop_scene >&2
             exit 1
@@ -161,7 +181,7 @@ done
 
 FULL=""
 [ "$COUNT" -ge 16 ] && FULL=--full-shards
-if ! "$BIN/dhtping" 127.0.0.1 "$BASE" --scan "$COUNT" $FULL --wait "$WAIT" -q >"$SCENE/deploy.scan" 2>&1; then
+if ! "$BIN/dhtping" 127.0.0.1 "$BASE" "${KEY_ARGS[@]}" --scan "$COUNT" $FULL --wait "$WAIT" -q >"$SCENE/deploy.scan" 2>&1; then
     cat "$SCENE/deploy.scan" >&2
     echo "deploy_test_scene.sh: not every node answered within $WAIT s; stopping the scene" >&2
     stop_scene >&2
@@ -180,4 +200,7 @@ done
 end_ns=$(date +%s%N)
 elapsed=$(awk -v a="$start_ns" -v b="$end_ns" 'BEGIN { printf "%.3f", (b - a) / 1e9 }')
 echo "deployed $COUNT nodes on 127.0.0.1:$BASE-$((BASE + COUNT - 1)) in $elapsed s ($(head -n 1 "$SCENE/deploy.scan" | sed 's/.*nodes per shard/nodes per shard/'))"
+if [ "$KEYED" = 1 ]; then
+    echo "network key: $KEY (give tools --key-file $KEY, or export DHT_KEY_FILE=$KEY)"
+fi
 echo "stop them with: $0 stop"

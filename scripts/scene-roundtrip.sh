@@ -8,6 +8,7 @@ cd "$ROOT"
 trap './deploy_test_scene.sh stop >/dev/null' EXIT
 
 ./deploy_test_scene.sh --clean
+export DHT_KEY_FILE=$ROOT/test_scene/network.key
 work=test_scene/roundtrip
 mkdir -p "$work"
 head -c 2088960 /dev/urandom >"$work/sample.bin"

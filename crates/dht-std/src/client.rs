@@ -61,7 +61,8 @@ impl fmt::Display for ClientError {
             ClientError::Io(e) => write!(f, "{e}"),
             ClientError::NoAnswer { entry, waited } => write!(
                 f,
-                "no node answered at {entry} within {:.1} s; is a dhtnode running there?",
+                "no node answered at {entry} within {:.1} s; is a dhtnode running there, and does \
+                 the network have a key (--key-file)?",
                 waited.as_secs_f64()
             ),
             ClientError::Upload(e) => write!(f, "upload failed: {e}"),
@@ -201,6 +202,18 @@ impl Client {
     /// The client's node.
     pub fn node(&self) -> &ClientNode {
         &self.runtime.node
+    }
+
+    /// Puts the client on a network with a key (see [`crate::key`]).
+    pub fn set_network_key(&mut self, key: Option<dht_core::auth::NetworkKey>) {
+        self.runtime.node.set_network_key(key);
+    }
+
+    /// Changes the largest datagram the client sends and asks for.
+    pub fn set_max_datagram(&mut self, max_datagram: u16) -> Result<(), ClientError> {
+        self.runtime.node.set_max_datagram(max_datagram).map_err(|e| {
+            ClientError::Io(io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))
+        })
     }
 
     /// The entry node.

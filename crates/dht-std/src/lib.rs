@@ -5,6 +5,7 @@
 //! * [`store`]: a [`dht_core::store::FragmentStore`] on a directory, one file
 //!   per fragment, written under a temporary name and renamed;
 //! * [`identity`]: the node id kept in the store directory;
+//! * [`key`]: network key files;
 //! * [`runtime`]: the single-threaded event loop that sleeps until the next
 //!   datagram or the core's next timeout, and ends on SIGINT/SIGTERM;
 //! * [`client`]: joining as a client, uploading, downloading, pinging;
@@ -16,6 +17,7 @@
 
 pub mod client;
 pub mod identity;
+pub mod key;
 pub mod logger;
 pub mod runtime;
 pub mod store;

@@ -11,8 +11,8 @@ pub use address::node_addrs;
 pub use save::safe_file_name;
 
 use std::io::{IsTerminal, Write};
-use std::net::SocketAddr;
-use std::path::Path;
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -25,14 +25,65 @@ pub fn seconds(value: f64) -> Result<Duration, String> {
     Duration::try_from_secs_f64(value).map_err(|_| format!("'{value}' is not a number of seconds"))
 }
 
+/// `--key-file` and `--max-datagram`, shared by every tool that talks to
+/// the network.
+#[derive(Args, Debug, Clone)]
+pub struct Network {
+    /// The network's key file: every datagram is then authenticated with
+    /// it, and datagrams without it are ignored. Every node and tool of a
+    /// network needs the same key (deploy_test_scene.sh writes one as
+    /// test_scene/network.key).
+    #[arg(long, value_name = "PATH", env = "DHT_KEY_FILE")]
+    pub key_file: Option<PathBuf>,
+    /// The largest UDP datagram to send, in bytes (fragments travel in
+    /// pieces that fit) [default: 8320 on loopback, where one datagram
+    /// carries a whole fragment; 1452 elsewhere, so that no datagram is
+    /// cut into IP fragments on a 1500-byte Ethernet].
+    #[arg(long, value_name = "BYTES")]
+    pub max_datagram: Option<u16>,
+}
+
+impl Network {
+    /// The key, if a key file was given.
+    pub fn key(&self) -> Result<Option<dht_core::auth::NetworkKey>, String> {
+        match &self.key_file {
+            Some(path) => dht_std::key::read_key_file(path).map(Some).map_err(|e| e.to_string()),
+            None => Ok(None),
+        }
+    }
+
+    /// The key file, for messages.
+    pub fn key_file_display(&self) -> String {
+        self.key_file.as_ref().map_or_else(String::new, |p| p.display().to_string())
+    }
+
+    /// The largest datagram for talking to `peer`.
+    pub fn max_datagram_for(&self, peer: IpAddr) -> u16 {
+        self.max_datagram.unwrap_or(if peer.is_loopback() {
+            dht_core::MAX_DATAGRAM_SIZE as u16
+        } else {
+            dht_core::config::ETHERNET_DATAGRAM
+        })
+    }
+}
+
 /// A client that has joined the network through the node at one of
 /// `entries` (the addresses of one host, see [`address`]), tried in turn,
-/// each for an equal share of `connect_timeout` seconds.
-pub fn join(entries: &[SocketAddr], listen: u16, connect_timeout: f64) -> Result<Client, String> {
+/// each for an equal share of `connect_timeout` seconds, with the key and
+/// datagram size of `network`.
+pub fn join(
+    entries: &[SocketAddr],
+    listen: u16,
+    connect_timeout: f64,
+    network: &Network,
+) -> Result<Client, String> {
     let share = seconds(connect_timeout)? / entries.len().max(1) as u32;
+    let key = network.key()?;
     let started = std::time::Instant::now();
     let joined = address::in_turn(entries, |entry| {
         let mut client = Client::bind(entry, listen).map_err(Attempt::Next)?;
+        client.set_network_key(key.clone());
+        client.set_max_datagram(network.max_datagram_for(entry.ip())).map_err(Attempt::Stop)?;
         match client.join(share) {
             Ok(neighbors) => Ok((client, neighbors)),
             Err(ClientError::Interrupted) => Err(Attempt::Stop(ClientError::Interrupted)),
@@ -68,7 +119,8 @@ fn join_failure(errors: &[(SocketAddr, ClientError)], share: Duration) -> String
         _ if errors.iter().all(|(_, e)| matches!(e, ClientError::NoAnswer { .. })) => {
             let addrs: Vec<SocketAddr> = errors.iter().map(|(a, _)| *a).collect();
             format!(
-                "no node answered at {} within {:.1} s each; is a dhtnode running there?",
+                "no node answered at {} within {:.1} s each; is a dhtnode running there, and \
+                 does the network have a key (--key-file)?",
                 address::list(&addrs),
                 share.as_secs_f64()
             )

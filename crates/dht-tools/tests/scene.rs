@@ -118,3 +118,58 @@ fn deploy_refuses_a_second_scene_and_stops_by_pid() {
     assert!(!ping.ok());
     assert!(ping.elapsed < Duration::from_secs(5));
 }
+
+#[test]
+fn a_keyed_scene_answers_only_tools_with_its_key_and_ethernet_sized_datagrams_work() {
+    let scene = Scene::deploy_keyed("keyed", 400, 16, "");
+    let work = TempDir::new("keyed-files");
+    let key = scene.key_file();
+    let key = key.to_str().unwrap();
+    let entry = (scene.base + 3).to_string();
+    // Without the key: no answer at all.
+    let silent = run_tool("dhtping", &["127.0.0.1", &entry, "-W", "0.5"], work.path());
+    assert!(!silent.ok(), "answered without the key: {}", silent.stdout);
+    let pinged = run_tool("dhtping", &["127.0.0.1", &entry, "--key-file", key], work.path());
+    assert!(pinged.ok(), "{}", pinged.stderr);
+    // A wrong key is as good as none.
+    std::fs::write(work.path().join("wrong.key"), "not the key").unwrap();
+    let wrong = run_tool(
+        "dhtping",
+        &["127.0.0.1", &entry, "--key-file", "wrong.key", "-W", "0.5"],
+        work.path(),
+    );
+    assert!(!wrong.ok());
+    let refused = run_tool(
+        "dhtsend",
+        &["--key-file", "wrong.key", "--connect-timeout", "1", "missing.bin", "127.0.0.1", &entry],
+        work.path(),
+    );
+    assert!(!refused.ok());
+
+    // A round trip with the key, the client sending pieces of an Ethernet
+    // frame's size while the nodes use whole-fragment datagrams.
+    let data = random_bytes(41, 100_000);
+    std::fs::write(work.path().join("k.bin"), &data).unwrap();
+    let sent = run_tool(
+        "dhtsend",
+        &["--key-file", key, "--max-datagram", "1452", "k.bin", "127.0.0.1", &entry],
+        work.path(),
+    );
+    assert!(sent.ok(), "{}", sent.stderr);
+    let exit = (scene.base + 12).to_string();
+    let hash = sent.stdout.trim();
+    let received = run_tool(
+        "dhtrecv",
+        &[hash, "127.0.0.1", &exit, "--key-file", key, "--max-datagram", "700", "-o", "k.out"],
+        work.path(),
+    );
+    assert!(received.ok(), "{}", received.stderr);
+    assert!(std::fs::read(work.path().join("k.out")).unwrap() == data);
+    let unkeyed = run_tool(
+        "dhtrecv",
+        &[hash, "127.0.0.1", &exit, "--connect-timeout", "1", "-o", "x.out"],
+        work.path(),
+    );
+    assert!(!unkeyed.ok());
+    assert!(unkeyed.stderr.contains("--key-file"), "{}", unkeyed.stderr);
+}

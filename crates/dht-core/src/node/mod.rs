@@ -336,6 +336,17 @@ impl<S: FragmentStore, const NEIGHBORS: usize, const DEDUP: usize, const FETCHES
         self.out.secret.cookie(addr, now)
     }
 
+    /// Changes the largest datagram the node sends (and so the pieces it
+    /// asks for): a loopback scene may use whole-fragment datagrams, a real
+    /// link what fits its MTU. Fails if no piece fits.
+    pub fn set_max_datagram(&mut self, max_datagram: u16) -> Result<(), ConfigError> {
+        let mut config = self.config.clone();
+        config.max_datagram = max_datagram;
+        config.validate()?;
+        self.config = config;
+        Ok(())
+    }
+
     /// Whether the node is on a network with a key.
     pub fn has_network_key(&self) -> bool {
         self.out.key.is_some()

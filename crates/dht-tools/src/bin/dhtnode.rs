@@ -14,7 +14,7 @@ use dht_std::runtime::Stop;
 use dht_std::transport::UdpTransport;
 use dht_std::{identity, logger, Clock, DirStore, Runtime};
 use dht_tools::address::{self, Attempt, HostArg};
-use dht_tools::{fail, node_addrs, Verbosity};
+use dht_tools::{fail, node_addrs, Network, Verbosity};
 
 /// Runs a node of the DHT file store on a UDP port.
 ///
@@ -64,6 +64,8 @@ struct Args {
     /// shard (the original system's behaviour).
     #[arg(long, value_name = "N|all", default_value = "3")]
     copies: String,
+    #[command(flatten)]
+    network: Network,
     #[command(flatten)]
     verbosity: Verbosity,
 }
@@ -166,8 +168,15 @@ fn run(args: Args) -> Result<(), String> {
     };
     let random = dht_std::random_seed();
     let id = saved.unwrap_or_else(|| NodeId(dht_std::random_seed()));
+    let mut config = config;
+    config.max_datagram = args.network.max_datagram_for(local.ip());
     let mut node = Node::new(config, id, PeerAddr::from(advertised), random, store)
         .map_err(|e| format!("invalid settings: {e}"))?;
+    let key = args.network.key()?;
+    if key.is_some() {
+        log::info!("on a network with a key ({})", args.network.key_file_display());
+    }
+    node.set_network_key(key);
     match (saved, seeds.first()) {
         (Some(id), _) => log::info!(
             "resuming as {id} (shard {}) with {} fragments",

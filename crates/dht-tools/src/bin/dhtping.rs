@@ -8,7 +8,7 @@ use clap::Parser;
 use dht_core::Shard;
 use dht_std::client::{Client, ClientError, PingMode, Pong};
 use dht_std::logger;
-use dht_tools::{fail, node_addrs, say, seconds, Verbosity};
+use dht_tools::{fail, node_addrs, say, seconds, Network, Verbosity};
 
 /// Pings nodes of the network, like ping: prints who answered and the
 /// round-trip times, and exits 0 only if someone answered.
@@ -62,6 +62,8 @@ struct Args {
     #[arg(long, value_name = "PORT", default_value_t = 0)]
     listen: u16,
     #[command(flatten)]
+    network: Network,
+    #[command(flatten)]
     verbosity: Verbosity,
 }
 
@@ -79,11 +81,15 @@ fn run(args: &Args) -> Result<bool, String> {
     let wait = seconds(args.wait)?;
     let mode = mode(args)?;
     let entries = node_addrs(&args.host, args.port)?;
+    let key = args.network.key()?;
     // Each address of the host in turn, until one answers.
     let mut outcome = Ok(false);
     for entry in &entries {
-        outcome = Client::bind(*entry, args.listen)
-            .and_then(|mut client| ping_node(&mut client, *entry, args, mode, wait));
+        outcome = Client::bind(*entry, args.listen).and_then(|mut client| {
+            client.set_network_key(key.clone());
+            client.set_max_datagram(args.network.max_datagram_for(entry.ip()))?;
+            ping_node(&mut client, *entry, args, mode, wait)
+        });
         match &outcome {
             Ok(true) | Err(ClientError::Interrupted) => break,
             Ok(false) => {}

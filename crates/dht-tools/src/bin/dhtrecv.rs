@@ -12,7 +12,7 @@ use dht_core::FragmentHash;
 use dht_std::client::Client;
 use dht_std::logger;
 use dht_tools::save::{check_target, PartFile};
-use dht_tools::{fail, join, node_addrs, safe_file_name, seconds, Progress, Verbosity};
+use dht_tools::{fail, join, node_addrs, safe_file_name, seconds, Network, Progress, Verbosity};
 
 /// Downloads the file whose index hash is HASH through the node at
 /// HOST:PORT.
@@ -76,6 +76,8 @@ struct Args {
     /// Seconds the whole download may take.
     #[arg(long, value_name = "SECS", default_value_t = 600.0)]
     timeout: f64,
+    #[command(flatten)]
+    network: Network,
     #[command(flatten)]
     verbosity: Verbosity,
 }
@@ -150,7 +152,12 @@ fn run(args: &Args) -> Result<(), String> {
         .map_err(|e| format!("'{}' is not an index hash: {e}", args.hash))?;
     let destination = destination(args.output.as_deref(), args.force)?;
     let timeout = seconds(args.timeout)?;
-    let mut client = join(&node_addrs(&args.host, args.port)?, args.listen, args.connect_timeout)?;
+    let mut client = join(
+        &node_addrs(&args.host, args.port)?,
+        args.listen,
+        args.connect_timeout,
+        &args.network,
+    )?;
     let mut progress = Progress::new(0, args.verbosity.quiet);
     let (dir, fixed_name, part) = match destination {
         Destination::Stdout => {

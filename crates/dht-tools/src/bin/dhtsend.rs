@@ -8,7 +8,7 @@ use dht_core::upload::UploadEvent;
 use dht_core::{IndexName, MAX_FILE_SIZE};
 use dht_std::client::FileReader;
 use dht_std::logger;
-use dht_tools::{fail, index_name, join, node_addrs, say, seconds, Progress, Verbosity};
+use dht_tools::{fail, index_name, join, node_addrs, say, seconds, Network, Progress, Verbosity};
 
 /// Uploads a file to the network through the node at HOST:PORT.
 ///
@@ -48,6 +48,8 @@ struct Args {
     #[arg(long)]
     name: Option<String>,
     #[command(flatten)]
+    network: Network,
+    #[command(flatten)]
     verbosity: Verbosity,
 }
 
@@ -74,7 +76,12 @@ fn run(args: &Args) -> Result<String, String> {
         ));
     }
     let name = index_name(&args.file, args.name.as_deref());
-    let mut client = join(&node_addrs(&args.host, args.port)?, args.listen, args.connect_timeout)?;
+    let mut client = join(
+        &node_addrs(&args.host, args.port)?,
+        args.listen,
+        args.connect_timeout,
+        &args.network,
+    )?;
     let mut progress = Progress::new(0, args.verbosity.quiet);
     let result = client.upload(
         IndexName::from_file_name(&name),

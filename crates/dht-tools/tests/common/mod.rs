@@ -157,8 +157,30 @@ impl Scene {
     }
 
     /// Deploys `count` nodes on the ports from `offset` into this
-    /// checkout's block (see [`port`]) with extra dhtnode arguments.
+    /// checkout's block (see [`port`]) with extra dhtnode arguments, as an
+    /// open network (no key: the tools of the tests need none).
     pub fn deploy(name: &str, offset: u16, count: u16, node_args: &str) -> Scene {
+        Scene::deploy_with(name, offset, count, node_args, &["--no-key"])
+    }
+
+    /// [`Scene::deploy`] as a network with a key (the script's default):
+    /// tools then need `--key-file` [`Scene::key_file`].
+    pub fn deploy_keyed(name: &str, offset: u16, count: u16, node_args: &str) -> Scene {
+        Scene::deploy_with(name, offset, count, node_args, &[])
+    }
+
+    /// The scene's network key file (made by a keyed deploy).
+    pub fn key_file(&self) -> PathBuf {
+        self.dir.path().join("network.key")
+    }
+
+    fn deploy_with(
+        name: &str,
+        offset: u16,
+        count: u16,
+        node_args: &str,
+        script_args: &[&str],
+    ) -> Scene {
         // A test that failed while holding the lock poisons it; the next
         // scene may still run.
         let turn = SCENE_LOCK.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
@@ -168,6 +190,7 @@ impl Scene {
             .command()
             .env("DHT_NODE_ARGS", node_args)
             .args(["--clean", "-n", &count.to_string(), "-p", &base.to_string()])
+            .args(script_args)
             .output()
             .unwrap();
         assert!(
