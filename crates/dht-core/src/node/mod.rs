@@ -340,7 +340,7 @@ impl<S: FragmentStore, const NEIGHBORS: usize, const DEDUP: usize, const FETCHES
     /// asks for): a loopback scene may use whole-fragment datagrams, a real
     /// link what fits its MTU. Fails if no piece fits.
     pub fn set_max_datagram(&mut self, max_datagram: u16) -> Result<(), ConfigError> {
-        let mut config = self.config.clone();
+        let mut config = self.config;
         config.max_datagram = max_datagram;
         config.validate()?;
         self.config = config;
