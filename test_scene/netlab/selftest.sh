@@ -1,0 +1,162 @@
+#!/usr/bin/env bash
+# Self-test of the netlab test bed: loss is per frame, and delay, reordering
+# and duplication are what was asked for. Needs root; takes about 25 s.
+#
+# 3 namespaces on the lossy switch; node 0 sends UDP streams (udpprobe.py)
+# to node 1 (or 2), each phase with the switch restarted at other settings:
+#   1. 20 % loss, no delay: 2000 datagrams of 1000 bytes (1 frame each) and
+#      2000 of 8300 bytes (6 IP fragments each on the 1500-byte MTU) at
+#      1000/s. Delivered fractions must be 0.8 and 0.8^6 = 0.262, +/- 0.07.
+#      Node 1's IP reassembly memory limit is raised (256 MB) so that only
+#      the switch's losses count; the same 8300-byte stream to node 2, which
+#      keeps the kernel's default (4 MB), is shown for information: its
+#      queue fills with datagrams that lost a fragment, which wait 30 s to
+#      expire, and then every fragment is dropped.
+#   2. no loss, delay 5 +/- 2 ms: 300 small datagrams at 100/s; the one-way
+#      delay (sender and receiver share CLOCK_MONOTONIC) must lie in
+#      3..7 ms plus a little scheduling slack.
+#   3. no loss, delay 5 +/- 2 ms, 10 % reordering (held 10 ms), 10 %
+#      duplication: 2000 datagrams of 1000 bytes at 1000/s; about 10 % must
+#      arrive twice and about 10 % after a later one (+/- 0.03 each).
+# Exits non-zero if a figure is off. Always takes the lab down, and fails
+# if one of its namespaces is left.
+#
+# Environment: NETLAB_PREFIX (default dhtlabt<K>, K from the checkout's path),
+# SELFTEST_SEED (default 1; the switch's seeds are derived from it).
+set -euo pipefail
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+ROOT=$(cd "$HERE/../.." && pwd)
+path_sum=$(printf '%s' "$ROOT" | cksum | cut -d' ' -f1)
+export NETLAB_PREFIX=${NETLAB_PREFIX:-dhtlabt$((path_sum % 10000))}
+export NETLAB_STATE=${NETLAB_STATE:-${TMPDIR:-/tmp}/netlab-$NETLAB_PREFIX}
+LAB=$HERE/netlab.sh
+PROBE=$HERE/udpprobe.py
+SEED=${SELFTEST_SEED:-1}
+START=$(date +%s)
+
+[ "$(id -u)" = 0 ] || { echo "selftest: needs root" >&2; exit 1; }
+
+# A state directory whose switch still runs belongs to another selftest in
+# this checkout: leave it alone. One whose switch is gone is a leftover of
+# a killed run: clear it.
+if [ -e "$NETLAB_STATE" ]; then
+    pid=$(cat "$NETLAB_STATE/switch.pid" 2>/dev/null || true)
+    if [[ $pid =~ ^[0-9]+$ ]] && tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -qF lossy_switch.py; then
+        echo "selftest: lab $NETLAB_PREFIX is in use (switch PID $pid); set NETLAB_PREFIX to run another" >&2
+        exit 1
+    fi
+fi
+"$LAB" down >/dev/null 2>&1 || true
+
+cleanup() {
+    local rc=$?
+    "$LAB" down >/dev/null 2>&1 || true
+    if ip netns list | grep -qE "^$NETLAB_PREFIX-[0-9]+( |\$)"; then
+        echo "selftest: FAIL: namespaces left behind:" >&2
+        ip netns list | grep -E "^$NETLAB_PREFIX-[0-9]+( |\$)" >&2
+        rc=1
+    fi
+    echo "selftest: $([ $rc = 0 ] && echo PASS || echo FAIL) in $(($(date +%s) - START)) s"
+    exit $rc
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM HUP
+
+"$LAB" up 3 --loss 0.2 --seed "$SEED"
+# Raise node 1's reassembly memory limit only (see the header).
+"$LAB" exec 1 sh -c 'echo 268435456 > /proc/sys/net/ipv4/ipfrag_high_thresh'
+
+PORT=9000
+# measure NAME TO_NODE STREAM...: receiver on TO_NODE, sender on node 0;
+# leaves $NETLAB_STATE/NAME.rx.json and NAME.tx.json.
+measure() {
+    local name=$1 to=$2 addr
+    shift 2
+    addr=$("$LAB" addr "$to")
+    local args=()
+    for s in "$@"; do args+=(--stream "$s"); done
+    PORT=$((PORT + 1))
+    "$LAB" bg "$to" "rx-$name" python3 "$PROBE" recv --bind "$addr" --port "$PORT" \
+        --out "$NETLAB_STATE/$name.rx.json" --ready "$NETLAB_STATE/$name.ready" --deadline 30 >/dev/null
+    for _ in $(seq 100); do [ -e "$NETLAB_STATE/$name.ready" ] && break; sleep 0.05; done
+    [ -e "$NETLAB_STATE/$name.ready" ] || { echo "selftest: receiver did not start" >&2; return 1; }
+    "$LAB" exec 0 python3 "$PROBE" send --to "$addr" --port "$PORT" "${args[@]}" \
+        --out "$NETLAB_STATE/$name.tx.json" --gap 0.3
+    for _ in $(seq 100); do [ -s "$NETLAB_STATE/$name.rx.json" ] && break; sleep 0.05; done
+    [ -s "$NETLAB_STATE/$name.rx.json" ] || { echo "selftest: receiver gave no result" >&2; return 1; }
+    "$LAB" stats >"$NETLAB_STATE/$name.switch"
+}
+
+echo "== phase 1: 20 % loss per frame, no delay"
+measure loss 1 1:1000:2000:1000 2:8300:2000:1000
+measure lossdefault 2 3:8300:2000:1000
+
+echo "== phase 2: delay 5 +/- 2 ms"
+"$LAB" set --delay-ms 5 --jitter-ms 2 --seed $((SEED + 1)) >/dev/null
+measure delay 1 4:200:300:100
+
+echo "== phase 3: delay 5 +/- 2 ms, 10 % reordering, 10 % duplication"
+"$LAB" set --delay-ms 5 --jitter-ms 2 --reorder 0.1 --reorder-ms 10 --duplicate 0.1 --seed $((SEED + 2)) >/dev/null
+measure reorder 1 5:1000:2000:1000
+
+python3 - "$NETLAB_STATE" <<'EOF'
+import json, os, sys
+d = sys.argv[1]
+def load(name):
+    rx = json.load(open(os.path.join(d, name + ".rx.json")))
+    tx = json.load(open(os.path.join(d, name + ".tx.json")))
+    sw = dict(kv.split("=", 1) for kv in open(os.path.join(d, name + ".switch")).read().split()[1:])
+    return rx, tx, sw
+fails = []
+def check(label, value, lo, hi, fmt="{:.4f}"):
+    ok = lo <= value <= hi
+    if not ok:
+        fails.append(label)
+    print(f"  {label:<52} {fmt.format(value):>9}   expected {fmt.format(lo)}..{fmt.format(hi)}  {'ok' if ok else 'FAIL'}")
+def got(rx, tag):
+    return rx.get(str(tag), {"received": 0, "unique": 0, "duplicates": 0, "out_of_order": 0, "delay_ms": {}})
+
+print("\nnetlab selftest results")
+rx, tx, sw = load("loss")
+small = got(rx, 1)["unique"] / tx["1"]["sent"]
+big = got(rx, 2)["unique"] / tx["2"]["sent"]
+print("phase 1: 20 % loss per frame, no delay (2000 datagrams each, 1000/s)")
+check("delivered, 1000-byte datagrams (1 frame)", small, 0.80 - 0.07, 0.80 + 0.07)
+check("delivered, 8300-byte datagrams (6 fragments)", big, 0.8 ** 6 - 0.07, 0.8 ** 6 + 0.07)
+print(f"  {'  0.8^6 = ':<52} {0.8 ** 6:9.4f}")
+frac = int(sw["dropped"]) / max(1, int(sw["copies"]))
+check("frames the switch dropped / frames it switched", frac, 0.17, 0.23)
+print(f"  switch: {' '.join(f'{k}={sw[k]}' for k in ('frames_in', 'dropped', 'forwarded', 'kernel_drops', 'late_mean_ms', 'late_max_ms'))}")
+if int(sw["kernel_drops"]):
+    print("  warning: the switch fell behind (kernel_drops > 0): extra loss")
+rx2, tx2, _ = load("lossdefault")
+big_default = got(rx2, 3)["unique"] / tx2["3"]["sent"]
+print(f"  {'delivered, 8300 bytes, kernel default 4 MB reassembly':<52} {big_default:9.4f}   (information: reassembly memory fills)")
+
+base = got(rx, 1)["delay_ms"]  # phase 1, no delay added: the stack's and Python's own share
+rx, tx, sw = load("delay")
+r = got(rx, 4)
+dl = r["delay_ms"]
+print("phase 2: delay 5 +/- 2 ms, no loss (300 datagrams of 200 bytes, 100/s)")
+check("delivered", r["unique"] / tx["4"]["sent"], 0.99, 1.0)
+check("one-way delay min (ms)", dl.get("min") or 0, 2.95, 3.8, "{:.2f}")
+check("one-way delay mean (ms)", dl.get("mean") or 0, 4.6, 5.8, "{:.2f}")
+check("one-way delay p95 (ms)", dl.get("p95") or 0, 6.2, 8.0, "{:.2f}")
+print(f"  one-way delay ms: min {dl['min']:.2f} p5 {dl['p5']:.2f} p50 {dl['p50']:.2f} mean {dl['mean']:.2f} "
+      f"p95 {dl['p95']:.2f} max {dl['max']:.2f}")
+if base.get("mean") is not None:
+    print(f"  without added delay (phase 1, 1000 bytes): mean {base['mean']:.2f} p95 {base['p95']:.2f} max {base['max']:.2f}; "
+          f"switch late_mean_ms={sw['late_mean_ms']} late_max_ms={sw['late_max_ms']}")
+
+rx, tx, sw = load("reorder")
+r = got(rx, 5)
+print("phase 3: delay 5 +/- 2 ms, 10 % reorder (+10 ms), 10 % duplicate (2000 datagrams of 1000 bytes, 1000/s)")
+check("delivered (unique)", r["unique"] / tx["5"]["sent"], 0.99, 1.0)
+check("extra copies / unique datagrams", r["duplicates"] / max(1, r["unique"]), 0.07, 0.13)
+check("arrived after a later one / unique datagrams", r["out_of_order"] / max(1, r["unique"]), 0.07, 0.13)
+print(f"  switch: {' '.join(f'{k}={sw[k]}' for k in ('frames_in', 'reordered', 'duplicated', 'forwarded', 'kernel_drops', 'late_mean_ms', 'late_max_ms', 'cpu_s'))}")
+
+if fails:
+    print("FAILED: " + "; ".join(fails))
+    sys.exit(1)
+EOF
