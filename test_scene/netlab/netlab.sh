@@ -3,17 +3,18 @@
 #
 #   netlab.sh up N [--loss P] [--delay-ms D] [--jitter-ms J] [--reorder R]
 #                  [--reorder-ms H] [--duplicate U] [--seed S] [--mtu M]
-#                  [--no-ipv6] [--ipfrag-high-thresh BYTES] [--flood]
-#                  [--jitter-reorders]
+#                  [--ipv6] [--ipfrag-high-thresh BYTES] [--flood]
+#                  [--jitter-reorders] [--queue-limit F]
 #       creates N namespaces $NETLAB_PREFIX-0 .. -(N-1); namespace i has eth0
-#       with 10.77.0.(i+1)/24 and fd77::(i+1)/64, MTU 1500, lo up, and no
-#       route anywhere else. The other ends of the veth pairs stay in the
+#       with 10.77.0.(i+1)/24 (with --ipv6 also fd77::(i+1)/64; without it
+#       IPv6 is off, so no multicast chatter floods the switch), MTU 1500,
+#       lo up, and no route anywhere else. The other ends of the veth pairs stay in the
 #       root namespace, without addresses, and a lossy_switch.py started in
 #       the background joins them. Fails (and undoes everything) if this
 #       prefix is already up.
 #   netlab.sh set [--loss P ...]     restarts the switch with new impairments
 #                                     (same options as up, minus N, --mtu,
-#                                     --no-ipv6, --ipfrag-high-thresh)
+#                                     --ipv6, --ipfrag-high-thresh)
 #   netlab.sh exec I CMD...          runs CMD in namespace I (foreground)
 #   netlab.sh bg I NAME CMD...       runs CMD in namespace I in the background,
 #                                     output to $STATE/NAME.log, PID recorded in
@@ -74,12 +75,12 @@ pid_is() {
     tr '\0' ' ' <"/proc/$pid/cmdline" | grep -qF -- "$what"
 }
 
-stop_pid() { # pidfile what
+stop_pid() { # pidfile what [seconds to wait before SIGKILL]
     local pid
     pid=$(cat "$1" 2>/dev/null || true)
     if pid_is "$pid" "$2"; then
         kill -TERM "$pid" 2>/dev/null || true
-        for _ in $(seq 50); do
+        for _ in $(seq $((${3:-5} * 10))); do
             pid_is "$pid" "$2" || break
             sleep 0.1
         done
@@ -94,7 +95,7 @@ stop_pid() { # pidfile what
 # --- impairment options, shared by up and set ------------------------------
 SWITCH_ARGS=()
 MTU=1500
-IPV6=1
+IPV6=0
 FRAG_THRESH=
 parse_opts() { # allow_link_opts args...
     local link=$1
@@ -111,9 +112,9 @@ parse_opts() { # allow_link_opts args...
                 [ "$link" = 1 ] || die "--mtu only with up"
                 [[ ${2:-} =~ ^[0-9]+$ ]] && (( $2 >= 1280 && $2 <= 65000 )) || die "--mtu needs 1280..65000"
                 MTU=$2; shift 2 ;;
-            --no-ipv6)
-                [ "$link" = 1 ] || die "--no-ipv6 only with up"
-                IPV6=0; shift ;;
+            --ipv6)
+                [ "$link" = 1 ] || die "--ipv6 only with up"
+                IPV6=1; shift ;;
             --ipfrag-high-thresh)
                 [ "$link" = 1 ] || die "--ipfrag-high-thresh only with up"
                 [[ ${2:-} =~ ^[0-9]+$ ]] || die "--ipfrag-high-thresh needs a byte count"
@@ -134,10 +135,17 @@ start_switch() {
     setsid "$PY" "$HERE/lossy_switch.py" --ready-file "$STATE/switch.ready" \
         --stats-file "$STATE/switch.stats" "${SWITCH_ARGS[@]}" "${ports[@]}" \
         </dev/null >>"$STATE/switch.log" 2>&1 &
-    echo $! >"$STATE/switch.pid"
-    for _ in $(seq 100); do
-        [ -s "$STATE/switch.ready" ] && return 0
-        pid_is "$(cat "$STATE/switch.pid")" lossy_switch.py || break
+    local pid=$!
+    echo "$pid" >"$STATE/switch.pid"
+    # The switch writes its PID to the ready file once every port is open
+    # (until setsid has exec'd, the PID's command line is still this script's,
+    # so only existence is checked meanwhile).
+    for _ in $(seq 400); do
+        if [ -s "$STATE/switch.ready" ]; then
+            cat "$STATE/switch.ready" >"$STATE/switch.pid"
+            return 0
+        fi
+        kill -0 "$pid" 2>/dev/null || break
         sleep 0.05
     done
     tail -n 5 "$STATE/switch.log" >&2 || true
@@ -146,7 +154,9 @@ start_switch() {
 
 stop_switch() {
     [ -f "$STATE/switch.pid" ] || return 0
-    stop_pid "$STATE/switch.pid" "lossy_switch.py"
+    # Closing an AF_PACKET socket waits for an RCU grace period: with 254
+    # ports the switch needs some seconds to exit.
+    stop_pid "$STATE/switch.pid" "lossy_switch.py" 60
     if [ -s "$STATE/switch.stats" ]; then
         cat "$STATE/switch.stats" >&2
     fi
@@ -162,49 +172,74 @@ cmd_up() {
     if [ -e "$STATE" ]; then
         die "$STATE exists: lab '$PREFIX' is up (or was not taken down); run 'netlab.sh down' first"
     fi
+    local existing_ns existing_links i ns h t sysctls
+    existing_ns=$(ip netns list | awk '{print $1}')
+    existing_links=$(ip -o link show | awk -F': ' '{print $2}' | cut -d@ -f1)
     for ((i = 0; i < n; i++)); do
-        ! ip netns list | grep -qE "^$(ns_name "$i")( |\$)" || die "namespace $(ns_name "$i") exists already (left over? 'netlab.sh down' removes it)"
-        ! ip link show "$(host_if "$i")" >/dev/null 2>&1 || die "interface $(host_if "$i") exists already"
+        ! grep -qxF -- "$(ns_name "$i")" <<<"$existing_ns" ||
+            die "namespace $(ns_name "$i") exists already (left over? 'netlab.sh down' removes it)"
+        ! grep -qxF -- "$(host_if "$i")" <<<"$existing_links" || die "interface $(host_if "$i") exists already"
+        ! grep -qxF -- "$(tmp_if "$i")" <<<"$existing_links" || die "interface $(tmp_if "$i") exists already"
     done
     mkdir -p "$STATE"
     echo "$n" >"$STATE/count"
+    echo "$IPV6" >"$STATE/ipv6"
     # From here on, anything that fails (or an interrupt) takes down what
     # was made so far.
     UP_DONE=0
     trap 'if [ "$UP_DONE" != 1 ]; then echo "netlab: up failed; taking down what was made" >&2; cmd_down >/dev/null 2>&1 || true; fi' EXIT
     trap 'exit 130' INT TERM HUP
-    local i ns h t
+    # Record before creating, so that a failure half way still gets cleaned up.
+    local hosts=() temps=()
     for ((i = 0; i < n; i++)); do
-        ns=$(ns_name "$i"); h=$(host_if "$i"); t=$(tmp_if "$i")
-        # Record before creating, so that a failure between the two still
-        # gets cleaned up.
-        echo "$ns" >>"$STATE/namespaces"
-        ip netns add "$ns"
-        echo "$h" >>"$STATE/links"
-        ip link add "$h" mtu "$MTU" type veth peer name "$t" mtu "$MTU"
-        "$PY" "$HERE/offload_off.py" "$h" "$t"
-        ip link set "$t" netns "$ns"
-        ip -n "$ns" link set "$t" name eth0
-        ip -n "$ns" link set lo up
-        ip -n "$ns" addr add "10.77.0.$((i + 1))/24" dev eth0
-        if [ "$IPV6" = 1 ]; then
-            ip -n "$ns" addr add "fd77::$((i + 1))/64" dev eth0 nodad
-        else
-            ip netns exec "$ns" sh -c 'echo 1 > /proc/sys/net/ipv6/conf/eth0/disable_ipv6' 2>/dev/null || true
-        fi
-        if [ -n "$FRAG_THRESH" ]; then
-            ip netns exec "$ns" sh -c "echo $FRAG_THRESH > /proc/sys/net/ipv4/ipfrag_high_thresh;
-                echo $FRAG_THRESH > /proc/sys/net/ipv6/ip6frag_high_thresh"
-        fi
-        ip -n "$ns" link set eth0 up
-        # The switch side is a bare port: no ARP, no IPv6, no addresses, so
-        # the root namespace neither answers nor sends anything on it.
+        ns_name "$i" >>"$STATE/namespaces"
+        host_if "$i" >>"$STATE/links"
+        hosts+=("$(host_if "$i")"); temps+=("$(tmp_if "$i")")
+    done
+    for ((i = 0; i < n; i++)); do
+        ip netns add "$(ns_name "$i")"
+    done
+    # Root-namespace work in one ip process (ip -batch stops at the first
+    # error, and the trap then undoes everything).
+    for ((i = 0; i < n; i++)); do
+        echo "link add ${hosts[i]} mtu $MTU type veth peer name ${temps[i]} mtu $MTU"
+    done | ip -batch -
+    "$PY" "$HERE/offload_off.py" "${hosts[@]}" "${temps[@]}"
+    for ((i = 0; i < n; i++)); do
+        echo "link set ${temps[i]} netns $(ns_name "$i")"
+        # The switch side is a bare port: no ARP, no IPv6 (below), no
+        # address, so the root namespace neither answers nor sends on it.
+        echo "link set ${hosts[i]} arp off"
+    done | ip -batch -
+    for h in "${hosts[@]}"; do
         if [ -w "/proc/sys/net/ipv6/conf/$h/disable_ipv6" ]; then
             echo 1 >"/proc/sys/net/ipv6/conf/$h/disable_ipv6"
         fi
-        ip link set "$h" arp off
-        ip link set "$h" up
     done
+    for ((i = 0; i < n; i++)); do
+        ns=$(ns_name "$i")
+        {
+            echo "link set ${temps[i]} name eth0"
+            echo "link set lo up"
+            echo "addr add 10.77.0.$((i + 1))/24 dev eth0"
+            if [ "$IPV6" = 1 ]; then
+                echo "addr add fd77::$((i + 1))/64 dev eth0 nodad"
+            fi
+        } | ip -n "$ns" -batch -
+        sysctls=
+        if [ "$IPV6" = 0 ]; then
+            sysctls="echo 1 >/proc/sys/net/ipv6/conf/all/disable_ipv6; echo 1 >/proc/sys/net/ipv6/conf/default/disable_ipv6;"
+        fi
+        if [ -n "$FRAG_THRESH" ]; then
+            sysctls="$sysctls echo $FRAG_THRESH >/proc/sys/net/ipv4/ipfrag_high_thresh;"
+            sysctls="$sysctls echo $FRAG_THRESH >/proc/sys/net/ipv6/ip6frag_high_thresh;"
+        fi
+        if [ -n "$sysctls" ]; then
+            ip netns exec "$ns" sh -ec "$sysctls"
+        fi
+        ip -n "$ns" link set eth0 up
+    done
+    for h in "${hosts[@]}"; do echo "link set $h up"; done | ip -batch -
     start_switch
     UP_DONE=1
     trap - EXIT INT TERM HUP
@@ -236,11 +271,12 @@ cmd_down() {
     if [ -f "$STATE/namespaces" ]; then
         mapfile -t names <"$STATE/namespaces"
     fi
-    mapfile -t -O "${#names[@]}" names < <(ip netns list | awk '{print $1}' | grep -E "^$PREFIX-[0-9]+\$" || true)
-    local ns pids
+    local existing ns pids
+    existing=$(ip netns list | awk '{print $1}')
+    mapfile -t -O "${#names[@]}" names < <(grep -E "^$PREFIX-[0-9]+\$" <<<"$existing" || true)
     for ns in $(printf '%s\n' "${names[@]}" | sort -u); do
         [ -n "$ns" ] || continue
-        ip netns list | grep -qE "^$ns( |\$)" || continue
+        grep -qxF -- "$ns" <<<"$existing" || continue
         pids=$(ip netns pids "$ns" 2>/dev/null | tr '\n' ' ' || true)
         if [ -n "$pids" ]; then
             echo "netlab: warning: processes not started by netlab still run in $ns: $pids(not stopped; the namespace goes when they exit)" >&2
@@ -317,14 +353,14 @@ cmd_status() {
     local n pid
     n=$(count)
     pid=$(cat "$STATE/switch.pid" 2>/dev/null || true)
-    echo "lab '$PREFIX': $n nodes, state $STATE"
+    echo "lab '$PREFIX': $n nodes, IPv6 $([ "$(cat "$STATE/ipv6" 2>/dev/null)" = 1 ] && echo "on (fd77::I+1)" || echo off), state $STATE"
     if pid_is "$pid" lossy_switch.py; then
         echo "switch PID $pid: $(head -n 1 "$STATE/switch.log" 2>/dev/null | sed 's/^lossy_switch: //')"
     else
         echo "switch not running"
     fi
     for ((i = 0; i < n; i++)); do
-        printf '  %d  %-16s %-12s fd77::%d  %s\n' "$i" "$(ns_name "$i")" "10.77.0.$((i + 1))" "$((i + 1))" "$(host_if "$i")"
+        printf '  %d  %-16s %-12s %s\n' "$i" "$(ns_name "$i")" "10.77.0.$((i + 1))" "$(host_if "$i")"
     done
 }
 
@@ -339,6 +375,9 @@ case ${1:-} in
     status) cmd_status ;;
     ns) need_index "${2:-}"; ns_name "$2" ;;
     addr) need_index "${2:-}"; echo "10.77.0.$(($2 + 1))" ;;
-    addr6) need_index "${2:-}"; echo "fd77::$(($2 + 1))" ;;
+    addr6)
+        need_index "${2:-}"
+        [ "$(cat "$STATE/ipv6" 2>/dev/null)" = 1 ] || die "lab '$PREFIX' was brought up without --ipv6"
+        echo "fd77::$(($2 + 1))" ;;
     *) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//' >&2; exit 2 ;;
 esac
