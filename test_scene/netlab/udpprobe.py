@@ -18,7 +18,8 @@ possible), and finally end markers (tag 255, 30 times, 10 ms apart). The
 receiver stops at the first end marker or after --deadline seconds, and
 writes a JSON object per tag: received (all copies), unique, duplicates,
 out_of_order (unique datagrams with a smaller sequence number than one
-already received) and delay_ms (min, mean, p5, p50, p95, max). The sender
+already received), delay_ms (min, mean, p5, p10, p50, p90, p95, max) and,
+with --keep-delays, every one-way delay in order of arrival. The sender
 writes {tag: {"size", "sent", "send_errors", "seconds"}}.
 """
 import argparse
@@ -116,10 +117,13 @@ def cmd_recv(a):
                 "min": d[0] if d else None,
                 "mean": sum(d) / len(d) if d else None,
                 "p5": percentile(d, 0.05),
+                "p10": percentile(d, 0.10),
                 "p50": percentile(d, 0.50),
+                "p90": percentile(d, 0.90),
                 "p95": percentile(d, 0.95),
                 "max": d[-1] if d else None,
             },
+            "delays_ms": [round(x, 3) for x in st["delays"]] if a.keep_delays else None,
         }
     write_json(a.out, out)
     return 0
@@ -209,6 +213,7 @@ def main(argv):
     r.add_argument("--out", required=True, help="JSON result file ('-': stdout)")
     r.add_argument("--ready", help="file created once the socket is bound")
     r.add_argument("--deadline", type=float, default=30.0)
+    r.add_argument("--keep-delays", action="store_true", help="list every one-way delay in the result")
     w = sub.add_parser("send")
     w.add_argument("--to", required=True)
     w.add_argument("--port", type=int, required=True)
