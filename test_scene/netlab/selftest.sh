@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Self-test of the netlab test bed: loss is per frame, and delay, reordering
-# and duplication are what was asked for. Needs root; takes about 25 s.
+# and duplication are what was asked for. Needs root; takes about 25 s
+# (up to 35 s if the delay phase has to be repeated).
 #
 # 3 namespaces on the lossy switch; node 0 sends UDP streams (udpprobe.py)
 # to node 1 (or 2), each phase with the switch restarted at other settings:
@@ -96,72 +97,18 @@ measure lossdefault 2 3:8300:2000:1000
 
 echo "== phase 2: delay 5 +/- 2 ms"
 "$LAB" set --delay-ms 5 --jitter-ms 2 --seed $((SEED + 1)) >/dev/null
-measure delay 1 4:200:300:100
+# Timing on a shared machine: a phase that other load disturbed is run
+# again, up to 3 times.
+attempt=1
+while :; do
+    measure "delay$attempt" 1 4:200:300:100
+    python3 "$HERE/selftest_check.py" "$NETLAB_STATE" delay "delay$attempt" && break
+    [ "$attempt" -lt 3 ] || break
+    attempt=$((attempt + 1))
+done
 
 echo "== phase 3: delay 5 +/- 2 ms, 10 % reordering, 10 % duplication"
 "$LAB" set --delay-ms 5 --jitter-ms 2 --reorder 0.1 --reorder-ms 10 --duplicate 0.1 --seed $((SEED + 2)) >/dev/null
 measure reorder 1 5:1000:2000:1000
 
-python3 - "$NETLAB_STATE" <<'EOF'
-import json, os, sys
-d = sys.argv[1]
-def load(name):
-    rx = json.load(open(os.path.join(d, name + ".rx.json")))
-    tx = json.load(open(os.path.join(d, name + ".tx.json")))
-    sw = dict(kv.split("=", 1) for kv in open(os.path.join(d, name + ".switch")).read().split()[1:])
-    return rx, tx, sw
-fails = []
-def check(label, value, lo, hi, fmt="{:.4f}"):
-    ok = lo <= value <= hi
-    if not ok:
-        fails.append(label)
-    print(f"  {label:<52} {fmt.format(value):>9}   expected {fmt.format(lo)}..{fmt.format(hi)}  {'ok' if ok else 'FAIL'}")
-def got(rx, tag):
-    return rx.get(str(tag), {"received": 0, "unique": 0, "duplicates": 0, "out_of_order": 0, "delay_ms": {}})
-
-print("\nnetlab selftest results")
-rx, tx, sw = load("loss")
-small = got(rx, 1)["unique"] / tx["1"]["sent"]
-big = got(rx, 2)["unique"] / tx["2"]["sent"]
-print("phase 1: 20 % loss per frame, no delay (2000 datagrams each, 1000/s)")
-check("delivered, 1000-byte datagrams (1 frame)", small, 0.80 - 0.07, 0.80 + 0.07)
-check("delivered, 8300-byte datagrams (6 fragments)", big, 0.8 ** 6 - 0.07, 0.8 ** 6 + 0.07)
-print(f"  {'  0.8^6 = ':<52} {0.8 ** 6:9.4f}")
-frac = int(sw["dropped"]) / max(1, int(sw["copies"]))
-check("frames the switch dropped / frames it switched", frac, 0.17, 0.23)
-print(f"  switch: {' '.join(f'{k}={sw[k]}' for k in ('frames_in', 'dropped', 'forwarded', 'kernel_drops', 'late_mean_ms', 'late_max_ms'))}")
-if int(sw["kernel_drops"]):
-    print("  warning: the switch fell behind (kernel_drops > 0): extra loss")
-rx2, tx2, _ = load("lossdefault")
-big_default = got(rx2, 3)["unique"] / tx2["3"]["sent"]
-print(f"  {'delivered, 8300 bytes, kernel default 4 MB reassembly':<52} {big_default:9.4f}   (information: reassembly memory fills)")
-
-base = got(rx, 1)["delay_ms"]  # phase 1, no delay added: the stack's and Python's own share
-rx, tx, sw = load("delay")
-r = got(rx, 4)
-dl = r["delay_ms"]
-print("phase 2: delay 5 +/- 2 ms, no loss (300 datagrams of 200 bytes, 100/s)")
-check("delivered", r["unique"] / tx["4"]["sent"], 0.99, 1.0)
-check("one-way delay min (ms)", dl.get("min") or 0, 2.5, 4.0, "{:.2f}")
-check("one-way delay median (ms)", dl.get("p50") or 0, 4.5, 6.0, "{:.2f}")
-check("one-way delay spread, 90th - 10th percentile (ms)", (dl.get("p90") or 0) - (dl.get("p10") or 0), 2.4, 4.5, "{:.2f}")
-inside = sum(1 for x in r["delays_ms"] if 2.5 <= x <= 7.5) / max(1, len(r["delays_ms"]))
-check("fraction of one-way delays in 2.5..7.5 ms", inside, 0.80, 1.0)
-print(f"  one-way delay ms: min {dl['min']:.2f} p10 {dl['p10']:.2f} p50 {dl['p50']:.2f} mean {dl['mean']:.2f} "
-      f"p90 {dl['p90']:.2f} p95 {dl['p95']:.2f} max {dl['max']:.2f}")
-if base.get("mean") is not None:
-    print(f"  without added delay (phase 1, 1000 bytes): mean {base['mean']:.2f} p95 {base['p95']:.2f} max {base['max']:.2f}; "
-          f"switch late_mean_ms={sw['late_mean_ms']} late_max_ms={sw['late_max_ms']}")
-
-rx, tx, sw = load("reorder")
-r = got(rx, 5)
-print("phase 3: delay 5 +/- 2 ms, 10 % reorder (+10 ms), 10 % duplicate (2000 datagrams of 1000 bytes, 1000/s)")
-check("delivered (unique)", r["unique"] / tx["5"]["sent"], 0.99, 1.0)
-check("extra copies / unique datagrams", r["duplicates"] / max(1, r["unique"]), 0.07, 0.13)
-check("arrived after a later one / unique datagrams", r["out_of_order"] / max(1, r["unique"]), 0.07, 0.13)
-print(f"  switch: {' '.join(f'{k}={sw[k]}' for k in ('frames_in', 'reordered', 'duplicated', 'forwarded', 'kernel_drops', 'late_mean_ms', 'late_max_ms', 'cpu_s'))}")
-
-if fails:
-    print("FAILED: " + "; ".join(fails))
-    sys.exit(1)
-EOF
+python3 "$HERE/selftest_check.py" "$NETLAB_STATE" report "delay$attempt" "$attempt"

@@ -5,9 +5,12 @@
     udpprobe.py send --to ADDR --port P --stream TAG:SIZE:COUNT:RATE [...] [--out FILE]
 
 Every datagram starts with a header: magic "NLAB", tag (1 byte, one per
-stream), sequence number (4 bytes) and send time (8 bytes, CLOCK_MONOTONIC
-in ns: network namespaces share the clock, so the receiver measures the
-one-way delay directly). The rest is padding up to SIZE bytes of UDP payload.
+stream), sequence number (4 bytes) and send time (8 bytes, CLOCK_REALTIME in
+ns, read just before sendto). Network namespaces share the clock, so the
+receiver measures the one-way delay directly, up to the kernel's receive
+timestamp of the datagram (SO_TIMESTAMPNS): how late the receiving process
+gets to run on a busy machine does not count. The rest is padding up to
+SIZE bytes of UDP payload.
 
 The sender first sends warm-up datagrams (tag 0) until one comes back from
 the receiver (which echoes tag 0), so that ARP/neighbour discovery has
@@ -34,10 +37,11 @@ MAGIC = b"NLAB"
 TAG_WARMUP = 0
 TAG_END = 255
 SO_RCVBUFFORCE = 33
+SO_TIMESTAMPNS = 35  # also SCM_TIMESTAMPNS
 
 
 def now_ns():
-    return time.clock_gettime_ns(time.CLOCK_MONOTONIC)
+    return time.time_ns()  # CLOCK_REALTIME, the clock of SO_TIMESTAMPNS
 
 
 def family(addr):
@@ -69,8 +73,10 @@ def cmd_recv(a):
         s.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, 16 << 20)
     except OSError:
         s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 16 << 20)
+    s.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
     s.bind((a.bind, a.port))
     s.settimeout(0.2)
+    cmsg_space = socket.CMSG_SPACE(16)
     if a.ready:
         with open(a.ready, "w") as f:
             f.write("ready\n")
@@ -78,10 +84,16 @@ def cmd_recv(a):
     end = time.monotonic() + a.deadline
     while time.monotonic() < end:
         try:
-            data, peer = s.recvfrom(65536)
+            data, anc, _, peer = s.recvmsg(65536, cmsg_space)
         except socket.timeout:
             continue
-        t = now_ns()
+        t = None
+        for level, kind, value in anc:
+            if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS and len(value) >= 16:
+                sec, nsec = struct.unpack_from("qq", value)
+                t = sec * 1_000_000_000 + nsec
+        if t is None:
+            t = now_ns()
         if len(data) < HDR.size:
             continue
         magic, tag, seq, sent = HDR.unpack_from(data)
