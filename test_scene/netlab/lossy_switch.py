@@ -13,7 +13,8 @@ destinations; never back out of the port it came in on).
 Every copy of a frame leaving towards one port gets its own draws, in this
 order, from one random generator seeded with --seed:
   1. lost with probability --loss;
-  2. delayed by --delay-ms +/- --jitter-ms (uniform); delayed frames leave
+  2. delayed by --delay-ms +/- --jitter-ms (uniform), counted from the
+     kernel's receive timestamp of the frame; delayed frames leave
      each port in the order they arrived (a FIFO, like a queue on a real
      link), unless --jitter-reorders lets jitter swap them as netem does;
   3. with probability --reorder, held back a further --reorder-ms, so that
@@ -49,7 +50,10 @@ that file. Counters:
   pending      frames still scheduled (at exit: discarded)
   late_max_ms, late_mean_ms
                how long after its scheduled time a frame actually left
-               (negative: early; see wake_bias_ms)
+               (negative: early; see wake_bias_ms). The schedule counts from
+               the kernel's receive timestamp of the frame, so time spent
+               waiting in the socket buffer for a busy switch shows here
+               instead of silently lengthening the delay
   wake_bias_ms how much earlier than a frame's time the switch asks to be
                woken: the kernel's measured wake-up latency (moving
                average, at most 0.5 ms); frames due within it leave at once,
@@ -73,6 +77,9 @@ SOL_PACKET = 263
 PACKET_STATISTICS = 6
 PACKET_IGNORE_OUTGOING = 23  # Linux 4.20+
 SO_RCVBUFFORCE = 33
+SO_TIMESTAMPNS = 35  # also the cmsg type SCM_TIMESTAMPNS
+TIMESPEC = struct.Struct("qq")
+CMSG_TS_SPACE = socket.CMSG_SPACE(TIMESPEC.size)
 PACKET_OUTGOING = 4
 WAKE_BIAS_MAX = 0.0005  # never send a frame more than this early
 BATCH = 32  # frames read from one port before sending what is due (bounds lateness)
@@ -127,6 +134,7 @@ def open_port(name, rcvbuf):
         s.setsockopt(SOL_PACKET, PACKET_IGNORE_OUTGOING, 1)
     except OSError:
         pass  # older kernel: the pkttype check below filters them
+    s.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
     s.bind((name, ETH_P_ALL))
     s.setblocking(False)
     return s
@@ -168,9 +176,14 @@ class Switch:
     # --- frames in ---------------------------------------------------------
     def read_port(self, i):
         s = self.socks[i]
+        # The kernel's receive timestamp (CLOCK_REALTIME) says when the frame
+        # reached the port; the delay counts from then, not from when the
+        # switch got round to reading it.
+        now_mono = time.monotonic()
+        rt_off = time.time() - now_mono
         for _ in range(BATCH):
             try:
-                frame, addr = s.recvfrom(65536)
+                frame, anc, _, addr = s.recvmsg(65536, CMSG_TS_SPACE)
             except BlockingIOError:
                 return
             except OSError as e:
@@ -178,9 +191,15 @@ class Switch:
                 return
             if addr[2] == PACKET_OUTGOING:
                 continue
-            self.handle(frame, i)
+            arrived = now_mono
+            if anc and anc[0][1] == SO_TIMESTAMPNS:
+                sec, nsec = TIMESPEC.unpack_from(anc[0][2])
+                t = sec + nsec * 1e-9 - rt_off
+                if t < arrived:  # never in the future (clock step)
+                    arrived = t
+            self.handle(frame, i, arrived)
 
-    def handle(self, frame, i):
+    def handle(self, frame, i, now):
         c = self.c
         c["frames_in"] += 1
         if len(frame) < 14:
@@ -201,7 +220,6 @@ class Switch:
                 return
             else:
                 outs = (p,)
-        now = time.monotonic()
         rnd = self.rng.random
         for p in outs:
             c["copies"] += 1
