@@ -52,9 +52,10 @@ def delay_checks(d, name, quiet):
     check("one-way delay min (ms)", dl.get("min") or 0, 2.5, 4.0, "{:.2f}", quiet)
     check("one-way delay median (ms)", dl.get("p50") or 0, 4.5, 6.0, "{:.2f}", quiet)
     check("one-way delay 10th percentile (ms)", dl.get("p10") or 0, 2.9, 4.2, "{:.2f}", quiet)
-    check("one-way delay 90th percentile (ms)", dl.get("p90") or 0, 5.8, 8.0, "{:.2f}", quiet)
+    check("one-way delay 90th percentile (ms)", dl.get("p90") or 0, 5.8, 8.5, "{:.2f}", quiet)
+    # Twice the jitter (uniform 1..9 ms) would put only 62 % here; none, all.
     inside = sum(1 for x in delays if 2.5 <= x <= 7.5) / max(1, len(delays))
-    check("fraction of one-way delays in 2.5..7.5 ms", inside, 0.85, 1.0, quiet=quiet)
+    check("fraction of one-way delays in 2.5..7.5 ms", inside, 0.80, 1.0, quiet=quiet)
     return dl, sw
 
 
