@@ -111,16 +111,21 @@ fn tools_reach_nodes_on_ipv6_loopback_however_it_is_written() {
     let entries = dht_tools::node_addrs(&format!("localhost:{root}"), None).unwrap();
     assert_eq!(entries, [nobody, live]);
     let started = std::time::Instant::now();
-    let client = dht_tools::join(&entries, 0, 4.0).expect("joins through ::1");
+    let client = dht_tools::join(&entries, 0, 4.0, &open_network()).expect("joins through ::1");
     assert_eq!(client.entry(), live);
     // 2 s for each address at most, with room for a loaded machine.
     assert!(started.elapsed() < Duration::from_secs(20), "took {:?}", started.elapsed());
     drop(client);
     // Nobody at either: one message naming both, in about the timeout.
     let dead: SocketAddr = format!("[::1]:{}", port(1504)).parse().unwrap();
-    let err = dht_tools::join(&[nobody, dead], 0, 1.0).err().expect("nobody answers");
+    let err = dht_tools::join(&[nobody, dead], 0, 1.0, &open_network()).err().expect("nobody answers");
     assert!(
         err.contains(&format!("no node answered at {nobody} or {dead} within 0.5 s each")),
         "{err}"
     );
+}
+
+/// No key, datagram sizes by link.
+fn open_network() -> dht_tools::Network {
+    dht_tools::Network { key_file: None, max_datagram: None }
 }
