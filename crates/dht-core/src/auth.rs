@@ -13,10 +13,11 @@
 //! there, so that nobody can make it send to a victim whose address they
 //! forge. Every datagram a node sends carries, in its header, the node's
 //! cookie for the receiver's address (`grant`): 8 bytes of HMAC-SHA256 of
-//! the address and the current minute under a secret of the node's own.
+//! the address and the current ten-minute period under a secret of the
+//! node's own.
 //! The receiver echoes the last cookie it got from an address in what it
 //! sends there (`echo`); a datagram whose echo is the receiver's cookie for
-//! the datagram's UDP source (of this minute or the last) is *proven*. To
+//! the datagram's UDP source (of this period or the last) is *proven*. To
 //! an address that has not proven itself, a node sends at most as many
 //! bytes as it received from it (a RETRY that carries a cookie, which the
 //! sender repeats its request with), as QUIC's Retry and BitTorrent's
@@ -58,8 +59,13 @@ type HmacSha256 = Hmac<Sha256>;
 /// Bytes of a network key's tag at the end of a datagram.
 pub const TAG_LEN: usize = 16;
 
-/// How long a cookie is valid: the minute it was made in and the next.
-pub const COOKIE_PERIOD: Duration = Duration::from_secs(60);
+/// How long a cookie is valid: the period it was made in and the next.
+/// Ten minutes, as BitTorrent's tokens: long enough that neighbors that
+/// talk only now and then (a liveness probe, a death notice) still hold
+/// each other's cookies; a host that sees another's traffic can use the
+/// cookie it sees for that long, which gains it nothing it could not do
+/// from where it is.
+pub const COOKIE_PERIOD: Duration = Duration::from_secs(600);
 
 /// A network's key.
 #[derive(Clone)]
@@ -205,7 +211,7 @@ impl<const N: usize> CookieJar<N> {
         if let Some(entry) = self.entries.iter_mut().find(|e| e.0 == to) {
             // A cookie is valid for a period or two; one not refreshed for
             // a period is likely stale (its node restarted, or changed
-            // minute): better to be asked for a new one.
+            // period): better to be asked for a new one.
             if now.saturating_since(entry.3) >= COOKIE_PERIOD {
                 entry.1 = None;
             }
@@ -279,12 +285,12 @@ mod tests {
     }
 
     #[test]
-    fn a_cookie_lasts_its_minute_and_the_next() {
+    fn a_cookie_lasts_its_period_and_the_next() {
         let secret = CookieSecret::new([1; 32]);
-        let made = Instant::from_millis(30_000);
+        let made = Instant::from_millis(300_000);
         let cookie = secret.cookie(peer(1), made);
-        assert!(secret.check(peer(1), cookie, Instant::from_millis(90_000)));
-        assert!(!secret.check(peer(1), cookie, Instant::from_millis(120_000)));
+        assert!(secret.check(peer(1), cookie, Instant::from_millis(1_100_000)));
+        assert!(!secret.check(peer(1), cookie, Instant::from_millis(1_200_000)));
         assert!(!secret.check(peer(2), cookie, made), "another port, another cookie");
         let other = CookieSecret::new([2; 32]);
         assert!(!other.check(peer(1), cookie, made), "another node, another cookie");

@@ -125,7 +125,7 @@ impl fmt::Debug for RamSlot {
 }
 
 /// A store in caller-provided RAM: `slots.len()` fragments of 8 KB.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct RamStore<B> {
     slots: B,
     len: usize,

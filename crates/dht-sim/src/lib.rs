@@ -30,7 +30,9 @@ use dht_core::node::{Event, Reply, SendError, Transmit};
 use dht_core::rand::Rng;
 use dht_core::store::{RamSlot, RamStore};
 use dht_core::upload::{Bytes, Upload, UploadError, UploadEvent};
-use dht_core::{Config, Duration, FragmentHash, IndexName, Instant, Node, NodeId, PeerAddr};
+use dht_core::{
+    Config, Duration, FragmentHash, IndexName, Instant, Node, NodeId, PeerAddr, FRAGMENT_SIZE,
+};
 
 /// The node type of the simulator: default capacities, RAM store.
 pub type SimNode = Node<RamStore<Box<[RamSlot]>>>;
@@ -159,8 +161,20 @@ type SimDownload = Download<Collect, 16>;
 /// What a host runs besides its node.
 enum Task {
     Idle,
-    Upload { upload: Box<SimUpload>, result: Option<Result<FragmentHash, UploadError>> },
-    Download { download: Box<SimDownload>, result: Option<Result<Vec<u8>, DownloadError>> },
+    Upload {
+        upload: Box<SimUpload>,
+        result: Option<Result<FragmentHash, UploadError>>,
+    },
+    Download {
+        download: Box<SimDownload>,
+        result: Option<Result<Vec<u8>, DownloadError>>,
+    },
+    /// Serves the fragments it offered (see [`Sim::offer`]) and counts the
+    /// STORED answers that say they are held.
+    Serve {
+        fragments: Vec<[u8; FRAGMENT_SIZE]>,
+        held: usize,
+    },
 }
 
 type Store = RamStore<Box<[RamSlot]>>;
@@ -175,14 +189,14 @@ struct Runner {
 impl App<Store, 256, 1024, 64> for Runner {
     fn poll_timeout(&self) -> Option<Instant> {
         match &self.task {
-            Task::Idle => None,
+            Task::Idle | Task::Serve { .. } => None,
             Task::Upload { upload, .. } => upload.poll_timeout(),
             Task::Download { download, .. } => download.poll_timeout(),
         }
     }
     fn handle_timeout<T: Transmit>(&mut self, now: Instant, node: &mut SimNode, tx: &mut T) {
         match &mut self.task {
-            Task::Idle => {}
+            Task::Idle | Task::Serve { .. } => {}
             Task::Upload { upload, .. } => upload.handle_timeout(now, node, tx),
             Task::Download { download, .. } => download.handle_timeout(now, node, tx),
         }
@@ -198,6 +212,20 @@ impl App<Store, 256, 1024, 64> for Runner {
             Task::Idle => {}
             Task::Upload { upload, .. } => upload.handle_reply(now, node, reply, tx),
             Task::Download { download, .. } => download.handle_reply(now, node, reply, tx),
+            Task::Serve { fragments, held } => match reply {
+                Reply::FileGet { from, hash, want, piece_units } => {
+                    if let Some(data) = fragments.iter().find(|f| FragmentHash::of(f) == *hash) {
+                        let fill = |buf: &mut [u8; FRAGMENT_SIZE]| {
+                            buf.copy_from_slice(data);
+                            true
+                        };
+                        let _ =
+                            node.send_pieces(now, from.addr, *hash, *want, *piece_units, fill, tx);
+                    }
+                }
+                Reply::Stored { outcome, .. } if outcome.is_held() => *held += 1,
+                _ => {}
+            },
         }
     }
     fn handle_event(&mut self, _node: &SimNode, event: Event) {
@@ -218,13 +246,17 @@ struct Host {
     scheduled: Option<Instant>,
     events: Vec<Event>,
     fifo: Option<FifoState>,
+    /// A raw host (no node): the datagrams it received.
+    raw: Option<Vec<(PeerAddr, Vec<u8>)>>,
 }
 
+#[derive(Clone)]
 enum Pending {
     Deliver { to: HostId, from: PeerAddr, bytes: Vec<u8> },
     Wake { host: HostId, generation: u64 },
 }
 
+#[derive(Clone)]
 struct Queued {
     at: Instant,
     seq: u64,
@@ -273,6 +305,8 @@ pub struct Sim {
     stats: NetStats,
     /// Counters of node incarnations that crashed.
     retired: Counters,
+    /// The network key every node gets, if any.
+    key: Option<dht_core::auth::NetworkKey>,
 }
 
 impl Sim {
@@ -288,7 +322,19 @@ impl Sim {
             seq: 0,
             stats: NetStats::default(),
             retired: Counters::default(),
+            key: None,
         }
+    }
+
+    /// Puts every node, those up now and those added later, on a network
+    /// with `key` (or an open one with `None`).
+    pub fn set_network_key(&mut self, key: Option<dht_core::auth::NetworkKey>) {
+        for h in self.hosts.iter_mut() {
+            if let Some(node) = h.node.as_deref_mut() {
+                node.set_network_key(key.clone());
+            }
+        }
+        self.key = key;
     }
 
     /// The virtual time.
@@ -346,9 +392,10 @@ impl Sim {
         let port = 8000 + host as u16;
         let addr = PeerAddr::v4([127, 0, 0, 1], port);
         let store = RamStore::new(vec![RamSlot::EMPTY; capacity].into_boxed_slice());
-        let node = Box::new(
+        let mut node = Box::new(
             Node::new(config, id, addr, self.rng.next_u64(), store).expect("a valid configuration"),
         );
+        node.set_network_key(self.key.clone());
         self.hosts.push(Host {
             addr,
             id,
@@ -361,9 +408,107 @@ impl Sim {
             scheduled: None,
             events: Vec::new(),
             fifo: None,
+            raw: None,
         });
         self.by_addr.insert(addr, host);
         host
+    }
+
+    /// Adds a raw host: an address that receives datagrams (kept, see
+    /// [`Sim::raw_received`]) and sends whatever [`Sim::send_raw`] is
+    /// given, with no node behind it (an attacker, or a victim).
+    pub fn add_raw(&mut self) -> HostId {
+        let host = self.hosts.len();
+        let addr = PeerAddr::v4([127, 0, 0, 1], 8000 + host as u16);
+        self.hosts.push(Host {
+            addr,
+            id: NodeId(0),
+            config: Config::client(),
+            node: None,
+            disk: None,
+            app: Runner { task: Task::Idle, events: Vec::new() },
+            group: 0,
+            wake_generation: 0,
+            scheduled: None,
+            events: Vec::new(),
+            fifo: None,
+            raw: Some(Vec::new()),
+        });
+        self.by_addr.insert(addr, host);
+        host
+    }
+
+    /// Sends `bytes` from the raw host `from_host` to `to`, claiming to
+    /// come from `claimed` (its own address, or a spoofed one).
+    pub fn send_raw(&mut self, from_host: HostId, claimed: PeerAddr, to: PeerAddr, bytes: Vec<u8>) {
+        self.transmit(from_host, claimed, to, bytes);
+    }
+
+    /// What a raw host received: (UDP source, datagram).
+    pub fn raw_received(&self, host: HostId) -> &[(PeerAddr, Vec<u8>)] {
+        self.hosts.get(host).and_then(|h| h.raw.as_deref()).unwrap_or(&[])
+    }
+
+    /// A copy of the whole network as it is now, to run two futures of it
+    /// side by side (with and without an attack); `None` if some host runs
+    /// an upload or a download not finished yet (finished ones are not
+    /// copied).
+    pub fn fork(&self) -> Option<Sim> {
+        let mut hosts = Vec::with_capacity(self.hosts.len());
+        for (i, h) in self.hosts.iter().enumerate() {
+            if !self.app_done(i) {
+                return None;
+            }
+            hosts.push(Host {
+                addr: h.addr,
+                id: h.id,
+                config: h.config,
+                node: h.node.clone(),
+                disk: h.disk.clone(),
+                app: Runner { task: Task::Idle, events: h.app.events.clone() },
+                group: h.group,
+                wake_generation: h.wake_generation,
+                scheduled: h.scheduled,
+                events: h.events.clone(),
+                fifo: h.fifo,
+                raw: h.raw.clone(),
+            });
+        }
+        Some(Sim {
+            now: self.now,
+            rng: self.rng.clone(),
+            faults: self.faults,
+            hosts,
+            by_addr: self.by_addr.clone(),
+            queue: self.queue.clone(),
+            seq: self.seq,
+            stats: self.stats,
+            retired: self.retired.clone(),
+            key: self.key.clone(),
+        })
+    }
+
+    /// Makes `host` offer `fragments` to the member `to`, and serve them
+    /// when asked; [`Sim::offers_held`] counts the acknowledgements.
+    pub fn offer(&mut self, host: HostId, to: HostId, fragments: Vec<[u8; FRAGMENT_SIZE]>) {
+        let target = self.addr(to);
+        let hashes: Vec<FragmentHash> = fragments.iter().map(FragmentHash::of).collect();
+        if let Some(h) = self.hosts.get_mut(host) {
+            h.app.task = Task::Serve { fragments, held: 0 };
+        }
+        self.with_node(host, |node, now, out| {
+            for hash in hashes {
+                node.offer(now, target, hash, out);
+            }
+        });
+    }
+
+    /// The offers of `host` acknowledged as held.
+    pub fn offers_held(&self, host: HostId) -> usize {
+        match self.hosts.get(host).map(|h| &h.app.task) {
+            Some(Task::Serve { held, .. }) => *held,
+            _ => 0,
+        }
     }
 
     /// The node of `host`, if it is up.
@@ -511,7 +656,9 @@ impl Sim {
         let Some(h) = self.hosts.get_mut(host) else { return };
         let Some(store) = h.disk.take() else { return };
         let node = Node::new(h.config, h.id, h.addr, seed_value, store);
-        h.node = Some(Box::new(node.expect("the configuration was valid before")));
+        let mut node = Box::new(node.expect("the configuration was valid before"));
+        node.set_network_key(self.key.clone());
+        h.node = Some(node);
         self.join(host, seed);
     }
 
@@ -638,6 +785,12 @@ impl Sim {
     }
 
     fn deliver(&mut self, to: HostId, from: PeerAddr, bytes: &[u8]) {
+        if let Some(raw) = self.hosts.get_mut(to).and_then(|h| h.raw.as_mut()) {
+            raw.push((from, bytes.to_vec()));
+            self.stats.delivered += 1;
+            self.stats.delivered_bytes += bytes.len() as u64;
+            return;
+        }
         if !self.is_up(to) {
             self.stats.undeliverable += 1;
             return;
@@ -714,7 +867,7 @@ impl Sim {
                         }
                     }
                 }
-                Task::Idle => {}
+                Task::Idle | Task::Serve { .. } => {}
             }
             let next = driver::next_timeout(node, &h.app);
             if node.has_left() {

@@ -118,7 +118,8 @@ fn tools_reach_nodes_on_ipv6_loopback_however_it_is_written() {
     drop(client);
     // Nobody at either: one message naming both, in about the timeout.
     let dead: SocketAddr = format!("[::1]:{}", port(1504)).parse().unwrap();
-    let err = dht_tools::join(&[nobody, dead], 0, 1.0, &open_network()).err().expect("nobody answers");
+    let err =
+        dht_tools::join(&[nobody, dead], 0, 1.0, &open_network()).err().expect("nobody answers");
     assert!(
         err.contains(&format!("no node answered at {nobody} or {dead} within 0.5 s each")),
         "{err}"

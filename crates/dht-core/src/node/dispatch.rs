@@ -9,14 +9,18 @@
 //! 2. A datagram that echoes this node's cookie for its UDP source is
 //!    *proven*: its sender receives at that address. Only a proven
 //!    datagram refreshes a neighbor, answers a probe, changes the tables or
-//!    gets a big answer. An unproven one gets at most an answer no larger
-//!    than itself (a PONG, a RETRY), and nothing at all if it is shorter
-//!    than [`UNPROVEN_MIN`] (an honest sender pads it).
+//!    gets a big answer. An unproven one gets at most one datagram back, no
+//!    larger than itself (a PONG, a RETRY, or the PING that asks an ADDME's
+//!    sender to prove itself), and nothing at all if it is shorter than
+//!    [`UNPROVEN_MIN`] (an honest sender pads it).
 //! 3. Only PING, FIND, ADDME and DEAD travel by randomcast or broadcast,
-//!    and only from a proven neighbor or from their originator itself
-//!    (proven); hops and breadth are cut to the configured maxima; every
-//!    sender has a relay budget; a broadcast whose UID the ring cannot
-//!    remember is dropped, not processed twice.
+//!    and only from a sender that proved its address; a broadcast from a
+//!    host that is not in the table (its originator or a relay) is
+//!    processed but goes no further, so that one datagram from a stranger
+//!    costs the network a handful of datagrams, not a flood; hops and
+//!    breadth are cut to the configured maxima; every sender has a relay
+//!    budget; a broadcast whose UID the ring cannot remember is dropped,
+//!    not processed twice.
 //! 4. Answers go to the UDP source; a randomcast or broadcast is answered
 //!    at its originator's address, which its first relay saw it send from.
 
@@ -133,13 +137,18 @@ impl<S: FragmentStore, const NEIGHBORS: usize, const DEDUP: usize, const FETCHES
         } else if !allowed_unproven(kind)
             || bytes.len() < UNPROVEN_MIN && kind != MessageKind::Retry
         {
-            self.out.drop(DropReason::Unproven);
+            self.refuse_unproven(sink, now, from, kind, proof);
             return None;
         }
         let singlecast = packet.transmission == Transmission::Singlecast;
-        if !singlecast && !self.admit_relayed(now, from, &packet, proven) {
+        if !singlecast && !proven {
+            self.refuse_unproven(sink, now, from, kind, proof);
             return None;
         }
+        if !singlecast && !self.admit_relayed(now, from, &packet) {
+            return None;
+        }
+        let neighbor = self.membership.table.contains_addr(from);
         match packet.transmission {
             Transmission::Singlecast | Transmission::Randomcast { hops: 0 } => {}
             Transmission::Randomcast { hops } => {
@@ -157,7 +166,7 @@ impl<S: FragmentStore, const NEIGHBORS: usize, const DEDUP: usize, const FETCHES
             }
             Transmission::Broadcast { breadth, uid } => {
                 let breadth = breadth.min(self.config.max_breadth);
-                if breadth > 0 && self.news(now, &packet.message) {
+                if breadth > 0 && neighbor && self.news(now, &packet.message) {
                     let relayed = Packet {
                         transmission: Transmission::Broadcast { breadth: breadth - 1, uid },
                         source: packet.source,
@@ -189,12 +198,13 @@ impl<S: FragmentStore, const NEIGHBORS: usize, const DEDUP: usize, const FETCHES
 
     /// Whether a broadcast says something this node did not know: a DEAD
     /// notice about a peer it is already probing, or has found dead, or
-    /// does not know, is processed but not relayed again (several nodes
-    /// notice one death; their notices stop where the news is old).
-    fn news(&self, now: Instant, message: &Message<'_>) -> bool {
+    /// heard of a moment ago, is processed but not relayed again (several
+    /// nodes notice one death; their notices stop where the news is old).
+    fn news(&mut self, now: Instant, message: &Message<'_>) -> bool {
         match message {
             Message::Dead { peer } => {
-                self.membership.table.get_addr(peer.addr).is_some_and(|n| n.peer.id == peer.id)
+                let fresh = self.liveness.note_notice(peer.addr, now);
+                fresh
                     && !self.liveness.is_probing(peer.addr)
                     && !self.liveness.recently_dead(peer.addr, now)
             }
@@ -202,22 +212,29 @@ impl<S: FragmentStore, const NEIGHBORS: usize, const DEDUP: usize, const FETCHES
         }
     }
 
-    /// Rule 3 for a randomcast or broadcast: whether it may be relayed and
-    /// processed (counted if not).
-    fn admit_relayed(
+    /// A datagram this node will not act on without proof: counted, and a
+    /// sender that padded it as honest ones do is told how to prove itself
+    /// (its cookie went stale, or it never had one) with a RETRY no larger.
+    fn refuse_unproven(
         &mut self,
+        sink: &mut impl Transmit,
         now: Instant,
         from: PeerAddr,
-        packet: &Packet<'_>,
-        proven: bool,
-    ) -> bool {
+        kind: MessageKind,
+        proof: Proof,
+    ) {
+        if proof.received >= UNPROVEN_MIN && kind != MessageKind::Retry {
+            self.out.retry(sink, now, from, proof);
+        } else {
+            self.out.drop(DropReason::Unproven);
+        }
+    }
+
+    /// Rule 3 for a randomcast or broadcast: whether it may be relayed and
+    /// processed (counted if not).
+    fn admit_relayed(&mut self, now: Instant, from: PeerAddr, packet: &Packet<'_>) -> bool {
         if !relayable(packet.message.kind()) {
             self.out.drop(DropReason::NotRelayable);
-            return false;
-        }
-        let first_hop = from == packet.source.addr;
-        if !proven || !(first_hop || self.membership.table.contains_addr(from)) {
-            self.out.drop(DropReason::Unproven);
             return false;
         }
         if let Transmission::Broadcast { uid, .. } = packet.transmission {
@@ -269,13 +286,16 @@ impl<S: FragmentStore, const NEIGHBORS: usize, const DEDUP: usize, const FETCHES
         let (mut ctx, store, membership, liveness, replication, windows) = parts!(self, now, sink);
         let is_member = ctx.config.role == Role::Member;
         let me = ctx.out.me();
-        // A member that proves it is where it says is worth knowing; one
-        // that does not (or was only heard of) is asked to prove it by a
-        // member (clients learn members from lists and their PONGs).
+        // A member that proves it is where it says is worth knowing. One
+        // only heard of (the originator of a relayed message) is asked to
+        // prove it by a member (clients learn members from lists and their
+        // PONGs), and so is the sender of an unproven ADDME; any other
+        // unproven datagram gets its one answer below and no more.
+        let heard_of = !direct || matches!(packet.message, Message::AddMe);
         if source.member {
             if proof.proven && direct {
                 membership.learn(&mut ctx, liveness, source.peer());
-            } else if is_member && !matches!(packet.message, Message::Retry) {
+            } else if is_member && heard_of {
                 membership.consider(&mut ctx, liveness, source.peer());
             }
         }

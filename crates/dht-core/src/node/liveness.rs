@@ -54,6 +54,10 @@ const GRAVEYARD_MEMORY: Duration = Duration::from_secs(600);
 
 /// The mates one node watches at most.
 const MAX_MONITORED: usize = 4;
+/// Peers whose death notices were heard lately.
+const NOTICES: usize = 16;
+/// How long a death notice is old news.
+const NOTICE_MEMORY: Duration = Duration::from_secs(30);
 
 /// A liveness probe: whom, the nonce its PONG must echo, and whether the
 /// node found the silence itself (then it tells the network of a death).
@@ -76,6 +80,7 @@ struct Watched {
 }
 
 /// Probes, the watched mates, the dead.
+#[derive(Clone)]
 pub(crate) struct Liveness {
     probes: RequestTable<Probe, PROBES>,
     recently_dead: Deque<(PeerAddr, Instant), RECENTLY_DEAD>,
@@ -84,6 +89,8 @@ pub(crate) struct Liveness {
     started: bool,
     /// When a random quiet neighbor is next probed.
     next_random_probe: Instant,
+    /// Subjects of the death notices heard lately, and when.
+    notices: Deque<(PeerAddr, Instant), NOTICES>,
 }
 
 impl Liveness {
@@ -94,6 +101,7 @@ impl Liveness {
             watched: Vec::new(),
             started: false,
             next_random_probe: Instant::ZERO,
+            notices: Deque::new(),
         }
     }
 
@@ -263,6 +271,20 @@ impl Liveness {
             }
             self.recently_dead = kept;
         }
+    }
+
+    /// A death notice about `addr` came at `now`: whether it is the first
+    /// in [`NOTICE_MEMORY`] (then it is remembered).
+    pub(crate) fn note_notice(&mut self, addr: PeerAddr, now: Instant) -> bool {
+        let recent = |(a, at): &(PeerAddr, Instant)| *a == addr && now < *at + NOTICE_MEMORY;
+        if self.notices.iter().any(recent) {
+            return false;
+        }
+        if self.notices.is_full() {
+            self.notices.pop_front();
+        }
+        let _ = self.notices.push_back((addr, now));
+        true
     }
 
     /// Whether a probe of `addr` is in flight.

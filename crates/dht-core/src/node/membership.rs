@@ -121,6 +121,7 @@ impl Timer for MembershipTimer {
 }
 
 /// Joining, the neighbor table, and the lifecycle.
+#[derive(Clone)]
 pub(crate) struct Membership<const N: usize> {
     pub(crate) lifecycle: Lifecycle,
     pub(crate) table: NeighborTable<N>,

@@ -144,6 +144,7 @@ impl<T: Transmit> Ctx<'_, T> {
 /// replication tables (fetches in progress, announcements awaiting their
 /// acknowledgement); the defaults suit a host node (see [`SmallNode`] for
 /// a microcontroller).
+#[derive(Clone)]
 pub struct Node<
     S: FragmentStore,
     const NEIGHBORS: usize = 256,

@@ -41,11 +41,12 @@ pub const UNPROVEN_MIN: usize = 96;
 
 /// Requests sent to addresses that gave no cookie, kept to be sent again
 /// with the cookie when a RETRY brings one (a joining node's survey asks
-/// one member of each of the 16 shards at once).
-const PENDING: usize = 20;
+/// one member of each of the 16 shards at once, a death notice goes to
+/// every neighbor).
+const PENDING: usize = 24;
 
-/// The longest request kept for a RETRY (JOIN, FILEGET, FIND, NEWFILE and
-/// STATSREQ are all shorter).
+/// The longest message kept for a RETRY (all but lists of peers, holders
+/// or hashes, and pieces, are shorter).
 const PENDING_LEN: usize = 96;
 
 /// A request kept for a RETRY: where it went and its encoding (without
@@ -67,6 +68,7 @@ pub(crate) struct Proof {
 }
 
 /// The node's outputs.
+#[derive(Clone)]
 pub(crate) struct Out {
     tx: [u8; MAX_DATAGRAM_SIZE],
     /// Where a fragment is read to and checked before its pieces go out.
@@ -182,14 +184,9 @@ impl Out {
     /// Keeps the request just encoded (the first `len` bytes of the
     /// transmit buffer) if it is one a RETRY would ask again.
     fn keep_for_retry(&mut self, to: PeerAddr, kind: MessageKind, len: usize) {
-        let asks = matches!(
-            kind,
-            MessageKind::Join
-                | MessageKind::FileGet
-                | MessageKind::Find
-                | MessageKind::NewFile
-                | MessageKind::StatsRequest
-        );
+        // Anything short but pieces and RETRY itself: the receiver asks for
+        // a cookie (a RETRY) when it will not act on an unproven datagram.
+        let asks = !matches!(kind, MessageKind::FileFrag | MessageKind::Retry);
         let Some(encoded) = self.tx.get(..len).filter(|_| asks && len <= PENDING_LEN) else {
             return;
         };

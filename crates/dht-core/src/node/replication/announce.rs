@@ -29,6 +29,7 @@ struct Announcement {
 }
 
 /// Announcements not yet acknowledged.
+#[derive(Clone)]
 pub(crate) struct Announcements<const F: usize> {
     table: RequestTable<Announcement, F>,
 }

@@ -50,6 +50,7 @@ pub(crate) struct Fetch {
 }
 
 /// The fetches in progress.
+#[derive(Clone)]
 pub(crate) struct Fetches<const F: usize> {
     table: RequestTable<Fetch, F>,
     rtt: RttEstimator,

@@ -29,6 +29,7 @@ const HANDOFFS: usize = 8;
 const HANDOFF_TRIES: u8 = 3;
 
 /// A leave's hand-off, if one runs.
+#[derive(Clone)]
 pub(crate) struct Handoff {
     /// The next store entry to look at.
     cursor: usize,

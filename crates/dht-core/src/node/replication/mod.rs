@@ -159,6 +159,7 @@ pub(crate) struct Offer {
 
 /// Replication's state: fetches, announcements, the repair scan, the
 /// hand-off of a leave, and where the next HOLDINGS page starts.
+#[derive(Clone)]
 pub(crate) struct Replication<const F: usize> {
     pub(crate) fetches: Fetches<F>,
     announcements: Announcements<F>,

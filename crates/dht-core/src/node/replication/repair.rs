@@ -29,6 +29,7 @@ const REPAIR_TICK: Duration = Duration::from_millis(20);
 const REPAIR_CHANGES: usize = 8;
 
 /// A scan of the store after membership changes, if one runs.
+#[derive(Clone)]
 pub(crate) struct RepairScan {
     cursor: usize,
     changes: Vec<(PeerInfo, bool), REPAIR_CHANGES>,
