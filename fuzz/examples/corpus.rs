@@ -345,5 +345,25 @@ fn node_seeds() -> Vec<(String, Vec<u8>)> {
     s.wait(0x8F);
     seeds.push(("choose-shard".to_string(), s.0));
 
+    // The original's flooding (bit 7): a member joins, stores a fragment
+    // it floods, hears of its own death, and leaves with nobody answering
+    // its hand-off until the leave deadline.
+    let flags = 0xC4;
+    let shard = 11;
+    let h = Harness::new([flags, shard, 5, 5]);
+    let (hash, data) = known_fragment(shard);
+    let mut s = Script::new(flags, shard, 0x0505);
+    s.answer(0x21, 0, 2);
+    for i in 0..6 {
+        s.answer(0x31, i % 3, i);
+    }
+    let store = Message::FileFrag { mode: FragMode::Store, hash: *hash, data: FragmentRef(data) };
+    s.raw(0, 0x31, &dht_fuzz::packet_from(&h, h.peer_addr(0), single, store));
+    let dead = Message::Dead { peer: h.node.me() };
+    let broadcast = Transmission::Broadcast { breadth: 1, uid: 0xDEAD };
+    s.raw(2, 0x31, &dht_fuzz::packet_from(&h, h.peer_addr(2), broadcast, dead));
+    s.command(0x31, 0, 0).wait(0x9F).wait(0x9F);
+    seeds.push(("flood-death-and-lonely-leave".to_string(), s.0));
+
     seeds
 }

@@ -15,7 +15,7 @@
 //!
 //! | byte | meaning |
 //! |-----:|---------|
-//! | 0 | bits 0-1: 0 member, 1 client, 2 small member, 3 member that may choose its shard on join; bit 2: join through peer 0 first; bit 3: the sink refuses every 4th datagram; bits 4-6: store slots (0..=7) |
+//! | 0 | bits 0-1: 0 member, 1 client, 2 small member, 3 member that may choose its shard on join; bit 2: join through peer 0 first; bit 3: the sink refuses every 4th datagram; bits 4-6: store slots (0..=7); bit 7: the original's replication (every mate holds every fragment, NEWFILE flooded with breadth 2) |
 //! | 1 | the node's shard (low 4 bits) |
 //! | 2, 3 | the rest of the node's id |
 //!
@@ -37,7 +37,7 @@
 use std::collections::VecDeque;
 use std::sync::OnceLock;
 
-use dht_core::config::{Config, MAX_PEERS_PER_MESSAGE};
+use dht_core::config::{Announce, Config, Replication, MAX_PEERS_PER_MESSAGE};
 use dht_core::fragment::FragmentBytes;
 use dht_core::id::{NodeId, PeerAddr, PeerInfo, Shard};
 use dht_core::index::{fragment_layout, IndexFragment};
@@ -188,11 +188,15 @@ impl Harness {
     /// A node as the header bytes say.
     pub fn new(header: [u8; 4]) -> Harness {
         let [flags, shard, id_a, id_b] = header;
-        let config = match flags & 3 {
+        let mut config = match flags & 3 {
             0 | 3 => Config::member(),
             1 => Config::client(),
             _ => Config::small(),
         };
+        if flags & 0x80 != 0 {
+            config.replication = Replication::WholeShard;
+            config.announce = Announce::Flood { breadth: 2 };
+        }
         let shard = shard % 16;
         let id = NodeId::in_shard(
             splitmix(u64::from(u16::from_le_bytes([id_a, id_b]))),
