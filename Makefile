@@ -122,7 +122,7 @@ clean:
 # other targets and fails at the end.
 # RUSTC_BOOTSTRAP=1 lets the stable toolchain take cargo-fuzz's -Z flags.
 # No sanitizer by default: dht-core forbids unsafe code, so AddressSanitizer
-# only watches the dependencies, at a fifth of the executions
+# only watches the dependencies, and it runs 3 to 9 times fewer executions
 # (FUZZ_SANITIZER=address turns it on; each sanitizer has its own build
 # directory). Panics, overflow checks and debug assertions are on either way.
 FUZZ_SECONDS ?= 40
