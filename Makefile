@@ -110,3 +110,68 @@ clean:
 	cd $(FIRMWARE) && $(CARGO) clean
 	cd $(BOARD) && $(CARGO) clean
 	rm -f $(addprefix $(BIN_DIR)/,$(TOOLS))
+
+# Fuzzing with cargo-fuzz (libFuzzer); fuzz/ is its own workspace (see
+# fuzz/README.md). Runs every target for FUZZ_SECONDS from its committed
+# seeds in fuzz/corpus/<target>; what the fuzzer finds goes to a scratch
+# directory (removed afterwards), so the committed corpus stays as it is.
+# Prints executions and libFuzzer's coverage (cov: edges, ft: features)
+# per target, then the dht-core line coverage of the seeds plus what was
+# found (llvm-cov; FUZZ_COVERAGE=0 skips it). A crash's input is kept in
+# fuzz/artifacts/<target>/ and printed in hex; the run goes on with the
+# other targets and fails at the end.
+# RUSTC_BOOTSTRAP=1 lets the stable toolchain take cargo-fuzz's -Z flags.
+# No sanitizer by default: dht-core forbids unsafe code, so AddressSanitizer
+# only watches the dependencies, and it runs 3 to 9 times fewer executions
+# (FUZZ_SANITIZER=address turns it on; each sanitizer has its own build
+# directory). Panics, overflow checks and debug assertions are on either way.
+FUZZ_SECONDS ?= 40
+FUZZ_TARGETS ?= decode index node
+FUZZ_SANITIZER ?= none
+FUZZ_COVERAGE ?= 1
+FUZZ_FLAGS = --sanitizer $(FUZZ_SANITIZER) --target-dir fuzz/target/$(FUZZ_SANITIZER)
+
+.PHONY: fuzz
+fuzz:
+	@command -v cargo-fuzz >/dev/null || $(CARGO) install cargo-fuzz --locked
+	RUSTC_BOOTSTRAP=1 $(CARGO) fuzz build $(FUZZ_FLAGS)
+	@work=$$(mktemp -d); trap 'rm -rf "$$work"' EXIT; failed=""; \
+	for t in $(FUZZ_TARGETS); do \
+	  mkdir -p "$$work/$$t"; \
+	  echo "fuzz $$t: $(FUZZ_SECONDS) s from fuzz/corpus/$$t"; \
+	  if RUSTC_BOOTSTRAP=1 $(CARGO) fuzz run $(FUZZ_FLAGS) $$t "$$work/$$t" fuzz/corpus/$$t -- \
+	      -max_total_time=$(FUZZ_SECONDS) -timeout=10 -print_final_stats=1 >"$$work/$$t.log" 2>&1; \
+	  then \
+	    execs=$$(sed -n 's/^stat::number_of_executed_units: *//p' "$$work/$$t.log"); \
+	    done_line=$$(grep -E '^#[0-9]+[[:space:]]+DONE' "$$work/$$t.log" | tail -n 1 \
+	      | sed -E 's/^#[0-9]+[[:space:]]+DONE[[:space:]]+//'); \
+	    echo "  $$execs executions; $$done_line"; \
+	  else \
+	    failed="$$failed $$t"; \
+	    echo "  CRASH in $$t:"; \
+	    why=$$(awk '/panicked at/ { p = 1 } p && /^(stack backtrace|note:|==[0-9]+==)/ { p = 0 } \
+	      p || /ERROR: libFuzzer|^SUMMARY|ALARM:/ { print "    " $$0 }' "$$work/$$t.log" | head -n 20); \
+	    if [ -n "$$why" ]; then echo "$$why"; else tail -n 15 "$$work/$$t.log" | sed 's/^/    /'; fi; \
+	    crash=$$(sed -n 's/.*Test unit written to \(.*\)$$/\1/p' "$$work/$$t.log" | tail -n 1); \
+	    if [ -n "$$crash" ]; then \
+	      echo "    input $$crash ($$(wc -c <"$$crash") bytes):"; \
+	      od -An -v -tx1 "$$crash" | tr -d ' \n' | fold -w 96 | sed 's/^/      /'; echo; \
+	    fi; \
+	  fi; \
+	done; \
+	if [ "$(FUZZ_COVERAGE)" = 1 ]; then \
+	  cov=$$(find "$$(rustc --print sysroot)" -name llvm-cov -type f | head -n 1); \
+	  if [ -z "$$cov" ]; then echo "llvm-cov missing: run make setup (llvm-tools)"; exit 1; fi; \
+	  for t in $(FUZZ_TARGETS); do \
+	    echo "dht-core lines covered by $$t (seeds and new inputs):"; \
+	    RUSTC_BOOTSTRAP=1 $(CARGO) fuzz coverage --target-dir fuzz/target/coverage $$t \
+	      "$$work/$$t" fuzz/corpus/$$t >"$$work/$$t.cov.log" 2>&1 \
+	      || { echo "  cargo fuzz coverage failed:"; tail -n 5 "$$work/$$t.cov.log"; continue; }; \
+	    "$$cov" report fuzz/target/coverage/$$(rustc -vV | sed -n 's/^host: //p')/release/$$t \
+	      -instr-profile=fuzz/coverage/$$t/coverage.profdata -show-region-summary=false \
+	      -show-branch-summary=false -show-instantiation-summary=false \
+	      "$$(pwd)/crates/dht-core/src" \
+	      | awk 'NR > 2 && NF >= 7 && $$5 != $$6 { printf "  %-28s %5d of %5d lines %8s\n", $$1, $$5 - $$6, $$5, $$7 }'; \
+	  done; \
+	fi; \
+	if [ -n "$$failed" ]; then echo "fuzz: crash in$$failed"; exit 1; fi

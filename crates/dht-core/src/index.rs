@@ -15,7 +15,9 @@
 //! Decoding validates everything a hostile peer could get wrong: the name is
 //! UTF-8 without control characters and zero-padded (nothing after the first
 //! zero byte), a file of zero fragments has a last length of zero, otherwise
-//! the last length is `1..=8192`.
+//! the last length is `1..=8192`, and the hash slots after the fragment count
+//! are all zero. Every byte the encoding does not use must therefore be zero,
+//! so a decoded index re-encodes to the same bytes: a file has one address.
 //!
 //! ```
 //! use dht_core::index::{IndexFragment, IndexName};
@@ -151,6 +153,14 @@ pub enum IndexError {
         /// The last-fragment length read.
         last_len: u16,
     },
+    /// A hash slot at or after the fragment count (unused) has a non-zero
+    /// byte. Accepting it would give one file many addresses.
+    UnusedHashNotZero {
+        /// The fragment count read.
+        count: u8,
+        /// The first unused slot that is not all zero (`count..255`).
+        slot: u8,
+    },
     /// The file is larger than one index can describe.
     FileTooLarge {
         /// The size asked for.
@@ -169,6 +179,10 @@ impl fmt::Display for IndexError {
             IndexError::BadLastLength { count, last_len } => {
                 write!(f, "index says {count} fragments with a last fragment of {last_len} bytes")
             }
+            IndexError::UnusedHashNotZero { count, slot } => write!(
+                f,
+                "index of {count} fragments has a non-zero byte in unused hash slot {slot}"
+            ),
             IndexError::FileTooLarge { size } => write!(
                 f,
                 "a file of {size} bytes is larger than the {MAX_FILE_SIZE} bytes one index \
@@ -285,9 +299,15 @@ impl IndexFragment {
             return Err(IndexError::BadLastLength { count, last_len });
         }
         let mut hashes = [FragmentHash::default(); INDEX_MAX_FRAGMENTS];
-        for (slot, chunk) in hashes.iter_mut().zip(hash_bytes.chunks_exact(HASH_SIZE)) {
-            if let Ok(array) = <[u8; HASH_SIZE]>::try_from(chunk) {
-                *slot = FragmentHash(array);
+        let chunks = hash_bytes.chunks_exact(HASH_SIZE);
+        for (i, (slot, chunk)) in hashes.iter_mut().zip(chunks).enumerate() {
+            if i < usize::from(count) {
+                if let Ok(array) = <[u8; HASH_SIZE]>::try_from(chunk) {
+                    *slot = FragmentHash(array);
+                }
+            } else if chunk.iter().any(|b| *b != 0) {
+                // `i < 255`: there are 255 slots of 32 bytes.
+                return Err(IndexError::UnusedHashNotZero { count, slot: i as u8 });
             }
         }
         Ok(IndexFragment { name, count, last_len, hashes })
@@ -450,6 +470,65 @@ mod tests {
         assert_eq!(IndexFragment::decode(&bytes), Err(IndexError::NameNotUtf8));
         bytes[1] = b'\n';
         assert_eq!(IndexFragment::decode(&bytes), Err(IndexError::NameHasControlCharacter));
+    }
+
+    /// Flipping any byte the encoding does not use (name padding, hash
+    /// slots after the count) makes decode fail, while the canonical
+    /// encoding round-trips byte for byte: one file, one address.
+    #[test]
+    fn decode_rejects_non_zero_unused_bytes() {
+        let cases = [
+            ("", 0),                                          // no fragments at all
+            ("a.txt", 1),                                     // one slot used
+            ("holiday.jpg", 3 * FRAGMENT_SIZE as u64 + 17),   // four used
+            ("x", 254 * FRAGMENT_SIZE as u64 + 1),            // one unused slot
+            ("twenty-nine-bytes-long-name.z", MAX_FILE_SIZE), // nothing unused
+        ];
+        for (name, size) in cases {
+            let name = IndexName::from_file_name(name);
+            let index = IndexFragment::for_file(name, size, |i| FragmentHash([i as u8 ^ 0x5A; 32]))
+                .unwrap();
+            let mut canonical = [0u8; FRAGMENT_SIZE];
+            index.encode(&mut canonical);
+            let back = IndexFragment::decode(&canonical).unwrap();
+            assert_eq!(back, index);
+            assert_eq!(back.hash(), index.hash());
+            let mut again = [0u8; FRAGMENT_SIZE];
+            back.encode(&mut again);
+            assert_eq!(again, canonical, "{name:?}: re-encoding changes the bytes");
+            assert_eq!(FragmentHash::of(&canonical), index.hash());
+
+            let name_len = name.as_str().len();
+            let count = index.fragment_count();
+            let unused_name = name_len..INDEX_NAME_SIZE;
+            let unused_hashes = HASHES_OFFSET + count * HASH_SIZE..FRAGMENT_SIZE;
+            let mut flipped = 0;
+            for offset in unused_name.chain(unused_hashes) {
+                assert_eq!(canonical[offset], 0, "{name:?}: byte {offset} is unused");
+                for value in [0x01, 0x80, 0xFF] {
+                    let mut bytes = canonical;
+                    bytes[offset] = value;
+                    let result = IndexFragment::decode(&bytes);
+                    let expected = if offset < INDEX_NAME_SIZE {
+                        // The first padding byte turns into part of the name
+                        // (0x01 is a control character, 0x80 and 0xFF are
+                        // not UTF-8 on their own); later ones are padding.
+                        result.is_err()
+                    } else {
+                        result
+                            == Err(IndexError::UnusedHashNotZero {
+                                count: count as u8,
+                                slot: ((offset - HASHES_OFFSET) / HASH_SIZE) as u8,
+                            })
+                    };
+                    assert!(expected, "{name:?}: byte {offset} = {value:#04x} gives {result:?}");
+                }
+                flipped += 1;
+            }
+            let expected_unused =
+                INDEX_NAME_SIZE - name_len + (INDEX_MAX_FRAGMENTS - count) * HASH_SIZE;
+            assert_eq!(flipped, expected_unused);
+        }
     }
 
     #[test]

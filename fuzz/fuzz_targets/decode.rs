@@ -1,0 +1,5 @@
+//! `Packet::decode` on arbitrary bytes; round trip of what it accepts
+//! (see `dht_fuzz::check_decode`).
+#![no_main]
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| dht_fuzz::check_decode(data));
