@@ -138,6 +138,10 @@ impl CounterId {
     pub const FETCHES_COMPLETED: u16 = 0x183;
     /// Replication fetches given up.
     pub const FETCHES_ABANDONED: u16 = 0x184;
+    /// Extra copies removed (held outside the top R, which all hold it).
+    pub const EXTRA_COPIES_DROPPED: u16 = 0x185;
+    /// Times the store became full.
+    pub const STORE_FULL: u16 = 0x186;
 }
 
 const _: () = assert!(MessageKind::COUNT <= 0x40 && DropReason::COUNT <= 0x80);
@@ -161,6 +165,10 @@ pub struct Counters {
     pub fetches_completed: u64,
     /// Replication fetches given up.
     pub fetches_abandoned: u64,
+    /// Extra copies removed (held outside the top R, which all hold it).
+    pub extra_copies_dropped: u64,
+    /// Times the store became full (and stopped taking fragments).
+    pub store_full: u64,
 }
 
 impl Counters {
@@ -226,6 +234,9 @@ impl Counters {
         self.fragments_served = self.fragments_served.saturating_add(other.fragments_served);
         self.fetches_completed = self.fetches_completed.saturating_add(other.fetches_completed);
         self.fetches_abandoned = self.fetches_abandoned.saturating_add(other.fetches_abandoned);
+        self.extra_copies_dropped =
+            self.extra_copies_dropped.saturating_add(other.extra_copies_dropped);
+        self.store_full = self.store_full.saturating_add(other.store_full);
     }
 }
 
@@ -248,6 +259,8 @@ impl Counters {
             CounterId::FRAGMENTS_SERVED => Some(&mut self.fragments_served),
             CounterId::FETCHES_COMPLETED => Some(&mut self.fetches_completed),
             CounterId::FETCHES_ABANDONED => Some(&mut self.fetches_abandoned),
+            CounterId::EXTRA_COPIES_DROPPED => Some(&mut self.extra_copies_dropped),
+            CounterId::STORE_FULL => Some(&mut self.store_full),
             _ => None,
         }
     }
@@ -274,6 +287,8 @@ impl Counters {
                 (CounterId::FRAGMENTS_SERVED, self.fragments_served),
                 (CounterId::FETCHES_COMPLETED, self.fetches_completed),
                 (CounterId::FETCHES_ABANDONED, self.fetches_abandoned),
+                (CounterId::EXTRA_COPIES_DROPPED, self.extra_copies_dropped),
+                (CounterId::STORE_FULL, self.store_full),
             ])
             .filter(|(_, value)| *value != 0)
             .map(|(id, value)| (CounterId(id), value))
@@ -343,6 +358,8 @@ impl fmt::Display for Counters {
         writeln!(f, "fragments_served {}", self.fragments_served)?;
         writeln!(f, "fetches_completed {}", self.fetches_completed)?;
         writeln!(f, "fetches_abandoned {}", self.fetches_abandoned)?;
+        writeln!(f, "extra_copies_dropped {}", self.extra_copies_dropped)?;
+        writeln!(f, "store_full {}", self.store_full)?;
         for &reason in DropReason::ALL {
             let n = self.drops_of(reason);
             if n > 0 {

@@ -78,7 +78,9 @@ impl<const K: usize> Holders<K> {
     ) -> Self {
         let shard = hash.shard();
         let me = me.filter(|m| m.shard() == shard);
-        let members = table.members_of(shard).map(|n| n.peer);
+        // A member whose store is full holds no new fragment: the next in
+        // rank takes its place.
+        let members = table.members_of(shard).filter(|n| !n.full).map(|n| n.peer);
         Self::rank(hash, members.chain(me), limit)
     }
 

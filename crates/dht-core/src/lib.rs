@@ -69,6 +69,7 @@ pub mod store;
 pub mod time;
 pub mod timer;
 pub mod upload;
+pub mod verify;
 pub mod wire;
 
 #[cfg(test)]

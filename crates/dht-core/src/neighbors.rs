@@ -40,6 +40,9 @@ pub struct Neighbor {
     pub peer: PeerInfo,
     /// When a proven datagram from it was last processed.
     pub last_heard: Instant,
+    /// Its store is full, as its last datagram said: it is not counted
+    /// among the holders of new fragments.
+    pub full: bool,
 }
 
 /// What [`NeighborTable::insert`] did.
@@ -103,7 +106,7 @@ impl<const N: usize> NeighborTable<N> {
         if self.count_in(peer.shard()) >= self.quota(peer.shard()) || self.is_full() {
             return Insert::Full;
         }
-        match self.entries.push(Neighbor { peer, last_heard: now }) {
+        match self.entries.push(Neighbor { peer, last_heard: now, full: false }) {
             Ok(()) => Insert::Added,
             Err(_) => Insert::Full,
         }
@@ -124,6 +127,18 @@ impl<const N: usize> NeighborTable<N> {
                 true
             }
             None => false,
+        }
+    }
+
+    /// Records whether the neighbor at `addr` says its store is full;
+    /// returns whether that changed.
+    pub fn set_full(&mut self, addr: PeerAddr, full: bool) -> bool {
+        match self.entries.iter_mut().find(|n| n.peer.addr == addr) {
+            Some(entry) if entry.full != full => {
+                entry.full = full;
+                true
+            }
+            _ => false,
         }
     }
 

@@ -93,6 +93,13 @@ pub trait FragmentStore {
 
     /// Forgets a fragment received in part (its fetch was given up).
     fn drop_partial(&mut self, hash: &FragmentHash);
+
+    /// Whether another fragment would fit now: the count is under the
+    /// capacity (a store on a disk also checks that the disk takes a
+    /// fragment). Asked when a full store looks for room again.
+    fn can_store(&mut self) -> bool {
+        self.len() < self.capacity()
+    }
 }
 
 /// What a [`RamSlot`] holds.

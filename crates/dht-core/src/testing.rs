@@ -50,6 +50,8 @@ pub(crate) enum Task {
     /// One fragment offered to a member: served when it asks, with the
     /// answers it gave.
     Offer(Box<Offering>),
+    /// A read-back of fragments.
+    Verify(Box<crate::verify::Verify<4>>),
 }
 
 /// A fragment a host offered, and the STORED answers it got.
@@ -81,6 +83,7 @@ impl App<RamStore<Vec<RamSlot>>, 64, 256, 16> for Runner {
     fn poll_timeout(&self) -> Option<Instant> {
         match &self.task {
             Task::Idle | Task::Offer(_) => None,
+            Task::Verify(v) => v.poll_timeout(),
             Task::Upload(u) => u.poll_timeout(),
             Task::Download(d) => d.poll_timeout(),
             Task::SmallDownload(d) => d.poll_timeout(),
@@ -89,6 +92,7 @@ impl App<RamStore<Vec<RamSlot>>, 64, 256, 16> for Runner {
     fn handle_timeout<T: Transmit>(&mut self, now: Instant, node: &mut TestNode, tx: &mut T) {
         match &mut self.task {
             Task::Idle | Task::Offer(_) => {}
+            Task::Verify(v) => v.handle_timeout(now, node, tx),
             Task::Upload(u) => u.handle_timeout(now, node, tx),
             Task::Download(d) => d.handle_timeout(now, node, tx),
             Task::SmallDownload(d) => d.handle_timeout(now, node, tx),
@@ -106,6 +110,7 @@ impl App<RamStore<Vec<RamSlot>>, 64, 256, 16> for Runner {
             Task::Upload(u) => u.handle_reply(now, node, reply, tx),
             Task::Download(d) => d.handle_reply(now, node, reply, tx),
             Task::SmallDownload(d) => d.handle_reply(now, node, reply, tx),
+            Task::Verify(v) => v.handle_reply(now, node, reply, tx),
             Task::Offer(offer) => match reply {
                 Reply::FileGet { from, hash, want, piece_units } if *hash == offer.hash => {
                     let data = &offer.data;
@@ -243,6 +248,29 @@ impl Net {
         hash
     }
 
+    /// Reads back `checks` from host `i` and returns what it found (runs
+    /// until the check is over).
+    pub(crate) fn verify(
+        &mut self,
+        i: usize,
+        checks: &[crate::verify::Check],
+    ) -> Vec<crate::verify::VerifyEvent> {
+        let verify = crate::verify::Verify::new(checks).expect("four checks at most");
+        self.hosts[i].app.task = Task::Verify(Box::new(verify));
+        self.kick(i);
+        let done = |n: &Net| matches!(&n.hosts[i].app.task, Task::Verify(v) if v.is_done());
+        assert!(self.run_until(Duration::from_secs(60), done), "the check ends");
+        let mut events = Vec::new();
+        if let Task::Verify(v) = &mut self.hosts[i].app.task {
+            while let Some(event) = v.poll_event() {
+                if !matches!(event, crate::verify::VerifyEvent::Finished { .. }) {
+                    events.push(event);
+                }
+            }
+        }
+        events
+    }
+
     /// The STORED answers host `i`'s offer got.
     pub(crate) fn offer_answers(&self, i: usize) -> &[(PeerAddr, StoreOutcome)] {
         match &self.hosts[i].app.task {
@@ -332,6 +360,7 @@ impl Net {
                 Task::Upload(u) => u.start(now, &mut host.node, &mut out),
                 Task::Download(d) => d.start(now, &mut host.node, &mut out),
                 Task::SmallDownload(d) => d.start(now, &mut host.node, &mut out),
+                Task::Verify(v) => v.start(now, &mut host.node, &mut out),
                 Task::Idle | Task::Offer(_) => {}
             }
         }

@@ -298,6 +298,42 @@ impl Client {
         }
     }
 
+    /// Reads back `checks` (fragments, each with the holder that
+    /// acknowledged it) from other holders (see [`dht_core::verify`]);
+    /// returns what was found and missing.
+    pub fn verify(
+        &mut self,
+        checks: &[dht_core::verify::Check],
+        timeout: StdDuration,
+    ) -> Result<Vec<dht_core::verify::VerifyEvent>, ClientError> {
+        use dht_core::verify::{Verify, VerifyEvent};
+        let mut verify = Box::new(Verify::<256>::new(checks).map_err(|e| {
+            ClientError::Io(io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))
+        })?);
+        let mut events = Vec::new();
+        let watch = |verify: &mut Verify<256>| {
+            while let Some(event) = verify.poll_event() {
+                if !matches!(event, VerifyEvent::Finished { .. }) {
+                    events.push(event);
+                }
+            }
+            false
+        };
+        let mut app = Watched::new(&mut *verify, watch);
+        let now = self.runtime.clock.now();
+        app.app().start(now, &mut self.runtime.node, &mut self.runtime.transport);
+        app.watch();
+        let deadline = self.deadline(timeout);
+        let stop = self.runtime.run(&mut app, Some(deadline))?;
+        match stop {
+            Stop::Signal => Err(ClientError::Interrupted),
+            Stop::Deadline if !verify.is_done() => {
+                Err(ClientError::Timeout { what: "reading the upload back", waited: timeout })
+            }
+            Stop::Done | Stop::Deadline => Ok(events),
+        }
+    }
+
     /// Downloads the file `hash` into `sink`. `on_event` sees every event
     /// and may stop the download by returning an error message (for
     /// example when the file name from the index is unacceptable).

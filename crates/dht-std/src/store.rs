@@ -63,7 +63,8 @@ impl DirStore {
             let entry = entry?;
             let name = entry.file_name();
             let Some(name) = name.to_str() else { continue };
-            if name.starts_with(".tmp.") || name.starts_with(".part.") || name == ".write-test" {
+            let leftover = name.starts_with(".tmp.") || name.starts_with(".part.");
+            if leftover || name == ".write-test" || name == ".room-test" {
                 let _ = fs::remove_file(entry.path());
                 continue;
             }
@@ -246,6 +247,18 @@ impl FragmentStore for DirStore {
 
     fn drop_partial(&mut self, hash: &FragmentHash) {
         self.forget_partial(hash);
+    }
+
+    /// Under the capacity, and the disk takes a fragment's worth of bytes
+    /// (written to a probe file, then removed).
+    fn can_store(&mut self) -> bool {
+        if self.held.len() + self.partial.len() >= self.capacity {
+            return false;
+        }
+        let probe = self.dir.join(".room-test");
+        let written = fs::write(&probe, [0u8; FRAGMENT_SIZE]);
+        let _ = fs::remove_file(&probe);
+        written.is_ok()
     }
 }
 

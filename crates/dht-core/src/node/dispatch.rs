@@ -126,6 +126,12 @@ impl<S: FragmentStore, const NEIGHBORS: usize, const DEDUP: usize, const FETCHES
         }
         if proven {
             self.membership.table.touch(from, now);
+            if from == packet.source.addr {
+                // A mate whose store filled or emptied changes who holds
+                // what: the repair scan hears of it as of a mate gone or
+                // back.
+                self.membership.note_full(self.out.me(), packet.source.peer(), packet.source.full);
+            }
             self.liveness.heard_from(from, now);
             if from == packet.source.addr {
                 // Heard directly: whatever was said of its death, it is alive.

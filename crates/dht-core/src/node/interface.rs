@@ -52,6 +52,14 @@ pub enum Event {
     CorruptFragmentRemoved(FragmentHash),
     /// A replication fetch was given up after its attempts.
     FetchAbandoned(FragmentHash),
+    /// The store refused a fragment for want of room: the node takes no
+    /// more until it has room again (its mates place copies elsewhere).
+    StoreFull,
+    /// The store has room again.
+    StoreAvailable {
+        /// Fragments held.
+        held: u32,
+    },
     /// A neighbor was found dead (it stopped answering probes, or another
     /// node said so) and dropped.
     NeighborDead(PeerInfo),

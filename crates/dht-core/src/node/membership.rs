@@ -271,6 +271,15 @@ impl<const N: usize> Membership<N> {
         ctx.send(peer.addr, &Message::Ping { nonce });
     }
 
+    /// `peer` says whether its store is full; a change is recorded as the
+    /// mate leaving (full) or joining (room again) the holders.
+    pub(crate) fn note_full(&mut self, me: PeerInfo, peer: PeerInfo, full: bool) {
+        let same = self.table.get_addr(peer.addr).is_some_and(|n| n.peer.id == peer.id);
+        if same && self.table.set_full(peer.addr, full) {
+            self.record(me, peer, !full);
+        }
+    }
+
     /// Removes `peer` if it is still the node known at its address;
     /// returns whether it was there.
     pub(crate) fn remove(&mut self, me: PeerInfo, peer: PeerInfo) -> bool {

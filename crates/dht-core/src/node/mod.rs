@@ -270,6 +270,12 @@ impl<S: FragmentStore, const NEIGHBORS: usize, const DEDUP: usize, const FETCHES
         &self.store
     }
 
+    /// The fragment store, mutably (to free room, or for an operator's
+    /// tool: the node notices what changed at its next maintenance round).
+    pub fn store_mut(&mut self) -> &mut S {
+        &mut self.store
+    }
+
     /// Gives the store back (a crashed node's disk).
     pub fn into_store(self) -> S {
         self.store
@@ -671,6 +677,8 @@ impl<S: FragmentStore, const NEIGHBORS: usize, const DEDUP: usize, const FETCHES
                 replication.send_holdings(&mut ctx, store, mate.addr);
             }
             liveness.call_the_dead(&mut ctx);
+            let view = View::of(&ctx, &membership.table, membership.lifecycle);
+            replication.maintain(&mut ctx, store, &view);
         }
     }
 

@@ -113,7 +113,10 @@ impl fmt::Display for UploadError {
                 "the file changed while it was being uploaded (fragment {fragment} differs)"
             ),
             UploadError::NoHolder { shard } => {
-                write!(f, "no node of shard {shard} could be found to store its fragments")
+                write!(
+                    f,
+                    "no node of shard {shard} with room could be found to store its fragments"
+                )
             }
             UploadError::GaveUp { fragment, attempts } => write!(
                 f,
@@ -132,6 +135,8 @@ pub enum UploadEvent {
     Stored {
         /// The fragment.
         fragment: u16,
+        /// Its hash.
+        hash: FragmentHash,
         /// The node that stored it.
         holder: PeerInfo,
     },
@@ -344,7 +349,7 @@ impl<SRC: FileSource, const WINDOW: usize, const ITEMS: usize> Upload<SRC, WINDO
                 if !*acked {
                     *acked = true;
                     self.acked_count += 1;
-                    self.events.push(UploadEvent::Stored { fragment: item, holder });
+                    self.events.push(UploadEvent::Stored { fragment: item, hash, holder });
                 }
             }
         }

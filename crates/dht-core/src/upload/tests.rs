@@ -89,10 +89,10 @@ fn an_upload_is_acknowledged_by_a_holder_of_every_fragment() {
 }
 
 #[test]
-fn an_upload_whose_holders_refuse_fails_with_gave_up_not_a_spin() {
-    // One member per shard, each with room for nothing: every store
-    // request is refused (store full) and the upload must end with an
-    // error after its attempts, waking the client only when it can act.
+fn an_upload_whose_holders_are_all_full_fails_with_no_holder_not_a_spin() {
+    // One member per shard, each with room for nothing: each says its
+    // store is full, the client finds no holder for any shard and the
+    // upload ends with an error, waking the client only when it can act.
     let mut net = Net::joined(2, 16, 0);
     let client = net.add_client();
     net.join(client, 0);
@@ -100,7 +100,7 @@ fn an_upload_whose_holders_refuse_fails_with_gave_up_not_a_spin() {
     net.upload(client, "refused.bin", bytes(3, 3 * FRAGMENT_SIZE));
     assert!(net.run_until(Duration::from_secs(60), |n| n.upload_done(client).is_some()));
     assert!(
-        matches!(net.upload_done(client), Some(Err(UploadError::GaveUp { .. }))),
+        matches!(net.upload_done(client), Some(Err(UploadError::NoHolder { .. }))),
         "{:?}",
         net.upload_done(client)
     );

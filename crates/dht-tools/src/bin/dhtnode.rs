@@ -109,6 +109,14 @@ impl App<DirStore, 256, 1024, 64> for NodeApp {
             Event::FragmentStored(hash) => log::debug!("stored {hash}"),
             Event::CorruptFragmentRemoved(hash) => log::warn!("removed corrupt fragment {hash}"),
             Event::FetchAbandoned(hash) => log::debug!("gave up fetching {hash}"),
+            Event::StoreFull => log::warn!(
+                "the store is full ({} fragments): taking no more until there is room; \
+                 the shard places copies on the next members",
+                dht_core::store::FragmentStore::len(node.store())
+            ),
+            Event::StoreAvailable { held } => {
+                log::info!("the store has room again ({held} fragments held)")
+            }
             Event::NeighborDead(peer) => log::info!("{peer} does not answer; dropped it"),
             Event::Left { .. } => {}
         }

@@ -5,7 +5,8 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use dht_core::upload::UploadEvent;
-use dht_core::{IndexName, MAX_FILE_SIZE};
+use dht_core::verify::{Check, VerifyEvent};
+use dht_core::{FragmentHash, IndexName, PeerAddr, MAX_FILE_SIZE};
 use dht_std::client::FileReader;
 use dht_std::logger;
 use dht_tools::{fail, index_name, join, node_addrs, say, seconds, Network, Progress, Verbosity};
@@ -47,25 +48,44 @@ struct Args {
     /// Name stored in the index [default: the file's name].
     #[arg(long)]
     name: Option<String>,
+    /// Do not read the upload back. By default the index and a sample of
+    /// the fragments are fetched from holders other than the one that
+    /// acknowledged each, and dhtsend exits with 3 if one is missing.
+    #[arg(long)]
+    no_verify: bool,
+    /// Data fragments read back after the upload (besides the index).
+    #[arg(long, value_name = "N", default_value_t = 8)]
+    verify_sample: u16,
     #[command(flatten)]
     network: Network,
     #[command(flatten)]
     verbosity: Verbosity,
 }
 
+/// Exit code when the file was uploaded but some fragment could not be
+/// read back from a holder other than the one that acknowledged it.
+const NOT_READ_BACK: u8 = 3;
+
 fn main() -> ExitCode {
     let args = Args::parse();
     logger::init("dhtsend: ", args.verbosity.level());
     match run(&args) {
-        Ok(hash) => {
+        Ok((hash, None)) => {
             say(hash);
             ExitCode::SUCCESS
+        }
+        Ok((hash, Some(problem))) => {
+            // The address is printed all the same: the file may still be
+            // whole, and the user may want to retry or repair.
+            say(hash);
+            let _ = fail("dhtsend", problem);
+            ExitCode::from(NOT_READ_BACK)
         }
         Err(message) => fail("dhtsend", message),
     }
 }
 
-fn run(args: &Args) -> Result<String, String> {
+fn run(args: &Args) -> Result<(String, Option<String>), String> {
     let reader = FileReader::open(&args.file).map_err(|e| e.to_string())?;
     let size = dht_core::upload::FileSource::size(&reader);
     if size > MAX_FILE_SIZE {
@@ -83,18 +103,69 @@ fn run(args: &Args) -> Result<String, String> {
         &args.network,
     )?;
     let mut progress = Progress::new(0, args.verbosity.quiet);
+    let mut holders: Vec<Option<(FragmentHash, PeerAddr)>> = Vec::new();
     let result = client.upload(
         IndexName::from_file_name(&name),
         reader,
         seconds(args.timeout)?,
         |event, total| {
             progress.set_total(u64::from(total));
-            if let UploadEvent::Stored { fragment, holder } = event {
+            holders.resize(usize::from(total), None);
+            if let UploadEvent::Stored { fragment, hash, holder } = event {
                 log::debug!("fragment {fragment} stored by {holder}");
+                if let Some(slot) = holders.get_mut(usize::from(*fragment)) {
+                    *slot = Some((*hash, holder.addr));
+                }
                 progress.step();
             }
         },
     );
     progress.finish();
-    result.map(|hash| hash.to_string()).map_err(|e| e.to_string())
+    let index = result.map_err(|e| e.to_string())?;
+    if args.no_verify {
+        return Ok((index.to_string(), None));
+    }
+    // The index, then a sample of the data fragments spread over the file.
+    let last = holders.len().saturating_sub(1);
+    let data = last;
+    let step = (data / usize::from(args.verify_sample.max(1))).max(1);
+    let mut checks = Vec::new();
+    for (hash, by) in holders.get(last).copied().flatten().into_iter().chain(
+        (0..data).step_by(step).take(usize::from(args.verify_sample)).filter_map(|i| holders[i]),
+    ) {
+        checks.push(Check { hash, acknowledged_by: by });
+    }
+    let events = client.verify(&checks, seconds(args.timeout)?).map_err(|e| e.to_string())?;
+    let missing: Vec<String> = events
+        .iter()
+        .filter_map(|e| match e {
+            VerifyEvent::Missing { index, asked } => Some(format!(
+                "{} (asked {asked} other holders)",
+                checks.get(usize::from(*index)).map_or_else(String::new, |c| c.hash.to_string())
+            )),
+            _ => None,
+        })
+        .collect();
+    let alone = events.iter().filter(|e| matches!(e, VerifyEvent::Alone { .. })).count();
+    if alone > 0 {
+        log::warn!(
+            "{alone} of the fragments read back have a single holder: their shard has one member \
+             (the network is too small for R copies)"
+        );
+    }
+    log::info!(
+        "read back {} of {} fragments from other holders",
+        checks.len() - missing.len() - alone,
+        checks.len()
+    );
+    let problem = (!missing.is_empty()).then(|| {
+        format!(
+            "uploaded, but {} of the {} fragments read back were found on no holder other than \
+             the one that acknowledged them: {}",
+            missing.len(),
+            checks.len(),
+            missing.join(", ")
+        )
+    });
+    Ok((index.to_string(), problem))
 }

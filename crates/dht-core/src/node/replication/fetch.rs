@@ -54,6 +54,9 @@ pub(crate) struct Fetch {
 pub(crate) struct Fetches<const F: usize> {
     table: RequestTable<Fetch, F>,
     rtt: RttEstimator,
+    /// The store refused a fragment for want of room since the last
+    /// [`Fetches::take_full`].
+    full: bool,
 }
 
 impl<const F: usize> Fetches<F> {
@@ -65,7 +68,13 @@ impl<const F: usize> Fetches<F> {
                 Duration::from_millis(40),
                 Duration::from_secs(2),
             ),
+            full: false,
         }
+    }
+
+    /// Whether the store was found full since the last call.
+    pub(crate) fn take_full(&mut self) -> bool {
+        core::mem::replace(&mut self.full, false)
     }
 
     pub(crate) fn len(&self) -> usize {
@@ -125,6 +134,7 @@ impl<const F: usize> Fetches<F> {
         }
         if store.len() + self.table.len() >= store.capacity() {
             ctx.out.drop(DropReason::StoreFull);
+            self.full = store.len() >= store.capacity();
             return Err(StoreOutcome::Full);
         }
         let ready_at = if urgent {
@@ -355,6 +365,7 @@ impl<const F: usize> Fetches<F> {
         let outcome = match error {
             StoreError::Full => {
                 ctx.out.drop(DropReason::StoreFull);
+                self.full = true;
                 StoreOutcome::Full
             }
             StoreError::Failed => {

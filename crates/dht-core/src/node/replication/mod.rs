@@ -20,6 +20,7 @@
 
 mod announce;
 mod fetch;
+mod gc;
 mod handoff;
 mod repair;
 
@@ -45,12 +46,15 @@ pub(crate) use handoff::Handoff;
 pub(crate) use repair::RepairScan;
 
 /// How this node sees the holders of its shard's fragments.
+#[derive(Clone, Copy)]
 pub(crate) struct View<'a, const N: usize> {
     pub(crate) config: &'a Config,
     pub(crate) table: &'a NeighborTable<N>,
     pub(crate) me: PeerInfo,
     /// Whether the node takes new fragments (not while it leaves).
     pub(crate) accepting: bool,
+    /// Whether this node's store is full (it then ranks as no holder).
+    pub(crate) full: bool,
 }
 
 impl<'a, const N: usize> View<'a, N> {
@@ -61,6 +65,7 @@ impl<'a, const N: usize> View<'a, N> {
             table,
             me: ctx.out.me(),
             accepting: !matches!(life, Lifecycle::Leaving | Lifecycle::Left),
+            full: ctx.out.source.full,
         }
     }
 }
@@ -74,7 +79,7 @@ impl<const N: usize> View<'_, N> {
         copies: usize,
         with_me: bool,
     ) -> Holders<MAX_COPIES> {
-        let me = with_me.then_some(self.me);
+        let me = (with_me && !self.full).then_some(self.me);
         Holders::of_shard(hash, self.table, me, copies)
     }
 
@@ -166,6 +171,7 @@ pub(crate) struct Replication<const F: usize> {
     repair: RepairScan,
     pub(crate) handoff: Handoff,
     holdings_cursor: usize,
+    gc: gc::Collector,
 }
 
 impl<const F: usize> Replication<F> {
@@ -176,6 +182,54 @@ impl<const F: usize> Replication<F> {
             repair: RepairScan::new(),
             handoff: Handoff::new(),
             holdings_cursor: 0,
+            gc: gc::Collector::new(),
+        }
+    }
+
+    /// The maintenance round's share: a full store looks for room again,
+    /// and extra copies are collected.
+    pub(crate) fn maintain<S: FragmentStore, const N: usize>(
+        &mut self,
+        ctx: &mut Ctx<'_, impl Transmit>,
+        store: &mut S,
+        view: &View<'_, N>,
+    ) {
+        if ctx.out.source.full && store.can_store() {
+            ctx.out.source.full = false;
+            log::info!("{}: the store has room again", view.me.addr);
+            ctx.out.event(Event::StoreAvailable { held: store.len() as u32 });
+            tell_mates(ctx, view);
+        }
+        if ctx.config.role == Role::Member && view.accepting {
+            self.gc.round(ctx, store, view);
+        }
+    }
+
+    /// The store could not take a fragment: this node stops taking any,
+    /// its mates are told (the flag rides in every datagram's source) and
+    /// rank the next member in its place, until the store has room again
+    /// (see [`Replication::maintain`]). Reported once per condition.
+    fn store_full<const N: usize>(&mut self, ctx: &mut Ctx<'_, impl Transmit>, view: &View<'_, N>) {
+        if ctx.out.source.full {
+            return;
+        }
+        ctx.out.source.full = true;
+        ctx.out.counters.store_full = ctx.out.counters.store_full.saturating_add(1);
+        ctx.out.event(Event::StoreFull);
+        tell_mates(ctx, view);
+    }
+
+    /// Whether the last fetch work found the store full, or filled it;
+    /// handles it.
+    fn check_full<S: FragmentStore, const N: usize>(
+        &mut self,
+        ctx: &mut Ctx<'_, impl Transmit>,
+        store: &S,
+        view: &View<'_, N>,
+    ) {
+        let found_full = self.fetches.take_full();
+        if found_full || (store.len() >= store.capacity() && ctx.config.role == Role::Member) {
+            self.store_full(ctx, view);
         }
     }
 
@@ -203,6 +257,7 @@ impl<const F: usize> Replication<F> {
     ) {
         self.fetches.expire(ctx, store, view);
         self.fetches.pump(ctx);
+        self.check_full(ctx, store, view);
         self.announcements.retry(ctx, store);
         self.repair.run(ctx, store, view, &mut self.announcements);
         self.handoff.run(ctx, store, view, windows);
@@ -212,6 +267,7 @@ impl<const F: usize> Replication<F> {
     pub(crate) fn stop<S: FragmentStore>(&mut self, store: &mut S) {
         self.fetches.clear(store);
         self.announcements.clear();
+        self.gc.clear();
         self.repair = RepairScan::new();
         self.handoff = Handoff::new();
     }
@@ -262,6 +318,9 @@ impl<const F: usize> Replication<F> {
         hash: &FragmentHash,
         outcome: StoreOutcome,
     ) -> bool {
+        if self.gc.answered(from, hash, outcome.is_held()) {
+            return true;
+        }
         if self.handoff.answered(ctx.now, from, hash, outcome.is_held()) {
             // The hand-off moves on at once rather than at its next timer.
             self.handoff.run(ctx, store, view, windows);
@@ -308,6 +367,7 @@ impl<const F: usize> Replication<F> {
         let Some(done) = self.fetches.on_piece(ctx, store, from, hash, first_unit, data) else {
             return false;
         };
+        self.check_full(ctx, store, view);
         if let Some(fetch) = done {
             // An upload is announced to the other holders; a copy fetched
             // from a mate was announced by that mate already.
@@ -406,6 +466,11 @@ impl<const F: usize> Replication<F> {
             answer(ctx, StoreOutcome::Busy, HolderList::new());
             return;
         }
+        if view.full {
+            ctx.out.drop(DropReason::StoreFull);
+            answer(ctx, StoreOutcome::Full, HolderList::new());
+            return;
+        }
         // A mate among the holders may say we are one of them: views of the
         // shard differ while its membership settles.
         let told_by_holder = view.ranks_as_holder(&hash, &PeerInfo { id: from.id, addr });
@@ -428,6 +493,7 @@ impl<const F: usize> Replication<F> {
             Ok(()) => self.fetches.pump(ctx),
             Err(outcome) => answer(ctx, outcome, HolderList::new()),
         }
+        self.check_full(ctx, store, view);
     }
 
     /// A mate's HOLDINGS page: fetch those we should hold and lack.
@@ -505,6 +571,14 @@ impl<const F: usize> Replication<F> {
             self.handoff.run(ctx, store, view, windows);
         }
         hands_off
+    }
+}
+
+/// Tells the members of this node's shard about it (an ADDME: its source
+/// carries whether the store is full).
+fn tell_mates<const N: usize>(ctx: &mut Ctx<'_, impl Transmit>, view: &View<'_, N>) {
+    for mate in view.table.members_of(view.me.shard()) {
+        ctx.send(mate.peer.addr, &Message::AddMe);
     }
 }
 

@@ -1,0 +1,55 @@
+//! Copies beyond R (a crashed holder back on its old store after repair
+//! made new copies elsewhere) are dropped once the top R hold them.
+
+use dht_core::{Config, Duration};
+use dht_sim::scene::{file_hashes, join_members, random_bytes};
+use dht_sim::{Faults, Sim};
+
+const R: usize = 3;
+
+#[test]
+fn extra_copies_are_dropped_once_the_top_r_hold_them_and_no_fragment_falls_below_r() {
+    let mut sim = Sim::new(12, Faults::default());
+    let members =
+        join_members(&mut sim, Config::member(), 64, 80, Duration::from_millis(2)).unwrap();
+    sim.run_for(Duration::from_secs(2));
+    let client = sim.add_client();
+    sim.join(client, members[3]);
+    assert!(sim.run_until(Duration::from_secs(10), |s| s.is_joined(client)));
+    let data = random_bytes(5, 800_000);
+    let hash = sim.start_upload(client, "x.bin", data.clone()).unwrap();
+    assert!(sim.run_until(Duration::from_secs(60), |s| s.app_done(client)));
+    assert_eq!(sim.upload_result(client), Some(Ok(hash)));
+    let mut all = file_hashes("x.bin", &data);
+    all.push(hash);
+    assert!(sim.run_until(Duration::from_secs(30), |s| all.iter().all(|h| s.copies(h) >= R)));
+
+    // The member holding most crashes; repair copies its fragments to the
+    // next in rank; it comes back on its old store.
+    let victim = *members
+        .iter()
+        .max_by_key(|m| all.iter().filter(|h| sim.holders_of(h).contains(m)).count())
+        .unwrap();
+    sim.crash(victim);
+    assert!(sim.run_until(Duration::from_secs(60), |s| all.iter().all(|h| s.copies(h) >= R)));
+    sim.restart(victim, members[0]);
+    sim.run_for(Duration::from_secs(5));
+    let extra = |s: &Sim| all.iter().filter(|h| s.copies(h) > R).count();
+    let before = extra(&sim);
+    assert!(before > 0, "the restart made no extra copy: the test shows nothing");
+    let start = sim.now();
+    let mut lowest = usize::MAX;
+    while extra(&sim) > 0 && sim.now() - start < Duration::from_secs(600) {
+        sim.run_for(Duration::from_secs(5));
+        lowest = lowest.min(all.iter().map(|h| sim.copies(h)).min().unwrap_or(0));
+    }
+    let dropped = sim.total_counters().extra_copies_dropped;
+    println!(
+        "{before} fragments had more than {R} copies; none after {} ({dropped} copies dropped); \
+         fewest copies meanwhile: {lowest}",
+        sim.now() - start
+    );
+    assert_eq!(extra(&sim), 0);
+    assert!(lowest >= R, "a fragment fell to {lowest} copies");
+    assert!(dropped as usize >= before);
+}
