@@ -226,3 +226,50 @@ fn a_full_node_sends_uploads_elsewhere_without_an_error() {
         download_ok(&work, name, hash, scene.base + 10 + i as u16);
     }
 }
+
+#[test]
+fn a_node_holding_fifty_fragments_leaves_within_a_second_with_every_fragment_at_r_copies() {
+    // Four members per shard: every fragment has a member to go to.
+    let scene = Scene::deploy("leave", 1300, 64, "");
+    let work = TempDir::new("leave-files");
+    let ports: Vec<u16> = (scene.base..scene.base + scene.count).collect();
+    let mut all = Vec::new();
+    for i in 0..4u64 {
+        let name = format!("l{i}.bin");
+        all.extend(upload(&work, &name, 2_000_000, 60 + i, ports[i as usize + 1]).1);
+    }
+    let settled = scene.wait_for(Duration::from_secs(60), || {
+        all.iter().all(|h| scene.holders(h, &ports).len() >= scene.attainable(h, &ports, R))
+    });
+    assert!(settled.is_some(), "replication did not reach {R} copies");
+    let leaver = *ports
+        .iter()
+        .max_by_key(|p| all.iter().filter(|h| scene.holders(h, &ports).contains(p)).count())
+        .unwrap();
+    let held: Vec<String> =
+        all.iter().filter(|h| scene.holders(h, &ports).contains(&leaver)).cloned().collect();
+    assert!(held.len() >= 50, "the busiest node holds only {}", held.len());
+    let pid = scene.pids().into_iter().find(|(p, _)| *p == leaver).unwrap().1;
+    let started = std::time::Instant::now();
+    signal(pid, "TERM");
+    let exited = scene.wait_for(Duration::from_secs(10), || !alive(pid));
+    let took = started.elapsed();
+    assert!(exited.is_some(), "the node did not exit");
+    let rest: Vec<u16> = ports.iter().copied().filter(|p| *p != leaver).collect();
+    let short: Vec<&String> = held
+        .iter()
+        .filter(|h| scene.holders(h, &rest).len() < scene.attainable(h, &rest, R))
+        .collect();
+    let log = std::fs::read_to_string(scene.store(leaver).join("node.log")).unwrap_or_default();
+    let summary = log.lines().find(|l| l.contains("handed off") && l.contains("leaving"));
+    println!(
+        "SIGTERM of a node holding {} fragments: exited in {:.3} s; {}",
+        held.len(),
+        took.as_secs_f64(),
+        summary.unwrap_or("no hand-off line in its log")
+    );
+    assert!(took < Duration::from_secs(1), "leaving took {took:?}");
+    assert!(short.is_empty(), "{} fragments below R after the leave", short.len());
+    assert!(summary.is_some(), "dhtnode did not log its hand-off: {log}");
+    assert!(log.lines().any(|l| l.contains("fragments to 127.0.0.1:")), "no recipients logged");
+}

@@ -685,14 +685,16 @@ impl<S: FragmentStore, const NEIGHBORS: usize, const DEDUP: usize, const FETCHES
     /// After replication work: a hand-off that ended completes the leave.
     fn after_replication(&mut self, now: Instant, sink: &mut impl Transmit) {
         if let Some(complete) = self.replication.handoff.take_finished() {
-            let handed = self.replication.handoff.handed_off;
+            let handoff = &self.replication.handoff;
+            let handed = handoff.handed_off;
+            let me = self.out.me().addr;
             if complete {
-                log::info!("{}: handed off {handed} fragments; leaving", self.out.me().addr);
+                log::info!("{me}: handed off {handed} fragments; leaving");
             } else {
-                log::warn!(
-                    "{}: hand-off unfinished at the leave deadline ({handed} handed off)",
-                    self.out.me().addr
-                );
+                log::warn!("{me}: hand-off unfinished at the leave deadline ({handed} handed off)");
+            }
+            for (to, count) in handoff.recipients.iter() {
+                log::info!("{me}: handed off {count} fragments to {to}");
             }
             self.finish_leave(now, sink, complete);
         }

@@ -143,7 +143,9 @@ fn parse_config(args: &Args) -> Result<Config, String> {
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    logger::init(&format!("dhtnode[{}] ", args.port), args.verbosity.level());
+    // A daemon says what happens (info) unless told to be quiet.
+    let level = if args.verbosity.quiet { -1 } else { args.verbosity.level() + 1 };
+    logger::init(&format!("dhtnode[{}] ", args.port), level);
     match run(args) {
         Ok(()) => ExitCode::SUCCESS,
         Err(message) => fail("dhtnode", message),

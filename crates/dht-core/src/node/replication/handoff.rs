@@ -27,6 +27,8 @@ use crate::wire::Message;
 const HANDOFFS: usize = 8;
 /// Offers per fragment before it is given up.
 const HANDOFF_TRIES: u8 = 3;
+/// Recipients of a hand-off remembered for the log.
+pub(crate) const RECIPIENTS: usize = 8;
 
 /// A leave's hand-off, if one runs.
 #[derive(Clone)]
@@ -38,6 +40,8 @@ pub(crate) struct Handoff {
     deadline: Option<Instant>,
     /// Fragments handed off (acknowledged).
     pub(crate) handed_off: u32,
+    /// To whom, with how many each (the first [`RECIPIENTS`]).
+    pub(crate) recipients: heapless::Vec<(PeerAddr, u32), RECIPIENTS>,
     /// Set when the hand-off ended (`true`: complete, `false`: out of
     /// time); the node then says it leaves.
     finished: Option<bool>,
@@ -50,6 +54,7 @@ impl Handoff {
             in_flight: RequestTable::new(),
             deadline: None,
             handed_off: 0,
+            recipients: heapless::Vec::new(),
             finished: None,
         }
     }
@@ -148,6 +153,12 @@ impl Handoff {
         if held {
             self.in_flight.remove(i);
             self.handed_off = self.handed_off.saturating_add(1);
+            match self.recipients.iter_mut().find(|(a, _)| *a == from) {
+                Some((_, n)) => *n = n.saturating_add(1),
+                None => {
+                    let _ = self.recipients.push((from, 1));
+                }
+            }
         } else if let Some(request) = self.in_flight.get_mut(i) {
             request.extend(now);
         }
