@@ -9,6 +9,11 @@
 //! firmware test reads. Settings come from the semihosting command line
 //! (see `config`).
 //!
+//! Every datagram fits one Ethernet frame (the node's largest datagram is
+//! the frame's UDP payload), so the network stack keeps no IP reassembly
+//! or fragmentation buffer, and frames wait in the LAN9118's receive FIFO
+//! until the node has handled the one before.
+//!
 //! Between frames and timers the CPU sleeps (WFI); the LAN9118's receive
 //! interrupt and a 100 Hz SysTick wake it.
 
@@ -50,15 +55,25 @@ type FwNode = SmallNode<Store>;
 /// An upload of a file of one fragment (and its index), two requests in
 /// flight.
 type FwUpload = Upload<&'static [u8], 2, 2>;
-/// The socket payload buffers: one largest datagram and 512 bytes of small
-/// ones received, 1 KB sent.
-type NetBuffers =
-    Buffers<{ dht_core::MAX_DATAGRAM_SIZE + 512 }, { dht_core::MAX_DATAGRAM_SIZE + 1024 }>;
+/// The socket payload buffers: two frames' datagrams received (frames
+/// wait in the NIC until the node has handled the one before), two and
+/// 2 KB of small ones queued to send (see `dht_smoltcp::TX_PAYLOAD`).
+type NetBuffers = Buffers;
+/// Requests a peer may have in flight to this node (fragments it offers
+/// or asks for), advertised in every datagram: one being served and one
+/// waiting, which hides a request's round trip; more would only queue
+/// behind the one fetch of an offer at a time (`Config::small`) and time
+/// out at the sender. Pieces come only as answers to the node's own
+/// FILEGETs, so this window is not what keeps the NIC from overflowing:
+/// a whole fragment's answer (8 pieces of 1.1 KB, 9.5 KB of frames) fits
+/// the LAN9118's 10.5 KB receive FIFO, which the stack drains frame by
+/// frame as they come.
+const RX_WINDOW: u8 = 2;
 
 // Everything large lives in static memory, all zeros (.bss, no flash), so
 // that neither construction nor use copies it through the stack.
 static NET_BUFFERS: ConstStaticCell<NetBuffers> = ConstStaticCell::new(NetBuffers::new());
-static NET_SLOTS: ConstStaticCell<SocketSlots<'static>> = ConstStaticCell::new(SocketSlots::new());
+static NET_SLOTS: StaticCell<SocketSlots<'static>> = StaticCell::new();
 static FRAGMENTS: ConstStaticCell<[RamSlot; SLOTS]> = ConstStaticCell::new([RamSlot::EMPTY; SLOTS]);
 static ETHERNET: ConstStaticCell<Lan9118> = ConstStaticCell::new(Lan9118::new());
 // Filled at run time, in place (uninitialised until then: .bss).
@@ -103,7 +118,7 @@ fn main() -> ! {
     }
     let now = clock::now();
     let stack = init_stack(&settings, eth, now);
-    let node = init_node(&settings);
+    let node = init_node(&settings, eth);
     eth.enable_interrupts();
     // SAFETY: the interrupt handler (DefaultHandler) only acknowledges the
     // controller's interrupt and shares no data with the main loop.
@@ -165,8 +180,9 @@ fn init_stack(settings: &Settings, eth: &mut Lan9118, now: Instant) -> &'static 
         translation: settings.translation,
     };
     let iface = IFACE.init_with(|| dht_smoltcp::interface(settings.mac, eth, now));
-    match STACK.init_with(|| Stack::new(stack_config, iface, NET_BUFFERS.take(), NET_SLOTS.take()))
-    {
+    match STACK.init_with(|| {
+        Stack::new(stack_config, iface, NET_BUFFERS.take(), NET_SLOTS.init_with(SocketSlots::new))
+    }) {
         Ok(stack) => stack,
         Err(e) => {
             log::error!("network stack: {e}");
@@ -175,17 +191,22 @@ fn init_stack(settings: &Settings, eth: &mut Lan9118, now: Instant) -> &'static 
     }
 }
 
-/// Creates the node in its static (out of line, as `init_stack`).
+/// Creates the node in its static (out of line, as `init_stack`): a small
+/// member whose pieces fit one frame of `eth`.
 #[inline(never)]
-fn init_node(settings: &Settings) -> &'static mut FwNode {
+fn init_node(settings: &Settings, eth: &Lan9118) -> &'static mut FwNode {
     let store = RamStore::new(FRAGMENTS.take());
     let [a, b, c, d, e, f] = settings.mac;
     let seed = settings.id.0 ^ u64::from_le_bytes([a, b, c, d, e, f, 0, 0]);
-    let node = NODE.init_with(|| {
-        SmallNode::new(Config::small(), settings.id, settings.advertise, seed, store)
-    });
+    let mut config = dht_smoltcp::link_config(Config::small(), eth);
+    config.rx_window = RX_WINDOW;
+    let node =
+        NODE.init_with(|| SmallNode::new(config, settings.id, settings.advertise, seed, store));
     match node {
-        Ok(node) => node,
+        Ok(node) => {
+            log::info!("largest datagram {} B", node.config().max_datagram);
+            node
+        }
         Err(e) => {
             log::error!("node settings: {e}");
             semihosting::exit(false)
@@ -397,6 +418,8 @@ fn fail(what: &str) -> ! {
 
 #[panic_handler]
 fn panic(info: &PanicInfo<'_>) -> ! {
-    let _ = writeln!(Uart, "PANIC {info}");
+    if let Some(at) = info.location() {
+        let _ = writeln!(Uart, "PANIC at {}:{}", at.file(), at.line());
+    }
     semihosting::exit(false)
 }
