@@ -1,35 +1,41 @@
 //! Runs a dht-core [`Node`] over any [`smoltcp::phy::Device`]: an Ethernet
 //! controller on a microcontroller, an emulator's NIC, a TAP device.
 //!
-//! [`Stack`] is a smoltcp [`Interface`] with one UDP socket, sized for the
-//! overlay's 8.3 KB datagrams: IPv4 fragmentation and reassembly, with a
-//! reassembly timeout of one second (smoltcp's default of 60 s would let one
-//! lost fragment block all later datagrams for a minute). It reads no
-//! clock: every call takes the time from the caller, as dht-core does.
+//! [`Stack`] is a smoltcp [`Interface`] with one UDP port. Every datagram of
+//! the overlay fits one frame (a fragment travels as pieces no larger than
+//! the node's `Config::max_datagram`), so the stack neither fragments nor
+//! reassembles IP packets: it has no reassembly or fragmentation buffer,
+//! and a lost frame loses one piece, not a whole 8 KB fragment. Give the
+//! node the largest datagram a frame carries ([`max_datagram`], 1472 bytes
+//! on Ethernet; [`link_config`] does it). It reads no clock: every call
+//! takes the time from the caller, as dht-core does.
 //!
 //! The caller owns every buffer ([`Buffers`] and [`SocketSlots`], each with
 //! a `const fn new` so it can be a `static` or live in `main`'s frame). RAM
-//! cost, with the sizes the workspace's `.cargo/config.toml` gives smoltcp:
+//! cost, measured in the MPS2 firmware (Cortex-M3, an ARP cache of 32
+//! entries as the workspace's `.cargo/config.toml` sets):
 //!
 //! | buffer | bytes |
 //! |--------|-------|
-//! | receive payload (`RX`, default [`RX_PAYLOAD`]) | 10 348 |
-//! | transmit payload (`TX`, default [`TX_PAYLOAD`]) | 12 396 |
-//! | packet metadata, [`RX_PACKETS`] + [`TX_PACKETS`] entries | about 2 000 |
-//! | smoltcp `Interface` (reassembly 8 320 + fragmentation 8 344 + ARP cache and tables) | about 17 500 |
+//! | receive payload (`RX`, default [`RX_PAYLOAD`]) | 2 944 |
+//! | transmit payload (`TX`, default [`TX_PAYLOAD`]) | 4 992 |
+//! | [`SocketSlots`]: [`RX_PACKETS`] + [`TX_PACKETS`] packet metadata, two socket slots | 1 048 |
+//! | smoltcp `Interface` (ARP cache, routes, addresses) | 952 |
+//! | the [`Stack`] itself (its neighbour learning, see [`learn`]) | about 900 |
 //!
-//! about 42 KB with the defaults, 36 KB with the smallest buffers that hold
-//! a datagram (`Buffers<8812, 9324>` in the MPS2 firmware), besides the
-//! node (whose own transmit buffer is another 8.3 KB) and its fragment
-//! store. The receive buffer holds one large datagram and some small ones;
-//! a node that advertises a receive window of one (`Config::small`) is
-//! never sent two large datagrams at a time by well-behaved peers.
+//! about 10.8 KB with the defaults (with IP reassembly and fragmentation
+//! buffers for 8.3 KB datagrams it was 42 KB), besides the node (whose own
+//! transmit buffer is [`dht_core::MAX_DATAGRAM_SIZE`] bytes) and its
+//! fragment store.
 //!
-//! A step of the main loop is [`Stack::service`]: it lets smoltcp take in
-//! what the device received, hands each datagram to the node (and answers
-//! to the application's own requests to an [`App`]), runs the node's and the
-//! application's timers, sends what they produced and says when it next
-//! needs to run. Between steps the caller sleeps until that time or until the
+//! A step of the main loop is [`Stack::service`]: it takes in what the
+//! device received one frame at a time, handing each datagram to the node
+//! (and answers to the application's own requests to an [`App`]) before
+//! the next frame is read, runs the node's and the application's timers,
+//! sends what they produced and says when it next needs to run. Frames
+//! not yet read wait in the device (a NIC's receive FIFO is the stack's
+//! receive queue), so the socket's receive buffer holds one datagram, not
+//! a burst. Between steps the caller sleeps until that time or until the
 //! device interrupts.
 //!
 //! Emulators with user-mode networking (QEMU's slirp) put the host's
@@ -59,12 +65,12 @@ pub mod learn;
 use dht_core::driver;
 use dht_core::node::{SendError, Transmit};
 use dht_core::store::FragmentStore;
-use dht_core::{Instant, Node, PeerAddr, MAX_DATAGRAM_SIZE};
+use dht_core::{Config, Instant, Node, PeerAddr, MAX_DATAGRAM_SIZE};
 use smoltcp::iface::{
     Config as IfaceConfig, Interface, PollIngressSingleResult, SocketHandle, SocketSet,
     SocketStorage,
 };
-use smoltcp::phy::{self, Device};
+use smoltcp::phy::{self, Device, DeviceCapabilities};
 use smoltcp::socket::udp;
 use smoltcp::time::{Duration as SmolDuration, Instant as SmolInstant};
 use smoltcp::wire::{
@@ -75,20 +81,25 @@ pub use smoltcp;
 
 use learn::{Learned, Learning};
 
-/// Datagrams (of any size) the receive socket can queue.
-pub const RX_PACKETS: usize = 16;
-/// Default payload bytes of the receive socket: one largest datagram and
-/// 2 KB of small ones (pings, announcements) that arrive with it.
-pub const RX_PAYLOAD: usize = MAX_DATAGRAM_SIZE + 2048;
-/// Datagrams the transmit socket can queue: a node sends one small
-/// datagram to each of its neighbors at once (ADDME, LEAVE, a broadcast),
-/// while the first may wait for ARP.
+/// The UDP payload of a full Ethernet frame over IPv4 (1500 - 20 - 8):
+/// the largest datagram this stack sends or receives on Ethernet.
+pub const ETHERNET_PAYLOAD: usize = 1472;
+/// Datagrams the receive socket can queue. The stack reads one frame at a
+/// time and hands its datagram to the node before it reads the next, so
+/// the socket never holds more than one (and a wrap-around marker).
+pub const RX_PACKETS: usize = 4;
+/// Default payload bytes of the receive socket: two frames' datagrams
+/// (one suffices, see [`RX_PACKETS`]).
+pub const RX_PAYLOAD: usize = 2 * ETHERNET_PAYLOAD;
+/// Datagrams the transmit socket can queue before the stack hands them to
+/// the device (a full queue is flushed to the device and the send tried
+/// again): a node sends a fragment as up to 16 pieces at once, and one
+/// small datagram to each of its neighbors at once (ADDME, LEAVE, a
+/// broadcast), while the first may wait for ARP.
 pub const TX_PACKETS: usize = 48;
-/// Default payload bytes of the transmit socket: one largest datagram and
-/// 4 KB of small ones.
-pub const TX_PAYLOAD: usize = MAX_DATAGRAM_SIZE + 4096;
-/// How long smoltcp keeps an incomplete IPv4 datagram.
-pub const REASSEMBLY_TIMEOUT: SmolDuration = SmolDuration::from_millis(1_000);
+/// Default payload bytes of the transmit socket: two full datagrams and
+/// 2 KB of small ones.
+pub const TX_PAYLOAD: usize = 2 * ETHERNET_PAYLOAD + 2048;
 /// Rounds of smoltcp egress a send waits for room in the transmit buffer
 /// (each sends at least one frame).
 const FLUSH_ROUNDS: usize = 64;
@@ -98,7 +109,8 @@ const INGRESS_BUDGET: usize = 256;
 
 /// The payload buffers of a [`Stack`]: `RX` bytes for datagrams received
 /// and not yet read, `TX` bytes for datagrams queued to send. Each must
-/// hold at least one [`MAX_DATAGRAM_SIZE`] datagram. Owned by the caller:
+/// hold at least one datagram of the link ([`max_datagram`], 1472 bytes on
+/// Ethernet). Owned by the caller:
 /// create them with [`Buffers::new`] (a `const fn`) and keep them as long
 /// as the stack. They are all zeros, so a `static` of them costs RAM
 /// (`.bss`) but no flash.
@@ -123,7 +135,8 @@ impl<const RX: usize, const TX: usize> Default for Buffers<RX, TX> {
 /// The socket bookkeeping of a [`Stack`] (packet metadata and socket
 /// slots), owned by the caller like [`Buffers`]. Kept apart from them
 /// because its initial value is not all zeros: a `static` of it is copied
-/// from flash at boot, and this way only its ~2 KB are.
+/// from flash at boot (1 KB on a Cortex-M3), unless it is
+/// created at run time in place (`StaticCell::init_with`).
 pub struct SocketSlots<'a> {
     rx_meta: [udp::PacketMetadata; RX_PACKETS],
     tx_meta: [udp::PacketMetadata; TX_PACKETS],
@@ -228,12 +241,10 @@ pub struct StackStats {
     pub received: u64,
     /// Datagrams queued for sending.
     pub sent: u64,
-    /// Sends refused (no room in the transmit buffer after flushing, or
-    /// an IPv6 peer this IPv4 stack cannot reach).
+    /// Sends refused (no room in the transmit buffer after flushing, a
+    /// datagram larger than a frame carries, or an IPv6 peer this IPv4
+    /// stack cannot reach).
     pub send_failed: u64,
-    /// Received datagrams dropped because they were larger than any dht
-    /// datagram.
-    pub oversized: u64,
 }
 
 /// Converts dht-core time to smoltcp time.
@@ -247,6 +258,26 @@ fn dht_instant(at: SmolInstant) -> Instant {
 }
 
 pub use dht_core::driver::{App, Idle};
+
+/// The largest UDP payload one frame of a device with capabilities `caps`
+/// carries over IPv4 (1472 bytes for Ethernet's 1514-byte frames), and at
+/// most [`MAX_DATAGRAM_SIZE`]. This stack does not fragment IP packets:
+/// the node's `Config::max_datagram` must be no larger (see
+/// [`link_config`]), and a larger datagram is refused by the send.
+pub fn max_datagram(caps: &DeviceCapabilities) -> usize {
+    /// IPv4 header without options, UDP header.
+    const HEADERS: usize = 20 + 8;
+    caps.ip_mtu().saturating_sub(HEADERS).min(MAX_DATAGRAM_SIZE)
+}
+
+/// `config` for a node on `device`: its largest datagram is what one frame
+/// carries ([`max_datagram`]), so that every piece of a fragment it asks
+/// for or sends fits a frame.
+pub fn link_config<D: Device + ?Sized>(mut config: Config, device: &D) -> Config {
+    let link = max_datagram(&device.capabilities());
+    config.max_datagram = u16::try_from(link).unwrap_or(u16::MAX);
+    config
+}
 
 /// A smoltcp Ethernet interface with address `mac` on `device`, created at
 /// `now`, for [`Stack::new`]. Create it where it will live, for example
@@ -263,7 +294,7 @@ pub fn interface<D: Device + ?Sized>(mac: [u8; 6], device: &mut D, now: Instant)
 /// receives (smoltcp's ingress is run on its set alone) and one that only
 /// sends (egress is run on its set alone). The node therefore reads each
 /// datagram where smoltcp put it, while it answers through the other
-/// socket: no copy of the datagram, and 8.3 KB of RAM saved.
+/// socket: no copy of the datagram.
 pub struct Stack<'a> {
     iface: &'a mut Interface,
     rx_set: SocketSet<'a>,
@@ -276,11 +307,11 @@ pub struct Stack<'a> {
 }
 
 impl<'a> Stack<'a> {
-    /// Sets up `iface` (see [`interface`]) with the address, route and
-    /// reassembly timeout of `config` and opens the UDP port `config.port`.
+    /// Sets up `iface` (see [`interface`]) with the address and route of
+    /// `config` and opens the UDP port `config.port`.
     ///
-    /// The interface is borrowed rather than owned: at about 17.5 KB it is
-    /// best created once, in place, where it is to live (a `static` on a
+    /// The interface is borrowed rather than owned: it is best created
+    /// once, in place, where it is to live (a `static` on a
     /// microcontroller), not moved through the stack.
     pub fn new<const RX: usize, const TX: usize>(
         config: StackConfig,
@@ -294,7 +325,6 @@ impl<'a> Stack<'a> {
         if config.port == 0 {
             return Err(StackError::Bind);
         }
-        iface.set_reassembly_timeout(REASSEMBLY_TIMEOUT);
         let [a, b, c, d] = config.address;
         let cidr = IpCidr::Ipv4(Ipv4Cidr::new(Ipv4Address::new(a, b, c, d), config.prefix_len));
         iface.update_ip_addrs(|addrs| {
@@ -372,9 +402,10 @@ impl<'a> Stack<'a> {
     }
 
     /// One step of the main loop at `now`: takes in what `device` received,
-    /// hands each datagram to `node` (answers to the application's requests
-    /// go to `app`), runs due timers, sends everything queued, and returns
-    /// when the next step is due (`None`: only when a frame arrives).
+    /// one frame at a time, and hands each datagram to `node` before it
+    /// reads the next frame (answers to the application's requests go to
+    /// `app`); runs due timers, sends everything queued, and returns when
+    /// the next step is due (`None`: only when a frame arrives).
     pub fn service<S, A, D, const N: usize, const DD: usize, const F: usize>(
         &mut self,
         now: Instant,
@@ -389,37 +420,30 @@ impl<'a> Stack<'a> {
     {
         let smol_now = smol_instant(now);
         self.iface.poll_maintenance(smol_now);
-        {
-            let mut device = Learning { inner: &mut *device, learned: &mut self.learned };
-            for _ in 0..INGRESS_BUDGET {
-                match self.iface.poll_ingress_single(smol_now, &mut device, &mut self.rx_set) {
-                    PollIngressSingleResult::None => break,
-                    PollIngressSingleResult::PacketProcessed
-                    | PollIngressSingleResult::SocketStateChanged => {}
-                }
+        for _ in 0..INGRESS_BUDGET {
+            let mut learning = Learning { inner: &mut *device, learned: &mut self.learned };
+            let result = self.iface.poll_ingress_single(smol_now, &mut learning, &mut self.rx_set);
+            // The frame's datagram is read where smoltcp queued it; the
+            // node answers through the transmit socket meanwhile.
+            loop {
+                let socket = self.rx_set.get_mut::<udp::Socket>(self.rx);
+                let Ok((bytes, meta)) = socket.recv() else { break };
+                let Some(from) = peer_of(meta.endpoint, self.translation) else { continue };
+                self.stats.received += 1;
+                let mut tx = StackTx {
+                    iface: self.iface,
+                    sockets: &mut self.tx_set,
+                    udp: self.tx,
+                    device: Learning { inner: &mut *device, learned: &mut self.learned },
+                    now: smol_now,
+                    translation: self.translation,
+                    stats: &mut self.stats,
+                };
+                driver::on_datagram(node, app, now, from, bytes, &mut tx);
             }
-        }
-        // Each datagram is read where smoltcp queued it; the node answers
-        // through the transmit socket meanwhile.
-        loop {
-            let socket = self.rx_set.get_mut::<udp::Socket>(self.rx);
-            let Ok((bytes, meta)) = socket.recv() else { break };
-            if bytes.len() > MAX_DATAGRAM_SIZE {
-                self.stats.oversized += 1;
-                continue;
+            if result == PollIngressSingleResult::None {
+                break;
             }
-            let Some(from) = peer_of(meta.endpoint, self.translation) else { continue };
-            self.stats.received += 1;
-            let mut tx = StackTx {
-                iface: self.iface,
-                sockets: &mut self.tx_set,
-                udp: self.tx,
-                device: Learning { inner: &mut *device, learned: &mut self.learned },
-                now: smol_now,
-                translation: self.translation,
-                stats: &mut self.stats,
-            };
-            driver::on_datagram(node, app, now, from, bytes, &mut tx);
         }
         let wake = {
             let mut tx = self.tx(now, &mut *device);
@@ -486,6 +510,11 @@ impl<D: Device + ?Sized> Transmit for StackTx<'_, '_, D> {
             self.stats.send_failed += 1;
             return Err(SendError);
         };
+        if datagram.len() > max_datagram(&self.device.inner.capabilities()) {
+            // It would need IP fragmentation, which this stack leaves out.
+            self.stats.send_failed += 1;
+            return Err(SendError);
+        }
         let ip = self.translation.map_or(ip, |t| t.outbound(ip));
         if let Some(request) = self.device.learned.arp_request_for(ip, self.now) {
             // Resolve the next hop now rather than when this datagram
@@ -511,5 +540,28 @@ impl<D: Device + ?Sized> Transmit for StackTx<'_, '_, D> {
         }
         self.stats.send_failed += 1;
         Err(SendError)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use smoltcp::phy::Medium;
+
+    fn caps(medium: Medium, mtu: usize) -> DeviceCapabilities {
+        let mut caps = DeviceCapabilities::default();
+        caps.medium = medium;
+        caps.max_transmission_unit = mtu;
+        caps
+    }
+
+    #[test]
+    fn the_largest_datagram_is_a_frames_udp_payload_and_at_most_a_dht_datagram() {
+        assert_eq!(max_datagram(&caps(Medium::Ethernet, 1514)), ETHERNET_PAYLOAD);
+        assert_eq!(max_datagram(&caps(Medium::Ethernet, 9014)), MAX_DATAGRAM_SIZE);
+        assert_eq!(max_datagram(&caps(Medium::Ethernet, 20)), 0);
+        // The node takes it: a piece of two units fits a 1472-byte datagram.
+        let config = Config { max_datagram: ETHERNET_PAYLOAD as u16, ..Config::small() };
+        assert_eq!(config.validate(), Ok(()));
     }
 }

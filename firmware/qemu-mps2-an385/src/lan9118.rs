@@ -10,9 +10,10 @@
 //!
 //! With [`Lan9118::enable_interrupts`] the chip raises its interrupt (IRQ 13
 //! on the MPS2-AN385) when a frame's status enters the status FIFO, so the
-//! CPU can sleep (WFI) between frames. QEMU's model keeps about 10.5 KB of
-//! receive FIFO and drops frames that do not fit: one 8.3 KB datagram at a
-//! time (the overlay node advertises a receive window of one for that).
+//! CPU can sleep (WFI) between frames. QEMU's model keeps 10,560 bytes of
+//! receive FIFO and drops frames that do not fit: the eight pieces of one
+//! fragment (frames of about 1.2 KB) fit, and the stack reads the frames
+//! one at a time as the node handles them.
 //!
 //! RAM: two 1536-byte frame buffers.
 

@@ -7,7 +7,12 @@
 //! a status line every few seconds (see `status`) and one line per notable
 //! event (`joined`, `stored <hash>`, `uploaded <index hash>`), which the
 //! firmware test reads. Settings come from the semihosting command line
-//! (see `config`).
+//! (see `config`), the network key among them.
+//!
+//! Every datagram fits one Ethernet frame (the node's largest datagram is
+//! the frame's UDP payload), so the network stack keeps no IP reassembly
+//! or fragmentation buffer, and frames wait in the LAN9118's receive FIFO
+//! until the node has handled the one before.
 //!
 //! Between frames and timers the CPU sleeps (WFI); the LAN9118's receive
 //! interrupt and a 100 Hz SysTick wake it.
@@ -26,6 +31,8 @@ use core::fmt::Write;
 use core::panic::PanicInfo;
 
 use cortex_m_rt::{entry, exception, ExceptionFrame};
+use dht_core::auth::NetworkKey;
+use dht_core::counters::DropReason;
 use dht_core::node::{Event, Reply, Transmit};
 use dht_core::store::{FragmentStore, RamSlot, RamStore};
 use dht_core::upload::{Upload, UploadEvent};
@@ -50,15 +57,25 @@ type FwNode = SmallNode<Store>;
 /// An upload of a file of one fragment (and its index), two requests in
 /// flight.
 type FwUpload = Upload<&'static [u8], 2, 2>;
-/// The socket payload buffers: one largest datagram and 512 bytes of small
-/// ones received, 1 KB sent.
-type NetBuffers =
-    Buffers<{ dht_core::MAX_DATAGRAM_SIZE + 512 }, { dht_core::MAX_DATAGRAM_SIZE + 1024 }>;
+/// The socket payload buffers: two frames' datagrams received (frames
+/// wait in the NIC until the node has handled the one before), two and
+/// 2 KB of small ones queued to send (see `dht_smoltcp::TX_PAYLOAD`).
+type NetBuffers = Buffers;
+/// Requests a peer may have in flight to this node (fragments it offers
+/// or asks for), advertised in every datagram: one being served and one
+/// waiting, which hides a request's round trip; more would only queue
+/// behind the one fetch of an offer at a time (`Config::small`) and time
+/// out at the sender. Pieces come only as answers to the node's own
+/// FILEGETs, so this window is not what keeps the NIC from overflowing:
+/// a whole fragment's answer (8 pieces of 1.1 KB, 9.5 KB of frames) fits
+/// the LAN9118's 10.5 KB receive FIFO, which the stack drains frame by
+/// frame as they come.
+const RX_WINDOW: u8 = 2;
 
 // Everything large lives in static memory, all zeros (.bss, no flash), so
 // that neither construction nor use copies it through the stack.
 static NET_BUFFERS: ConstStaticCell<NetBuffers> = ConstStaticCell::new(NetBuffers::new());
-static NET_SLOTS: ConstStaticCell<SocketSlots<'static>> = ConstStaticCell::new(SocketSlots::new());
+static NET_SLOTS: StaticCell<SocketSlots<'static>> = StaticCell::new();
 static FRAGMENTS: ConstStaticCell<[RamSlot; SLOTS]> = ConstStaticCell::new([RamSlot::EMPTY; SLOTS]);
 static ETHERNET: ConstStaticCell<Lan9118> = ConstStaticCell::new(Lan9118::new());
 // Filled at run time, in place (uninitialised until then: .bss).
@@ -92,6 +109,9 @@ fn main() -> ! {
         settings.port
     );
     memory_report();
+    if settings.bench_hmac > 0 {
+        bench_hmac(settings.bench_hmac);
+    }
 
     let eth = ETHERNET.take();
     match eth.init(settings.mac) {
@@ -103,7 +123,7 @@ fn main() -> ! {
     }
     let now = clock::now();
     let stack = init_stack(&settings, eth, now);
-    let node = init_node(&settings);
+    let node = init_node(&settings, eth);
     eth.enable_interrupts();
     // SAFETY: the interrupt handler (DefaultHandler) only acknowledges the
     // controller's interrupt and shares no data with the main loop.
@@ -165,8 +185,9 @@ fn init_stack(settings: &Settings, eth: &mut Lan9118, now: Instant) -> &'static 
         translation: settings.translation,
     };
     let iface = IFACE.init_with(|| dht_smoltcp::interface(settings.mac, eth, now));
-    match STACK.init_with(|| Stack::new(stack_config, iface, NET_BUFFERS.take(), NET_SLOTS.take()))
-    {
+    match STACK.init_with(|| {
+        Stack::new(stack_config, iface, NET_BUFFERS.take(), NET_SLOTS.init_with(SocketSlots::new))
+    }) {
         Ok(stack) => stack,
         Err(e) => {
             log::error!("network stack: {e}");
@@ -175,17 +196,28 @@ fn init_stack(settings: &Settings, eth: &mut Lan9118, now: Instant) -> &'static 
     }
 }
 
-/// Creates the node in its static (out of line, as `init_stack`).
+/// Creates the node in its static (out of line, as `init_stack`): a small
+/// member whose pieces fit one frame of `eth`, on the network of the key
+/// in the settings, if any.
 #[inline(never)]
-fn init_node(settings: &Settings) -> &'static mut FwNode {
+fn init_node(settings: &Settings, eth: &Lan9118) -> &'static mut FwNode {
     let store = RamStore::new(FRAGMENTS.take());
     let [a, b, c, d, e, f] = settings.mac;
     let seed = settings.id.0 ^ u64::from_le_bytes([a, b, c, d, e, f, 0, 0]);
-    let node = NODE.init_with(|| {
-        SmallNode::new(Config::small(), settings.id, settings.advertise, seed, store)
-    });
+    let mut config = dht_smoltcp::link_config(Config::small(), eth);
+    config.rx_window = RX_WINDOW;
+    let node =
+        NODE.init_with(|| SmallNode::new(config, settings.id, settings.advertise, seed, store));
     match node {
-        Ok(node) => node,
+        Ok(node) => {
+            node.set_network_key(settings.key.clone());
+            log::info!(
+                "largest datagram {} B, {} network",
+                node.config().max_datagram,
+                if node.has_network_key() { "keyed" } else { "open" }
+            );
+            node
+        }
         Err(e) => {
             log::error!("node settings: {e}");
             semihosting::exit(false)
@@ -303,7 +335,7 @@ fn status(node: &FwNode, stack: &Stack<'_>, eth: &Lan9118) {
     let net = stack.stats();
     let dev = eth.stats();
     log::info!(
-        "status joined={} neighbors={} held={}/{} stored={} served={} datagrams_in={} datagrams_out={} send_failed={} frames_in={} frames_out={} frame_errors={} stack_high_water={}",
+        "status joined={} neighbors={} held={}/{} stored={} served={} datagrams_in={} datagrams_out={} send_failed={} bad_tag={} frames_in={} frames_out={} frame_errors={} stack_high_water={}",
         node.is_joined() as u8,
         node.neighbors().len(),
         node.store().len(),
@@ -313,6 +345,7 @@ fn status(node: &FwNode, stack: &Stack<'_>, eth: &Lan9118) {
         net.received,
         net.sent,
         net.send_failed,
+        c.drops_of(DropReason::BadTag),
         dev.rx_frames,
         dev.tx_frames,
         dev.rx_errors,
@@ -344,6 +377,33 @@ fn memory_report() {
         )
     };
     log::info!("RAM: .data {data} B, .bss {bss} B, stack region {stack} B");
+}
+
+/// Times `rounds` network-key tags (HMAC-SHA256, what a keyed node
+/// computes for every datagram it sends and checks on every one it
+/// receives) over datagrams of 8192 bytes (a whole fragment, the largest
+/// datagram), 1452 (a piece in one Ethernet frame) and 96 (a small control
+/// message), and logs their cost in cycles of the 25 MHz system clock.
+/// Under QEMU's `-icount shift=0` a cycle is 40 instructions; a last line
+/// times a loop of known length (`asm::delay(n)` of cortex-m 0.7.10 runs
+/// `subs` and `bne` n + 1 times) to check that scale.
+#[inline(never)]
+fn bench_hmac(rounds: u32) {
+    let key = NetworkKey::new(b"bench");
+    let datagram = [0x5Au8; dht_core::FRAGMENT_SIZE];
+    for len in [dht_core::FRAGMENT_SIZE, 1452, 96] {
+        let bytes = datagram.get(..len).unwrap_or(&[]);
+        let start = clock::cycles();
+        for _ in 0..rounds {
+            core::hint::black_box(key.tag(core::hint::black_box(bytes)));
+        }
+        let cycles = clock::cycles() - start;
+        log::info!("bench hmac bytes={len} rounds={rounds} cycles={cycles}");
+    }
+    const LOOPS: u32 = 1_000_000;
+    let start = clock::cycles();
+    cortex_m::asm::delay(LOOPS - 1);
+    log::info!("bench loop instructions={} cycles={}", 2 * LOOPS, clock::cycles() - start);
 }
 
 /// The deepest the stack has been: cortex-m-rt paints the region between
@@ -397,6 +457,8 @@ fn fail(what: &str) -> ! {
 
 #[panic_handler]
 fn panic(info: &PanicInfo<'_>) -> ! {
-    let _ = writeln!(Uart, "PANIC {info}");
+    if let Some(at) = info.location() {
+        let _ = writeln!(Uart, "PANIC at {}:{}", at.file(), at.line());
+    }
     semihosting::exit(false)
 }

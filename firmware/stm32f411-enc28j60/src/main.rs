@@ -53,11 +53,17 @@ type Spi1Device = ExclusiveDevice<Spi<SPI1>, PA4<Output<PushPull>>, DelayUs<TIM3
 type Ethernet = Enc28j60<Spi1Device>;
 type Store = RamStore<&'static mut [RamSlot; SLOTS]>;
 type BoardNode = SmallNode<Store>;
-type NetBuffers =
-    Buffers<{ dht_core::MAX_DATAGRAM_SIZE + 512 }, { dht_core::MAX_DATAGRAM_SIZE + 1024 }>;
+/// The socket payload buffers, at dht-smoltcp's defaults: every datagram
+/// fits a frame, and frames wait in the ENC28J60's 6.5 KB receive ring
+/// until the node has handled the one before.
+type NetBuffers = Buffers;
+/// Requests a peer may have in flight to this node (fragments it offers or
+/// asks for): one being served and one waiting (as the QEMU firmware).
+const RX_WINDOW: u8 = 2;
 
 static NET_BUFFERS: ConstStaticCell<NetBuffers> = ConstStaticCell::new(NetBuffers::new());
-static NET_SLOTS: ConstStaticCell<SocketSlots<'static>> = ConstStaticCell::new(SocketSlots::new());
+// Built in place at run time (.bss), not copied from flash (.data).
+static NET_SLOTS: StaticCell<SocketSlots<'static>> = StaticCell::new();
 static FRAGMENTS: ConstStaticCell<[RamSlot; SLOTS]> = ConstStaticCell::new([RamSlot::EMPTY; SLOTS]);
 static ETHERNET: StaticCell<Ethernet> = StaticCell::new();
 static IFACE: StaticCell<Interface> = StaticCell::new();
@@ -115,7 +121,7 @@ fn main() -> ! {
     let mut clock = Clock::new(dp.TIM2.counter_us(&mut rcc));
     let now = clock.now();
     let stack = init_stack(eth, mac, now);
-    let node = init_node(mac);
+    let node = init_node(mac, eth);
     {
         let mut tx = stack.tx(now, eth);
         node.join(now, SEED, &mut tx);
@@ -156,19 +162,23 @@ fn init_stack(eth: &mut Ethernet, mac: [u8; 6], now: Instant) -> &'static mut St
         translation: None,
     };
     let iface = IFACE.init_with(|| dht_smoltcp::interface(mac, eth, now));
-    match STACK.init_with(|| Stack::new(config, iface, NET_BUFFERS.take(), NET_SLOTS.take())) {
+    let slots = NET_SLOTS.init_with(SocketSlots::new);
+    match STACK.init_with(|| Stack::new(config, iface, NET_BUFFERS.take(), slots)) {
         Ok(stack) => stack,
         Err(_) => halt(),
     }
 }
 
+/// The node: a small member whose pieces fit one frame of `eth`.
 #[inline(never)]
-fn init_node(mac: [u8; 6]) -> &'static mut BoardNode {
+fn init_node(mac: [u8; 6], eth: &Ethernet) -> &'static mut BoardNode {
     let [a, b, c, d, e, f] = mac;
     let id = NodeId(u64::from_le_bytes([a, b, c, d, e, f, 0x5A, 0xA5]));
     let addr = PeerAddr::v4(ADDRESS, PORT);
     let store = RamStore::new(FRAGMENTS.take());
-    match NODE.init_with(|| SmallNode::new(Config::small(), id, addr, id.0, store)) {
+    let mut config = dht_smoltcp::link_config(Config::small(), eth);
+    config.rx_window = RX_WINDOW;
+    match NODE.init_with(|| SmallNode::new(config, id, addr, id.0, store)) {
         Ok(node) => node,
         Err(_) => halt(),
     }
