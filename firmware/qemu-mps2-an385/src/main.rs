@@ -252,7 +252,7 @@ impl Firmware {
         let Some(upload) = self.upload.as_mut() else { return };
         while let Some(event) = upload.poll_event() {
             match event {
-                UploadEvent::Stored { fragment, holder } => {
+                UploadEvent::Stored { fragment, holder, .. } => {
                     log::info!("upload: fragment {fragment} stored at {}", holder.addr)
                 }
                 UploadEvent::Finished { index_hash } => {
@@ -324,6 +324,8 @@ impl App<Store, 40, 64, 4> for Firmware {
             Event::NeighborDead(peer) => log::info!("neighbor {} is dead", peer.addr),
             Event::CorruptFragmentRemoved(hash) => log::warn!("removed corrupt fragment {hash}"),
             Event::FetchAbandoned(hash) => log::info!("gave up fetching {hash}"),
+            Event::StoreFull => log::warn!("store full: taking no more fragments"),
+            Event::StoreAvailable { held } => log::info!("store has room again ({held} held)"),
             Event::IdentityChosen(_) | Event::Left { .. } => {}
         }
     }

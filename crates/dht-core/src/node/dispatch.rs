@@ -332,6 +332,10 @@ impl<S: FragmentStore, const NEIGHBORS: usize, const DEDUP: usize, const FETCHES
                     ctx.out.retry(ctx.sink, now, from, proof);
                     return None;
                 }
+                if !store.contains(&hash) && ctx.out.offered.iter().any(|h| *h == hash) {
+                    // Our application's upload: it serves the pieces.
+                    return Some(Reply::FileGet { from: peer, hash, want, piece_units });
+                }
                 let view = View::of(&ctx, &membership.table, membership.lifecycle);
                 let served =
                     replication.serve(&mut ctx, store, &view, from, hash, want, piece_units);

@@ -588,6 +588,7 @@ impl<S: FragmentStore, const NEIGHBORS: usize, const DEDUP: usize, const FETCHES
         hash: FragmentHash,
         sink: &mut impl Transmit,
     ) -> bool {
+        self.out.note_offer(hash);
         let message = Message::NewFile { hash, urgent: true };
         self.out.send(sink, &mut self.jar, now, to, Transmission::Singlecast, &message)
     }

@@ -31,6 +31,9 @@ use crate::wire::{
     Transmission, UNIT, UNITS,
 };
 
+/// Offered fragments remembered (see `Out::offered`).
+const OFFERED: usize = 8;
+
 /// Capacity of the application event queue.
 const EVENT_QUEUE: usize = 32;
 
@@ -81,6 +84,10 @@ pub(crate) struct Out {
     pub(crate) secret: CookieSecret,
     pub(crate) key: Option<NetworkKey>,
     pending: Deque<Pending, PENDING>,
+    /// Fragments this node offered (NEWFILE) for an application's upload,
+    /// newest last: FILEGETs for them go to the application when the
+    /// store does not hold them.
+    pub(crate) offered: Deque<FragmentHash, OFFERED>,
     /// The grant of the datagram being handled, for answers to its sender
     /// when the jar did not keep it.
     current: Option<(PeerAddr, Cookie)>,
@@ -101,6 +108,7 @@ impl Out {
             secret,
             key: None,
             pending: Deque::new(),
+            offered: Deque::new(),
             current: None,
         }
     }
@@ -122,6 +130,17 @@ impl Out {
 
     pub(crate) fn poll_event(&mut self) -> Option<Event> {
         self.events.pop_front()
+    }
+
+    /// Remembers that the application offered `hash`.
+    pub(crate) fn note_offer(&mut self, hash: FragmentHash) {
+        if self.offered.iter().any(|h| *h == hash) {
+            return;
+        }
+        if self.offered.is_full() {
+            self.offered.pop_front();
+        }
+        let _ = self.offered.push_back(hash);
     }
 
     /// Counts a drop.

@@ -89,6 +89,20 @@ fn an_upload_is_acknowledged_by_a_holder_of_every_fragment() {
 }
 
 #[test]
+fn a_member_uploads_a_file_of_its_own_and_its_mates_fetch_the_pieces_from_it() {
+    // A member (not a client) offers fragments of which its store holds
+    // none: the holders' FILEGETs must reach the upload, not a NOTFOUND.
+    let mut net = Net::joined(4, 32, 64);
+    let member = 5;
+    let data = bytes(11, 4 * FRAGMENT_SIZE + 3);
+    let hash = net.upload(member, "mine.bin", data);
+    assert!(net.run_until(Duration::from_secs(10), |n| n.upload_done(member).is_some()));
+    assert_eq!(net.upload_done(member), Some(Ok(hash)));
+    let holders = net.hosts.iter().filter(|x| x.node.store().contains(&hash)).count();
+    assert!(holders >= 1, "the index is held by {holders} members");
+}
+
+#[test]
 fn an_upload_whose_holders_are_all_full_fails_with_no_holder_not_a_spin() {
     // One member per shard, each with room for nothing: each says its
     // store is full, the client finds no holder for any shard and the
