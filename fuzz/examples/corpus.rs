@@ -6,8 +6,9 @@
 //!
 //! `DIR` defaults to `fuzz/corpus`; each target's seeds go to `DIR/<target>/`
 //! (the directories are emptied first, so a rerun gives the same files).
-//! Every `node` seed is run once here and must reach what it was written
-//! for (a join, a stored fragment, a hand-off, ...), so that fuzzing starts from inputs that get
+//! Every `node` and `client` seed is run once here and must reach what it
+//! was written for (a join, a stored fragment, a hand-off, a finished
+//! upload or download, ...), so that fuzzing starts from inputs that get
 //! past the cookie checks.
 
 use std::fs;
@@ -23,6 +24,7 @@ use dht_core::wire::{
     PieceRef, Source, StoreOutcome, Transmission, ALL_UNITS, UNIT,
 };
 use dht_core::{FragmentHash, FRAGMENT_SIZE, MAX_DATAGRAM_SIZE};
+use dht_fuzz::client::{client_after, index_of_known, Client};
 use dht_fuzz::harness::{known_fragment, known_fragments, network_key, Wrinkle};
 use dht_fuzz::node::{node_after, node_harness};
 use dht_fuzz::Script;
@@ -32,7 +34,12 @@ fn main() {
         .nth(1)
         .map(PathBuf::from)
         .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("corpus"));
-    let targets = [("decode", decode_seeds()), ("index", index_seeds()), ("node", node_seeds())];
+    let targets = [
+        ("decode", decode_seeds()),
+        ("index", index_seeds()),
+        ("node", node_seeds()),
+        ("client", client_seeds()),
+    ];
     for (target, seeds) in targets {
         let out = dir.join(target);
         let _ = fs::remove_dir_all(&out);
@@ -562,4 +569,85 @@ fn node_seeds() -> Vec<(String, Vec<u8>)> {
     });
 
     seeds
+}
+
+/// Client inputs, each checked to reach what it is for.
+fn client_seeds() -> Vec<(String, Vec<u8>)> {
+    let mut seeds = Vec::new();
+    let mut add = |name: &str, s: &Script, goal: &dyn Fn(&Client) -> bool| {
+        let h = client_after(&s.0);
+        assert!(goal(&h.app), "the seed {name} misses its goal: {:?}", h.node.counters());
+        seeds.push((name.to_string(), s.0.clone()));
+    };
+    let finished = |app: &Client| app.is_finished();
+
+    // Uploads: a file of one byte with every peer cooperating; three
+    // fragments refused (not a holder, store full) before they are taken;
+    // two fragments on a keyed network with small datagrams.
+    let mut s = Script::new(&[0x00, 1, 0, 3]);
+    rounds_client(&mut s, 8, 0x21, 0);
+    add("upload-one-byte", &s, &finished);
+
+    let size = (2 * FRAGMENT_SIZE + 100) as u16;
+    let [a, b] = size.to_le_bytes();
+    let mut s = Script::new(&[0x10, a, b, 7]);
+    rounds_client(&mut s, 1, 0x21, 5);
+    rounds_client(&mut s, 1, 0x21, 6);
+    rounds_client(&mut s, 1, 0x21, 3);
+    rounds_client(&mut s, 12, 0x21, 0);
+    add("upload-refused-then-taken", &s, &finished);
+
+    let size = (FRAGMENT_SIZE + 1) as u16;
+    let [a, b] = size.to_le_bytes();
+    let mut s = Script::new(&[0x26, a, b, 12]);
+    rounds_client(&mut s, 10, 0x21, 1);
+    add("upload-keyed-small", &s, &finished);
+
+    // Downloads of a file of two known fragments: everything as asked;
+    // pieces reversed, one unit a piece, the first piece only, corrupt,
+    // NOTFOUND and duplicates; on a keyed network with small datagrams.
+    let index = index_of_known("fuzz.bin", (FRAGMENT_SIZE + 100) as u64, &[3, 9]);
+    let [a, b] = (index.len() as u16).to_le_bytes();
+    let mut s = Script::new(&[0x01, a, b, 5]);
+    s.0.extend_from_slice(&index);
+    rounds_client(&mut s, 6, 0x21, 0);
+    add("download-two-fragments", &s, &finished);
+
+    let mut s = Script::new(&[0x01, a, b, 6]);
+    s.0.extend_from_slice(&index);
+    for variant in [1, 7, 2, 3, 5, 6] {
+        rounds_client(&mut s, 1, 0x21, variant);
+    }
+    rounds_client(&mut s, 8, 0x31, 0);
+    add("download-pieces-every-way", &s, &finished);
+
+    let index3 = index_of_known("three.bin", (3 * FRAGMENT_SIZE) as u64, &[1, 2, 1]);
+    let [a, b] = (index3.len() as u16).to_le_bytes();
+    let mut s = Script::new(&[0x07, a, b, 8]);
+    s.0.extend_from_slice(&index3);
+    rounds_client(&mut s, 10, 0x21, 0);
+    add("download-keyed-small", &s, &finished);
+
+    // The address of a fragment that is not an index.
+    let junk = b"\xD2 not an index fragment";
+    let [a, b] = (junk.len() as u16).to_le_bytes();
+    let mut s = Script::new(&[0x01, a, b, 2]);
+    s.0.extend_from_slice(junk);
+    rounds_client(&mut s, 3, 0x21, 0);
+    add("download-bad-index", &s, &|app| match app {
+        Client::Download(d, _) => {
+            matches!(d.error(), Some(dht_core::download::DownloadError::BadIndex(_)))
+        }
+        Client::Upload(_) => false,
+    });
+
+    seeds
+}
+
+/// Answers every datagram sent since the last time (client command 5),
+/// `rounds` times, each after `step`.
+fn rounds_client(s: &mut Script, rounds: usize, step: u8, variant: u8) {
+    for _ in 0..rounds {
+        s.command(step, 5, variant);
+    }
 }

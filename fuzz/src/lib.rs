@@ -1,5 +1,5 @@
 //! The checks of the fuzz targets ([`check_decode`], [`check_index`],
-//! [`run_node`]: each target is one call), and what the
+//! [`run_node`], [`run_client`]: each target is one call), and what the
 //! corpus generator (`examples/corpus.rs`) shares with them: the fragments
 //! the harness knows, the harness itself, and a builder for its input
 //! format. Keeping the checks here lets `cargo test` replay the committed
@@ -30,6 +30,18 @@
 //! | 1 | bits 0-3: the node's shard; bit 4: a network key (the node's and its peers'); bit 5: `max_datagram` 632 (pieces of one unit); bit 6 (without bit 5): `max_datagram` 8320 (a fragment a datagram); bit 7: the store starts full of known fragments (of the node's shard, from the fifth on of the next shard) |
 //! | 2, 3 | the rest of the node's id |
 //!
+//! # The `client` input format
+//!
+//! A header of 4 bytes; for a download, the index fragment's first bytes;
+//! then records as for `node`. The client node has joined the scripted
+//! network before the records start (members of every shard known).
+//!
+//! | byte | meaning |
+//! |-----:|---------|
+//! | 0 | bit 0: download (else upload); bit 1: a network key; bit 2: `max_datagram` 632; bit 3: the sink refuses every 4th datagram and the download's file takes one write; bits 4-5: the uploaded file's name |
+//! | 1, 2 | (u16 LE) upload: the file's size in bytes; download: how many bytes of the index fragment follow (the rest is zeros; the peers serve it, and the known fragments) |
+//! | 3 | the client's id (and shard) |
+//!
 //! # Records
 //!
 //! `op` is the first byte; `step` advances the clock (see
@@ -47,27 +59,34 @@
 //! it, corrupted if `pick` bit 7), 7 broadcast, 8 allow choosing the shard,
 //! 9 send pieces unasked, 10 change `max_datagram`, 11 answer every
 //! datagram sent since the last time (`pick` as for an answer's variant
-//! and wrinkle), anything else nothing (a pure wait).
+//! and wrinkle), anything else nothing (a pure wait). `client` commands: 0
+//! leave, 1 join, 2 discover a shard, 3 ping or find, 4 change
+//! `max_datagram`, 5 answer every datagram sent since the last time,
+//! anything else nothing.
 //!
 //! # Checks
 //!
 //! After every input: no panic; the wake-up invariant of `dht_core::node`
-//! (and of the application beside it): after `on_timeout(t)`, the next
-//! wake-up is later than `t` or `None`. Every datagram the node sends
-//! carries its tag on a keyed network, decodes, grants its addressee a
-//! cookie and is at most the node's `max_datagram` long. A datagram that
-//! proves nothing (no echoed cookie, a bad tag, undecodable; a RETRY
-//! excepted) gets at most one datagram back, no larger than itself, and
-//! none if it is shorter than `UNPROVEN_MIN`. The store holds only
-//! fragments that hash right.
+//! (and of the application beside it, the upload or download of
+//! `client`): after `on_timeout(t)`, the next wake-up is later than `t`
+//! or `None`. Every datagram the node sends carries its tag on a keyed
+//! network, decodes, grants its addressee a cookie and is at most the
+//! node's `max_datagram` long. A datagram that proves nothing (no echoed
+//! cookie, a bad tag, undecodable; a RETRY excepted) makes the node send
+//! at most one datagram, no larger than itself, to any one address (its
+//! sender, or the source it names), and none if it is shorter than
+//! `UNPROVEN_MIN`. The store holds only fragments that hash right. A
+//! finished download wrote exactly the file its index describes.
 
 use dht_core::index::{fragment_layout, IndexFragment};
 use dht_core::wire::{encode_filefrag_header, Message, Packet};
 use dht_core::{FragmentHash, FRAGMENT_SIZE, MAX_DATAGRAM_SIZE};
 
+pub mod client;
 pub mod harness;
 pub mod node;
 
+pub use client::{client_after, run_client};
 pub use harness::{known_fragment, known_fragments, network_key, Harness, Script};
 pub use node::{node_after, run_node};
 

@@ -30,6 +30,11 @@ fn node_seeds() {
     replay("node", dht_fuzz::run_node);
 }
 
+#[test]
+fn client_seeds() {
+    replay("client", dht_fuzz::run_client);
+}
+
 /// The decode and index seeds are valid (a sealed seed once its tag is
 /// removed), so fuzzing starts on the accepting side of the decoders
 /// (rerun the generator after changing the wire or the index:
