@@ -563,7 +563,7 @@ impl<A: App<FuzzStore, 64, 256, 16>> Harness<A> {
         if datagram.len() < UNPROVEN_MIN {
             Some((0, 0))
         } else {
-            Some((1, datagram.len()))
+            Some((1, datagram.len() + if self.sink.key.is_some() { TAG_LEN } else { 0 }))
         }
     }
 
