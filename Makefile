@@ -126,7 +126,7 @@ clean:
 # (FUZZ_SANITIZER=address turns it on; each sanitizer has its own build
 # directory). Panics, overflow checks and debug assertions are on either way.
 FUZZ_SECONDS ?= 40
-FUZZ_TARGETS ?= decode index node
+FUZZ_TARGETS ?= decode index node client
 FUZZ_SANITIZER ?= none
 FUZZ_COVERAGE ?= 1
 FUZZ_FLAGS = --sanitizer $(FUZZ_SANITIZER) --target-dir fuzz/target/$(FUZZ_SANITIZER)

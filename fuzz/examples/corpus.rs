@@ -6,30 +6,41 @@
 //!
 //! `DIR` defaults to `fuzz/corpus`; each target's seeds go to `DIR/<target>/`
 //! (the directories are emptied first, so a rerun gives the same files).
+//! Every `node` and `client` seed is run once here and must reach what it
+//! was written for (a join, a stored fragment, a hand-off, a finished
+//! upload or download, ...), so that fuzzing starts from inputs that get
+//! past the cookie checks.
 
 use std::fs;
 use std::path::{Path, PathBuf};
 
 use dht_core::config::MAX_PEERS_PER_MESSAGE;
-use dht_core::counters::Counters;
+use dht_core::counters::{Counters, DropReason};
 use dht_core::id::{NodeId, PeerAddr, PeerInfo, Shard};
 use dht_core::index::{IndexFragment, IndexName};
+use dht_core::store::FragmentStore;
 use dht_core::wire::{
-    FragMode, FragmentRef, HashList, HolderList, Message, MessageKind, NodeStats, Packet, PeerList,
-    Source, StoreOutcome, Transmission,
+    Cookie, Cookies, HashList, HolderList, Message, MessageKind, NodeStats, Packet, PeerList,
+    PieceRef, Source, StoreOutcome, Transmission, ALL_UNITS, UNIT,
 };
 use dht_core::{FragmentHash, FRAGMENT_SIZE, MAX_DATAGRAM_SIZE};
-use dht_fuzz::{known_fragment, known_fragments, Harness, Script};
+use dht_fuzz::client::{client_after, index_of_known, Client};
+use dht_fuzz::harness::{known_fragment, known_fragments, network_key, Wrinkle};
+use dht_fuzz::node::{node_after, node_harness};
+use dht_fuzz::Script;
 
 fn main() {
     let dir = std::env::args_os()
         .nth(1)
         .map(PathBuf::from)
         .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("corpus"));
-    let decode = decode_seeds();
-    let index = index_seeds();
-    let node = node_seeds();
-    for (target, seeds) in [("decode", decode), ("index", index), ("node", node)] {
+    let targets = [
+        ("decode", decode_seeds()),
+        ("index", index_seeds()),
+        ("node", node_seeds()),
+        ("client", client_seeds()),
+    ];
+    for (target, seeds) in targets {
         let out = dir.join(target);
         let _ = fs::remove_dir_all(&out);
         fs::create_dir_all(&out).expect("the corpus directory can be made");
@@ -41,9 +52,9 @@ fn main() {
     }
 }
 
-fn encode(packet: &Packet<'_>) -> Vec<u8> {
+fn encode(packet: &Packet<'_>, min_len: usize) -> Vec<u8> {
     let mut buf = vec![0u8; MAX_DATAGRAM_SIZE];
-    let len = packet.encode(&mut buf).expect("the packet fits a datagram");
+    let len = packet.encode_padded(&mut buf, min_len).expect("the packet fits a datagram");
     buf.truncate(len);
     assert_eq!(Packet::decode(&buf).as_ref(), Ok(packet), "the seed decodes");
     buf
@@ -53,15 +64,18 @@ fn peer(i: u8) -> PeerInfo {
     PeerInfo { id: NodeId(0x1111 * u64::from(i) + 3), addr: PeerAddr::v4([10, 0, 0, i], 8000) }
 }
 
-/// One packet of every message kind, and every transmission and address
-/// form on a few of them.
+/// One packet of every message kind, then every transmission, address
+/// form, cookie combination, piece size, padding and a sealed datagram.
 fn decode_seeds() -> Vec<(String, Vec<u8>)> {
     let source = Source {
         id: NodeId(0x0123_4567_89AB_CDEF),
         addr: PeerAddr::v4([192, 168, 1, 20], 8000),
         member: true,
         window: 0,
+        full: false,
     };
+    let both =
+        Cookies { echo: Some(Cookie([1, 2, 3, 4, 5, 6, 7, 8])), grant: Some(Cookie([9; 8])) };
     let (hash, data) = known_fragment(3);
     let mut peers = PeerList::new();
     for i in 0..4 {
@@ -74,17 +88,20 @@ fn decode_seeds() -> Vec<(String, Vec<u8>)> {
     for (h, _) in known_fragments().iter().take(3) {
         hashes.push(*h).expect("room");
     }
-    let counters = Counters { relayed: 42, ..Counters::default() };
+    let mut counters = Counters { relayed: 42, ..Counters::default() };
+    counters.count_sent(MessageKind::FileFrag, 1452);
+    counters.count_received(MessageKind::FileGet, 80);
+    counters.count_drop(DropReason::Unproven);
     let messages: Vec<Message<'_>> = vec![
         Message::Join { want: 48, shard: None },
         Message::Peers { peers },
         Message::AddMe,
         Message::Ping { nonce: 0xDEAD_BEEF },
         Message::Pong { nonce: 0xDEAD_BEEF },
-        Message::FileFrag { mode: FragMode::Store, hash: *hash, data: FragmentRef(data) },
-        Message::FileGet { hash: *hash },
+        Message::FileFrag { hash: *hash, first_unit: 4, data: PieceRef(&data[4 * UNIT..8 * UNIT]) },
+        Message::FileGet { hash: *hash, want: 0x0FF0, piece_units: 2 },
         Message::Find { shard: Shard::new(9).expect("a shard"), nonce: 77 },
-        Message::NewFile { hash: *hash },
+        Message::NewFile { hash: *hash, urgent: true },
         Message::Stored { hash: *hash, outcome: StoreOutcome::NotHolder, holders: holders.clone() },
         Message::NotFound { hash: *hash, holders },
         Message::Leave,
@@ -102,15 +119,17 @@ fn decode_seeds() -> Vec<(String, Vec<u8>)> {
         },
         Message::Holdings { hashes },
         Message::Dead { peer: peer(5) },
+        Message::Retry,
     ];
     let mut seeds = Vec::new();
     let mut kinds = Vec::new();
     for message in messages {
         let kind = message.kind();
         kinds.push(kind);
-        let packet = Packet { transmission: Transmission::Singlecast, source, message };
-        seeds
-            .push((format!("{:02}-{}", kind.index(), kind.name().to_lowercase()), encode(&packet)));
+        let packet =
+            Packet { transmission: Transmission::Singlecast, source, cookies: both, message };
+        let name = format!("{:02}-{}", kind.index(), kind.name().to_lowercase());
+        seeds.push((name, encode(&packet, 0)));
     }
     assert_eq!(kinds, MessageKind::ALL, "a seed for every message kind, in wire order");
 
@@ -119,43 +138,106 @@ fn decode_seeds() -> Vec<(String, Vec<u8>)> {
         addr: PeerAddr::v6([0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1], 65535),
         member: false,
         window: 1,
+        full: true,
     };
-    let extra = [
+    let grant_only = Cookies { echo: None, grant: Some(Cookie([0xA5; 8])) };
+    let whole = Message::FileFrag { hash: *hash, first_unit: 0, data: PieceRef(&data[..]) };
+    let last_unit =
+        Message::FileFrag { hash: *hash, first_unit: 15, data: PieceRef(&data[15 * UNIT..]) };
+    let extra: Vec<(&str, Packet<'_>, usize)> = vec![
         (
-            "randomcast-addme",
+            "randomcast-addme-no-cookies",
             Packet {
                 transmission: Transmission::Randomcast { hops: 4 },
                 source,
+                cookies: Cookies::NONE,
                 message: Message::AddMe,
             },
+            0,
         ),
         (
-            "broadcast-newfile",
+            "broadcast-dead-grant-only",
             Packet {
                 transmission: Transmission::Broadcast { breadth: 2, uid: hash.prefix_u64() },
                 source,
-                message: Message::NewFile { hash: *hash },
+                cookies: grant_only,
+                message: Message::Dead { peer: peer(9) },
             },
+            0,
         ),
         (
-            "v6-client-join-shard",
+            "v6-client-join-shard-padded",
             Packet {
                 transmission: Transmission::Singlecast,
                 source: v6,
+                cookies: grant_only,
                 message: Message::Join { want: 16, shard: Shard::new(15) },
             },
+            96,
         ),
         (
             "unspecified-stats-request",
             Packet {
                 transmission: Transmission::Singlecast,
                 source: Source { addr: PeerAddr::v4([0, 0, 0, 0], 8001), ..source },
+                cookies: Cookies { echo: Some(Cookie([0; 8])), grant: None },
                 message: Message::StatsRequest { nonce: u64::MAX, about: None },
             },
+            0,
+        ),
+        (
+            "piece-whole-fragment",
+            Packet {
+                transmission: Transmission::Singlecast,
+                source: v6,
+                cookies: both,
+                message: whole,
+            },
+            0,
+        ),
+        (
+            "piece-last-unit",
+            Packet {
+                transmission: Transmission::Singlecast,
+                source,
+                cookies: grant_only,
+                message: last_unit,
+            },
+            0,
+        ),
+        (
+            "fileget-all-one-unit-pieces",
+            Packet {
+                transmission: Transmission::Singlecast,
+                source,
+                cookies: both,
+                message: Message::FileGet { hash: *hash, want: ALL_UNITS, piece_units: 1 },
+            },
+            0,
+        ),
+        (
+            "newfile-not-urgent-padded",
+            Packet {
+                transmission: Transmission::Singlecast,
+                source,
+                cookies: grant_only,
+                message: Message::NewFile { hash: *hash, urgent: false },
+            },
+            200,
+        ),
+        (
+            "retry-padded",
+            Packet {
+                transmission: Transmission::Singlecast,
+                source,
+                cookies: grant_only,
+                message: Message::Retry,
+            },
+            96,
         ),
     ];
-    for (name, packet) in extra {
-        seeds.push((name.to_string(), encode(&packet)));
+    for (name, packet, min_len) in extra {
+        seeds.push((name.to_string(), encode(&packet, min_len)));
     }
     // A full PEERS list: the largest list the decoder takes.
     let mut full = PeerList::new();
@@ -165,9 +247,22 @@ fn decode_seeds() -> Vec<(String, Vec<u8>)> {
     let packet = Packet {
         transmission: Transmission::Singlecast,
         source,
+        cookies: both,
         message: Message::Peers { peers: full },
     };
-    seeds.push(("peers-full".to_string(), encode(&packet)));
+    seeds.push(("peers-full".to_string(), encode(&packet, 0)));
+    // A datagram of a keyed network: the target checks it without its tag.
+    let packet = Packet {
+        transmission: Transmission::Singlecast,
+        source,
+        cookies: both,
+        message: Message::Ping { nonce: 1 },
+    };
+    let mut sealed = encode(&packet, 96);
+    let len = sealed.len();
+    sealed.resize(len + dht_core::auth::TAG_LEN, 0);
+    network_key().seal(&mut sealed, len).expect("room for the tag");
+    seeds.push(("sealed-padded-ping".to_string(), sealed));
     seeds
 }
 
@@ -203,35 +298,73 @@ fn index_seeds() -> Vec<(String, Vec<u8>)> {
         .collect()
 }
 
-/// Node inputs: a join with its answers, a member that receives one of
-/// every message, a client at work, a small member that stores and leaves.
+/// Answers every datagram sent since the last time, `rounds` times, each
+/// after `step`.
+fn rounds(s: &mut Script, rounds: usize, step: u8, variant: u8) {
+    for _ in 0..rounds {
+        s.command(step, 11, variant);
+    }
+}
+
+/// A packet from a harness peer (cookies filled in by the raw record's
+/// mode), without a tag.
+fn packet(source: Source, transmission: Transmission, message: Message<'_>) -> Vec<u8> {
+    encode(&Packet { transmission, source, cookies: Cookies::NONE, message }, 0)
+}
+
+/// Node inputs, each checked to reach what it is for.
 fn node_seeds() -> Vec<(String, Vec<u8>)> {
     let mut seeds = Vec::new();
+    let mut add =
+        |name: &str,
+         s: &Script,
+         goal: &dyn Fn(&dht_fuzz::Harness<dht_fuzz::node::Server>) -> bool| {
+            let h = node_after(&s.0);
+            assert!(
+                goal(&h),
+                "the seed {name} misses its goal: {:?}, {:?}",
+                h.node,
+                h.node.counters()
+            );
+            seeds.push((name.to_string(), s.0.clone()));
+        };
     let single = Transmission::Singlecast;
 
-    // A member joins through peer 0, gets PEERS, answers its pings and
-    // finds, then lives for a while (steps of 0x9F = 15 << 24 us ~ 4 min).
-    let mut s = Script::new(0x44, 5, 1);
-    s.answer(0x21, 0, 3);
-    for i in 0..24 {
-        s.answer(0x31, i % 4, i);
-    }
+    // A member joins through peer 0; its peers answer everything (PEERS
+    // with 12 made-up members, PONGs), it lives a while with its probes
+    // answered, then its peers fall silent and it finds them dead.
+    let mut s = Script::new(&[0x44, 5, 1, 0]);
+    rounds(&mut s, 6, 0x21, 3);
     s.wait(0x8F);
-    for i in 0..16 {
-        s.answer(0x41, i % 6, i * 3);
-    }
-    s.wait(0x9F);
-    seeds.push(("join-and-live".to_string(), s.0));
+    rounds(&mut s, 4, 0x41, 0);
+    s.wait(0x9F).wait(0x9F);
+    add("join-live-and-lose-peers", &s, &|h| {
+        h.node.is_joined() && h.node.counters().drops_of(DropReason::Unproven) == 0
+    });
 
-    // A root member (4 slots) receives one of every message from its peers.
+    // The same on a keyed network with small datagrams, some datagrams
+    // sealed with another network's key, some answers without the cookie.
+    let mut s = Script::new(&[0x44, 0x35, 1, 0]);
+    rounds(&mut s, 4, 0x21, 3);
+    s.answer_with(0x11, 0, 0, Wrinkle { bad_seal: true, ..Wrinkle::default() });
+    s.answer_with(0x11, 1, 0, Wrinkle { unproven: true, ..Wrinkle::default() });
+    s.answer_with(0x11, 2, 0, Wrinkle { moved: true, ..Wrinkle::default() });
+    rounds(&mut s, 3, 0x41, 0);
+    s.wait(0x8F);
+    add("keyed-small-join", &s, &|h| {
+        h.node.is_joined() && h.node.counters().drops_of(DropReason::BadTag) > 0
+    });
+
+    // A root member (4 slots) hears from its peers (each first pads an
+    // unproven PING, which gets a PONG with a cookie), then gets one of
+    // every message from them, proven; the offer is fetched in pieces and
+    // stored.
     let flags = 0x40;
     let shard = 2;
-    let h = Harness::new([flags, shard, 7, 0]);
-    let mate = h.peer_addr(0);
-    let other = h.peer_addr(2);
-    let (own_hash, own_data) = known_fragment(shard);
+    let h = node_harness([flags, shard, 7, 0]);
+    let src = |i: u8| h.source(h.peer_addr(i), 0, false);
+    let (own_hash, _) = known_fragment(shard);
     let (other_hash, other_data) = known_fragment(shard + 1);
-    let mut s = Script::new(flags, shard, 7);
     let me = h.node.me();
     let mut peers = PeerList::new();
     for i in 0..5 {
@@ -241,6 +374,19 @@ fn node_seeds() -> Vec<(String, Vec<u8>)> {
     let mut hashes = HashList::new();
     hashes.push(*own_hash).expect("room");
     hashes.push(*other_hash).expect("room");
+    let mut s = Script::new(&[flags, shard, 7, 0]);
+    for i in 0..6 {
+        let ping = encode(
+            &Packet {
+                transmission: single,
+                source: src(i),
+                cookies: Cookies::NONE,
+                message: Message::Ping { nonce: u64::from(i) },
+            },
+            96,
+        );
+        s.raw(i, 0, 0x11, &ping);
+    }
     let inbound: Vec<(u8, Transmission, Message<'_>)> = vec![
         (0, single, Message::Join { want: 8, shard: None }),
         (0, single, Message::AddMe),
@@ -248,27 +394,17 @@ fn node_seeds() -> Vec<(String, Vec<u8>)> {
         (2, single, Message::Ping { nonce: 1 }),
         (2, single, Message::Pong { nonce: 1 }),
         (
-            1,
-            single,
-            Message::FileFrag {
-                mode: FragMode::Store,
-                hash: *own_hash,
-                data: FragmentRef(own_data),
-            },
-        ),
-        (
             2,
             single,
             Message::FileFrag {
-                mode: FragMode::Store,
                 hash: *other_hash,
-                data: FragmentRef(other_data),
+                first_unit: 0,
+                data: PieceRef(&other_data[..2 * UNIT]),
             },
         ),
-        (3, single, Message::FileGet { hash: *own_hash }),
-        (3, single, Message::FileGet { hash: *other_hash }),
+        (3, single, Message::FileGet { hash: *own_hash, want: ALL_UNITS, piece_units: 2 }),
         (4, Transmission::Randomcast { hops: 2 }, Message::Find { shard: me.shard(), nonce: 9 }),
-        (1, Transmission::Broadcast { breadth: 1, uid: 99 }, Message::NewFile { hash: *own_hash }),
+        (1, single, Message::NewFile { hash: *own_hash, urgent: true }),
         (
             0,
             single,
@@ -279,91 +415,239 @@ fn node_seeds() -> Vec<(String, Vec<u8>)> {
             },
         ),
         (0, single, Message::NotFound { hash: *other_hash, holders: HolderList::new() }),
-        (5, single, Message::StatsRequest { nonce: 3, about: Some(mate) }),
+        (5, single, Message::StatsRequest { nonce: 3, about: Some(h.peer_addr(0)) }),
         (0, single, Message::Stats { nonce: 3, stats: NodeStats::default() }),
         (1, single, Message::Holdings { hashes }),
         (
             3,
             Transmission::Broadcast { breadth: 2, uid: 7 },
-            Message::Dead { peer: PeerInfo { id: h.identity(other), addr: other } },
+            Message::Dead {
+                peer: PeerInfo { id: h.identity(h.peer_addr(2)), addr: h.peer_addr(2) },
+            },
         ),
+        (2, single, Message::Retry),
         (4, single, Message::Leave),
     ];
+    let mut kinds: Vec<MessageKind> = inbound.iter().map(|(_, _, m)| m.kind()).collect();
+    kinds.sort();
+    kinds.dedup();
+    assert_eq!(kinds, MessageKind::ALL, "every message kind reaches the node");
     for (from, transmission, message) in inbound {
-        let addr = h.peer_addr(from);
-        s.raw(from, 0x21, &dht_fuzz::packet_from(&h, addr, transmission, message));
+        s.raw(from, 1, 0x21, &packet(src(from), transmission, message));
         s.answer(0x11, 0, from);
     }
-    for i in 0..8 {
-        s.answer(0x51, i, i + 1);
-    }
+    rounds(&mut s, 4, 0x21, 0);
     s.echo(0x21, 0, true).echo(0x21, 1, false).wait(0x9F);
-    seeds.push(("every-message".to_string(), s.0));
+    add("root-gets-every-message", &s, &|h| h.node.store().contains(own_hash));
 
-    // A client joins, discovers a shard, pings, asks for stats, fetches and
-    // stores, with a sink that refuses every 4th datagram.
-    let mut s = Script::new(0x0D, 9, 3);
-    s.answer(0x21, 0, 7);
+    // A client joins, discovers a shard, pings, asks for stats, fetches,
+    // offers a fragment it serves when asked, with a sink that refuses
+    // every 4th datagram.
+    let mut s = Script::new(&[0x0D, 9, 3, 0]);
+    rounds(&mut s, 4, 0x21, 4);
     s.command(0x21, 2, 0x13).answer(0x11, 0, 1).answer(0x11, 1, 2);
     s.command(0x11, 3, 0x20).answer(0x11, 0, 0);
     s.command(0x11, 3, 0x41).answer(0x11, 0, 0);
     s.command(0x11, 4, 0x09).answer(0x11, 0, 1);
     s.command(0x11, 5, 0x10).answer(0x11, 0, 0);
+    s.command(0x11, 5, 0x99).answer(0x11, 0, 2);
     s.command(0x11, 5, 0x19).answer(0x11, 0, 7);
-    s.command(0x11, 6, 0x21).answer(0x11, 0, 5);
+    s.command(0x11, 6, 0x21).answer(0x11, 0, 1).answer(0x11, 0, 0);
     s.command(0x11, 6, 0xA2).answer(0x11, 0, 0);
-    s.command(0x11, 7, 0x03).wait(0x7F);
-    seeds.push(("client-at-work".to_string(), s.0));
+    s.command(0x11, 9, 0x43).command(0x11, 7, 0x03).command(0x11, 7, 0xC3).wait(0x7F);
+    add("client-at-work", &s, &|h| {
+        h.node.is_joined() && h.node.counters().sent_of(MessageKind::FileFrag).datagrams > 0
+    });
 
-    // A small member (1 slot, window 1) joins, stores a fragment, and
-    // leaves, handing it off.
+    // A small member (1 slot, window 1, 632-byte datagrams) joins, is
+    // offered a fragment it fetches one unit a piece, and leaves, handing
+    // it off to the mate that replaces it.
     let flags = 0x16;
     let shard = 4;
-    let h = Harness::new([flags, shard, 9, 9]);
-    let (hash, data) = known_fragment(shard);
-    let mut s = Script::new(flags, shard, 0x0909);
-    s.answer(0x21, 0, 4);
-    for i in 0..8 {
-        s.answer(0x31, i % 3, i);
-    }
-    let store = Message::FileFrag { mode: FragMode::Store, hash: *hash, data: FragmentRef(data) };
-    s.raw(1, 0x31, &dht_fuzz::packet_from(&h, h.peer_addr(1), single, store));
+    let h = node_harness([flags, 0x20 | shard, 9, 9]);
+    let (hash, _) = known_fragment(shard);
+    let offer = packet(
+        h.source(h.peer_addr(1), 0, false),
+        single,
+        Message::NewFile { hash: *hash, urgent: true },
+    );
+    let mut s = Script::new(&[flags, 0x20 | shard, 9, 9]);
+    rounds(&mut s, 5, 0x21, 4);
+    s.raw(1, 1, 0x31, &offer);
+    rounds(&mut s, 2, 0x21, 0);
     s.wait(0x6F).command(0x11, 0, 0);
-    for i in 0..6 {
-        s.answer(0x31, i, i);
-    }
+    rounds(&mut s, 4, 0x21, 0);
     s.wait(0x8F);
-    seeds.push(("small-store-and-leave".to_string(), s.0));
+    add("small-store-and-hand-off", &s, &|h| {
+        h.node.has_left() && h.node.counters().fragments_stored > 0
+    });
 
     // A member that may choose its shard joins and is told of a crowded
-    // network (many made-up members in the PEERS answer).
-    let mut s = Script::new(0x47, 0, 0x4242);
-    s.answer(0x21, 0, 7).answer(0x21, 0, 6);
-    for i in 0..12 {
-        s.answer(0x31, i % 5, i);
-    }
+    // network (many made-up members in the PEERS answers).
+    let mut s = Script::new(&[0x47, 0, 0x42, 0x42]);
+    rounds(&mut s, 5, 0x21, 7);
     s.wait(0x8F);
-    seeds.push(("choose-shard".to_string(), s.0));
+    add("choose-shard", &s, &|h| h.node.is_joined());
 
-    // The original's flooding (bit 7): a member joins, stores a fragment
-    // it floods, hears of its own death, and leaves with nobody answering
-    // its hand-off until the leave deadline.
+    // Whole-shard replication on a keyed network with whole-fragment
+    // datagrams: a member joins, takes an upload, announces it to every
+    // mate, which fetch it from it in one piece; then it hears of its own
+    // death and leaves with nobody answering.
     let flags = 0xC4;
     let shard = 11;
-    let h = Harness::new([flags, shard, 5, 5]);
-    let (hash, data) = known_fragment(shard);
-    let mut s = Script::new(flags, shard, 0x0505);
-    s.answer(0x21, 0, 2);
-    for i in 0..6 {
-        s.answer(0x31, i % 3, i);
-    }
-    let store = Message::FileFrag { mode: FragMode::Store, hash: *hash, data: FragmentRef(data) };
-    s.raw(0, 0x31, &dht_fuzz::packet_from(&h, h.peer_addr(0), single, store));
-    let dead = Message::Dead { peer: h.node.me() };
-    let broadcast = Transmission::Broadcast { breadth: 1, uid: 0xDEAD };
-    s.raw(2, 0x31, &dht_fuzz::packet_from(&h, h.peer_addr(2), broadcast, dead));
+    let net = 0x50 | shard;
+    let h = node_harness([flags, net, 5, 5]);
+    let (hash, _) = known_fragment(shard);
+    let offer = packet(
+        h.source(h.peer_addr(3), 0, false),
+        single,
+        Message::NewFile { hash: *hash, urgent: true },
+    );
+    let dead = packet(
+        h.source(h.peer_addr(2), 0, false),
+        Transmission::Broadcast { breadth: 1, uid: 0xDEAD },
+        Message::Dead { peer: h.node.me() },
+    );
+    let mut s = Script::new(&[flags, net, 5, 5]);
+    rounds(&mut s, 5, 0x21, 3);
+    s.raw(3, 1, 0x31, &offer);
+    rounds(&mut s, 3, 0x31, 1);
+    s.raw(2, 1, 0x31, &dead);
     s.command(0x31, 0, 0).wait(0x9F).wait(0x9F);
-    seeds.push(("flood-death-and-lonely-leave".to_string(), s.0));
+    add("keyed-whole-shard-big-datagrams", &s, &|h| {
+        h.node.has_left() && h.node.counters().fragments_served > 0
+    });
+
+    // A member whose store starts full (7 fragments, 4 of its shard, with
+    // 632-byte datagrams) joins: it offers its fragments to the mates
+    // that should hold them, serves their fetches one unit a piece, sends
+    // HOLDINGS pages, and leaves handing several fragments off.
+    let mut s = Script::new(&[0x74, 0xA0 | 8, 3, 3]);
+    rounds(&mut s, 5, 0x21, 3);
+    s.wait(0x5F);
+    rounds(&mut s, 4, 0x31, 0);
+    s.wait(0x9F);
+    rounds(&mut s, 2, 0x31, 2);
+    s.command(0x21, 0, 0);
+    rounds(&mut s, 4, 0x21, 0);
+    s.wait(0x8F);
+    add("full-store-serves-and-hands-off", &s, &|h| {
+        let c = h.node.counters();
+        h.node.has_left()
+            && c.fragments_served > 1
+            && c.sent_of(MessageKind::Holdings).datagrams > 0
+    });
+
+    // Requests to peers that never gave a cookie are padded; the peers
+    // answer RETRY, and the node asks again with the cookie; unproven
+    // requests of the peers get RETRYs.
+    let flags = 0x45;
+    let h = node_harness([flags, 6, 1, 2]);
+    let retry = |i: u8| packet(h.source(h.peer_addr(i), 0, false), single, Message::Retry);
+    let mut s = Script::new(&[flags, 6, 1, 2]);
+    s.raw(0, 1, 0x21, &retry(0));
+    rounds(&mut s, 2, 0x21, 3);
+    let ask = encode(
+        &Packet {
+            transmission: single,
+            source: h.source(h.peer_addr(3), 0, false),
+            cookies: Cookies::NONE,
+            message: Message::FileGet {
+                hash: known_fragment(6).0,
+                want: ALL_UNITS,
+                piece_units: 4,
+            },
+        },
+        120,
+    );
+    s.raw(3, 0, 0x21, &ask);
+    s.raw(2, 1, 0x21, &retry(2)).raw(4, 2, 0x21, &retry(4));
+    s.command(0x21, 4, 0x03).raw(3, 1, 0x11, &retry(3));
+    rounds(&mut s, 2, 0x21, 0);
+    add("retries", &s, &|h| {
+        h.node.counters().sent_of(MessageKind::Retry).datagrams > 0 && h.node.is_joined()
+    });
 
     seeds
+}
+
+/// Client inputs, each checked to reach what it is for.
+fn client_seeds() -> Vec<(String, Vec<u8>)> {
+    let mut seeds = Vec::new();
+    let mut add = |name: &str, s: &Script, goal: &dyn Fn(&Client) -> bool| {
+        let h = client_after(&s.0);
+        assert!(goal(&h.app), "the seed {name} misses its goal: {:?}", h.node.counters());
+        seeds.push((name.to_string(), s.0.clone()));
+    };
+    let finished = |app: &Client| app.is_finished();
+
+    // Uploads: a file of one byte with every peer cooperating; three
+    // fragments refused (not a holder, store full) before they are taken;
+    // two fragments on a keyed network with small datagrams.
+    let mut s = Script::new(&[0x00, 1, 0, 3]);
+    rounds_client(&mut s, 8, 0x21, 0);
+    add("upload-one-byte", &s, &finished);
+
+    let size = (2 * FRAGMENT_SIZE + 100) as u16;
+    let [a, b] = size.to_le_bytes();
+    let mut s = Script::new(&[0x10, a, b, 7]);
+    rounds_client(&mut s, 1, 0x21, 5);
+    rounds_client(&mut s, 1, 0x21, 6);
+    rounds_client(&mut s, 1, 0x21, 3);
+    rounds_client(&mut s, 12, 0x21, 0);
+    add("upload-refused-then-taken", &s, &finished);
+
+    let size = (FRAGMENT_SIZE + 1) as u16;
+    let [a, b] = size.to_le_bytes();
+    let mut s = Script::new(&[0x26, a, b, 12]);
+    rounds_client(&mut s, 10, 0x21, 1);
+    add("upload-keyed-small", &s, &finished);
+
+    // Downloads of a file of two known fragments: everything as asked;
+    // pieces reversed, one unit a piece, the first piece only, corrupt,
+    // NOTFOUND and duplicates; on a keyed network with small datagrams.
+    let index = index_of_known("fuzz.bin", (FRAGMENT_SIZE + 100) as u64, &[3, 9]);
+    let [a, b] = (index.len() as u16).to_le_bytes();
+    let mut s = Script::new(&[0x01, a, b, 5]);
+    s.0.extend_from_slice(&index);
+    rounds_client(&mut s, 6, 0x21, 0);
+    add("download-two-fragments", &s, &finished);
+
+    let mut s = Script::new(&[0x01, a, b, 6]);
+    s.0.extend_from_slice(&index);
+    for variant in [1, 7, 2, 3, 5, 6] {
+        rounds_client(&mut s, 1, 0x21, variant);
+    }
+    rounds_client(&mut s, 8, 0x31, 0);
+    add("download-pieces-every-way", &s, &finished);
+
+    let index3 = index_of_known("three.bin", (3 * FRAGMENT_SIZE) as u64, &[1, 2, 1]);
+    let [a, b] = (index3.len() as u16).to_le_bytes();
+    let mut s = Script::new(&[0x07, a, b, 8]);
+    s.0.extend_from_slice(&index3);
+    rounds_client(&mut s, 10, 0x21, 0);
+    add("download-keyed-small", &s, &finished);
+
+    // The address of a fragment that is not an index.
+    let junk = b"\xD2 not an index fragment";
+    let [a, b] = (junk.len() as u16).to_le_bytes();
+    let mut s = Script::new(&[0x01, a, b, 2]);
+    s.0.extend_from_slice(junk);
+    rounds_client(&mut s, 3, 0x21, 0);
+    add("download-bad-index", &s, &|app| match app {
+        Client::Download(d, _) => {
+            matches!(d.error(), Some(dht_core::download::DownloadError::BadIndex(_)))
+        }
+        Client::Upload(_) => false,
+    });
+
+    seeds
+}
+
+/// Answers every datagram sent since the last time (client command 5),
+/// `rounds` times, each after `step`.
+fn rounds_client(s: &mut Script, rounds: usize, step: u8, variant: u8) {
+    for _ in 0..rounds {
+        s.command(step, 5, variant);
+    }
 }

@@ -1,4 +1,5 @@
-//! `Packet::decode` on arbitrary bytes; round trip of what it accepts
+//! `Packet::decode` on arbitrary bytes (and on them without a tag of the
+//! fuzz network's key, when they carry one); round trip of what it accepts
 //! (see `dht_fuzz::check_decode`).
 #![no_main]
 
