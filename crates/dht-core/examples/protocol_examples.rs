@@ -1,13 +1,18 @@
 //! Prints one example datagram per message in hex, as used in
-//! docs/PROTOCOL.md (whose hex blocks a test decodes again).
+//! docs/PROTOCOL.md (whose `hex` blocks a test decodes again; the one
+//! `hex-prefix` block is a FILEFRAG header that the test completes with a
+//! fragment of zeros; a `hex-padded` block decodes but re-encodes without
+//! its padding, and a `hex-keyed` block ends with a network key's tag,
+//! which `Packet::decode` does not strip).
 //!
 //! `cargo run -p dht-core --example protocol_examples`
 
 use dht_core::auth::NetworkKey;
 use dht_core::counters::Counters;
+use dht_core::fragment::FRAGMENT_SIZE;
 use dht_core::wire::{
-    Cookie, Cookies, HashList, Message, MessageKind, NodeStats, Packet, PeerList, PieceRef, Source,
-    StoreOutcome, Transmission,
+    encode_filefrag_header, Cookie, Cookies, HashList, Message, MessageKind, NodeStats, Packet,
+    PeerList, PieceRef, Source, StoreOutcome, Transmission, UNITS,
 };
 use dht_core::{FragmentHash, NodeId, PeerAddr, PeerInfo, Shard, MAX_DATAGRAM_SIZE};
 
@@ -105,9 +110,37 @@ fn main() {
         let kind = message.kind().name();
         let packet = Packet { transmission, source, cookies, message };
         let len = packet.encode(&mut buf).unwrap_or(0);
-        let shown = if kind == "FILEFRAG" { len - 1024 } else { len };
-        println!("## {kind} {transmission:?} ({len} bytes)\n```hex\n{}\n```\n", hex(&buf[..shown]));
+        println!("## {kind} {transmission:?} ({len} bytes)\n```hex\n{}\n```\n", hex(&buf[..len]));
     }
+    // A whole fragment in one FILEFRAG (a loopback datagram): only its
+    // header is shown, as a `hex-prefix` block that the test completes
+    // with 8192 zero bytes. The encoder that copies a piece straight from
+    // the store writes the same header.
+    let whole = [0u8; FRAGMENT_SIZE];
+    let packet = Packet {
+        transmission: Transmission::Singlecast,
+        source,
+        cookies,
+        message: Message::FileFrag { hash, first_unit: 0, data: PieceRef(&whole) },
+    };
+    let len = packet.encode(&mut buf).unwrap_or(0);
+    let head = len - FRAGMENT_SIZE;
+    let mut header = [0u8; MAX_DATAGRAM_SIZE];
+    let in_place = encode_filefrag_header(
+        Transmission::Singlecast,
+        source,
+        cookies,
+        &hash,
+        0,
+        UNITS,
+        &mut header,
+    );
+    assert_eq!(in_place, Ok(head));
+    assert_eq!(&header[..head], &buf[..head]);
+    println!(
+        "## FILEFRAG, a whole fragment: the first {head} of {len} bytes\n```hex-prefix\n{}\n```\n",
+        hex(&buf[..head])
+    );
     let first = Packet {
         transmission: Transmission::Singlecast,
         source,
@@ -115,7 +148,10 @@ fn main() {
         message: Message::Join { want: 48, shard: None },
     };
     let len = first.encode_padded(&mut buf, dht_core::node::UNPROVEN_MIN).unwrap_or(0);
-    println!("## JOIN, first contact, padded ({len} bytes)\n```hex\n{}\n```\n", hex(&buf[..len]));
+    println!(
+        "## JOIN, first contact, padded ({len} bytes)\n```hex-padded\n{}\n```\n",
+        hex(&buf[..len])
+    );
     let retry = Packet {
         transmission: Transmission::Singlecast,
         source,
@@ -134,7 +170,7 @@ fn main() {
     let len = ping.encode(&mut buf).unwrap_or(0);
     let len = key.seal(&mut buf, len).unwrap_or(0);
     println!(
-        "## PING with the key \"example network key\" ({len} bytes)\n```hex\n{}\n```\n",
+        "## PING with the key \"example network key\" ({len} bytes)\n```hex-keyed\n{}\n```\n",
         hex(&buf[..len])
     );
 }
