@@ -4,9 +4,11 @@
 //! to (the best candidate in rendezvous order that the request has not
 //! tried yet, or the `attempt`-th one when all were tried, skipping peers
 //! whose window is full), measures round trips, keeps the per-peer windows, and
-//! asks the overlay for members of a shard the node knows nobody in, at
-//! most every [`DISCOVERY_INTERVAL`], giving up after
-//! [`DISCOVERY_ATTEMPTS`].
+//! asks the overlay for members of a shard the node knows nobody in, first
+//! after [`DISCOVERY_INTERVAL`] and then at doubling intervals up to
+//! [`DISCOVERY_MAX_INTERVAL`], giving up after [`DISCOVERY_ATTEMPTS`]
+//! (about 20 s: a network that is still starting has time to cover its
+//! shards).
 
 use crate::config::SHARD_COUNT;
 use crate::flow::{PeerWindows, RttEstimator};
@@ -18,10 +20,21 @@ use crate::store::FragmentStore;
 use crate::time::{Duration, Instant};
 use crate::wire::HolderList;
 
-/// How often a node with no member of a shard asks around for one.
+/// How long a node with no member of a shard waits after its first
+/// search before asking around again; the wait doubles with each search...
 pub const DISCOVERY_INTERVAL: Duration = Duration::from_millis(300);
-/// How many times it asks before the request fails.
-pub const DISCOVERY_ATTEMPTS: u8 = 10;
+/// ...up to this.
+pub const DISCOVERY_MAX_INTERVAL: Duration = Duration::from_secs(2);
+/// How many searches it makes; the request fails when the last one's wait
+/// ends with nobody found (20.1 s after the first).
+pub const DISCOVERY_ATTEMPTS: u8 = 12;
+
+/// The wait after the `attempts`-th search of a shard.
+pub(crate) fn discovery_wait(attempts: u8) -> Duration {
+    DISCOVERY_INTERVAL
+        .saturating_mul(1 << attempts.saturating_sub(1).min(3))
+        .min(DISCOVERY_MAX_INTERVAL)
+}
 /// How soon a request that had to wait (every candidate's window full, or
 /// the shard still being searched) is tried again.
 pub const RETRY_TICK: Duration = Duration::from_millis(50);
@@ -151,6 +164,8 @@ pub(crate) struct Requester<const PEERS: usize> {
     windows: PeerWindows<PEERS>,
     discovery: [Discovery; SHARD_COUNT as usize],
     hints: heapless::Deque<(FragmentHash, HolderList), HINTS>,
+    /// A shard whose search just began, for the operation to report.
+    search_began: Option<crate::id::Shard>,
 }
 
 impl<const PEERS: usize> Requester<PEERS> {
@@ -164,6 +179,7 @@ impl<const PEERS: usize> Requester<PEERS> {
             windows: PeerWindows::new(),
             discovery: [Discovery { last: None, attempts: 0 }; SHARD_COUNT as usize],
             hints: heapless::Deque::new(),
+            search_began: None,
         }
     }
 
@@ -249,9 +265,9 @@ impl<const PEERS: usize> Requester<PEERS> {
         let _ = self.hints.push_back((hash, holders.clone()));
     }
 
-    /// Asks around for members of `shard`, at most every
-    /// [`DISCOVERY_INTERVAL`]; `false` once [`DISCOVERY_ATTEMPTS`] searches
-    /// were made.
+    /// Asks around for members of `shard`, waiting [`discovery_wait`]
+    /// between searches; `false` once the wait after the last of
+    /// [`DISCOVERY_ATTEMPTS`] searches has passed.
     fn discover<S: FragmentStore, const N: usize, const D: usize, const F: usize>(
         &mut self,
         now: Instant,
@@ -260,15 +276,26 @@ impl<const PEERS: usize> Requester<PEERS> {
         sink: &mut impl Transmit,
     ) -> bool {
         let Some(state) = self.discovery.get_mut(shard.index()) else { return false };
+        let due = state.last.is_none_or(|last| now >= last + discovery_wait(state.attempts));
+        if !due {
+            return true;
+        }
         if state.attempts >= DISCOVERY_ATTEMPTS {
             return false;
         }
-        if state.last.is_none_or(|last| now >= last + DISCOVERY_INTERVAL) {
-            state.last = Some(now);
-            state.attempts += 1;
-            node.discover_shard(now, shard, 3, sink);
+        if state.attempts == 0 {
+            self.search_began = Some(shard);
         }
+        state.last = Some(now);
+        state.attempts += 1;
+        node.discover_shard(now, shard, 3, sink);
         true
+    }
+
+    /// The shard whose search began since the last call, if any: the
+    /// operation tells its application that it waits for one.
+    pub(crate) fn take_search_began(&mut self) -> Option<crate::id::Shard> {
+        self.search_began.take()
     }
 
     /// Requests in flight past their deadline at `now` are lost: their
@@ -414,13 +441,23 @@ mod tests {
         assert_ne!(hash.shard(), Shard::new(0).unwrap());
         let mut requester = Requester::<8>::new();
         let mut picks = std::vec::Vec::new();
-        for k in 0..u64::from(DISCOVERY_ATTEMPTS) + 2 {
-            let now = net.now + DISCOVERY_INTERVAL.saturating_mul(k);
+        let mut now = net.now;
+        for k in 0..DISCOVERY_ATTEMPTS {
             net.command(client, |node, _, out| {
-                picks.push(requester.pick(now, node, &hash, 0, &Tried::new(), out))
+                picks.push(requester.pick(now, node, &hash, 0, &Tried::new(), out));
+                // Not yet time for the next search: it still waits.
+                let early = now + discovery_wait(k + 1) - Duration::from_millis(1);
+                picks.push(requester.pick(early, node, &hash, 0, &Tried::new(), out));
             });
+            now = now + discovery_wait(k + 1);
         }
-        assert!(picks[..usize::from(DISCOVERY_ATTEMPTS)].iter().all(|p| *p == Pick::Wait));
-        assert_eq!(picks.last(), Some(&Pick::NoHolder));
+        assert_eq!(requester.take_search_began(), Some(hash.shard()));
+        assert_eq!(requester.take_search_began(), None);
+        assert!(picks.iter().all(|p| *p == Pick::Wait));
+        let searched = now - net.now;
+        assert_eq!(searched, Duration::from_millis(20_100), "{searched}");
+        net.command(client, |node, _, out| {
+            assert_eq!(requester.pick(now, node, &hash, 0, &Tried::new(), out), Pick::NoHolder);
+        });
     }
 }

@@ -102,6 +102,13 @@ pub enum DownloadEvent {
         /// Its position in the file.
         fragment: u16,
     },
+    /// No member of `shard` is known yet: the download searches the
+    /// network for one (about 20 s at most) before it fails with
+    /// `NoHolder`.
+    Searching {
+        /// The shard.
+        shard: crate::id::Shard,
+    },
     /// The whole file was written.
     Finished {
         /// Bytes written.
@@ -358,6 +365,9 @@ impl<K: FileSink, const WINDOW: usize> Download<K, WINDOW> {
             let hash = request.item.hash;
             let pick =
                 self.requester.pick(now, node, &hash, request.attempts, &request.item.tried, sink);
+            if let Some(shard) = self.requester.take_search_began() {
+                self.events.push(DownloadEvent::Searching { shard });
+            }
             let Some(request) = self.requests.get_mut(i) else { return };
             match pick {
                 Pick::Target(to) => {

@@ -851,7 +851,7 @@ impl Sim {
                         match event {
                             UploadEvent::Finished { index_hash } => *result = Some(Ok(index_hash)),
                             UploadEvent::Failed(e) => *result = Some(Err(e)),
-                            UploadEvent::Stored { .. } => {}
+                            UploadEvent::Stored { .. } | UploadEvent::Searching { .. } => {}
                         }
                     }
                 }
@@ -862,8 +862,9 @@ impl Sim {
                                 *result = Some(Ok(std::mem::take(&mut download.sink_mut().0)))
                             }
                             DownloadEvent::Failed(e) => *result = Some(Err(e)),
-                            DownloadEvent::IndexReceived { .. } | DownloadEvent::Written { .. } => {
-                            }
+                            DownloadEvent::IndexReceived { .. }
+                            | DownloadEvent::Written { .. }
+                            | DownloadEvent::Searching { .. } => {}
                         }
                     }
                 }

@@ -155,7 +155,7 @@ impl ClientApp {
                 match event {
                     UploadEvent::Finished { index_hash } => self.uploaded = Some(index_hash),
                     UploadEvent::Failed(e) => self.failed = Some(format!("upload: {e:?}")),
-                    UploadEvent::Stored { .. } => {}
+                    UploadEvent::Stored { .. } | UploadEvent::Searching { .. } => {}
                 }
             }
         }

@@ -276,7 +276,7 @@ impl Client {
                 match event {
                     UploadEvent::Finished { index_hash } => result = Some(Ok(index_hash)),
                     UploadEvent::Failed(e) => result = Some(Err(e)),
-                    UploadEvent::Stored { .. } => {}
+                    UploadEvent::Stored { .. } | UploadEvent::Searching { .. } => {}
                 }
             }
             false
@@ -357,7 +357,9 @@ impl Client {
                 match event {
                     DownloadEvent::Finished { size } => result = Some(Ok(size)),
                     DownloadEvent::Failed(e) => result = Some(Err(ClientError::Download(e))),
-                    DownloadEvent::IndexReceived { .. } | DownloadEvent::Written { .. } => {}
+                    DownloadEvent::IndexReceived { .. }
+                    | DownloadEvent::Written { .. }
+                    | DownloadEvent::Searching { .. } => {}
                 }
             }
             // An abort stops the run although the download itself goes on.

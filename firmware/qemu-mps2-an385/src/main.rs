@@ -255,6 +255,9 @@ impl Firmware {
                 UploadEvent::Stored { fragment, holder, .. } => {
                     log::info!("upload: fragment {fragment} stored at {}", holder.addr)
                 }
+                UploadEvent::Searching { shard } => {
+                    log::info!("upload: searching for a node of shard {shard}")
+                }
                 UploadEvent::Finished { index_hash } => {
                     log::info!("uploaded {FILE_NAME} ({} bytes) as {index_hash}", FILE.len());
                     self.upload_done = true;

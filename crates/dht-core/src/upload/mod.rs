@@ -140,6 +140,12 @@ pub enum UploadEvent {
         /// The node that stored it.
         holder: PeerInfo,
     },
+    /// No member of `shard` is known yet: the upload searches the network
+    /// for one (about 20 s at most) before it fails with `NoHolder`.
+    Searching {
+        /// The shard.
+        shard: crate::id::Shard,
+    },
     /// Every fragment and the index are stored.
     Finished {
         /// The file's address.
@@ -404,7 +410,11 @@ impl<SRC: FileSource, const WINDOW: usize, const ITEMS: usize> Upload<SRC, WINDO
             let Some(&request) = self.requests.get(i) else { return };
             let Item { index, hash, .. } = request.item;
             let attempt = request.attempts;
-            let to = match self.requester.pick(now, node, &hash, attempt, &Tried::new(), sink) {
+            let pick = self.requester.pick(now, node, &hash, attempt, &Tried::new(), sink);
+            if let Some(shard) = self.requester.take_search_began() {
+                self.events.push(UploadEvent::Searching { shard });
+            }
+            let to = match pick {
                 Pick::Target(to) => to,
                 Pick::Wait => {
                     if let Some(r) = self.requests.get_mut(i) {

@@ -229,6 +229,10 @@ fn download<K: FileSink>(
                 on_name(name.as_str())?;
             }
             DownloadEvent::Written { .. } => progress.step(),
+            DownloadEvent::Searching { shard } => log::warn!(
+                "no node of shard {shard} is known yet (the network may still be starting): \
+                 searching for one, for up to 20 s"
+            ),
             DownloadEvent::Finished { .. } | DownloadEvent::Failed(_) => {}
         }
         Ok(())

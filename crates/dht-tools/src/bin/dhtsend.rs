@@ -111,12 +111,19 @@ fn run(args: &Args) -> Result<(String, Option<String>), String> {
         |event, total| {
             progress.set_total(u64::from(total));
             holders.resize(usize::from(total), None);
-            if let UploadEvent::Stored { fragment, hash, holder } = event {
-                log::debug!("fragment {fragment} stored by {holder}");
-                if let Some(slot) = holders.get_mut(usize::from(*fragment)) {
-                    *slot = Some((*hash, holder.addr));
+            match event {
+                UploadEvent::Stored { fragment, hash, holder } => {
+                    log::debug!("fragment {fragment} stored by {holder}");
+                    if let Some(slot) = holders.get_mut(usize::from(*fragment)) {
+                        *slot = Some((*hash, holder.addr));
+                    }
+                    progress.step();
                 }
-                progress.step();
+                UploadEvent::Searching { shard } => log::warn!(
+                    "no node of shard {shard} is known yet (the network may still be \
+                     starting): searching for one, for up to 20 s"
+                ),
+                UploadEvent::Finished { .. } | UploadEvent::Failed(_) => {}
             }
         },
     );
