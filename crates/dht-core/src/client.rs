@@ -449,7 +449,7 @@ mod tests {
                 let early = now + discovery_wait(k + 1) - Duration::from_millis(1);
                 picks.push(requester.pick(early, node, &hash, 0, &Tried::new(), out));
             });
-            now = now + discovery_wait(k + 1);
+            now += discovery_wait(k + 1);
         }
         assert_eq!(requester.take_search_began(), Some(hash.shard()));
         assert_eq!(requester.take_search_began(), None);
