@@ -7,7 +7,7 @@
 //! asks the overlay for members of a shard the node knows nobody in, first
 //! after [`DISCOVERY_INTERVAL`] and then at doubling intervals up to
 //! [`DISCOVERY_MAX_INTERVAL`], giving up after [`DISCOVERY_ATTEMPTS`]
-//! (about 20 s: a network that is still starting has time to cover its
+//! (about 30 s: a network that is still starting has time to cover its
 //! shards).
 
 use crate::config::SHARD_COUNT;
@@ -26,8 +26,8 @@ pub const DISCOVERY_INTERVAL: Duration = Duration::from_millis(300);
 /// ...up to this.
 pub const DISCOVERY_MAX_INTERVAL: Duration = Duration::from_secs(2);
 /// How many searches it makes; the request fails when the last one's wait
-/// ends with nobody found (20.1 s after the first).
-pub const DISCOVERY_ATTEMPTS: u8 = 12;
+/// ends with nobody found (30.1 s after the first).
+pub const DISCOVERY_ATTEMPTS: u8 = 17;
 
 /// The wait after the `attempts`-th search of a shard.
 pub(crate) fn discovery_wait(attempts: u8) -> Duration {
@@ -455,7 +455,7 @@ mod tests {
         assert_eq!(requester.take_search_began(), None);
         assert!(picks.iter().all(|p| *p == Pick::Wait));
         let searched = now - net.now;
-        assert_eq!(searched, Duration::from_millis(20_100), "{searched}");
+        assert_eq!(searched, Duration::from_millis(30_100), "{searched}");
         net.command(client, |node, _, out| {
             assert_eq!(requester.pick(now, node, &hash, 0, &Tried::new(), out), Pick::NoHolder);
         });

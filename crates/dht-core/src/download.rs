@@ -103,7 +103,7 @@ pub enum DownloadEvent {
         fragment: u16,
     },
     /// No member of `shard` is known yet: the download searches the
-    /// network for one (about 20 s at most) before it fails with
+    /// network for one (about 30 s at most) before it fails with
     /// `NoHolder`.
     Searching {
         /// The shard.

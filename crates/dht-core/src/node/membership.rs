@@ -557,8 +557,8 @@ impl<const N: usize> Membership<N> {
     /// that shard unstorable. A shard in which the node knows nobody is
     /// first only suspected: the node asks three random neighbors for its
     /// members. If a round later it still knows nobody there, the shard is
-    /// taken to be empty, and the node moves with probability one half (so
-    /// that several candidates do not all move into the same shard).
+    /// taken to be empty, and the node moves if it has the lowest id among
+    /// the mates it knows.
     fn move_to_empty_shard(&mut self, ctx: &mut Ctx<'_, impl Transmit>, movable: bool) {
         let counts = self.table.shard_counts();
         let own = ctx.out.me().shard();
@@ -572,7 +572,13 @@ impl<const N: usize> Membership<N> {
             return;
         }
         if let Some(shard) = suspect.filter(|s| *s != own && known(*s) == 0) {
-            if ctx.rng.below(2) == 0 {
+            // Of the shard's members, only the one with the lowest id moves:
+            // its mates stay, so the shard it leaves is not emptied and
+            // nobody moves back. (Each shard's mover suspects an empty
+            // shard drawn at random, so the movers spread.)
+            let me = ctx.out.me().id;
+            let designated = self.table.iter().all(|n| n.peer.shard() != own || n.peer.id > me);
+            if !designated {
                 return;
             }
             log::info!("{}: moving from shard {own} to empty shard {shard}", ctx.out.me().addr);

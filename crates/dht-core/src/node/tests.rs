@@ -443,3 +443,48 @@ fn the_wake_up_invariant_holds_under_loss_churn_and_leaves() {
         assert!(net.delivered > 1_000, "seed {seed}: only {} datagrams", net.delivered);
     }
 }
+
+#[test]
+fn members_started_together_cover_the_shards_and_never_move_back() {
+    // Sixteen members: the first (the root, in shard 0) and fifteen that
+    // may choose their shard and all join through it at the same instant,
+    // as a scene started at once does.
+    for seed in 0..4 {
+        let mut net = Net::new(100 + seed);
+        for _ in 0..16 {
+            let i = net.add_member(0, 64);
+            net.hosts[i].node.choose_shard_on_join(i > 0);
+        }
+        for i in 1..16 {
+            net.join(i, 0);
+        }
+        let shards = |net: &Net| -> Vec<u8> {
+            net.hosts.iter().map(|h| h.node.me().shard().get()).collect::<Vec<_>>()
+        };
+        let mut history: Vec<Vec<u8>> = (0..16).map(|i| std::vec![shards(&net)[i]]).collect();
+        let mut covered_at = None;
+        for second in 1..=90u64 {
+            net.run_for(Duration::from_secs(1));
+            for (i, shard) in shards(&net).into_iter().enumerate() {
+                if history[i].last() != Some(&shard) {
+                    history[i].push(shard);
+                }
+            }
+            let mut seen = shards(&net);
+            seen.sort_unstable();
+            seen.dedup();
+            if covered_at.is_none() && seen.len() == 16 {
+                covered_at = Some(second);
+            }
+        }
+        for (i, path) in history.iter().enumerate() {
+            let mut distinct = path.clone();
+            distinct.sort_unstable();
+            distinct.dedup();
+            assert_eq!(distinct.len(), path.len(), "seed {seed}: node {i} moved {path:?}");
+        }
+        let moves: usize = history.iter().map(|p| p.len() - 1).sum();
+        std::println!("seed {seed}: shards covered after {covered_at:?} s, {moves} moves");
+        assert!(covered_at.is_some(), "seed {seed}: shards never all covered: {history:?}");
+    }
+}

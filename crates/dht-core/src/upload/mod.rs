@@ -141,7 +141,7 @@ pub enum UploadEvent {
         holder: PeerInfo,
     },
     /// No member of `shard` is known yet: the upload searches the network
-    /// for one (about 20 s at most) before it fails with `NoHolder`.
+    /// for one (about 30 s at most) before it fails with `NoHolder`.
     Searching {
         /// The shard.
         shard: crate::id::Shard,

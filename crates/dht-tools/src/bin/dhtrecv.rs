@@ -231,7 +231,7 @@ fn download<K: FileSink>(
             DownloadEvent::Written { .. } => progress.step(),
             DownloadEvent::Searching { shard } => log::warn!(
                 "no node of shard {shard} is known yet (the network may still be starting): \
-                 searching for one, for up to 20 s"
+                 searching for one, for up to 30 s"
             ),
             DownloadEvent::Finished { .. } | DownloadEvent::Failed(_) => {}
         }

@@ -121,7 +121,7 @@ fn run(args: &Args) -> Result<(String, Option<String>), String> {
                 }
                 UploadEvent::Searching { shard } => log::warn!(
                     "no node of shard {shard} is known yet (the network may still be \
-                     starting): searching for one, for up to 20 s"
+                     starting): searching for one, for up to 30 s"
                 ),
                 UploadEvent::Finished { .. } | UploadEvent::Failed(_) => {}
             }
