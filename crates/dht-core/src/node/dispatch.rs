@@ -22,7 +22,11 @@
 //!    budget; a broadcast whose UID the ring cannot remember is dropped,
 //!    not processed twice.
 //! 4. Answers go to the UDP source; a randomcast or broadcast is answered
-//!    at its originator's address, which its first relay saw it send from.
+//!    at its originator's address. Unless the originator is a neighbor
+//!    (it proved its address to this node), the end of a randomcast
+//!    answers or probes it with no more bytes than it received, and a
+//!    broadcast is not answered (nor its originator probed) at all, so a
+//!    relay naming a victim gets it no more than it sent.
 
 use super::out::{Proof, UNPROVEN_MIN};
 use super::replication::{Offer, View};
@@ -165,7 +169,10 @@ impl<S: FragmentStore, const NEIGHBORS: usize, const DEDUP: usize, const FETCHES
                         transmission: Transmission::Randomcast { hops: hops - 1 },
                         ..packet
                     };
-                    self.out.relay(sink, &mut self.jar, now, &relayed, next.addr);
+                    // Padded as it came (up to a probe's size): its last
+                    // hop probes the originator only if it was that large.
+                    let padded = bytes.len().min(UNPROVEN_MIN);
+                    self.out.relay(sink, &mut self.jar, now, &relayed, next.addr, padded);
                     return None;
                 }
                 // Nobody to forward to: the packet ends its walk here.
@@ -192,12 +199,22 @@ impl<S: FragmentStore, const NEIGHBORS: usize, const DEDUP: usize, const FETCHES
                 return None;
             }
         }
-        // A randomcast or broadcast is answered at its originator, whose
-        // address its first relay saw it send from (rule 3).
+        // A randomcast or broadcast is answered at its originator (rule 4).
+        // Its first relay saw it send from there, but a hostile relay could
+        // name anyone: unless the originator is a neighbor (it proved its
+        // address to this node), the end of a walk answers it with no more
+        // than it received, and a broadcast, which reaches every node, gets
+        // no answer at all.
         let (reply_to, proof) = if singlecast {
             (from, proof)
         } else {
-            (packet.source.addr, Proof { proven: true, received: bytes.len() })
+            let listens = from == packet.source.addr
+                || self.membership.table.contains_addr(packet.source.addr);
+            let received = match packet.transmission {
+                Transmission::Broadcast { .. } if !listens => 0,
+                _ => bytes.len(),
+            };
+            (packet.source.addr, Proof { proven: listens, received })
         };
         self.process(now, packet, from, reply_to, proof, sink)
     }
@@ -297,7 +314,12 @@ impl<S: FragmentStore, const NEIGHBORS: usize, const DEDUP: usize, const FETCHES
         // prove it by a member (clients learn members from lists and their
         // PONGs), and so is the sender of an unproven ADDME; any other
         // unproven datagram gets its one answer below and no more.
-        let heard_of = !direct || matches!(packet.message, Message::AddMe);
+        // An originator that never proved itself here is probed at the end
+        // of a walk whose datagram was as large as the probe (relays keep
+        // the padding), never by every node a broadcast reaches.
+        let broadcast = matches!(packet.transmission, Transmission::Broadcast { .. });
+        let heard_of = (!direct || matches!(packet.message, Message::AddMe))
+            && (proof.proven || !broadcast && proof.received >= UNPROVEN_MIN);
         if source.member {
             if proof.proven && direct {
                 membership.learn(&mut ctx, liveness, source.peer());

@@ -26,7 +26,7 @@
 use heapless::Vec;
 
 use super::liveness::Liveness;
-use super::out::Proof;
+use super::out::{Proof, UNPROVEN_MIN};
 use super::Ctx;
 use crate::config::{Config, Role, MAX_PEERS_PER_MESSAGE, SHARD_COUNT};
 use crate::counters::DropReason;
@@ -500,8 +500,10 @@ impl<const N: usize> Membership<N> {
             let hops = ctx.config.addme_hops.min(ctx.config.max_hops);
             for _ in 0..ctx.config.addme_randomcasts {
                 if let Some(first) = self.table.random_except(ctx.rng, None) {
+                    // Padded: the walk's last node probes us only if the
+                    // ADDME was as large as the probe (see dispatch).
                     let randomcast = Transmission::Randomcast { hops };
-                    ctx.send_as(first.addr, randomcast, &Message::AddMe);
+                    ctx.send_padded(first.addr, randomcast, &Message::AddMe, UNPROVEN_MIN);
                 }
             }
             for (to, want, shard) in core::mem::take(&mut self.waiting) {

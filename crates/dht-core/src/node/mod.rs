@@ -107,14 +107,16 @@ impl<T: Transmit> Ctx<'_, T> {
         self.out.send(self.sink, self.jar, self.now, to, Transmission::Singlecast, message)
     }
 
-    /// Sends `message` as `transmission` to `to`.
-    pub(crate) fn send_as(
+    /// Sends `message` as `transmission` to `to`, padded to `min_len`
+    /// bytes at least.
+    pub(crate) fn send_padded(
         &mut self,
         to: PeerAddr,
         transmission: Transmission,
         message: &Message<'_>,
+        min_len: usize,
     ) -> bool {
-        self.out.send(self.sink, self.jar, self.now, to, transmission, message)
+        self.out.send_padded(self.sink, self.jar, self.now, to, transmission, message, min_len)
     }
 
     /// Answers a datagram from `to` that came with `proof`: as is if it

@@ -262,8 +262,24 @@ impl Out {
         transmission: Transmission,
         message: &Message<'_>,
     ) -> bool {
+        self.send_padded(sink, jar, now, to, transmission, message, 0)
+    }
+
+    /// Sends `message` as `transmission` to `to`, padded to `min_len`
+    /// bytes at least.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn send_padded(
+        &mut self,
+        sink: &mut impl Transmit,
+        jar: &mut dyn CookieStore,
+        now: Instant,
+        to: PeerAddr,
+        transmission: Transmission,
+        message: &Message<'_>,
+        min_len: usize,
+    ) -> bool {
         let source = self.source;
-        match self.encode_for(jar, now, to, transmission, source, message, 0) {
+        match self.encode_for(jar, now, to, transmission, source, message, min_len) {
             Some(len) => self.transmit(sink, to, message.kind(), len, false),
             None => false,
         }
@@ -323,8 +339,8 @@ impl Out {
         }
     }
 
-    /// Sends `packet` on to `to` (a randomcast's next hop, a JOIN passed to
-    /// the seed, a broadcast's relay), with cookies for `to`.
+    /// Sends `packet` on to `to` (a randomcast's next hop), with cookies
+    /// for `to`, padded to `min_len` bytes at least.
     pub(crate) fn relay(
         &mut self,
         sink: &mut impl Transmit,
@@ -332,9 +348,11 @@ impl Out {
         now: Instant,
         packet: &Packet<'_>,
         to: PeerAddr,
+        min_len: usize,
     ) {
         let Packet { transmission, source, message, .. } = packet;
-        if let Some(len) = self.encode_for(jar, now, to, *transmission, *source, message, 0) {
+        let found = self.encode_for(jar, now, to, *transmission, *source, message, min_len);
+        if let Some(len) = found {
             self.transmit(sink, to, message.kind(), len, true);
         }
     }

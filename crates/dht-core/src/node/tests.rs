@@ -488,3 +488,84 @@ fn members_started_together_cover_the_shards_and_never_move_back() {
         assert!(covered_at.is_some(), "seed {seed}: shards never all covered: {history:?}");
     }
 }
+
+/// Datagrams and bytes the network sends to `victim` (they are counted
+/// and lost).
+fn watch_victim(net: &mut Net, victim: PeerAddr) -> std::rc::Rc<core::cell::Cell<(usize, usize)>> {
+    let count = std::rc::Rc::new(core::cell::Cell::new((0, 0)));
+    let seen = count.clone();
+    net.lose(move |_, to, bytes| {
+        if to == victim {
+            let (n, b) = seen.get();
+            seen.set((n + 1, b + bytes.len()));
+        }
+        to == victim
+    });
+    count
+}
+
+/// The size of `message` sent as `transmission` from `source`, proven.
+fn forged_len(source: Source, transmission: Transmission, message: &Message<'_>) -> usize {
+    let echo = Some(crate::wire::Cookie([0; 8]));
+    let cookies = crate::wire::Cookies { echo, grant: None };
+    let packet = crate::wire::Packet { transmission, source, cookies, message: message.clone() };
+    let mut buf = std::vec![0u8; 9000];
+    packet.encode(&mut buf).expect("fits")
+}
+
+#[test]
+fn a_relayed_message_naming_a_victim_as_originator_gets_it_no_more_than_was_sent() {
+    // A hostile neighbor (it proved its own address and sits in the
+    // tables) names a victim as the originator of broadcasts and
+    // randomcasts. Nobody here heard from the victim: a broadcast is not
+    // answered at all, the end of a walk answers with no more than it got.
+    let mut net = Net::joined(9, 32, 16);
+    let victim = PeerAddr::v4([127, 0, 0, 1], 30_000);
+    let count = watch_victim(&mut net, victim);
+    let hostile = Net::addr(1);
+    assert!(net.node(0).neighbors().iter().any(|n| n.peer.addr == hostile));
+    let shard = crate::id::Shard::new(3).unwrap();
+    let spoofed = Source {
+        id: NodeId::in_shard(77, shard),
+        addr: victim,
+        member: true,
+        window: 0,
+        full: false,
+    };
+    let messages = [Message::Ping { nonce: 1 }, Message::Find { shard, nonce: 2 }, Message::AddMe];
+    for (k, message) in messages.iter().enumerate() {
+        let broadcast = Transmission::Broadcast { breadth: 255, uid: 1000 + k as u64 };
+        net.forge(0, hostile, spoofed, broadcast, message.clone(), true);
+        net.run_for(Duration::from_secs(2));
+    }
+    assert_eq!(count.get(), (0, 0), "datagrams and bytes sent to the victim by broadcasts");
+    let mut sent = 0;
+    for message in &messages {
+        let walk = Transmission::Randomcast { hops: 0 };
+        sent += forged_len(spoofed, walk, message);
+        net.forge(0, hostile, spoofed, walk, message.clone(), true);
+        net.run_for(Duration::from_secs(2));
+    }
+    let (datagrams, got) = count.get();
+    assert!(datagrams <= messages.len(), "{datagrams} datagrams for {} walks", messages.len());
+    assert!(got <= sent, "the victim got {got} bytes for {sent}");
+    // A host outside the tables that proved its own address fares no
+    // better: its walks are answered as little, its broadcasts not at all.
+    let stranger = PeerAddr::v4([127, 0, 0, 1], 30_001);
+    for (k, message) in messages.iter().enumerate() {
+        let walk = Transmission::Randomcast { hops: 3 };
+        sent += forged_len(spoofed, walk, message);
+        net.forge(0, stranger, spoofed, walk, message.clone(), true);
+        let broadcast = Transmission::Broadcast { breadth: 255, uid: 2000 + k as u64 };
+        sent += forged_len(spoofed, broadcast, message);
+        net.forge(0, stranger, spoofed, broadcast, message.clone(), true);
+        net.run_for(Duration::from_secs(2));
+    }
+    let (datagrams, got) = count.get();
+    assert!(
+        datagrams <= 2 * messages.len(),
+        "{datagrams} datagrams for {} walks",
+        2 * messages.len()
+    );
+    assert!(got <= sent, "the victim got {got} bytes for {sent}");
+}
