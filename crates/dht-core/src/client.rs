@@ -322,9 +322,22 @@ impl<const PEERS: usize> Requester<PEERS> {
     /// round trip is sampled if that peer answered a first attempt
     /// (Karn's rule).
     pub(crate) fn answered<T>(&mut self, request: &Request<T>, from: PeerAddr, now: Instant) {
+        self.answered_sampling(request, from, now, true);
+    }
+
+    /// As [`Requester::answered`]; `sample: false` when the round trip was
+    /// sampled already (a download samples the first piece of a fragment,
+    /// not its completion, which may take several rounds under loss).
+    pub(crate) fn answered_sampling<T>(
+        &mut self,
+        request: &Request<T>,
+        from: PeerAddr,
+        now: Instant,
+        sample: bool,
+    ) {
         match (request.in_flight_to(), request.sent_at()) {
             (Some(to), Some(sent_at)) if to == from => {
-                self.on_answer(to, sent_at, request.attempts == 1, now)
+                self.on_answer(to, sent_at, sample && request.attempts == 1, now)
             }
             (Some(to), _) => self.on_done(to),
             _ => {}
@@ -354,6 +367,11 @@ impl<const PEERS: usize> Requester<PEERS> {
 
     pub(crate) fn rto(&self, attempt: u8) -> Duration {
         self.rtt.rto(attempt)
+    }
+
+    /// A round trip measured by the operation itself.
+    pub(crate) fn sample_rtt(&mut self, rtt: Duration) {
+        self.rtt.sample(rtt);
     }
 
     pub(crate) fn srtt(&self) -> Option<Duration> {

@@ -128,6 +128,9 @@ struct Wanted {
     tried: Tried,
     /// Pieces came since the last FILEGET.
     progress: bool,
+    /// The round trip was sampled (at the first piece of a first
+    /// attempt), or can no longer be (missing pieces were asked again).
+    sampled: bool,
 }
 
 /// A place for one fragment in the window (the index is received in the
@@ -182,7 +185,13 @@ impl<K: FileSink, const WINDOW: usize> Download<K, WINDOW> {
     pub fn new(index_hash: FragmentHash, sink: K) -> Self {
         let () = Self::WINDOW_IS_NOT_EMPTY;
         let mut requests = RequestTable::new();
-        let wanted = Wanted { item: None, hash: index_hash, tried: Tried::new(), progress: false };
+        let wanted = Wanted {
+            item: None,
+            hash: index_hash,
+            tried: Tried::new(),
+            progress: false,
+            sampled: false,
+        };
         let _ = requests.push(Request::new(wanted, Instant::ZERO));
         Download {
             sink,
@@ -400,7 +409,13 @@ impl<K: FileSink, const WINDOW: usize> Download<K, WINDOW> {
                 return;
             }
             let hash = index.hash_of(usize::from(item)).unwrap_or_default();
-            let wanted = Wanted { item: Some(item), hash, tried: Tried::new(), progress: false };
+            let wanted = Wanted {
+                item: Some(item),
+                hash,
+                tried: Tried::new(),
+                progress: false,
+                sampled: false,
+            };
             if self.requests.push(Request::new(wanted, now)).is_err() {
                 return;
             }
@@ -446,6 +461,14 @@ impl<K: FileSink, const WINDOW: usize> Download<K, WINDOW> {
             };
             target.copy_from_slice(data);
             slot.have |= mask;
+            if !request.item.sampled && request.attempts == 1 {
+                // The first piece of a first FILEGET: one round trip
+                // (Karn's rule), whatever happens to the other pieces.
+                if let Some(sent_at) = request.sent_at() {
+                    self.requester.sample_rtt(now - sent_at);
+                }
+            }
+            request.item.sampled = true;
             request.item.progress = true;
             request.extend(now + timeout);
             if slot.have != ALL_UNITS {
@@ -465,7 +488,7 @@ impl<K: FileSink, const WINDOW: usize> Download<K, WINDOW> {
             let request = *request;
             i -= 1;
             self.requests.remove(i);
-            self.requester.answered(&request, from, now);
+            self.requester.answered_sampling(&request, from, now, false);
             match request.item.item {
                 None => self.take_index(),
                 Some(_) => slot.ready = true,

@@ -165,6 +165,9 @@ struct Item {
     hash: FragmentHash,
     /// Times it was redirected to the holders a node named.
     redirects: u8,
+    /// The round trip was sampled at the holder's first FILEGET (its
+    /// STORED comes after a fetch that may take several rounds).
+    sampled: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -402,7 +405,9 @@ impl<SRC: FileSource, const WINDOW: usize, const ITEMS: usize> Upload<SRC, WINDO
             // item with the hash stored.
             let acked = self.acked.get(usize::from(index)) == Some(&true);
             if !acked && !self.requests.contains(|r| r.hash == hash) {
-                let _ = self.requests.push(Request::new(Item { index, hash, redirects: 0 }, now));
+                let _ = self
+                    .requests
+                    .push(Request::new(Item { index, hash, redirects: 0, sampled: false }, now));
             }
         }
         while self.state == State::Running && self.requests.in_flight() < WINDOW {
@@ -485,6 +490,13 @@ impl<SRC: FileSource, const WINDOW: usize, const ITEMS: usize> Upload<SRC, WINDO
         let extra = self.requester.rto(0).max(HOLDER_AT_WORK);
         for request in self.requests.iter_mut() {
             if request.item.hash == hash && request.in_flight_to() == Some(from) {
+                if !request.item.sampled && request.attempts == 1 {
+                    // NEWFILE to FILEGET: one round trip (Karn's rule).
+                    if let Some(sent_at) = request.sent_at() {
+                        self.requester.sample_rtt(now - sent_at);
+                    }
+                }
+                request.item.sampled = true;
                 request.extend(now + extra);
             }
         }
@@ -554,7 +566,8 @@ where
         let Some(request) = self.requests.get_mut(position) else { return };
         let to = request.in_flight_to().unwrap_or(from.addr);
         if outcome.is_held() {
-            self.requester.answered(request, from.addr, now);
+            let sample = !request.item.sampled;
+            self.requester.answered_sampling(request, from.addr, now, sample);
             self.requests.remove(position);
             self.mark_stored(*hash, *from);
         } else if *outcome == StoreOutcome::NotHolder && request.item.redirects < MAX_REDIRECTS {
