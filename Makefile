@@ -10,11 +10,12 @@ FIRMWARE_ELF := $(FIRMWARE)/target/$(EMBEDDED_TARGET)/release/dht-fw-mps2-an385
 BOARD := firmware/stm32f411-enc28j60
 
 .PHONY: help all test test-core lint embedded setup setup-qemu scene bench clean \
-	firmware firmware-build firmware-test board
+	firmware firmware-build firmware-test board fuzz-seeds test-lossy bench-loss
 
 help:
 	@echo "make all       build the tools in release mode into $(BIN_DIR)/"
-	@echo "make test      run every test (unit, simulator, lint, embedded build)"
+	@echo "make test      run every test (lint, embedded build, unit, simulator, processes,"
+	@echo "               fuzz seeds, firmware in QEMU, 20 % loss across namespaces)"
 	@echo "make lint      rustfmt, clippy and rustdoc checks"
 	@echo "make embedded  build dht-core for $(EMBEDDED_TARGET)"
 	@echo "make firmware  build the MPS2-AN385 firmware, print its flash and RAM use,"
@@ -22,7 +23,9 @@ help:
 	@echo "make firmware-test  only the QEMU test (part of make test)"
 	@echo "make board     build the STM32F411 + ENC28J60 board example"
 	@echo "make scene     deploy 256 nodes, round-trip a 2 MB file, stop them"
-	@echo "make bench     measure the 256-node scene (JSON on stdout)"
+	@echo "make bench     measure the 256-node scene (JSON on stdout), then bench-loss"
+	@echo "make bench-loss  2 MB round trips across namespaces at 0/5/20/30 % loss"
+	@echo "make fuzz      run every fuzz target (FUZZ_SECONDS each, default 40)"
 	@echo "make clean     remove build output"
 
 # Rust targets the project needs (rustup), and QEMU for the firmware test
@@ -46,7 +49,23 @@ all:
 	@for t in $(TOOLS); do cp target/release/$$t $(BIN_DIR)/$$t; done
 	@echo "built $(addprefix $(BIN_DIR)/,$(TOOLS))"
 
-test: lint embedded test-core board firmware-test
+test: lint embedded test-core fuzz-seeds board firmware-test test-lossy
+
+# The fuzz targets' committed seeds, replayed through their checks (quick;
+# `make fuzz` is the fuzzing itself).
+fuzz-seeds:
+	$(CARGO) test --manifest-path fuzz/Cargo.toml
+
+# A 2 MB round trip across 24 network namespaces behind a switch that loses
+# 20 % of the frames (5 ms +- 2 ms delay, 10 % reordered, 5 % duplicated).
+# Needs root for the namespaces: without it the test says so and is skipped.
+LOSSY_DEADLINE ?= 400
+test-lossy: all
+	@if [ "$$(id -u)" != 0 ]; then \
+	  echo "test-lossy: skipped, network namespaces need root"; \
+	else \
+	  LOSS=0.2 TRIPS=1 DEADLINE=$(LOSSY_DEADLINE) ./test_scene/netlab/lossy_roundtrip.sh; \
+	fi
 
 test-core:
 	$(CARGO) test --workspace
@@ -104,6 +123,17 @@ scene: all
 bench: all
 	$(CARGO) build --release -p dht-bench
 	target/release/dht-bench
+	$(MAKE) bench-loss
+
+# Upload and download times of a 2 MB file across 24 namespaces at 0, 5, 20
+# and 30 % frame loss (medians of BENCH_LOSS_TRIPS round trips; needs root).
+BENCH_LOSS_TRIPS ?= 3
+bench-loss: all
+	@if [ "$$(id -u)" != 0 ]; then echo "bench-loss: skipped, network namespaces need root"; exit 0; fi; \
+	for loss in 0 0.05 0.2 0.3; do \
+	  LOSS=$$loss TRIPS=$(BENCH_LOSS_TRIPS) DEADLINE=900 ./test_scene/netlab/lossy_roundtrip.sh | grep '^loss' \
+	    || { echo "bench-loss: the round trips at loss $$loss failed"; exit 1; }; \
+	done
 
 clean:
 	$(CARGO) clean
