@@ -7,8 +7,14 @@
 //! their processes (`/proc`). Nothing here is asserted: the figures are
 //! reported, and compared with the targets in the README by a person.
 //!
+//! Every figure is measured twice in one run, on an open scene
+//! (`deploy_test_scene.sh --no-key`) and on a scene with a network key
+//! (every datagram carries an HMAC tag), and printed as
+//! `{"open": {...}, "keyed": {...}}`.
+//!
 //! Usage: `dht-bench [NODES] [BASE_PORT]` from the repository root, with
-//! the tools built in `bin/`.
+//! the tools built in `bin/`; `--open-only` and `--keyed-only` measure one
+//! scene.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -29,6 +35,8 @@ struct Setup {
     scene: PathBuf,
     nodes: u16,
     base: u16,
+    /// Whether the scene has a network key (`scene/network.key`).
+    keyed: bool,
 }
 
 impl Setup {
@@ -44,6 +52,7 @@ impl Setup {
         let started = Instant::now();
         let output = Command::new(self.root.join("deploy_test_scene.sh"))
             .args(["--clean", "-n", &self.nodes.to_string(), "-p", &self.base.to_string()])
+            .args(if self.keyed { &[][..] } else { &["--no-key"][..] })
             .env("DHT_BIN_DIR", &self.bin)
             .env("DHT_SCENE_DIR", &self.scene)
             .env("DHT_NODE_ARGS", node_args)
@@ -75,6 +84,19 @@ impl Setup {
             .status();
     }
 
+    fn key_file(&self) -> PathBuf {
+        self.scene.join("network.key")
+    }
+
+    /// A client of the scene (with its key, if it has one).
+    fn client(&self) -> Result<Client, Error> {
+        let mut client = Client::bind(SocketAddr::from(([127, 0, 0, 1], self.base)), 0)?;
+        if self.keyed {
+            client.set_network_key(Some(dht_std::key::read_key_file(&self.key_file())?));
+        }
+        Ok(client)
+    }
+
     fn pid_of(&self, port: u16) -> Option<u32> {
         let text =
             std::fs::read_to_string(self.scene.join(port.to_string()).join("node.pid")).ok()?;
@@ -87,7 +109,12 @@ impl Setup {
 
     fn tool(&self, name: &str, args: &[&str]) -> Result<(f64, String), Error> {
         let started = Instant::now();
-        let output = Command::new(self.bin.join(name)).args(args).stdin(Stdio::null()).output()?;
+        let mut command = Command::new(self.bin.join(name));
+        command.args(args).stdin(Stdio::null()).env_remove("DHT_KEY_FILE");
+        if self.keyed {
+            command.env("DHT_KEY_FILE", self.key_file());
+        }
+        let output = command.output()?;
         let elapsed = started.elapsed().as_secs_f64();
         if !output.status.success() {
             return Err(
@@ -250,23 +277,39 @@ fn run() -> Result<(), Error> {
     // (needs nothing of the nodes but the tools, so it also measures
     // another build's binaries given in DHT_BIN_DIR).
     let only_round_trips = args.iter().any(|a| a == "--round-trips-only");
-    args.retain(|a| a != "--round-trips-only");
+    let open = !args.iter().any(|a| a == "--keyed-only");
+    let keyed = !args.iter().any(|a| a == "--open-only");
+    args.retain(|a| !a.starts_with("--"));
     let nodes: u16 = args.first().map(|a| a.parse()).transpose()?.unwrap_or(256);
     let base: u16 = args.get(1).map(|a| a.parse()).transpose()?.unwrap_or(8000);
     let root = std::env::current_dir()?;
     let bin = std::env::var_os("DHT_BIN_DIR").map_or_else(|| root.join("bin"), PathBuf::from);
-    let setup = Setup { bin, scene: root.join("test_scene"), root, nodes, base };
-    let result = if only_round_trips {
-        setup
-            .deploy("")
-            .and_then(|_| round_trips(&setup, ROUND_TRIPS))
-            .map(|fields| format!("{{{fields}}}"))
-    } else {
-        measure(&setup)
-    };
-    setup.stop();
-    let json = result?;
-    println!("{json}");
+    let mut parts = Vec::new();
+    for (name, with_key) in [("open", false), ("keyed", true)] {
+        if (with_key && !keyed) || (!with_key && !open) {
+            continue;
+        }
+        eprintln!("dht-bench: the {name} scene");
+        let setup = Setup {
+            bin: bin.clone(),
+            scene: root.join("test_scene"),
+            root: root.clone(),
+            nodes,
+            base,
+            keyed: with_key,
+        };
+        let result = if only_round_trips {
+            setup
+                .deploy("")
+                .and_then(|_| round_trips(&setup, ROUND_TRIPS))
+                .map(|fields| format!("{{{fields}}}"))
+        } else {
+            measure(&setup)
+        };
+        setup.stop();
+        parts.push(format!("\"{name}\": {}", result?));
+    }
+    println!("{{{}}}", parts.join(", "));
     Ok(())
 }
 
@@ -338,7 +381,7 @@ fn measure(setup: &Setup) -> Result<String, Error> {
 
     eprintln!("dht-bench: deploying {} nodes", setup.nodes);
     let deploy_s = setup.deploy("")?;
-    let mut client = Client::bind(SocketAddr::from(([127, 0, 0, 1], setup.base)), 0)?;
+    let mut client = setup.client()?;
     std::thread::sleep(Duration::from_millis(500));
 
     let entry = setup.base.to_string();
