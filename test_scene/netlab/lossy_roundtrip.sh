@@ -100,10 +100,12 @@ for ((t = 1; t <= TRIPS; t++)); do
     to=$(((t + NODES / 2) % NODES))
     rm -f "$WORK/sample.out"
     a=$(date +%s%N)
-    hash=$(lab exec "$from" timeout "$(left)" "$BIN/dhtsend" -q --no-verify \
+    # Joining takes a few exchanges: at 30 % loss the default 5 s is not
+    # always enough.
+    hash=$(lab exec "$from" timeout "$(left)" "$BIN/dhtsend" -q --no-verify --connect-timeout 30 \
         "$WORK/sample.bin" "$(addr $(((from + 1) % NODES)))" "$PORT")
     b=$(date +%s%N)
-    lab exec "$to" timeout "$(left)" "$BIN/dhtrecv" -q "$hash" \
+    lab exec "$to" timeout "$(left)" "$BIN/dhtrecv" -q --connect-timeout 30 "$hash" \
         "$(addr $(((to + 1) % NODES)))" "$PORT" -o "$WORK/sample.out"
     c=$(date +%s%N)
     cmp -s "$WORK/sample.bin" "$WORK/sample.out" || { echo "trip $t: the file differs" >&2; exit 1; }
