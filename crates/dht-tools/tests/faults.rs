@@ -217,10 +217,12 @@ fn a_full_node_sends_uploads_elsewhere_without_an_error() {
     }
     let stats = client.stats(entry, Duration::from_secs(2)).unwrap().unwrap();
     assert!(stats.stats.held <= 1, "the full node holds {} fragments", stats.stats.held);
-    // The full node was asked (by uploads, announcements or HOLDINGS) and
-    // said no: the uploads below still succeeded, elsewhere.
+    // The full node filled its one slot, and then either refused what it
+    // was asked (uploads, announcements, HOLDINGS) or was not asked at all,
+    // having told its mates it is full: the uploads below still succeeded,
+    // elsewhere.
     let refused = stats.stats.counters.drops_of(dht_core::counters::DropReason::StoreFull);
-    assert!(refused > 0, "the full node was never asked to store anything");
+    assert!(refused > 0 || stats.stats.held == 1, "the full node never filled");
     println!("full node: holds {}, refused {refused} store requests", stats.stats.held);
     for (i, (name, hash)) in sent.iter().enumerate() {
         download_ok(&work, name, hash, scene.base + 10 + i as u16);
