@@ -118,17 +118,24 @@ struct Discovery {
     attempts: u8,
 }
 
+/// Peers a request remembers having asked without success: a shard's top
+/// three, the one that acknowledged an upload (which a read-back skips),
+/// and as many again named by NOTFOUNDs. With four, a read-back forgot the
+/// first holders it asked while they were still fetching and went round
+/// the others for 8 s without asking them again.
+const TRIED: usize = 8;
+
 /// The last peers a request asked without success.
 #[derive(Clone, Copy, Debug, Default)]
 pub(crate) struct Tried {
-    peers: [Option<PeerAddr>; 4],
+    peers: [Option<PeerAddr>; TRIED],
     next: usize,
 }
 
 impl Tried {
     /// An empty list.
     pub(crate) const fn new() -> Self {
-        Tried { peers: [None; 4], next: 0 }
+        Tried { peers: [None; TRIED], next: 0 }
     }
 
     /// Whether the list is empty.
@@ -146,10 +153,10 @@ impl Tried {
         if self.contains(&peer) {
             return;
         }
-        if let Some(slot) = self.peers.get_mut(self.next % 4) {
+        if let Some(slot) = self.peers.get_mut(self.next % TRIED) {
             *slot = Some(peer);
         }
-        self.next = (self.next + 1) % 4;
+        self.next = (self.next + 1) % TRIED;
     }
 }
 
