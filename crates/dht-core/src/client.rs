@@ -416,16 +416,16 @@ mod tests {
     }
 
     #[test]
-    fn tried_remembers_the_last_four_peers() {
+    fn tried_remembers_the_last_eight_peers() {
         let peer = |p: u16| PeerAddr::v4([127, 0, 0, 1], p);
         let mut tried = Tried::new();
         assert!(tried.is_empty());
-        for p in 1..=5 {
+        for p in 1..=9 {
             tried.remember(peer(p));
             tried.remember(peer(p)); // no duplicates
         }
         assert!(!tried.contains(&peer(1)), "the oldest made room");
-        assert!((2..=5).all(|p| tried.contains(&peer(p))));
+        assert!((2..=9).all(|p| tried.contains(&peer(p))));
     }
 
     #[test]

@@ -372,7 +372,7 @@ mod tests {
                 let checks = [Check { hash, acknowledged_by: Net::addr(acked.expect("held")) }];
                 let results = net.verify(writer, &checks);
                 if !matches!(results[0], VerifyEvent::Found { .. }) {
-                    missing.push((seed, k, results[0].clone()));
+                    missing.push((seed, k, results[0]));
                 }
             }
         }
