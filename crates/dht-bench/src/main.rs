@@ -277,6 +277,8 @@ fn run() -> Result<(), Error> {
     // (needs nothing of the nodes but the tools, so it also measures
     // another build's binaries given in DHT_BIN_DIR).
     let only_round_trips = args.iter().any(|a| a == "--round-trips-only");
+    // `--detect-only`: deploy, kill one node, time until no node knows it.
+    let detect_only = args.iter().any(|a| a == "--detect-only");
     let open = !args.iter().any(|a| a == "--keyed-only");
     let keyed = !args.iter().any(|a| a == "--open-only");
     args.retain(|a| !a.starts_with("--"));
@@ -298,7 +300,9 @@ fn run() -> Result<(), Error> {
             base,
             keyed: with_key,
         };
-        let result = if only_round_trips {
+        let result = if detect_only {
+            setup.deploy("").and_then(|_| detect(&setup)).map(|f| format!("{{{f}}}"))
+        } else if only_round_trips {
             setup
                 .deploy("")
                 .and_then(|_| round_trips(&setup, ROUND_TRIPS))
@@ -311,6 +315,32 @@ fn run() -> Result<(), Error> {
     }
     println!("{{{}}}", parts.join(", "));
     Ok(())
+}
+
+/// Kills one node of a settled scene; the JSON field of how long until no
+/// other node has it in its table.
+fn detect(setup: &Setup) -> Result<String, Error> {
+    let mut client = setup.client()?;
+    std::thread::sleep(Duration::from_secs(3));
+    let victim = setup.base + setup.nodes / 2;
+    kill(setup.pid_of(victim), 9);
+    let victim_addr = SocketAddr::from(([127, 0, 0, 1], victim));
+    let others: Vec<SocketAddr> = setup.addrs().into_iter().filter(|a| *a != victim_addr).collect();
+    let mut knowers = 0;
+    let detect_s = time_until(Duration::from_secs(60), || {
+        client
+            .stats_of_all_about(&others, Some(victim_addr), Duration::from_secs(2), |_| true)
+            .map(|answers| {
+                knowers = answers.iter().flatten().filter(|s| s.stats.knows).count();
+                knowers == 0
+            })
+            .unwrap_or(false)
+    });
+    let opt = |v: Option<f64>| v.map_or("null".to_owned(), |x| format!("{x:.3}"));
+    Ok(format!(
+        "\"dead_node_gone_from_every_table_s\": {}, \"still_knowing\": {knowers}",
+        opt(detect_s)
+    ))
 }
 
 /// What the network key's tag costs on this host per datagram: the

@@ -25,8 +25,8 @@
 //!    at its originator's address. Unless the originator is a neighbor
 //!    (it proved its address to this node), the end of a randomcast
 //!    answers or probes it with no more bytes than it received, and a
-//!    broadcast is not answered (nor its originator probed) at all, so a
-//!    relay naming a victim gets it no more than it sent.
+//!    broadcast is not answered at all (its originator is probed, once per
+//!    `CONSIDER_AGAIN`, by each node it reaches; see `process`).
 
 use super::out::{Proof, UNPROVEN_MIN};
 use super::replication::{Offer, View};
@@ -315,11 +315,18 @@ impl<S: FragmentStore, const NEIGHBORS: usize, const DEDUP: usize, const FETCHES
         // PONGs), and so is the sender of an unproven ADDME; any other
         // unproven datagram gets its one answer below and no more.
         // An originator that never proved itself here is probed at the end
-        // of a walk whose datagram was as large as the probe (relays keep
-        // the padding), never by every node a broadcast reaches.
+        // of a walk only if the walk's datagram was as large as the probe
+        // (relays keep the padding). The originator of a broadcast that a
+        // neighbor handed over is probed by every node it reaches, once per
+        // `CONSIDER_AGAIN`: that is how the watchers that send DEAD notices
+        // come to be known far off, and without it a dead node stayed in
+        // some tables for more than a minute on the 256-node scene. It is
+        // also the one thing a hostile member can make the network send to
+        // an address it names (a PING per node reached, per 2 s).
         let broadcast = matches!(packet.transmission, Transmission::Broadcast { .. });
+        let relayed_by_neighbor = broadcast && membership.table.contains_addr(from);
         let heard_of = (!direct || matches!(packet.message, Message::AddMe))
-            && (proof.proven || !broadcast && proof.received >= UNPROVEN_MIN);
+            && (proof.proven || relayed_by_neighbor || proof.received >= UNPROVEN_MIN);
         if source.member {
             if proof.proven && direct {
                 membership.learn(&mut ctx, liveness, source.peer());

@@ -517,8 +517,9 @@ fn forged_len(source: Source, transmission: Transmission, message: &Message<'_>)
 fn a_relayed_message_naming_a_victim_as_originator_gets_it_no_more_than_was_sent() {
     // A hostile neighbor (it proved its own address and sits in the
     // tables) names a victim as the originator of broadcasts and
-    // randomcasts. Nobody here heard from the victim: a broadcast is not
-    // answered at all, the end of a walk answers with no more than it got.
+    // randomcasts. Nobody here heard from the victim: a broadcast gets no
+    // answer (only a probe per node), the end of a walk answers with no
+    // more than it got.
     let mut net = Net::joined(9, 32, 16);
     let victim = PeerAddr::v4([127, 0, 0, 1], 30_000);
     let count = watch_victim(&mut net, victim);
@@ -538,7 +539,12 @@ fn a_relayed_message_naming_a_victim_as_originator_gets_it_no_more_than_was_sent
         net.forge(0, hostile, spoofed, broadcast, message.clone(), true);
         net.run_for(Duration::from_secs(2));
     }
-    assert_eq!(count.get(), (0, 0), "datagrams and bytes sent to the victim by broadcasts");
+    // No answers: each member reached probes the named originator with one
+    // PING (the price of learning far-off DEAD senders; see dispatch).
+    let (probes, _) = count.get();
+    assert!(probes <= messages.len() * net.hosts.len(), "{probes} datagrams to the victim");
+    std::println!("3 broadcasts naming a victim: {probes} probes to it, no answers");
+    count.set((0, 0));
     let mut sent = 0;
     for message in &messages {
         let walk = Transmission::Randomcast { hops: 0 };
