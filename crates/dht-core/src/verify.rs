@@ -216,7 +216,9 @@ impl<const N: usize> Verify<N> {
             let attempt = self.request.attempts;
             let mut skip = self.request.item;
             skip.remember(check.acknowledged_by);
-            match self.requester.pick(now, node, &check.hash, attempt, &skip, sink) {
+            let pick = self.requester.pick(now, node, &check.hash, attempt, &skip, sink);
+            log::trace!("verify: {:?} attempt {attempt}: {pick:?}", check.hash);
+            match pick {
                 Pick::Target(to) if !skip.contains(&to) => {
                     node.send_fileget(now, to, check.hash, ALL_UNITS & !self.have, sink);
                     self.requester.on_sent(to, now);
@@ -316,10 +318,15 @@ where
                 if self.request.in_flight_to() != Some(from.addr) {
                     return;
                 }
+                log::trace!("verify: NOTFOUND {hash:?} from {}, naming {holders:?}", from.addr);
                 self.requester.hint(*hash, holders);
                 self.requester.on_done(from.addr);
                 self.request.item.remember(from.addr);
-                self.request.wait_until(now);
+                // The holders may still be fetching their copies: after a
+                // few quick tries, ask less and less often (up to 1 s)
+                // rather than go round the shard's members every
+                // millisecond until the check gives up.
+                self.request.wait_until(now + refusal_backoff(self.request.attempts));
             }
             _ => return,
         }
