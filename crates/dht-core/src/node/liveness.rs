@@ -43,8 +43,11 @@ use crate::requests::{Request, RequestTable};
 use crate::time::{Duration, Instant};
 use crate::wire::Message;
 
-/// Probes in flight at once.
-pub(crate) const PROBES: usize = 8;
+/// Probes in flight at once. A DEAD notice that finds the table full is
+/// lost (the node learns of that death only from its own quiet-neighbor
+/// checks): with 8, killing half of 128 simulated nodes took 28.6 s to
+/// repair instead of 9.3 s.
+pub(crate) const PROBES: usize = 32;
 /// Deaths remembered.
 const RECENTLY_DEAD: usize = 32;
 /// How long a dead node is kept out of the table unless heard directly.
