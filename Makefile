@@ -49,7 +49,10 @@ all:
 	@for t in $(TOOLS); do cp target/release/$$t $(BIN_DIR)/$$t; done
 	@echo "built $(addprefix $(BIN_DIR)/,$(TOOLS))"
 
-test: lint embedded test-core fuzz-seeds board firmware-test test-lossy
+# `setup` first: on a fresh machine `make test` alone installs what it needs
+# (rustup targets and components, QEMU); on a set-up one it only checks.
+test: setup
+	$(MAKE) lint embedded test-core fuzz-seeds board firmware-test test-lossy
 
 # The fuzz targets' committed seeds, replayed through their checks (quick;
 # `make fuzz` is the fuzzing itself).
