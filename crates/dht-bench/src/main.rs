@@ -324,10 +324,21 @@ fn detect(setup: &Setup) -> Result<String, Error> {
     std::thread::sleep(Duration::from_secs(3));
     let victim = setup.base + setup.nodes / 2;
     kill(setup.pid_of(victim), 9);
+    let (detect_s, knowers) = time_until_forgotten(&mut client, setup, victim);
+    let opt = |v: Option<f64>| v.map_or("null".to_owned(), |x| format!("{x:.3}"));
+    Ok(format!(
+        "\"dead_node_gone_from_every_table_s\": {}, \"still_knowing\": {knowers}",
+        opt(detect_s)
+    ))
+}
+
+/// Seconds until no node but `victim` has `victim` in its table (at most
+/// a minute), and how many still had it at the last look.
+fn time_until_forgotten(client: &mut Client, setup: &Setup, victim: u16) -> (Option<f64>, usize) {
     let victim_addr = SocketAddr::from(([127, 0, 0, 1], victim));
     let others: Vec<SocketAddr> = setup.addrs().into_iter().filter(|a| *a != victim_addr).collect();
     let mut knowers = 0;
-    let detect_s = time_until(Duration::from_secs(60), || {
+    let took = time_until(Duration::from_secs(60), || {
         client
             .stats_of_all_about(&others, Some(victim_addr), Duration::from_secs(2), |_| true)
             .map(|answers| {
@@ -336,11 +347,7 @@ fn detect(setup: &Setup) -> Result<String, Error> {
             })
             .unwrap_or(false)
     });
-    let opt = |v: Option<f64>| v.map_or("null".to_owned(), |x| format!("{x:.3}"));
-    Ok(format!(
-        "\"dead_node_gone_from_every_table_s\": {}, \"still_knowing\": {knowers}",
-        opt(detect_s)
-    ))
+    (took, knowers)
 }
 
 /// What the network key's tag costs on this host per datagram: the
@@ -494,14 +501,7 @@ fn measure(setup: &Setup) -> Result<String, Error> {
         ports.iter().filter_map(|p| setup.pid_of(*p).map(|pid| (*p, pid))).collect();
     let victim = setup.base + setup.nodes / 2;
     kill(pids_by_port.get(&victim).copied(), 9);
-    let victim_addr = SocketAddr::from(([127, 0, 0, 1], victim));
-    let others: Vec<SocketAddr> = setup.addrs().into_iter().filter(|a| *a != victim_addr).collect();
-    let detect_s = time_until(Duration::from_secs(60), || {
-        client
-            .stats_of_all_about(&others, Some(victim_addr), Duration::from_secs(2), |_| true)
-            .map(|answers| answers.iter().flatten().all(|s| !s.stats.knows))
-            .unwrap_or(false)
-    });
+    let (detect_s, _) = time_until_forgotten(&mut client, setup, victim);
 
     // Repair: SIGKILL half of the nodes (among those whose death leaves
     // every fragment a copy), and time until every fragment is back at R
