@@ -376,9 +376,23 @@ impl<const PEERS: usize> Requester<PEERS> {
         self.rtt.rto(attempt)
     }
 
-    /// A round trip measured by the operation itself.
-    pub(crate) fn sample_rtt(&mut self, rtt: Duration) {
-        self.rtt.sample(rtt);
+    /// The first answer to `request` came at `now` (a piece, or the
+    /// holder's FILEGET for an offer): one round trip, sampled if the
+    /// request is on its first attempt (Karn's rule) and `sampled` is not
+    /// yet set; `sampled` is set either way, so that a later answer, which
+    /// may come after rounds of asking again under loss, is not sampled.
+    pub(crate) fn first_answer<T>(
+        &mut self,
+        request: &Request<T>,
+        sampled: &mut bool,
+        now: Instant,
+    ) {
+        if !*sampled && request.attempts == 1 {
+            if let Some(sent_at) = request.sent_at() {
+                self.rtt.sample(now - sent_at);
+            }
+        }
+        *sampled = true;
     }
 
     pub(crate) fn srtt(&self) -> Option<Duration> {

@@ -461,14 +461,11 @@ impl<K: FileSink, const WINDOW: usize> Download<K, WINDOW> {
             };
             target.copy_from_slice(data);
             slot.have |= mask;
-            if !request.item.sampled && request.attempts == 1 {
-                // The first piece of a first FILEGET: one round trip
-                // (Karn's rule), whatever happens to the other pieces.
-                if let Some(sent_at) = request.sent_at() {
-                    self.requester.sample_rtt(now - sent_at);
-                }
-            }
-            request.item.sampled = true;
+            // The first piece: one round trip, whatever happens to the
+            // other pieces.
+            let mut sampled = request.item.sampled;
+            self.requester.first_answer(request, &mut sampled, now);
+            request.item.sampled = sampled;
             request.item.progress = true;
             request.extend(now + timeout);
             if slot.have != ALL_UNITS {

@@ -490,13 +490,10 @@ impl<SRC: FileSource, const WINDOW: usize, const ITEMS: usize> Upload<SRC, WINDO
         let extra = self.requester.rto(0).max(HOLDER_AT_WORK);
         for request in self.requests.iter_mut() {
             if request.item.hash == hash && request.in_flight_to() == Some(from) {
-                if !request.item.sampled && request.attempts == 1 {
-                    // NEWFILE to FILEGET: one round trip (Karn's rule).
-                    if let Some(sent_at) = request.sent_at() {
-                        self.requester.sample_rtt(now - sent_at);
-                    }
-                }
-                request.item.sampled = true;
+                // NEWFILE to FILEGET: one round trip.
+                let mut sampled = request.item.sampled;
+                self.requester.first_answer(request, &mut sampled, now);
+                request.item.sampled = sampled;
                 request.extend(now + extra);
             }
         }
