@@ -105,9 +105,12 @@ const CANDIDATES: usize = 32;
 pub(crate) enum Pick {
     /// Send it to this peer now.
     Target(PeerAddr),
-    /// Every candidate's window is full, or the shard is being searched:
-    /// try again [`RETRY_TICK`] later.
+    /// The shard is being searched: try again [`RETRY_TICK`] later.
     Wait,
+    /// Every candidate's window is full: try again when one frees
+    /// ([`crate::requests::RequestTable::unblock`]), [`RETRY_TICK`] at the
+    /// latest.
+    Full,
     /// Nobody in the shard could be found.
     NoHolder,
 }
@@ -173,6 +176,8 @@ pub(crate) struct Requester<const PEERS: usize> {
     hints: heapless::Deque<(FragmentHash, HolderList), HINTS>,
     /// A shard whose search just began, for the operation to report.
     search_began: Option<crate::id::Shard>,
+    /// A peer's window gained room since requests were last unblocked.
+    freed: bool,
 }
 
 impl<const PEERS: usize> Requester<PEERS> {
@@ -187,6 +192,7 @@ impl<const PEERS: usize> Requester<PEERS> {
             discovery: [Discovery { last: None, attempts: 0 }; SHARD_COUNT as usize],
             hints: heapless::Deque::new(),
             search_began: None,
+            freed: false,
         }
     }
 
@@ -254,7 +260,7 @@ impl<const PEERS: usize> Requester<PEERS> {
                 }
             }
         }
-        Pick::Wait
+        Pick::Full
     }
 
     /// Remembers the holders a node named for `hash`.
@@ -359,6 +365,7 @@ impl<const PEERS: usize> Requester<PEERS> {
     /// sampled only for first attempts (Karn's rule).
     pub(crate) fn on_answer(&mut self, to: PeerAddr, sent_at: Instant, first: bool, now: Instant) {
         self.windows.on_ack(to);
+        self.freed = true;
         if first {
             self.rtt.sample(now - sent_at);
         }
@@ -366,10 +373,25 @@ impl<const PEERS: usize> Requester<PEERS> {
 
     pub(crate) fn on_loss(&mut self, to: PeerAddr) {
         self.windows.on_loss(to);
+        self.freed = true;
     }
 
     pub(crate) fn on_done(&mut self, to: PeerAddr) {
         self.windows.on_done(to);
+        self.freed = true;
+    }
+
+    /// Lets the requests that waited for a window go at `now` if a window
+    /// freed since the last call: without this they waited [`RETRY_TICK`]
+    /// (50 ms), which was most of the time of an upload to 256 nodes.
+    pub(crate) fn unblock<T, const N: usize>(
+        &mut self,
+        requests: &mut RequestTable<T, N>,
+        now: Instant,
+    ) {
+        if core::mem::take(&mut self.freed) {
+            requests.unblock(now);
+        }
     }
 
     pub(crate) fn rto(&self, attempt: u8) -> Duration {

@@ -368,6 +368,7 @@ impl<K: FileSink, const WINDOW: usize> Download<K, WINDOW> {
         if self.state == State::Fetching {
             self.assign_slots(now);
         }
+        self.requester.unblock(&mut self.requests, now);
         while !Download::is_done(self) {
             let Some(i) = self.requests.next_ready(now) else { return };
             let Some(&request) = self.requests.get(i) else { return };
@@ -389,6 +390,7 @@ impl<K: FileSink, const WINDOW: usize> Download<K, WINDOW> {
                     request.sent(to, now, self.requester.rto(request.attempts));
                 }
                 Pick::Wait => request.wait_until(now + RETRY_TICK),
+                Pick::Full => request.block_until(now + RETRY_TICK),
                 Pick::NoHolder => {
                     self.fail(DownloadError::NoHolder { shard: hash.shard() });
                     return;

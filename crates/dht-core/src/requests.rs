@@ -42,6 +42,13 @@ pub enum Phase {
         /// The earliest instant it may be sent.
         ready_at: Instant,
     },
+    /// Not in flight because no peer had room in its window: may be sent
+    /// from `ready_at` on, or as soon as a window frees
+    /// ([`RequestTable::unblock`]).
+    Blocked {
+        /// The latest instant it is tried again.
+        ready_at: Instant,
+    },
     /// Sent to `to` at `sent_at`; counts as lost if unanswered at `deadline`.
     InFlight {
         /// The peer asked.
@@ -94,6 +101,12 @@ impl<T> Request<T> {
         self.phase = Phase::Waiting { ready_at };
     }
 
+    /// No peer could take the request now: it waits for a window to free
+    /// ([`RequestTable::unblock`]), or until `ready_at` at the latest.
+    pub fn block_until(&mut self, ready_at: Instant) {
+        self.phase = Phase::Blocked { ready_at };
+    }
+
     /// Counts an attempt that could not even be sent and waits again.
     pub fn failed_attempt(&mut self, now: Instant, ready_at: Instant) {
         self.attempts = self.attempts.saturating_add(1);
@@ -105,7 +118,7 @@ impl<T> Request<T> {
     pub fn in_flight_to(&self) -> Option<PeerAddr> {
         match self.phase {
             Phase::InFlight { to, .. } => Some(to),
-            Phase::Waiting { .. } => None,
+            Phase::Waiting { .. } | Phase::Blocked { .. } => None,
         }
     }
 
@@ -113,7 +126,7 @@ impl<T> Request<T> {
     pub fn sent_at(&self) -> Option<Instant> {
         match self.phase {
             Phase::InFlight { sent_at, .. } => Some(sent_at),
-            Phase::Waiting { .. } => None,
+            Phase::Waiting { .. } | Phase::Blocked { .. } => None,
         }
     }
 
@@ -124,7 +137,7 @@ impl<T> Request<T> {
 
     /// Whether it is waiting and may be sent at `now`.
     pub fn is_ready(&self, now: Instant) -> bool {
-        matches!(self.phase, Phase::Waiting { ready_at } if ready_at <= now)
+        matches!(self.phase, Phase::Waiting { ready_at } | Phase::Blocked { ready_at } if ready_at <= now)
     }
 
     /// Whether it is in flight past its deadline at `now`.
@@ -137,7 +150,7 @@ impl<T> Request<T> {
     pub fn wake_at(&self, room: bool) -> Option<Instant> {
         match self.phase {
             Phase::InFlight { deadline, .. } => Some(deadline),
-            Phase::Waiting { ready_at } => room.then_some(ready_at),
+            Phase::Waiting { ready_at } | Phase::Blocked { ready_at } => room.then_some(ready_at),
         }
     }
 }
@@ -235,6 +248,19 @@ impl<T, const N: usize> RequestTable<T, N> {
         self.entries.iter().position(|r| r.is_ready(now))
     }
 
+    /// A peer's window has room again: every request blocked for want of
+    /// one may be sent at `now`. Returns whether any was blocked.
+    pub fn unblock(&mut self, now: Instant) -> bool {
+        let mut any = false;
+        for r in self.entries.iter_mut() {
+            if let Phase::Blocked { .. } = r.phase {
+                r.phase = Phase::Waiting { ready_at: now };
+                any = true;
+            }
+        }
+        any
+    }
+
     /// The earliest instant at which the owner can act on a request: a
     /// deadline of a request in flight, or, if the owner has `room` for
     /// another request in flight, a waiting request's ready instant.
@@ -301,5 +327,25 @@ mod tests {
         assert!(table.is_full());
         assert_eq!(table.remove(0).map(|r| r.item), Some(1));
         assert_eq!(table.remove(0), None);
+    }
+
+    #[test]
+    fn a_blocked_request_goes_when_a_window_frees_not_only_at_its_instant() {
+        let mut table = RequestTable::<u8, 4>::new();
+        let now = Instant::from_millis(10);
+        table.push(Request::new(1, now)).unwrap();
+        table.push(Request::new(2, now)).unwrap();
+        table.get_mut(0).unwrap().block_until(now + Duration::from_millis(50));
+        table.get_mut(1).unwrap().wait_until(now + Duration::from_millis(50));
+        let later = now + Duration::from_millis(1);
+        assert_eq!(table.next_ready(later), None);
+        assert!(table.unblock(later), "one was blocked");
+        assert_eq!(table.next_ready(later).map(|i| table.get(i).unwrap().item), Some(1));
+        // A request waiting for its own reasons (a backoff) keeps waiting.
+        assert!(!table.get(1).unwrap().is_ready(later));
+        assert!(!table.unblock(later), "nothing blocked any more");
+        // Blocked or not, it is ready at its instant at the latest.
+        table.get_mut(0).unwrap().block_until(now + Duration::from_millis(50));
+        assert!(table.get(0).unwrap().is_ready(now + Duration::from_millis(50)));
     }
 }

@@ -246,7 +246,7 @@ impl<const N: usize> Verify<N> {
                     return;
                 }
                 Pick::NoHolder => self.finish_one(None),
-                Pick::Wait => {
+                Pick::Wait | Pick::Full => {
                     self.request.wait_until(now + crate::client::RETRY_TICK);
                     return;
                 }

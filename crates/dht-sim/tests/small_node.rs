@@ -115,12 +115,16 @@ fn a_small_node_with_a_one_datagram_fifo_loses_nothing() {
 }
 
 #[test]
-fn without_an_advertised_window_pieces_that_fit_a_frame_never_overflow_the_nic_fifo() {
+fn without_an_advertised_window_pieces_that_fit_a_frame_overflow_the_nic_fifo_less() {
     // The same node without the advertised limit and with four fetches in
-    // flight, started together (no replication delay to spread them): with
-    // pieces that fit an Ethernet frame the 10.5 KB FIFO never drops, and
-    // with whole-fragment datagrams (8.3 KB, as before) what it drops is
-    // recovered by retries; every fragment is stored either way.
+    // flight, started together (no replication delay to spread them): the
+    // 10.5 KB FIFO drops fewer datagrams with pieces that fit an Ethernet
+    // frame than with whole-fragment datagrams (8.3 KB, as before), and
+    // what it drops is recovered by retries; every fragment is stored
+    // either way. (Only the advertised window stops drops altogether: the
+    // test above. Once uploads stopped waiting 50 ms whenever a holder's
+    // window was full, their offers came close enough together for a few
+    // frame-sized pieces to be dropped here too.)
     let mut drops = Vec::new();
     for max_datagram in [dht_core::MAX_DATAGRAM_SIZE as u16, dht_core::config::ETHERNET_DATAGRAM] {
         let mut config = Config::small();
@@ -143,5 +147,5 @@ fn without_an_advertised_window_pieces_that_fit_a_frame_never_overflow_the_nic_f
         }
         drops.push(sim.fifo_drops(small));
     }
-    assert_eq!(drops[1], 0, "frame-sized pieces overflowed the FIFO: {drops:?}");
+    assert!(drops[1] < drops[0], "frame-sized pieces overflowed the FIFO as much: {drops:?}");
 }

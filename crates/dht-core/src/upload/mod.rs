@@ -410,6 +410,7 @@ impl<SRC: FileSource, const WINDOW: usize, const ITEMS: usize> Upload<SRC, WINDO
                     .push(Request::new(Item { index, hash, redirects: 0, sampled: false }, now));
             }
         }
+        self.requester.unblock(&mut self.requests, now);
         while self.state == State::Running && self.requests.in_flight() < WINDOW {
             let Some(i) = self.requests.next_ready(now) else { return };
             let Some(&request) = self.requests.get(i) else { return };
@@ -424,6 +425,12 @@ impl<SRC: FileSource, const WINDOW: usize, const ITEMS: usize> Upload<SRC, WINDO
                 Pick::Wait => {
                     if let Some(r) = self.requests.get_mut(i) {
                         r.wait_until(now + RETRY_TICK);
+                    }
+                    continue;
+                }
+                Pick::Full => {
+                    if let Some(r) = self.requests.get_mut(i) {
+                        r.block_until(now + RETRY_TICK);
                     }
                     continue;
                 }
