@@ -205,7 +205,18 @@ impl Out {
     fn keep_for_retry(&mut self, to: PeerAddr, kind: MessageKind, len: usize) {
         // Anything short but pieces and RETRY itself: the receiver asks for
         // a cookie (a RETRY) when it will not act on an unproven datagram.
-        let asks = !matches!(kind, MessageKind::FileFrag | MessageKind::Retry);
+        // PING and ADDME are acted on unproven (a PONG no larger comes
+        // back), so they are not kept: a client that pings the 170 nodes
+        // a PEERS list named pushed its JOINs out of the ring, and their
+        // RETRYs found nothing to send again (joins took 200 ms, not 10).
+        let asks = !matches!(
+            kind,
+            MessageKind::FileFrag
+                | MessageKind::Retry
+                | MessageKind::Ping
+                | MessageKind::Pong
+                | MessageKind::AddMe
+        );
         let Some(encoded) = self.tx.get(..len).filter(|_| asks && len <= PENDING_LEN) else {
             return;
         };
