@@ -301,7 +301,8 @@ fn run() -> Result<(), Error> {
             keyed: with_key,
         };
         let result = if detect_only {
-            setup.deploy("").and_then(|_| detect(&setup)).map(|f| format!("{{{f}}}"))
+            let args = std::env::var("DHT_BENCH_NODE_ARGS").unwrap_or_default();
+            setup.deploy(&args).and_then(|_| detect(&setup)).map(|f| format!("{{{f}}}"))
         } else if only_round_trips {
             setup
                 .deploy("")
@@ -342,7 +343,16 @@ fn time_until_forgotten(client: &mut Client, setup: &Setup, victim: u16) -> (Opt
         client
             .stats_of_all_about(&others, Some(victim_addr), Duration::from_secs(2), |_| true)
             .map(|answers| {
-                knowers = answers.iter().flatten().filter(|s| s.stats.knows).count();
+                let still: Vec<String> = others
+                    .iter()
+                    .zip(answers.iter())
+                    .filter(|(_, s)| s.as_ref().is_some_and(|s| s.stats.knows))
+                    .map(|(a, _)| a.port().to_string())
+                    .collect();
+                knowers = still.len();
+                if !still.is_empty() && still.len() <= 8 {
+                    eprintln!("dht-bench: {victim} still known by {}", still.join(" "));
+                }
                 knowers == 0
             })
             .unwrap_or(false)

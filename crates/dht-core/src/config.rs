@@ -204,7 +204,7 @@ impl Config {
             random_probe_interval: Duration::from_secs(10),
             probe_timeout: Duration::from_millis(300),
             probe_tries: 5,
-            dead_breadth: 2,
+            dead_breadth: 3,
             leave_timeout: Duration::from_secs(5),
             max_datagram: ETHERNET_DATAGRAM,
             parallel_offers: 16,

@@ -425,6 +425,7 @@ impl<S: FragmentStore, const NEIGHBORS: usize, const DEDUP: usize, const FETCHES
                 }
             }
             Message::Dead { peer: suspect } => {
+                log::debug!("{}: DEAD {} from {from} ({})", me.addr, suspect.addr, source.addr);
                 // Only a reason to probe it ourselves.
                 let known = membership.table.get_addr(suspect.addr).map(|n| n.peer);
                 if let Some(known) = known.filter(|k| k.id == suspect.id && k.addr != me.addr) {

@@ -227,6 +227,13 @@ impl Liveness {
                 probe.sent(to, now, ctx.config.probe_timeout);
                 ctx.send(to, &Message::Ping { nonce });
             } else if let Some(probe) = self.probes.remove(i) {
+                log::debug!(
+                    "{}: {} answered none of {} probes: dead{}",
+                    ctx.out.me().addr,
+                    probe.item.peer.addr,
+                    ctx.config.probe_tries,
+                    if probe.item.own { "" } else { " (as another node said)" }
+                );
                 let _ = dead.push((probe.item.peer, probe.item.own));
             }
         }
@@ -236,13 +243,18 @@ impl Liveness {
     /// Another node says `peer` is dead: probe it (unless a probe is in
     /// flight); only its silence makes it dead to this node.
     pub(crate) fn suspect(&mut self, ctx: &mut Ctx<'_, impl Transmit>, peer: PeerInfo) {
+        log::debug!("{}: told {} is dead: probing it", ctx.out.me().addr, peer.addr);
         self.probe(ctx, peer, false);
     }
 
     /// Starts a probe of `peer` unless one is in flight; `own` if this node
     /// noticed the silence itself.
     fn probe(&mut self, ctx: &mut Ctx<'_, impl Transmit>, peer: PeerInfo, own: bool) {
-        if self.probes.is_full() || self.probes.contains(|p| p.peer.addr == peer.addr) {
+        if self.probes.contains(|p| p.peer.addr == peer.addr) {
+            return;
+        }
+        if self.probes.is_full() {
+            log::debug!("{}: no room to probe {}", ctx.out.me().addr, peer.addr);
             return;
         }
         let nonce = ctx.rng.next_u64();
