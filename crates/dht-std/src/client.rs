@@ -193,6 +193,7 @@ impl Client {
         let id = NodeId(crate::random_seed());
         let seed = crate::random_seed();
         let node = Node::new(Config::client(), id, PeerAddr::from(local), seed, NoStore)
+            .map(Box::new)
             .map_err(|e| ClientError::Io(io::Error::other(e.to_string())))?;
         let mut runtime = Runtime::new(node, transport, clock);
         runtime.handle_signals()?;

@@ -180,8 +180,10 @@ fn run(args: Args) -> Result<(), String> {
     let id = saved.unwrap_or_else(|| NodeId(dht_std::random_seed()));
     let mut config = config;
     config.max_datagram = args.network.max_datagram_for(local.ip());
-    let mut node = Node::new(config, id, PeerAddr::from(advertised), random, store)
-        .map_err(|e| format!("invalid settings: {e}"))?;
+    let mut node = dht_std::runtime::build_node(|| {
+        Node::new(config, id, PeerAddr::from(advertised), random, store)
+    })
+    .map_err(|e| format!("invalid settings: {e}"))?;
     let key = args.network.key()?;
     if key.is_some() {
         log::info!("on a network with a key ({})", args.network.key_file_display());
