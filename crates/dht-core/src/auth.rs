@@ -51,7 +51,7 @@ use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256};
 
 use crate::id::PeerAddr;
-use crate::time::{Duration, Instant};
+use crate::time::{Duration, Instant, Stamp};
 use crate::wire::Cookie;
 
 type HmacSha256 = Hmac<Sha256>;
@@ -201,7 +201,8 @@ impl fmt::Debug for CookieSecret {
 pub struct CookieJar<const N: usize> {
     /// Address, its cookie, when this node last spoke to it, when the
     /// cookie came.
-    entries: heapless::Vec<(PeerAddr, Option<Cookie>, Instant, Instant), N>,
+    /// (Stamps, not instants: 40 bytes an entry instead of 48.)
+    entries: heapless::Vec<(PeerAddr, Option<Cookie>, Stamp, Stamp), N>,
 }
 
 impl<const N: usize> CookieJar<N> {
@@ -217,15 +218,17 @@ impl<const N: usize> CookieJar<N> {
             // A cookie is valid for a period or two; one not refreshed for
             // a period is likely stale (its node restarted, or changed
             // period): better to be asked for a new one.
-            if now.saturating_since(entry.3) >= COOKIE_PERIOD {
+            // (An age that wrapped, 49.7 days, comes out short: the
+            // cookie is tried, and a RETRY brings a fresh one.)
+            if entry.3.age(now) >= COOKIE_PERIOD {
                 entry.1 = None;
             }
-            entry.2 = now;
+            entry.2 = Stamp::of(now);
             return entry.1;
         }
-        let fresh = (to, None, now, now);
+        let fresh = (to, None, Stamp::of(now), Stamp::of(now));
         if self.entries.push(fresh).is_err() {
-            let oldest = self.entries.iter_mut().min_by_key(|e| e.2);
+            let oldest = self.entries.iter_mut().min_by_key(|e| core::cmp::Reverse(e.2.age(now)));
             if let Some(slot) = oldest {
                 *slot = fresh;
             }
@@ -238,7 +241,7 @@ impl<const N: usize> CookieJar<N> {
     pub fn keep(&mut self, from: PeerAddr, cookie: Cookie, proven: bool, now: Instant) {
         if let Some(entry) = self.entries.iter_mut().find(|e| e.0 == from) {
             entry.1 = Some(cookie);
-            entry.3 = now;
+            entry.3 = Stamp::of(now);
         } else if proven {
             let _ = self.echo_for(from, now);
             self.keep(from, cookie, false, now);

@@ -25,8 +25,10 @@
 //! assert!(budgets.take(peer, Cost::Relay, limits, t + Duration::from_millis(100)), "refilled");
 //! ```
 
+use core::cmp::Reverse;
+
 use crate::id::PeerAddr;
-use crate::time::Instant;
+use crate::time::{Instant, Stamp};
 
 /// What a sender spends.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -59,14 +61,19 @@ pub struct Limits {
 /// Tokens are counted in thousandths, so that slow rates refill smoothly.
 const MILLI: u32 = 1_000;
 
+/// One sender's buckets: 52 bytes (it was 104 with an [`Instant`] per
+/// bucket; 256 senders are 13 KB of every node).
 #[derive(Clone, Copy, Debug)]
 struct Sender {
     addr: PeerAddr,
-    /// Per cost: tokens in thousandths and when they were counted; `None`
-    /// until first used (a full bucket).
-    buckets: [Option<(u32, Instant)>; Cost::COUNT],
+    /// Per cost: tokens in thousandths, as counted at `counted`.
+    tokens: [u32; Cost::COUNT],
+    counted: [Stamp; Cost::COUNT],
+    /// Bit `i` set once cost `i` was first spent (before that the bucket
+    /// is full).
+    used: u8,
     /// When the sender last spent anything.
-    at: Instant,
+    at: Stamp,
 }
 
 /// Token buckets for up to `N` senders.
@@ -86,19 +93,27 @@ impl<const N: usize> Budgets<N> {
     pub fn take(&mut self, addr: PeerAddr, cost: Cost, limits: Limits, now: Instant) -> bool {
         let Some(i) = self.position(addr, now) else { return false };
         let Some(sender) = self.senders.get_mut(i) else { return false };
-        sender.at = now;
-        let Some(bucket) = sender.buckets.get_mut(cost.index()) else { return false };
-        let full = u32::from(limits.burst) * MILLI;
-        let tokens = match *bucket {
-            None => full,
-            Some((tokens, at)) => {
-                let elapsed = now.saturating_since(at).total_micros();
-                let refill = elapsed.saturating_mul(u64::from(limits.rate)) / 1_000;
-                tokens.saturating_add(u32::try_from(refill).unwrap_or(u32::MAX)).min(full)
-            }
+        let stamp = Stamp::of(now);
+        sender.at = stamp;
+        let k = cost.index();
+        let bit = 1u8 << k;
+        let (Some(tokens), Some(counted)) = (sender.tokens.get_mut(k), sender.counted.get_mut(k))
+        else {
+            return false;
         };
-        let granted = tokens >= MILLI;
-        *bucket = Some((if granted { tokens - MILLI } else { tokens }, now));
+        let full = u32::from(limits.burst) * MILLI;
+        let before = if sender.used & bit == 0 {
+            full
+        } else {
+            // `rate` tokens a second are `rate` thousandths a millisecond.
+            // An age that wrapped (49.7 days) only refills less.
+            let refill = counted.age(now).total_millis().saturating_mul(u64::from(limits.rate));
+            tokens.saturating_add(u32::try_from(refill).unwrap_or(u32::MAX)).min(full)
+        };
+        sender.used |= bit;
+        let granted = before >= MILLI;
+        *tokens = if granted { before - MILLI } else { before };
+        *counted = stamp;
         granted
     }
 
@@ -109,11 +124,22 @@ impl<const N: usize> Budgets<N> {
         if let Some(i) = self.senders.iter().position(|s| s.addr == addr) {
             return Some(i);
         }
-        let fresh = Sender { addr, buckets: [None; Cost::COUNT], at: now };
+        let fresh = Sender {
+            addr,
+            tokens: [0; Cost::COUNT],
+            counted: [Stamp::of(now); Cost::COUNT],
+            used: 0,
+            at: Stamp::of(now),
+        };
         if self.senders.push(fresh).is_ok() {
             return Some(self.senders.len() - 1);
         }
-        let oldest = self.senders.iter().enumerate().min_by_key(|(_, s)| s.at).map(|(i, _)| i)?;
+        let oldest = self
+            .senders
+            .iter()
+            .enumerate()
+            .min_by_key(|(_, s)| Reverse(s.at.age(now)))
+            .map(|(i, _)| i)?;
         *self.senders.get_mut(oldest)? = fresh;
         Some(oldest)
     }

@@ -18,7 +18,7 @@
 //! assert_eq!(seen.first_time(10, now), Seen::Duplicate);
 //! ```
 
-use crate::time::{Duration, Instant};
+use crate::time::{Duration, Instant, Stamp};
 
 /// How long a UID is kept at least before the ring may forget it: longer
 /// than a broadcast circulates.
@@ -39,7 +39,9 @@ pub enum Seen {
 /// A ring of the last `N` broadcast UIDs and when they were seen.
 #[derive(Clone, Debug)]
 pub struct BroadcastDedup<const N: usize> {
-    uids: [(u64, Instant); N],
+    uids: [u64; N],
+    /// When each UID was seen (12 bytes an entry with the UID, not 16).
+    seen: [Stamp; N],
     len: usize,
     next: usize,
 }
@@ -47,19 +49,22 @@ pub struct BroadcastDedup<const N: usize> {
 impl<const N: usize> BroadcastDedup<N> {
     /// An empty ring.
     pub const fn new() -> Self {
-        BroadcastDedup { uids: [(0, Instant::ZERO); N], len: 0, next: 0 }
+        BroadcastDedup { uids: [0; N], seen: [Stamp::ZERO; N], len: 0, next: 0 }
     }
 
     /// Whether `uid` is in the ring.
     pub fn contains(&self, uid: u64) -> bool {
-        self.uids.get(..self.len).is_some_and(|seen| seen.iter().any(|(u, _)| *u == uid))
+        self.uids.get(..self.len).is_some_and(|seen| seen.contains(&uid))
     }
 
     /// Records `uid` seen at `now`, forgetting the oldest UID if the ring is
     /// full (for this node's own broadcasts, which it always sends).
     pub fn insert(&mut self, uid: u64, now: Instant) {
-        if let Some(slot) = self.uids.get_mut(self.next) {
-            *slot = (uid, now);
+        if let (Some(slot), Some(seen)) =
+            (self.uids.get_mut(self.next), self.seen.get_mut(self.next))
+        {
+            *slot = uid;
+            *seen = Stamp::of(now);
             self.next = (self.next + 1) % N;
             self.len = (self.len + 1).min(N);
         }
@@ -72,7 +77,9 @@ impl<const N: usize> BroadcastDedup<N> {
             return Seen::Duplicate;
         }
         if self.len == N {
-            let young = self.uids.get(self.next).is_some_and(|(_, t)| now < *t + DEDUP_WINDOW);
+            // An age that wrapped (49.7 days) can only look young: a
+            // refusal, never a UID forgotten too soon.
+            let young = self.seen.get(self.next).is_some_and(|t| t.age(now) < DEDUP_WINDOW);
             if young || N == 0 {
                 return Seen::Full;
             }

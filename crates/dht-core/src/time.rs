@@ -60,6 +60,36 @@ impl Instant {
     }
 }
 
+/// An instant to the millisecond in 32 bits, for tables that keep one per
+/// entry (per-sender budgets, the broadcast dedup ring): half the size of
+/// an [`Instant`]. It wraps every 49.7 days, so [`Stamp::age`] is exact for
+/// ages below that and merely short for older ones: a table that uses it
+/// must only ever be more cautious with an entry whose age came out short.
+///
+/// ```
+/// use dht_core::time::{Duration, Instant, Stamp};
+/// let then = Stamp::of(Instant::from_millis(4_294_967_000));
+/// // Across the 32-bit wrap:
+/// assert_eq!(then.age(Instant::from_millis(4_294_968_000)), Duration::from_millis(1_000));
+/// ```
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Stamp(u32);
+
+impl Stamp {
+    /// The stamp of [`Instant::ZERO`].
+    pub const ZERO: Stamp = Stamp(0);
+
+    /// The stamp of `at` (its milliseconds, modulo 2^32).
+    pub fn of(at: Instant) -> Stamp {
+        Stamp(u32::try_from(at.total_millis() & u64::from(u32::MAX)).unwrap_or(0))
+    }
+
+    /// Time from the stamp to `now`, in whole milliseconds, modulo 2^32 ms.
+    pub fn age(self, now: Instant) -> Duration {
+        Duration::from_millis(u64::from(Stamp::of(now).0.wrapping_sub(self.0)))
+    }
+}
+
 impl Duration {
     /// No time at all.
     pub const ZERO: Duration = Duration { micros: 0 };
