@@ -10,7 +10,7 @@ FIRMWARE_ELF := $(FIRMWARE)/target/$(EMBEDDED_TARGET)/release/dht-fw-mps2-an385
 BOARD := firmware/stm32f411-enc28j60
 
 .PHONY: help all test test-core lint embedded setup setup-qemu scene bench clean \
-	firmware firmware-build firmware-test board fuzz-seeds test-lossy bench-loss
+	firmware firmware-build firmware-test board fuzz-seeds test-lossy test-cold-start bench-loss
 
 help:
 	@echo "make all       build the tools in release mode into $(BIN_DIR)/"
@@ -52,7 +52,7 @@ all:
 # `setup` first: on a fresh machine `make test` alone installs what it needs
 # (rustup targets and components, QEMU); on a set-up one it only checks.
 test: setup
-	$(MAKE) lint embedded test-core fuzz-seeds board firmware-test test-lossy
+	$(MAKE) lint embedded test-core fuzz-seeds board firmware-test test-lossy test-cold-start
 
 # The fuzz targets' committed seeds, replayed through their checks (quick;
 # `make fuzz` is the fuzzing itself).
@@ -68,6 +68,17 @@ test-lossy: all
 	  echo "test-lossy: skipped, network namespaces need root"; \
 	else \
 	  LOSS=0.2 TRIPS=1 DEADLINE=$(LOSSY_DEADLINE) ./test_scene/netlab/lossy_roundtrip.sh; \
+	fi
+
+# 16 nodes started at once in 16 namespaces and a 1 MB upload as soon as
+# the last one started: the upload succeeds (waiting for empty shards to
+# be filled if needed, and saying so), the download is identical, and no
+# node moves back to a shard it left. Needs root, like test-lossy.
+test-cold-start: all
+	@if [ "$$(id -u)" != 0 ]; then \
+	  echo "test-cold-start: skipped, network namespaces need root"; \
+	else \
+	  ./test_scene/netlab/cold_start.sh; \
 	fi
 
 test-core:
