@@ -110,6 +110,12 @@ impl FileReader {
         Ok(FileReader { file, size: meta.len(), error: None })
     }
 
+    /// Uploads `size` bytes of an open `file` (for instance a copy of a
+    /// pipe's contents in a temporary file).
+    pub fn from_file(file: File, size: u64) -> FileReader {
+        FileReader { file, size, error: None }
+    }
+
     /// The error of a failed read at `offset`, with its cause.
     fn read_error(&mut self, offset: u64) -> ClientError {
         let cause = self.error.take().map(|e| e.to_string()).unwrap_or_default();

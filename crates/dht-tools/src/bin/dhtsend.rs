@@ -1,6 +1,8 @@
 //! dhtsend: upload a file.
 
-use std::path::PathBuf;
+use std::fs::File;
+use std::io::Read;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::Parser;
@@ -27,7 +29,10 @@ use dht_tools::{fail, index_name, join, node_addrs, say, seconds, Network, Progr
 // not a rustdoc link.
 #[allow(rustdoc::broken_intra_doc_links)]
 struct Args {
-    /// The file to upload.
+    /// The file to upload; `-` reads standard input. Standard input, a
+    /// pipe or FIFO (`/dev/stdin`, `<(...)`) is first copied to a
+    /// temporary file (it must be read twice: once to hash, once to
+    /// send); one that gives no bytes is an error.
     file: PathBuf,
     /// Host of a node of the network: a name, an IPv4 or IPv6 address
     /// (::1 or [::1]), with :PORT if PORT is not given apart ([::1]:8000).
@@ -45,7 +50,8 @@ struct Args {
     /// Seconds the whole upload may take.
     #[arg(long, value_name = "SECS", default_value_t = 600.0)]
     timeout: f64,
-    /// Name stored in the index [default: the file's name].
+    /// Name stored in the index [default: the file's name; `stdin` for
+    /// `-`].
     #[arg(long)]
     name: Option<String>,
     /// Do not read the upload back. By default the index and a sample of
@@ -86,16 +92,16 @@ fn main() -> ExitCode {
 }
 
 fn run(args: &Args) -> Result<(String, Option<String>), String> {
-    let reader = FileReader::open(&args.file).map_err(|e| e.to_string())?;
+    let reader = open_source(&args.file)?;
     let size = dht_core::upload::FileSource::size(&reader);
     if size > MAX_FILE_SIZE {
-        return Err(format!(
-            "{} is {size} bytes; the limit is {MAX_FILE_SIZE} bytes (one index fragment of 255 \
-             fragments; nested indexes are not implemented)",
-            args.file.display()
-        ));
+        return Err(too_large(&format!("{} is {size} bytes", args.file.display())));
     }
-    let name = index_name(&args.file, args.name.as_deref());
+    let name = if is_stdin(&args.file) && args.name.is_none() {
+        "stdin".to_owned()
+    } else {
+        index_name(&args.file, args.name.as_deref())
+    };
     let mut client = join(
         &node_addrs(&args.host, args.port)?,
         args.listen,
@@ -175,4 +181,49 @@ fn run(args: &Args) -> Result<(String, Option<String>), String> {
         )
     });
     Ok((index.to_string(), problem))
+}
+
+fn is_stdin(path: &Path) -> bool {
+    path.as_os_str() == "-"
+}
+
+/// The message for a source over the limit; `what` says how large it is.
+fn too_large(what: &str) -> String {
+    format!(
+        "{what}; the limit is {MAX_FILE_SIZE} bytes (one index fragment of 255 fragments; \
+         nested indexes are not implemented)"
+    )
+}
+
+/// The source to upload: a regular file as it is; standard input (`-`), a
+/// pipe, FIFO or other stream copied first into an anonymous temporary
+/// file, since the upload reads its source twice (the hashes, then the
+/// fragments). A stream of no bytes is refused: `cat f | dhtsend
+/// /dev/stdin` used to take the pipe's size (0) and store an empty file.
+fn open_source(path: &Path) -> Result<FileReader, String> {
+    let stream: Box<dyn Read> = if is_stdin(path) {
+        Box::new(std::io::stdin().lock())
+    } else {
+        let file = File::open(path).map_err(|e| format!("cannot open {}: {e}", path.display()))?;
+        let meta = file.metadata().map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        if !meta.file_type().is_file() && !meta.is_dir() {
+            Box::new(file)
+        } else {
+            return FileReader::open(path).map_err(|e| e.to_string());
+        }
+    };
+    let shown =
+        if is_stdin(path) { "standard input".to_owned() } else { path.display().to_string() };
+    let mut spool = tempfile::tempfile()
+        .map_err(|e| format!("cannot make a temporary file to hold {shown}: {e}"))?;
+    let copied = std::io::copy(&mut stream.take(MAX_FILE_SIZE + 1), &mut spool)
+        .map_err(|e| format!("cannot read {shown}: {e}"))?;
+    if copied > MAX_FILE_SIZE {
+        return Err(too_large(&format!("{shown} gives more than {MAX_FILE_SIZE} bytes")));
+    }
+    if copied == 0 {
+        return Err(format!("{shown} gave no bytes: nothing to upload"));
+    }
+    log::info!("read {copied} bytes from {shown}");
+    Ok(FileReader::from_file(spool, copied))
 }
