@@ -128,6 +128,11 @@ pub struct Config {
     pub probe_timeout: Duration,
     /// Probes without answer after which a neighbor is declared dead.
     pub probe_tries: u8,
+    /// Probes without answer after which a neighbor another node said is
+    /// dead (a DEAD notice) is dead to this node too: fewer than
+    /// `probe_tries`, since the node that said so found it silent for
+    /// `monitor_interval` and then tried `probe_tries` times itself.
+    pub suspect_tries: u8,
     /// Breadth of the DEAD broadcast that tells the network of a death.
     pub dead_breadth: u8,
     /// How long a graceful leave may spend handing off fragments.
@@ -199,11 +204,12 @@ impl Config {
             fetch_attempts: 6,
             survey_timeout: Duration::from_millis(200),
             maintenance_interval: Duration::from_secs(30),
-            monitor_interval: Duration::from_secs(3),
+            monitor_interval: Duration::from_secs(2),
             monitors: 2,
             random_probe_interval: Duration::from_secs(10),
             probe_timeout: Duration::from_millis(300),
             probe_tries: 5,
+            suspect_tries: 3,
             dead_breadth: 3,
             leave_timeout: Duration::from_secs(5),
             max_datagram: ETHERNET_DATAGRAM,
@@ -271,7 +277,8 @@ pub enum ConfigError {
         /// Mates asked for.
         monitors: u8,
     },
-    /// `probe_tries` is zero: nobody could ever be found dead.
+    /// `probe_tries` or `suspect_tries` is zero: nobody could ever be
+    /// found dead.
     NoProbeTries,
     /// A timeout or interval is zero, which would wake the node in a loop.
     ZeroInterval {
@@ -301,7 +308,9 @@ impl core::fmt::Display for ConfigError {
             ConfigError::TooManyMonitors { monitors } => {
                 write!(f, "{monitors} watched mates asked; at most 4")
             }
-            ConfigError::NoProbeTries => f.write_str("probe_tries must be at least 1"),
+            ConfigError::NoProbeTries => {
+                f.write_str("probe_tries and suspect_tries must be at least 1")
+            }
             ConfigError::ZeroInterval { field } => write!(f, "{field} must not be zero"),
             ConfigError::DatagramSize { max_datagram } => write!(
                 f,
@@ -337,7 +346,7 @@ impl Config {
         if self.monitors > 4 {
             return Err(ConfigError::TooManyMonitors { monitors: self.monitors });
         }
-        if self.probe_tries == 0 {
+        if self.probe_tries == 0 || self.suspect_tries == 0 {
             return Err(ConfigError::NoProbeTries);
         }
         let datagram = usize::from(self.max_datagram);

@@ -115,16 +115,14 @@ fn a_small_node_with_a_one_datagram_fifo_loses_nothing() {
 }
 
 #[test]
-fn without_an_advertised_window_pieces_that_fit_a_frame_overflow_the_nic_fifo_less() {
+fn without_an_advertised_window_what_the_nic_fifo_drops_is_recovered() {
     // The same node without the advertised limit and with four fetches in
-    // flight, started together (no replication delay to spread them): the
-    // 10.5 KB FIFO drops fewer datagrams with pieces that fit an Ethernet
-    // frame than with whole-fragment datagrams (8.3 KB, as before), and
-    // what it drops is recovered by retries; every fragment is stored
-    // either way. (Only the advertised window stops drops altogether: the
-    // test above. Once uploads stopped waiting 50 ms whenever a holder's
-    // window was full, their offers came close enough together for a few
-    // frame-sized pieces to be dropped here too.)
+    // flight, started together (no replication delay to spread them): its
+    // 10.5 KB FIFO drops datagrams, whole-fragment ones (8.3 KB, as before)
+    // and frame-sized pieces alike, and retries recover every one: each
+    // fragment still gets its R copies. How many are dropped depends on
+    // how the bursts happen to meet (4 and 6, 7 and 3 in two versions), so
+    // only the advertised window (the test above) is held to zero.
     let mut drops = Vec::new();
     for max_datagram in [dht_core::MAX_DATAGRAM_SIZE as u16, dht_core::config::ETHERNET_DATAGRAM] {
         let mut config = Config::small();
@@ -147,5 +145,5 @@ fn without_an_advertised_window_pieces_that_fit_a_frame_overflow_the_nic_fifo_le
         }
         drops.push(sim.fifo_drops(small));
     }
-    assert!(drops[1] < drops[0], "frame-sized pieces overflowed the FIFO as much: {drops:?}");
+    println!("FIFO drops (whole fragments, frame-sized pieces): {drops:?}");
 }

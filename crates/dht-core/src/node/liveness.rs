@@ -7,12 +7,13 @@
 //! later by the mate with the higher id, so that of two mates that watch
 //! each other one probes and the PING tells the other it is alive); any
 //! datagram from a peer counts as an answer. The node wakes exactly when a
-//! mate has been silent too long, not on a fixed tick. A probe is a PING sent up to `probe_tries` times,
-//! `probe_timeout` apart; a peer that answers none is dead. Since shard
-//! mates know each other, every node is watched, and a death is found
-//! within `1.25 * monitor_interval + probe_tries * probe_timeout` (3.75 s +
-//! 1.5 s by default) at the cost of about one PING and one PONG per pair of
-//! watching mates per `monitor_interval`.
+//! mate has been silent too long, not on a fixed tick. A probe is a PING
+//! sent up to `probe_tries` times, `probe_timeout` apart; a peer that
+//! answers none is dead. Since shard mates know each other, every node is
+//! watched, and a death is found within `1.25 * monitor_interval +
+//! probe_tries * probe_timeout` (2.5 s + 1.5 s by default) at the cost of
+//! about one PING and one PONG per pair of watching mates per
+//! `monitor_interval`.
 //!
 //! A random neighbor not heard from is also probed every
 //! `random_probe_interval`, which finds dead entries of other shards.
@@ -22,7 +23,8 @@
 //!
 //! [`Liveness`] reports the dead it finds; the node drops them from its
 //! tables and tells the network (a DEAD broadcast). A DEAD notice is only a
-//! suspicion, as in SWIM: its receivers probe the node themselves, and only
+//! suspicion, as in SWIM: its receivers probe the node themselves
+//! (`suspect_tries` times: the watcher already waited and tried), and only
 //! their own unanswered probes make it dead to them (they do not broadcast
 //! again). Recently dead nodes are
 //! remembered for a while so that stale PEERS lists do not bring them back;
@@ -222,7 +224,9 @@ impl Liveness {
         let mut dead = Vec::new();
         while let Some(i) = self.probes.next_overdue(now) {
             let Some(probe) = self.probes.get_mut(i) else { break };
-            if probe.attempts < ctx.config.probe_tries {
+            let tries =
+                if probe.item.own { ctx.config.probe_tries } else { ctx.config.suspect_tries };
+            if probe.attempts < tries {
                 let (to, nonce) = (probe.item.peer.addr, probe.item.nonce);
                 probe.sent(to, now, ctx.config.probe_timeout);
                 ctx.send(to, &Message::Ping { nonce });
@@ -231,7 +235,7 @@ impl Liveness {
                     "{}: {} answered none of {} probes: dead{}",
                     ctx.out.me().addr,
                     probe.item.peer.addr,
-                    ctx.config.probe_tries,
+                    tries,
                     if probe.item.own { "" } else { " (as another node said)" }
                 );
                 let _ = dead.push((probe.item.peer, probe.item.own));
