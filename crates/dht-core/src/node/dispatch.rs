@@ -219,18 +219,16 @@ impl<S: FragmentStore, const NEIGHBORS: usize, const DEDUP: usize, const FETCHES
         self.process(now, packet, from, reply_to, proof, sink)
     }
 
-    /// Whether a broadcast says something this node did not know: a DEAD
-    /// notice about a peer it is already probing, or has found dead, or
-    /// heard of a moment ago, is processed but not relayed again (several
-    /// nodes notice one death; their notices stop where the news is old).
+    /// Whether a broadcast is news worth relaying: a DEAD notice about a
+    /// peer is relayed once per `NOTICE_MEMORY` (several watchers notice
+    /// one death; their notices stop where the news is old). Whether this
+    /// node is probing the peer already does not matter: a node that first
+    /// heard the notice from a non-neighbor (not relayed) and then from a
+    /// neighbor did not relay it either, and a node that only it could
+    /// reach (a late joiner in few tables) kept the dead node for a minute.
     fn news(&mut self, now: Instant, message: &Message<'_>) -> bool {
         match message {
-            Message::Dead { peer } => {
-                let fresh = self.liveness.note_notice(peer.addr, now);
-                fresh
-                    && !self.liveness.is_probing(peer.addr)
-                    && !self.liveness.recently_dead(peer.addr, now)
-            }
+            Message::Dead { peer } => self.liveness.note_notice(peer.addr, now),
             _ => true,
         }
     }

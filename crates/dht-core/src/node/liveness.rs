@@ -306,11 +306,6 @@ impl Liveness {
         true
     }
 
-    /// Whether a probe of `addr` is in flight.
-    pub(crate) fn is_probing(&self, addr: PeerAddr) -> bool {
-        self.probes.contains(|p| p.peer.addr == addr)
-    }
-
     /// Whether `nonce` answers one of our probes.
     pub(crate) fn is_probe_answer(&self, nonce: u64) -> bool {
         self.probes.contains(|p| p.nonce == nonce)

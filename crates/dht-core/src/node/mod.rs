@@ -726,6 +726,9 @@ impl<S: FragmentStore, const NEIGHBORS: usize, const DEDUP: usize, const FETCHES
         if !tell {
             return;
         }
+        // Its own notice is the news: others' about the same death are not
+        // relayed again.
+        let _ = self.liveness.note_notice(peer.addr, now);
         let uid = self.rng.next_u64();
         self.dedup.insert(uid, now);
         let breadth = self.config.dead_breadth.min(self.config.max_breadth);
