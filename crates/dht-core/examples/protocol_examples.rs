@@ -58,7 +58,7 @@ fn main() {
         (Transmission::Randomcast { hops: 4 }, Message::AddMe),
         (Transmission::Singlecast, Message::Ping { nonce: 300 }),
         (Transmission::Broadcast { breadth: 3, uid: 0x1234_5678 }, Message::Ping { nonce: 7 }),
-        (Transmission::Singlecast, Message::Pong { nonce: 300 }),
+        (Transmission::Singlecast, Message::Pong { nonce: 300, dead: None }),
         (
             Transmission::Singlecast,
             Message::FileFrag { hash, first_unit: 4, data: PieceRef(&piece) },

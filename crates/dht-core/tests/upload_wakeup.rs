@@ -97,7 +97,7 @@ fn upload_with_a_full_window_never_asks_to_be_woken_in_the_past() {
                 _ => None,
             })
             .expect("the listed member is asked to prove itself");
-        let pong = answer(&sink, *m, Message::Pong { nonce });
+        let pong = answer(&sink, *m, Message::Pong { nonce, dead: None });
         node.handle_datagram(now, m.addr, &pong, &mut sink);
     }
     assert_eq!(node.neighbors().len(), 16);

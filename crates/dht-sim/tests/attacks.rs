@@ -90,7 +90,7 @@ fn every_message(hash: FragmentHash, peers: &[PeerInfo], piece: &[u8]) -> Vec<Me
         Message::Peers { peers: list },
         Message::AddMe,
         Message::Ping { nonce: 1 },
-        Message::Pong { nonce: 1 },
+        Message::Pong { nonce: 1, dead: None },
         Message::FileFrag { hash, first_unit: 0, data: PieceRef(piece) },
         Message::FileGet { hash, want: u16::MAX, piece_units: 16 },
         Message::Find { shard, nonce: 2 },
@@ -525,7 +525,8 @@ fn datagrams_spoofed_from_a_crashed_node_do_not_keep_it_alive() {
     };
     while !gone(&sim) && sim.now() - start < Duration::from_secs(60) {
         for to in &neighbors {
-            for message in [Message::Ping { nonce: 5 }, Message::Pong { nonce: 5 }, Message::AddMe]
+            for message in
+                [Message::Ping { nonce: 5 }, Message::Pong { nonce: 5, dead: None }, Message::AddMe]
             {
                 let bytes = datagram(
                     Transmission::Singlecast,

@@ -59,7 +59,7 @@ fn valid_packet(rng: &mut Rng, fragment: &[u8; FRAGMENT_SIZE], buf: &mut [u8]) -
         1 => Message::Peers { peers },
         2 => Message::AddMe,
         3 => Message::Ping { nonce: rng.next_u64() },
-        4 => Message::Pong { nonce: rng.next_u64() },
+        4 => Message::Pong { nonce: rng.next_u64(), dead: None },
         5 => Message::FileFrag {
             // Half of them name the hash of the fragment they are cut from.
             hash: if rng.chance(1, 2) { FragmentHash::of(fragment) } else { hash },

@@ -341,9 +341,21 @@ impl<S: FragmentStore, const NEIGHBORS: usize, const DEDUP: usize, const FETCHES
             }
             Message::AddMe => {}
             Message::Ping { nonce } => {
-                ctx.answer(reply_to, proof, &Message::Pong { nonce });
+                // The latest death this node heard of rides along: a node
+                // that a DEAD broadcast missed (relays forward only from
+                // neighbors, and a late joiner is in few tables) hears of
+                // it from the next PONG it gets, its mates' every 2 s.
+                let dead = liveness.latest_notice(now);
+                ctx.answer(reply_to, proof, &Message::Pong { nonce, dead });
             }
-            Message::Pong { nonce } => {
+            Message::Pong { nonce, dead } => {
+                if let Some(dead) = dead.filter(|d| *d != me.addr && *d != from) {
+                    let known = membership.table.get_addr(dead).map(|n| n.peer);
+                    // Probed once per notice memory.
+                    if let Some(known) = known.filter(|_| liveness.first_suspicion(dead, now)) {
+                        liveness.suspect_on_rumor(&mut ctx, known);
+                    }
+                }
                 if !liveness.is_probe_answer(nonce) && singlecast {
                     return Some(Reply::Pong { from: peer, nonce });
                 }
@@ -424,6 +436,7 @@ impl<S: FragmentStore, const NEIGHBORS: usize, const DEDUP: usize, const FETCHES
             }
             Message::Dead { peer: suspect } => {
                 log::debug!("{}: DEAD {} from {from} ({})", me.addr, suspect.addr, source.addr);
+                liveness.heard_of_death(suspect.addr, now);
                 // Only a reason to probe it ourselves.
                 let known = membership.table.get_addr(suspect.addr).map(|n| n.peer);
                 if let Some(known) = known.filter(|k| k.id == suspect.id && k.addr != me.addr) {

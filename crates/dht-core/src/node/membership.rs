@@ -350,7 +350,7 @@ impl<const N: usize> Membership<N> {
         singlecast: bool,
     ) {
         if ctx.config.role == Role::Member && shard == ctx.out.me().shard() {
-            ctx.answer(reply_to, proof, &Message::Pong { nonce });
+            ctx.answer(reply_to, proof, &Message::Pong { nonce, dead: None });
         } else if singlecast {
             if !proof.proven {
                 ctx.out.retry(ctx.sink, ctx.now, reply_to, proof);

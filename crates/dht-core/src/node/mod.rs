@@ -723,6 +723,7 @@ impl<S: FragmentStore, const NEIGHBORS: usize, const DEDUP: usize, const FETCHES
     fn declare_dead(&mut self, now: Instant, peer: PeerInfo, tell: bool, sink: &mut impl Transmit) {
         log::info!("{}: {} does not answer; dropping it", self.out.me().addr, peer);
         self.forget_dead(now, peer);
+        self.liveness.heard_of_death(peer.addr, now);
         if !tell {
             return;
         }

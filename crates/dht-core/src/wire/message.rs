@@ -90,6 +90,9 @@ messages! {
     "PONG" Pong {
         /// The nonce of the PING or FIND answered.
         nonce: u64,
+        /// A peer the answerer heard was dead in the last 30 s, if any: the
+        /// receiver probes it if it knows it (a DEAD notice that missed it).
+        dead: Option<PeerAddr>,
     },
     /// A piece of a fragment, answering a FILEGET: the bytes of units
     /// `first_unit..first_unit + data.len() / 512` (a whole fragment is one

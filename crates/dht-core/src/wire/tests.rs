@@ -73,7 +73,12 @@ fn fixed_vectors_for_every_message() {
 
     check(Message::AddMe, &[0x02]);
     check(Message::Ping { nonce: 300 }, &[0x03, 0xAC, 0x02]);
-    check(Message::Pong { nonce: 300 }, &[0x04, 0xAC, 0x02]);
+    check(Message::Pong { nonce: 300, dead: None }, &[0x04, 0xAC, 0x02, 0x00]);
+    let dead = Some(PeerAddr::v4([127, 0, 0, 1], 8001));
+    check(
+        Message::Pong { nonce: 300, dead },
+        &[0x04, 0xAC, 0x02, 0x01, 0x00, 127, 0, 0, 1, 0xC1, 0x3E],
+    );
 
     let mut tail = Vec::from([0x06]);
     tail.extend_from_slice(&hash_bytes);
