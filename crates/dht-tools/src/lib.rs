@@ -6,9 +6,11 @@
 
 pub mod address;
 pub mod save;
+pub mod source;
 
 pub use address::node_addrs;
 pub use save::safe_file_name;
+pub use source::{open_source, source_name};
 
 use std::io::{IsTerminal, Write};
 use std::net::{IpAddr, SocketAddr};

@@ -1,24 +1,31 @@
 //! dhthash: the address dhtsend would print, without any network.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::Parser;
-use dht_core::upload::{FileSource, Upload, UploadError};
-use dht_core::{IndexName, MAX_FILE_SIZE};
-use dht_std::client::FileReader;
+use dht_core::upload::{Upload, UploadError};
+use dht_core::IndexName;
 use dht_std::logger;
-use dht_tools::{fail, index_name, say, Verbosity};
+use dht_tools::{fail, open_source, say, source_name, Verbosity};
 
 /// Prints the index hash that `dhtsend FILE` would print, computed locally.
 ///
-/// With -v, also lists every fragment: its number, hash and shard.
+/// With one FILE, the hash alone; with several, one line per file, the
+/// hash then the file, as sha256sum does. `-` reads standard input (named
+/// `stdin`, as dhtsend names it). With -v, every fragment's number, hash
+/// and shard go to standard error.
 #[derive(Parser, Debug)]
-#[command(version)]
+#[command(
+    version,
+    after_help = "Examples:\n  dhthash photo.jpg\n  dhthash *.jpg\n  tar c dir | dhthash -"
+)]
 struct Args {
-    /// The file to hash.
-    file: PathBuf,
-    /// Name stored in the index [default: the file's name], as dhtsend --name.
+    /// The files to hash (`-`: standard input).
+    #[arg(required = true)]
+    files: Vec<PathBuf>,
+    /// Name stored in the index [default: the file's name; `stdin` for
+    /// `-`], as dhtsend --name. Only with one FILE.
     #[arg(long)]
     name: Option<String>,
     #[command(flatten)]
@@ -28,44 +35,58 @@ struct Args {
 fn main() -> ExitCode {
     let args = Args::parse();
     logger::init("dhthash: ", args.verbosity.level());
-    match run(&args) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(message) => fail("dhthash", message),
+    if args.name.is_some() && args.files.len() > 1 {
+        return fail("dhthash", "--name names one file; it was given with several");
+    }
+    if args.files.iter().filter(|f| f.as_os_str() == "-").count() > 1 {
+        return fail("dhthash", "standard input (-) can be read once only");
+    }
+    let several = args.files.len() > 1;
+    let mut failed = false;
+    for file in &args.files {
+        match hash(file, args.name.as_deref(), args.verbosity.verbose > 0) {
+            Ok(hash) if several => say(format!("{hash}  {}", file.display())),
+            Ok(hash) => say(hash),
+            Err(message) => {
+                // Like sha256sum: say what failed, go on with the others.
+                eprintln!("dhthash: {message}");
+                failed = true;
+            }
+        }
+    }
+    if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
     }
 }
 
-fn run(args: &Args) -> Result<(), String> {
-    let reader = FileReader::open(&args.file).map_err(|e| e.to_string())?;
-    let size = reader.size();
-    if size > MAX_FILE_SIZE {
-        return Err(format!(
-            "{} is {size} bytes; the limit is {MAX_FILE_SIZE} bytes (one index fragment)",
-            args.file.display()
-        ));
-    }
-    let name = index_name(&args.file, args.name.as_deref());
+/// The index hash of `file`, as text; with `verbose`, its fragments listed
+/// on standard error.
+fn hash(file: &Path, name: Option<&str>, verbose: bool) -> Result<String, String> {
+    let reader = open_source(file)?;
+    let name = source_name(file, name);
     let upload = Upload::<_, 1>::new(IndexName::from_file_name(&name), reader).map_err(
         |(e, reader)| match e {
             UploadError::SourceFailed { offset } => format!(
                 "cannot read {} at byte {offset}: {}",
-                args.file.display(),
+                file.display(),
                 reader.error.as_ref().map(|e| e.to_string()).unwrap_or_default()
             ),
             other => other.to_string(),
         },
     )?;
-    if args.verbosity.verbose > 0 {
-        say(format!(
+    if verbose {
+        eprintln!(
             "# {} ({} bytes, {} fragments)",
             upload.name(),
             upload.file_size(),
             upload.hashes().len()
-        ));
+        );
         for (i, hash) in upload.hashes().iter().enumerate() {
-            say(format!("{i:>3} {hash} shard {}", hash.shard()));
+            eprintln!("{i:>3} {hash} shard {}", hash.shard());
         }
-        say(format!("index {} shard {}", upload.index_hash(), upload.index_hash().shard()));
+        eprintln!("index {} shard {}", upload.index_hash(), upload.index_hash().shard());
     }
-    say(format!("{}", upload.index_hash()));
-    Ok(())
+    Ok(upload.index_hash().to_string())
 }

@@ -1,17 +1,16 @@
 //! dhtsend: upload a file.
 
-use std::fs::File;
-use std::io::Read;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
 use dht_core::upload::UploadEvent;
 use dht_core::verify::{Check, VerifyEvent};
-use dht_core::{FragmentHash, IndexName, PeerAddr, MAX_FILE_SIZE};
-use dht_std::client::FileReader;
+use dht_core::{FragmentHash, IndexName, PeerAddr};
 use dht_std::logger;
-use dht_tools::{fail, index_name, join, node_addrs, say, seconds, Network, Progress, Verbosity};
+use dht_tools::{
+    fail, join, node_addrs, open_source, say, seconds, source_name, Network, Progress, Verbosity,
+};
 
 /// Uploads a file to the network through the node at HOST:PORT.
 ///
@@ -93,15 +92,7 @@ fn main() -> ExitCode {
 
 fn run(args: &Args) -> Result<(String, Option<String>), String> {
     let reader = open_source(&args.file)?;
-    let size = dht_core::upload::FileSource::size(&reader);
-    if size > MAX_FILE_SIZE {
-        return Err(too_large(&format!("{} is {size} bytes", args.file.display())));
-    }
-    let name = if is_stdin(&args.file) && args.name.is_none() {
-        "stdin".to_owned()
-    } else {
-        index_name(&args.file, args.name.as_deref())
-    };
+    let name = source_name(&args.file, args.name.as_deref());
     let mut client = join(
         &node_addrs(&args.host, args.port)?,
         args.listen,
@@ -181,49 +172,4 @@ fn run(args: &Args) -> Result<(String, Option<String>), String> {
         )
     });
     Ok((index.to_string(), problem))
-}
-
-fn is_stdin(path: &Path) -> bool {
-    path.as_os_str() == "-"
-}
-
-/// The message for a source over the limit; `what` says how large it is.
-fn too_large(what: &str) -> String {
-    format!(
-        "{what}; the limit is {MAX_FILE_SIZE} bytes (one index fragment of 255 fragments; \
-         nested indexes are not implemented)"
-    )
-}
-
-/// The source to upload: a regular file as it is; standard input (`-`), a
-/// pipe, FIFO or other stream copied first into an anonymous temporary
-/// file, since the upload reads its source twice (the hashes, then the
-/// fragments). A stream of no bytes is refused: `cat f | dhtsend
-/// /dev/stdin` used to take the pipe's size (0) and store an empty file.
-fn open_source(path: &Path) -> Result<FileReader, String> {
-    let stream: Box<dyn Read> = if is_stdin(path) {
-        Box::new(std::io::stdin().lock())
-    } else {
-        let file = File::open(path).map_err(|e| format!("cannot open {}: {e}", path.display()))?;
-        let meta = file.metadata().map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-        if !meta.file_type().is_file() && !meta.is_dir() {
-            Box::new(file)
-        } else {
-            return FileReader::open(path).map_err(|e| e.to_string());
-        }
-    };
-    let shown =
-        if is_stdin(path) { "standard input".to_owned() } else { path.display().to_string() };
-    let mut spool = tempfile::tempfile()
-        .map_err(|e| format!("cannot make a temporary file to hold {shown}: {e}"))?;
-    let copied = std::io::copy(&mut stream.take(MAX_FILE_SIZE + 1), &mut spool)
-        .map_err(|e| format!("cannot read {shown}: {e}"))?;
-    if copied > MAX_FILE_SIZE {
-        return Err(too_large(&format!("{shown} gives more than {MAX_FILE_SIZE} bytes")));
-    }
-    if copied == 0 {
-        return Err(format!("{shown} gave no bytes: nothing to upload"));
-    }
-    log::info!("read {copied} bytes from {shown}");
-    Ok(FileReader::from_file(spool, copied))
 }
