@@ -204,7 +204,7 @@ impl Config {
             fetch_attempts: 6,
             survey_timeout: Duration::from_millis(200),
             maintenance_interval: Duration::from_secs(30),
-            monitor_interval: Duration::from_secs(2),
+            monitor_interval: Duration::from_secs(3),
             monitors: 2,
             random_probe_interval: Duration::from_secs(10),
             probe_timeout: Duration::from_millis(300),

@@ -258,6 +258,13 @@ impl<S: FragmentStore, const NEIGHBORS: usize, const DEDUP: usize, const FETCHES
             self.out.drop(DropReason::NotRelayable);
             return false;
         }
+        // Deaths are the watchers' news: only a member tells them. A
+        // stranger's DEAD on a random walk made every node of the walk
+        // probe the named peer (14 datagrams for one).
+        if matches!(packet.message, Message::Dead { .. }) && !packet.source.member {
+            self.out.drop(DropReason::NotServed);
+            return false;
+        }
         if let Transmission::Broadcast { uid, .. } = packet.transmission {
             match self.dedup.first_time(uid, now) {
                 crate::dedup::Seen::New => {}
@@ -344,7 +351,7 @@ impl<S: FragmentStore, const NEIGHBORS: usize, const DEDUP: usize, const FETCHES
                 // The latest death this node heard of rides along: a node
                 // that a DEAD broadcast missed (relays forward only from
                 // neighbors, and a late joiner is in few tables) hears of
-                // it from the next PONG it gets, its mates' every 2 s.
+                // it from the next PONG it gets, its mates' every 3 s.
                 let dead = liveness.latest_notice(now);
                 ctx.answer(reply_to, proof, &Message::Pong { nonce, dead });
             }
@@ -434,6 +441,7 @@ impl<S: FragmentStore, const NEIGHBORS: usize, const DEDUP: usize, const FETCHES
                     ctx.out.drop(DropReason::NotServed);
                 }
             }
+            Message::Dead { .. } if !source.member => ctx.out.drop(DropReason::NotServed),
             Message::Dead { peer: suspect } => {
                 log::debug!("{}: DEAD {} from {from} ({})", me.addr, suspect.addr, source.addr);
                 liveness.heard_of_death(suspect.addr, now);

@@ -11,7 +11,7 @@
 //! sent up to `probe_tries` times, `probe_timeout` apart; a peer that
 //! answers none is dead. Since shard mates know each other, every node is
 //! watched, and a death is found within `1.25 * monitor_interval +
-//! probe_tries * probe_timeout` (2.5 s + 1.5 s by default) at the cost of
+//! probe_tries * probe_timeout` (3.75 s + 1.5 s by default) at the cost of
 //! about one PING and one PONG per pair of watching mates per
 //! `monitor_interval`.
 //!
