@@ -161,7 +161,7 @@ scenario() {
     local file=$WORK/upload-$mode.bin share= n
     for _ in $(seq 1 200); do
         head -c 60000 /dev/urandom >"$file"
-        share=$(bin/dhthash -v "$file" | awk -v s="$FW_SHARD" '$NF == s && $(NF-1) == "shard" { print $2 }')
+        share=$(bin/dhthash -v "$file" 2>&1 >/dev/null | awk -v s="$FW_SHARD" '$NF == s && $(NF-1) == "shard" { print $2 }')
         n=$(echo "$share" | wc -w)
         if [ "$n" -ge 1 ] && [ "$n" -le 2 ]; then break; fi
         share=

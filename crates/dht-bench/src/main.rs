@@ -252,7 +252,15 @@ fn median(sorted: &[usize]) -> usize {
 }
 
 fn fragment_hashes(setup: &Setup, file: &Path) -> Result<Vec<String>, Error> {
-    let (_, listing) = setup.tool("dhthash", &["-v", file.to_str().ok_or("path")?])?;
+    // dhthash -v lists the fragments on standard error.
+    let output = Command::new(setup.bin.join("dhthash"))
+        .args(["-v", file.to_str().ok_or("path")?])
+        .stdin(Stdio::null())
+        .output()?;
+    if !output.status.success() {
+        return Err(format!("dhthash failed: {}", String::from_utf8_lossy(&output.stderr)).into());
+    }
+    let listing = String::from_utf8_lossy(&output.stderr);
     Ok(listing
         .lines()
         .filter_map(|l| {

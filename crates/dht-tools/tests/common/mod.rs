@@ -271,14 +271,19 @@ pub fn alive(pid: u32) -> bool {
 pub fn fragment_hashes(file: &Path) -> Vec<String> {
     let run = run_tool("dhthash", &["-v", file.to_str().unwrap()], file.parent().unwrap());
     assert!(run.ok(), "{}", run.stderr);
-    run.stdout
+    // The listing is on standard error (the hash alone on standard out).
+    let hashes: Vec<String> = run
+        .stderr
         .lines()
         .filter_map(|l| {
             let mut words = l.split_whitespace().skip(1);
             let hash = words.next()?;
             (hash.len() == 64 && words.next() == Some("shard")).then(|| hash.to_owned())
         })
-        .collect()
+        .collect();
+    // An empty list made the tests that use it fail far from the cause.
+    assert!(!hashes.is_empty(), "no fragment listed by dhthash -v: {:?}", run.stderr);
+    hashes
 }
 
 impl Scene {
