@@ -306,7 +306,7 @@ impl<S: FragmentStore, const NEIGHBORS: usize, const DEDUP: usize, const FETCHES
         // Who answered, as the application sees it: the id it gave, at the
         // address its datagram came from.
         let peer = PeerInfo { id: source.id, addr: from };
-        let movable = self.store.is_empty() && self.replication.fetches.is_empty();
+        let movable = self.replication.fetches.is_empty();
         let store_limits = Limits { rate: self.config.store_rate, burst: self.config.store_burst };
         let offer_budget = matches!(packet.message, Message::NewFile { .. })
             && proof.proven

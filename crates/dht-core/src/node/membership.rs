@@ -431,8 +431,8 @@ impl<const N: usize> Membership<N> {
     }
 
     /// Runs the JOIN retry, the survey's end and the maintenance round.
-    /// `movable`: the node holds nothing and fetches nothing, so it may
-    /// move to an empty shard.
+    /// `movable`: the node fetches nothing, so it may move to an empty
+    /// shard.
     pub(crate) fn handle_timeout(&mut self, ctx: &mut Ctx<'_, impl Transmit>, movable: bool) {
         if self.timers.expire(MembershipTimer::Join, ctx.now) {
             match self.lifecycle {
@@ -550,9 +550,15 @@ impl<const N: usize> Membership<N> {
         }
     }
 
-    /// A node that holds nothing, whose shard has other members, moves to a
-    /// shard in which nobody can be found: it takes a new id there (reported
-    /// as [`Event::IdentityChosen`]) and tells its neighbors.
+    /// A node that is fetching nothing, whose shard has other members,
+    /// moves to a shard in which nobody can be found: it takes a new id
+    /// there (reported as [`Event::IdentityChosen`]) and tells its
+    /// neighbors. What it holds of its old shard it announced to its mates
+    /// when it stored it, and it keeps serving it; the extra-copy collector
+    /// (`replication::gc`) offers each fragment to the old shard's holders
+    /// and drops it only once they all hold it. (When a node had to hold
+    /// nothing to move, the nodes of a network started together took an
+    /// upload's fragments at once and the empty shards stayed empty.)
     ///
     /// Nodes that join at the same moment choose their shards from the same
     /// stale view and may leave a shard empty, which makes every fragment of

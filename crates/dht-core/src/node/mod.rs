@@ -417,7 +417,7 @@ impl<S: FragmentStore, const NEIGHBORS: usize, const DEDUP: usize, const FETCHES
         if self.has_left() {
             return;
         }
-        let movable = self.store.is_empty() && self.replication.fetches.is_empty();
+        let movable = self.replication.fetches.is_empty();
         {
             let (mut ctx, _, membership, ..) = parts!(self, now, sink);
             membership.handle_timeout(&mut ctx, movable);

@@ -268,7 +268,15 @@ fn a_fragment_stored_by_one_member_is_copied_to_its_top_three() {
     let hash = store_at_best(&mut net, 6, &data);
     assert!(net.run_until(Duration::from_secs(3), |n| holders(n, &hash) >= 3));
     net.run_for(Duration::from_secs(5));
-    assert_eq!(holders(&net, &hash), 3, "exactly R copies");
+    // The other shards are empty, so the lowest-id member may move to one
+    // meanwhile (keeping its copy until the collector drops it): the
+    // shard itself keeps exactly R.
+    let in_shard = net
+        .hosts
+        .iter()
+        .filter(|h| h.node.shard() == hash.shard() && h.node.store().contains(&hash))
+        .count();
+    assert_eq!(in_shard, 3, "exactly R copies in the shard");
 }
 
 #[test]
