@@ -97,7 +97,7 @@ fn decode_seeds() -> Vec<(String, Vec<u8>)> {
         Message::Peers { peers },
         Message::AddMe,
         Message::Ping { nonce: 0xDEAD_BEEF },
-        Message::Pong { nonce: 0xDEAD_BEEF },
+        Message::Pong { nonce: 0xDEAD_BEEF, dead: Some(PeerAddr::v4([127, 0, 0, 1], 9001)) },
         Message::FileFrag { hash: *hash, first_unit: 4, data: PieceRef(&data[4 * UNIT..8 * UNIT]) },
         Message::FileGet { hash: *hash, want: 0x0FF0, piece_units: 2 },
         Message::Find { shard: Shard::new(9).expect("a shard"), nonce: 77 },
@@ -392,7 +392,7 @@ fn node_seeds() -> Vec<(String, Vec<u8>)> {
         (0, single, Message::AddMe),
         (1, single, Message::Peers { peers }),
         (2, single, Message::Ping { nonce: 1 }),
-        (2, single, Message::Pong { nonce: 1 }),
+        (2, single, Message::Pong { nonce: 1, dead: None }),
         (
             2,
             single,

@@ -620,10 +620,14 @@ impl<A: App<FuzzStore, 64, 256, 16>> Harness<A> {
                     self.peers(shard, choice * 4).into_iter().take(MAX_PEERS_PER_MESSAGE).collect();
                 Message::Peers { peers }
             }
-            Message::Ping { nonce } => Message::Pong { nonce },
+            Message::Ping { nonce } => {
+                // Now and then naming a peer as dead (the PONG piggyback).
+                let dead = self.peers(None, choice).first().map(|p| p.addr);
+                Message::Pong { nonce, dead: dead.filter(|_| choice & 4 != 0) }
+            }
             Message::Find { shard, nonce } => {
                 if choice & 1 == 0 {
-                    Message::Pong { nonce }
+                    Message::Pong { nonce, dead: None }
                 } else {
                     let peers: PeerList = self
                         .peers(Some(shard), choice * 2)
