@@ -171,3 +171,14 @@ fn download_problems_are_reported() {
     left.sort();
     assert_eq!(left, ["bash_login", "out"], "no partial file left");
 }
+
+#[test]
+fn each_tool_says_its_own_name_and_version() {
+    let work = TempDir::new("versions");
+    for tool in ["dhtnode", "dhtsend", "dhtrecv", "dhthash", "dhtping"] {
+        let run = run_tool(tool, &["--version"], work.path());
+        assert!(run.ok(), "{tool} --version: {}", run.stderr);
+        let expected = format!("{tool} {}", env!("CARGO_PKG_VERSION"));
+        assert_eq!(run.stdout.trim(), expected, "it said dht-tools for every tool");
+    }
+}

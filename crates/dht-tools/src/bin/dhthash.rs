@@ -17,6 +17,7 @@ use dht_tools::{fail, open_source, say, source_name, Verbosity};
 /// and shard go to standard error.
 #[derive(Parser, Debug)]
 #[command(
+    name = "dhthash",
     version,
     after_help = "Examples:\n  dhthash photo.jpg\n  dhthash *.jpg\n  tar c dir | dhthash -"
 )]

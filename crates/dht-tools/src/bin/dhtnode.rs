@@ -26,6 +26,7 @@ use dht_tools::{fail, node_addrs, Network, Verbosity};
 /// and exit.
 #[derive(Parser, Debug)]
 #[command(
+    name = "dhtnode",
     version,
     after_help = "Examples:\n  dhtnode 8000                         start a network on port 8000\n  dhtnode 8001 127.0.0.1 8000          join it from port 8001\n  dhtnode 8100 --bind ::1              start a network on [::1]:8100\n  dhtnode 8101 [::1]:8100              join it (binding ::1, the seed's family)\n  dhtnode 9000 10.0.0.5 8000 --bind 0.0.0.0 --advertise 10.0.0.7:9000"
 )]

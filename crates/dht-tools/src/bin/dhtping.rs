@@ -21,6 +21,7 @@ use dht_tools::{fail, node_addrs, say, seconds, Network, Verbosity};
 /// PORT+N-1 for their state (used to wait for a test scene to be up).
 #[derive(Parser, Debug)]
 #[command(
+    name = "dhtping",
     version,
     after_help = "Examples:\n  dhtping 127.0.0.1 8000\n  dhtping 127.0.0.1 8000 --broadcast 3\n  dhtping 127.0.0.1 8000 --find 7\n  dhtping 127.0.0.1 8000 --stats\n  dhtping 127.0.0.1 8000 --scan 256 --wait 30"
 )]

@@ -43,6 +43,7 @@ use dht_tools::{fail, join, node_addrs, safe_file_name, seconds, Network, Progre
 /// a one-line message on stderr), 2 for a bad command line.
 #[derive(Parser, Debug)]
 #[command(
+    name = "dhtrecv",
     version,
     after_help = "Examples:\n  dhtrecv 3f2a...e9 127.0.0.1 8000\n  dhtrecv 3f2a...e9 127.0.0.1 8000 -o copy.jpg --force\n  dhtrecv 3f2a...e9 127.0.0.1 8000 -o - | sha256sum"
 )]

@@ -21,6 +21,7 @@ use dht_tools::{
 /// alone on stdout. Files up to 2,088,960 bytes (one index fragment).
 #[derive(Parser, Debug)]
 #[command(
+    name = "dhtsend",
     version,
     after_help = "Example:\n  hash=$(dhtsend photo.jpg 127.0.0.1 8000) && dhtrecv $hash 127.0.0.1 8042"
 )]
