@@ -155,6 +155,13 @@ impl<S: FragmentStore, const NEIGHBORS: usize, const DEDUP: usize, const FETCHES
             self.refuse_unproven(sink, now, from, kind, proof);
             return None;
         }
+        // Deaths are the watchers' news: only a member tells them, directly
+        // or relayed. A stranger's DEAD on a random walk made every node of
+        // the walk probe the named peer (14 datagrams for one).
+        if kind == MessageKind::Dead && !packet.source.member {
+            self.out.drop(DropReason::NotServed);
+            return None;
+        }
         if !singlecast && !self.admit_relayed(now, from, &packet) {
             return None;
         }
@@ -258,13 +265,6 @@ impl<S: FragmentStore, const NEIGHBORS: usize, const DEDUP: usize, const FETCHES
             self.out.drop(DropReason::NotRelayable);
             return false;
         }
-        // Deaths are the watchers' news: only a member tells them. A
-        // stranger's DEAD on a random walk made every node of the walk
-        // probe the named peer (14 datagrams for one).
-        if matches!(packet.message, Message::Dead { .. }) && !packet.source.member {
-            self.out.drop(DropReason::NotServed);
-            return false;
-        }
         if let Transmission::Broadcast { uid, .. } = packet.transmission {
             match self.dedup.first_time(uid, now) {
                 crate::dedup::Seen::New => {}
@@ -360,7 +360,8 @@ impl<S: FragmentStore, const NEIGHBORS: usize, const DEDUP: usize, const FETCHES
                     let known = membership.table.get_addr(dead).map(|n| n.peer);
                     // Probed once per notice memory.
                     if let Some(known) = known.filter(|_| liveness.first_suspicion(dead, now)) {
-                        liveness.suspect_on_rumor(&mut ctx, known);
+                        let tries = ctx.config.probe_tries;
+                        liveness.suspect(&mut ctx, known, tries);
                     }
                 }
                 if !liveness.is_probe_answer(nonce) && singlecast {
@@ -441,14 +442,14 @@ impl<S: FragmentStore, const NEIGHBORS: usize, const DEDUP: usize, const FETCHES
                     ctx.out.drop(DropReason::NotServed);
                 }
             }
-            Message::Dead { .. } if !source.member => ctx.out.drop(DropReason::NotServed),
             Message::Dead { peer: suspect } => {
                 log::debug!("{}: DEAD {} from {from} ({})", me.addr, suspect.addr, source.addr);
                 liveness.heard_of_death(suspect.addr, now);
                 // Only a reason to probe it ourselves.
                 let known = membership.table.get_addr(suspect.addr).map(|n| n.peer);
                 if let Some(known) = known.filter(|k| k.id == suspect.id && k.addr != me.addr) {
-                    liveness.suspect(&mut ctx, known);
+                    let tries = ctx.config.suspect_tries;
+                    liveness.suspect(&mut ctx, known, tries);
                 }
             }
             Message::StatsRequest { nonce, about } => {

@@ -155,7 +155,7 @@ impl Liveness {
             let mut watched = Watched { peer, heard, leader: me.id < peer.id };
             if ctx.now >= heard + Self::patience(&watched, interval) {
                 watched.heard = ctx.now;
-                self.probe(ctx, peer, true);
+                self.probe_own(ctx, peer);
             }
             let _ = self.watched.push(watched);
         }
@@ -215,7 +215,7 @@ impl Liveness {
                     if let Some(entry) = self.watched.get_mut(i) {
                         entry.heard = now;
                     }
-                    self.probe(ctx, w.peer, true);
+                    self.probe_own(ctx, w.peer);
                 }
             }
             if now >= self.next_random_probe {
@@ -225,7 +225,7 @@ impl Liveness {
                 let count = table.iter().filter(quiet).count();
                 let pick = ctx.rng.below(count);
                 if let Some(peer) = table.iter().filter(quiet).nth(pick).map(|n| n.peer) {
-                    self.probe(ctx, peer, true);
+                    self.probe_own(ctx, peer);
                 }
             }
         }
@@ -251,40 +251,27 @@ impl Liveness {
         dead
     }
 
-    /// A DEAD notice says `peer` is dead: probe it (unless a probe is in
-    /// flight), `suspect_tries` times; only its silence makes it dead to
-    /// this node.
-    pub(crate) fn suspect(&mut self, ctx: &mut Ctx<'_, impl Transmit>, peer: PeerInfo) {
-        log::debug!("{}: told {} is dead: probing it", ctx.out.me().addr, peer.addr);
-        let tries = ctx.config.suspect_tries;
-        self.probe_with(ctx, peer, false, tries);
-    }
-
-    /// A PONG says `peer` died: probe it as carefully as one's own
-    /// suspicion (`probe_tries` times). The word comes second hand, from
-    /// nodes that may only have heard of it, and it reaches every node
-    /// that knows the peer; with the DEAD notice's 3 tries, live nodes
+    /// Another node says `peer` is dead: probe it (unless a probe is in
+    /// flight), `tries` times; only its silence makes it dead to this node.
+    /// A DEAD notice gets `suspect_tries` (its sender waited and tried
+    /// already); a PONG's rumour gets `probe_tries`: it is second hand and
+    /// reaches every node that knows the peer, and with 3 tries live nodes
     /// were dropped under 20 % loss often enough to fail a download.
-    pub(crate) fn suspect_on_rumor(&mut self, ctx: &mut Ctx<'_, impl Transmit>, peer: PeerInfo) {
-        log::debug!("{}: heard {} died: probing it", ctx.out.me().addr, peer.addr);
-        let tries = ctx.config.probe_tries;
-        self.probe_with(ctx, peer, false, tries);
+    pub(crate) fn suspect(&mut self, ctx: &mut Ctx<'_, impl Transmit>, peer: PeerInfo, tries: u8) {
+        log::debug!("{}: told {} is dead: probing it", ctx.out.me().addr, peer.addr);
+        self.probe(ctx, peer, false, tries);
     }
 
-    /// Starts a probe of `peer` unless one is in flight; `own` if this node
-    /// noticed the silence itself.
-    fn probe(&mut self, ctx: &mut Ctx<'_, impl Transmit>, peer: PeerInfo, own: bool) {
+    /// Probes `peer`, whose silence this node noticed itself.
+    fn probe_own(&mut self, ctx: &mut Ctx<'_, impl Transmit>, peer: PeerInfo) {
         let tries = ctx.config.probe_tries;
-        self.probe_with(ctx, peer, own, tries);
+        self.probe(ctx, peer, true, tries);
     }
 
-    fn probe_with(
-        &mut self,
-        ctx: &mut Ctx<'_, impl Transmit>,
-        peer: PeerInfo,
-        own: bool,
-        tries: u8,
-    ) {
+    /// Starts a probe of `peer`, dead after `tries` unanswered PINGs,
+    /// unless one is in flight; `own` if this node noticed the silence
+    /// itself.
+    fn probe(&mut self, ctx: &mut Ctx<'_, impl Transmit>, peer: PeerInfo, own: bool, tries: u8) {
         if self.probes.contains(|p| p.peer.addr == peer.addr) {
             return;
         }
@@ -324,17 +311,9 @@ impl Liveness {
     }
 
     /// A death notice about `addr` came at `now`: whether it is the first
-    /// in [`NOTICE_MEMORY`] (then it is remembered).
+    /// in [`NOTICE_MEMORY`] (then it is remembered, and relayed).
     pub(crate) fn note_notice(&mut self, addr: PeerAddr, now: Instant) -> bool {
-        let recent = |(a, at): &(PeerAddr, Instant)| *a == addr && now < *at + NOTICE_MEMORY;
-        if self.notices.iter().any(recent) {
-            return false;
-        }
-        if self.notices.is_full() {
-            self.notices.pop_front();
-        }
-        let _ = self.notices.push_back((addr, now));
-        true
+        first_in(&mut self.notices, addr, now)
     }
 
     /// A death was heard of (a DEAD notice) or found at `now`.
@@ -351,15 +330,7 @@ impl Liveness {
     /// Whether a PONG naming `addr` dead should make this node probe it:
     /// once per [`NOTICE_MEMORY`] (mates' PONGs repeat it every round).
     pub(crate) fn first_suspicion(&mut self, addr: PeerAddr, now: Instant) -> bool {
-        let recent = |(a, at): &(PeerAddr, Instant)| *a == addr && now < *at + NOTICE_MEMORY;
-        if self.suspected.iter().any(recent) {
-            return false;
-        }
-        if self.suspected.is_full() {
-            self.suspected.pop_front();
-        }
-        let _ = self.suspected.push_back((addr, now));
-        true
+        first_in(&mut self.suspected, addr, now)
     }
 
     /// Whether `nonce` answers one of our probes.
@@ -393,6 +364,19 @@ impl Liveness {
             send_join(ctx, addr, None);
         }
     }
+}
+
+/// Records `addr` in `ring` at `now`; whether it was not there already
+/// within [`NOTICE_MEMORY`] (the oldest entry makes room).
+fn first_in(ring: &mut Deque<(PeerAddr, Instant), NOTICES>, addr: PeerAddr, now: Instant) -> bool {
+    if ring.iter().any(|(a, at)| *a == addr && now < *at + NOTICE_MEMORY) {
+        return false;
+    }
+    if ring.is_full() {
+        ring.pop_front();
+    }
+    let _ = ring.push_back((addr, now));
+    true
 }
 
 /// The mates `me` watches: its neighbors on both sides of its shard's id
