@@ -61,17 +61,19 @@ pub struct Limits {
 /// Tokens are counted in thousandths, so that slow rates refill smoothly.
 const MILLI: u32 = 1_000;
 
-/// One sender's buckets: 52 bytes (it was 104 with an [`Instant`] per
-/// bucket; 256 senders are 13 KB of every node).
+/// A bucket never spent from: full whatever its limits (`take` caps the
+/// count at the burst).
+const UNTOUCHED: u32 = u32::MAX;
+
+/// One sender's buckets: 48 bytes (it was 104 with an [`Instant`] per
+/// bucket; 256 senders are 12 KB of every node).
 #[derive(Clone, Copy, Debug)]
 struct Sender {
     addr: PeerAddr,
-    /// Per cost: tokens in thousandths, as counted at `counted`.
+    /// Per cost: tokens in thousandths, as counted at `counted`
+    /// ([`UNTOUCHED`] until first spent).
     tokens: [u32; Cost::COUNT],
     counted: [Stamp; Cost::COUNT],
-    /// Bit `i` set once cost `i` was first spent (before that the bucket
-    /// is full).
-    used: u8,
     /// When the sender last spent anything.
     at: Stamp,
 }
@@ -96,21 +98,15 @@ impl<const N: usize> Budgets<N> {
         let stamp = Stamp::of(now);
         sender.at = stamp;
         let k = cost.index();
-        let bit = 1u8 << k;
         let (Some(tokens), Some(counted)) = (sender.tokens.get_mut(k), sender.counted.get_mut(k))
         else {
             return false;
         };
         let full = u32::from(limits.burst) * MILLI;
-        let before = if sender.used & bit == 0 {
-            full
-        } else {
-            // `rate` tokens a second are `rate` thousandths a millisecond.
-            // An age that wrapped (49.7 days) only refills less.
-            let refill = counted.age(now).total_millis().saturating_mul(u64::from(limits.rate));
-            tokens.saturating_add(u32::try_from(refill).unwrap_or(u32::MAX)).min(full)
-        };
-        sender.used |= bit;
+        // `rate` tokens a second are `rate` thousandths a millisecond. An
+        // age that wrapped (49.7 days) only refills less.
+        let refill = counted.age(now).total_millis().saturating_mul(u64::from(limits.rate));
+        let before = tokens.saturating_add(u32::try_from(refill).unwrap_or(u32::MAX)).min(full);
         let granted = before >= MILLI;
         *tokens = if granted { before - MILLI } else { before };
         *counted = stamp;
@@ -126,9 +122,8 @@ impl<const N: usize> Budgets<N> {
         }
         let fresh = Sender {
             addr,
-            tokens: [0; Cost::COUNT],
+            tokens: [UNTOUCHED; Cost::COUNT],
             counted: [Stamp::of(now); Cost::COUNT],
-            used: 0,
             at: Stamp::of(now),
         };
         if self.senders.push(fresh).is_ok() {
