@@ -19,7 +19,7 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use dht_core::counters::{Counters, Traffic};
@@ -107,7 +107,15 @@ impl Setup {
         self.ports().filter_map(|p| self.pid_of(p)).collect()
     }
 
+    /// Runs a tool of the scene; its time and standard output.
     fn tool(&self, name: &str, args: &[&str]) -> Result<(f64, String), Error> {
+        let (elapsed, output) = self.tool_output(name, args)?;
+        Ok((elapsed, String::from_utf8_lossy(&output.stdout).into_owned()))
+    }
+
+    /// Runs a tool of the scene (with its key, if any); its time and whole
+    /// output, once it exited with success.
+    fn tool_output(&self, name: &str, args: &[&str]) -> Result<(f64, Output), Error> {
         let started = Instant::now();
         let mut command = Command::new(self.bin.join(name));
         command.args(args).stdin(Stdio::null()).env_remove("DHT_KEY_FILE");
@@ -121,7 +129,7 @@ impl Setup {
                 format!("{name} failed: {}", String::from_utf8_lossy(&output.stderr)).into()
             );
         }
-        Ok((elapsed, String::from_utf8_lossy(&output.stdout).into_owned()))
+        Ok((elapsed, output))
     }
 }
 
@@ -253,13 +261,7 @@ fn median(sorted: &[usize]) -> usize {
 
 fn fragment_hashes(setup: &Setup, file: &Path) -> Result<Vec<String>, Error> {
     // dhthash -v lists the fragments on standard error.
-    let output = Command::new(setup.bin.join("dhthash"))
-        .args(["-v", file.to_str().ok_or("path")?])
-        .stdin(Stdio::null())
-        .output()?;
-    if !output.status.success() {
-        return Err(format!("dhthash failed: {}", String::from_utf8_lossy(&output.stderr)).into());
-    }
+    let (_, output) = setup.tool_output("dhthash", &["-v", file.to_str().ok_or("path")?])?;
     let listing = String::from_utf8_lossy(&output.stderr);
     Ok(listing
         .lines()
@@ -418,19 +420,16 @@ fn round_trips(setup: &Setup, count: usize) -> Result<String, Error> {
         // Without the read-back, to compare with the uploads of before it
         // existed (`upload_s` above includes it).
         let path = file.to_str().ok_or("path")?;
-        let (up, stdout) =
-            match setup.tool("dhtsend", &["-q", "--no-verify", path, "127.0.0.1", &entry]) {
-                Ok(done) => done,
-                Err(e) => {
-                    eprintln!("dht-bench: round trip failed: {e}");
-                    failed += 1;
-                    continue;
-                }
-            };
         let target = out.to_str().ok_or("path")?;
-        let args = ["-q", stdout.trim(), "127.0.0.1", &exit, "-o", target, "--force"];
-        let (down, _) = match setup.tool("dhtrecv", &args) {
-            Ok(done) => done,
+        let trip = || -> Result<(f64, f64), Error> {
+            let send = ["-q", "--no-verify", path, "127.0.0.1", &entry];
+            let (up, stdout) = setup.tool("dhtsend", &send)?;
+            let recv = ["-q", stdout.trim(), "127.0.0.1", &exit, "-o", target, "--force"];
+            let (down, _) = setup.tool("dhtrecv", &recv)?;
+            Ok((up, down))
+        };
+        let (up, down) = match trip() {
+            Ok(times) => times,
             Err(e) => {
                 eprintln!("dht-bench: round trip failed: {e}");
                 failed += 1;
