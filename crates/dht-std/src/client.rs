@@ -94,24 +94,9 @@ pub struct FileReader {
 }
 
 impl FileReader {
-    /// Opens `path` for an upload; a directory or unreadable file is an
-    /// error naming the path.
-    pub fn open(path: &std::path::Path) -> io::Result<FileReader> {
-        let file = File::open(path).map_err(|e| {
-            io::Error::new(e.kind(), format!("cannot open {}: {e}", path.display()))
-        })?;
-        let meta = file.metadata()?;
-        if meta.is_dir() {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                format!("{} is a directory, not a file", path.display()),
-            ));
-        }
-        Ok(FileReader { file, size: meta.len(), error: None })
-    }
-
-    /// Uploads `size` bytes of an open `file` (for instance a copy of a
-    /// pipe's contents in a temporary file).
+    /// Uploads `size` bytes of an open `file`: a regular file, or a copy
+    /// of a pipe's contents in a temporary file (the tools' `source`
+    /// module decides which).
     pub fn from_file(file: File, size: u64) -> FileReader {
         FileReader { file, size, error: None }
     }

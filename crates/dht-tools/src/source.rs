@@ -42,16 +42,18 @@ pub fn open_source(path: &Path) -> Result<FileReader, String> {
     } else {
         let file = File::open(path).map_err(|e| format!("cannot open {}: {e}", path.display()))?;
         let meta = file.metadata().map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-        if !meta.file_type().is_file() && !meta.is_dir() {
-            Box::new(file)
-        } else {
-            let reader = FileReader::open(path).map_err(|e| e.to_string())?;
-            let size = dht_core::upload::FileSource::size(&reader);
+        if meta.is_dir() {
+            return Err(format!("{} is a directory, not a file", path.display()));
+        }
+        if meta.is_file() {
+            // Read in place, opened once.
+            let size = meta.len();
             if size > MAX_FILE_SIZE {
                 return Err(too_large(&format!("{} is {size} bytes", path.display())));
             }
-            return Ok(reader);
+            return Ok(FileReader::from_file(file, size));
         }
+        Box::new(file)
     };
     let shown =
         if is_stdin(path) { "standard input".to_owned() } else { path.display().to_string() };
