@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{random_bytes, run_tool, tool, TempDir};
+use common::{random_bytes, run_shell, run_tool, tool, TempDir};
 
 #[test]
 fn several_files_standard_input_and_details_on_stderr() {
@@ -29,13 +29,9 @@ fn several_files_standard_input_and_details_on_stderr() {
     assert_eq!(verbose.stderr.lines().filter(|l| l.contains(" shard ")).count(), 4);
 
     // `-` is standard input, named `stdin` as dhtsend names it.
-    let piped = std::process::Command::new("sh")
-        .args(["-c", &format!("cat a.bin | '{}' -", tool("dhthash").display())])
-        .current_dir(work.path())
-        .output()
-        .unwrap();
-    assert!(piped.status.success(), "{}", String::from_utf8_lossy(&piped.stderr));
-    assert_eq!(String::from_utf8_lossy(&piped.stdout).trim(), one(&["--name", "stdin", "a.bin"]));
+    let piped = run_shell(&format!("cat a.bin | '{}' -", tool("dhthash").display()), work.path());
+    assert!(piped.ok(), "{}", piped.stderr);
+    assert_eq!(piped.stdout.trim(), one(&["--name", "stdin", "a.bin"]));
 
     // A file that cannot be read: said, the others still hashed, exit 1.
     let mixed = run_tool("dhthash", &["a.bin", "missing.bin", "b.bin"], work.path());

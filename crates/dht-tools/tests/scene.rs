@@ -5,7 +5,7 @@ mod common;
 use std::net::UdpSocket;
 use std::time::Duration;
 
-use common::{random_bytes, run_tool, tool, Scene, TempDir};
+use common::{random_bytes, run_shell, run_tool, tool, Scene, TempDir};
 
 #[test]
 fn files_of_every_size_round_trip_through_a_32_node_scene() {
@@ -182,20 +182,13 @@ fn standard_input_and_pipes_are_uploaded_whole_and_an_empty_one_is_refused() {
     std::fs::write(work.path().join("piped.bin"), &data).unwrap();
     let entry = (scene.base + 1).to_string();
     let exit = (scene.base + 9).to_string();
-    let shell = |line: String| {
-        std::process::Command::new("sh")
-            .args(["-c", &line])
-            .current_dir(work.path())
-            .output()
-            .unwrap()
-    };
     let send = tool("dhtsend");
     // `-` and a pipe given as a path (which used to store an empty file).
     for source in ["-", "/dev/stdin"] {
-        let out = shell(format!("cat piped.bin | '{}' {source} 127.0.0.1 {entry}", send.display()));
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert!(out.status.success(), "dhtsend {source}: {stderr}");
-        let hash = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+        let line = format!("cat piped.bin | '{}' {source} 127.0.0.1 {entry}", send.display());
+        let out = run_shell(&line, work.path());
+        assert!(out.ok(), "dhtsend {source}: {}", out.stderr);
+        let hash = out.stdout.trim().to_owned();
         let target = TempDir::new("stdin-target");
         let dir = target.path().to_str().unwrap();
         let received = run_tool("dhtrecv", &[&hash, "127.0.0.1", &exit, "-o", dir], work.path());
@@ -209,10 +202,9 @@ fn standard_input_and_pipes_are_uploaded_whole_and_an_empty_one_is_refused() {
         format!("'{}' - 127.0.0.1 {entry} < /dev/null", send.display()),
         format!("printf '' | '{}' /dev/stdin 127.0.0.1 {entry}", send.display()),
     ] {
-        let out = shell(line.clone());
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert!(!out.status.success(), "{line} should fail");
-        assert!(stderr.contains("gave no bytes"), "{line}: {stderr}");
+        let out = run_shell(&line, work.path());
+        assert!(!out.ok(), "{line} should fail");
+        assert!(out.stderr.contains("gave no bytes"), "{line}: {}", out.stderr);
         assert!(out.stdout.is_empty(), "{line} printed an address");
     }
 }

@@ -131,6 +131,12 @@ pub fn run_with_limit(program: &Path, args: &[&str], dir: &Path, limit: Duration
     Run { status, stdout, stderr, elapsed: started.elapsed() }
 }
 
+/// Runs a shell command line (for pipes and redirections) in `dir`, with
+/// the same 120 s limit as a tool.
+pub fn run_shell(line: &str, dir: &Path) -> Run {
+    run_with_limit(Path::new("sh"), &["-c", line], dir, Duration::from_secs(120))
+}
+
 /// Runs a tool with a 120 s limit.
 pub fn run_tool(name: &str, args: &[&str], dir: &Path) -> Run {
     run_with_limit(&tool(name), args, dir, Duration::from_secs(120))
