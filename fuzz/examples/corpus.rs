@@ -295,6 +295,37 @@ fn index_seeds() -> Vec<(String, Vec<u8>)> {
             bytes.truncate(end);
             (seed.to_string(), bytes)
         })
+        .chain(nested_index_seeds())
+        .collect()
+}
+
+/// Roots of index trees of two and three levels (fake data hashes).
+fn nested_index_seeds() -> Vec<(String, Vec<u8>)> {
+    let sizes = [
+        ("nested-two-levels", dht_core::MAX_FILE_SIZE * 3 + 5),
+        ("nested-three-levels", dht_core::index::capacity(2) + 1),
+    ];
+    sizes
+        .iter()
+        .map(|&(seed, size)| {
+            let mut tree = dht_core::index::TreeBuilder::<4>::new();
+            let frag = FRAGMENT_SIZE as u64;
+            for n in 0..size.div_ceil(frag) {
+                let mut h = [0u8; 32];
+                h[..8].copy_from_slice(&n.to_be_bytes());
+                h[31] = 1;
+                let len = (size - n * frag).min(frag) as usize;
+                tree.push(FragmentHash(h), len, |_| {}).expect("the tree has room");
+            }
+            let root = tree.finish(IndexName::from_file_name("big.bin"), |_| {}).expect("a root");
+            let mut bytes = vec![0u8; FRAGMENT_SIZE];
+            let array: &mut [u8; FRAGMENT_SIZE] =
+                bytes.as_mut_slice().try_into().expect("8192 bytes");
+            root.encode(array);
+            let end = bytes.iter().rposition(|b| *b != 0).map_or(0, |i| i + 1);
+            bytes.truncate(end);
+            (seed.to_string(), bytes)
+        })
         .collect()
 }
 

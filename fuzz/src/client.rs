@@ -13,7 +13,7 @@ use dht_core::download::{Download, FileSink};
 use dht_core::driver::{self, App, Idle};
 use dht_core::fragment::FragmentBytes;
 use dht_core::id::Shard;
-use dht_core::index::IndexName;
+use dht_core::index::{IndexFragment, IndexName};
 use dht_core::node::{Node, Reply, Transmit};
 use dht_core::time::{Duration, Instant};
 use dht_core::upload::{Bytes, Upload};
@@ -36,7 +36,7 @@ pub const UPLOAD_WINDOW: usize = 4;
 pub const DOWNLOAD_WINDOW: usize = 2;
 
 /// The upload of the `client` target.
-pub type FuzzUpload = Upload<Bytes<Vec<u8>>, UPLOAD_WINDOW, UPLOAD_ITEMS>;
+pub type FuzzUpload = Upload<Bytes<Vec<u8>>, UPLOAD_WINDOW, 1, { UPLOAD_ITEMS - 1 }>;
 
 /// The download of the `client` target.
 pub type FuzzDownload = Download<Written, DOWNLOAD_WINDOW>;
@@ -266,17 +266,20 @@ fn check_client(h: &Harness<Client>) {
             }
         }
         Client::Download(d, hash) => {
-            let Some(index) = d.index() else { return };
-            assert_eq!(index.hash(), *hash, "the download took an index of another address");
-            if !d.is_finished() {
+            let Some((name, size)) = d.file() else { return };
+            let Some(root) = h.data_of(hash).and_then(|b| IndexFragment::decode(b).ok()) else {
+                panic!("the download took an index no holder has at its address");
+            };
+            assert_eq!((name, size), (root.name(), root.file_size()), "another index was taken");
+            if !d.is_finished() || root.is_nested() {
                 return;
             }
             let mut file = Vec::new();
-            for i in 0..index.fragment_count() {
-                let Some(data) = index.hash_of(i).and_then(|h2| h.data_of(&h2)) else { return };
-                file.extend_from_slice(&data[..index.fragment_len(i)]);
+            for i in 0..root.fragment_count() {
+                let Some(data) = root.hash_of(i).and_then(|h2| h.data_of(&h2)) else { return };
+                file.extend_from_slice(&data[..root.fragment_len(i)]);
             }
-            assert_eq!(file.len() as u64, index.file_size(), "the index's lengths add up");
+            assert_eq!(file.len() as u64, root.file_size(), "the index's lengths add up");
             assert!(d.sink().bytes == file, "the download wrote other bytes than the file's");
         }
     }

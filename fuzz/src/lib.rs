@@ -160,10 +160,18 @@ pub fn check_index(data: &[u8]) {
         );
     }
     assert_eq!(index.hash(), FragmentHash::of(&bytes), "the address is not the bytes' hash");
-    assert_eq!(
-        fragment_layout(index.file_size()),
-        Ok((index.fragment_count() as u8, index.last_len() as u16)),
-        "the file size does not give back the fragment count and last length"
-    );
+    if index.is_nested() {
+        // Every child's share adds up to the size, and only the last may
+        // be smaller than a full child.
+        let shares: u64 = (0..index.fragment_count()).filter_map(|i| index.child_size(i)).sum();
+        assert_eq!(shares, index.file_size(), "the children's sizes do not add up");
+        assert!(index.fragment_count() >= 1 && index.child_size(index.fragment_count()).is_none());
+    } else {
+        assert_eq!(
+            fragment_layout(index.file_size()),
+            Ok((index.fragment_count() as u8, index.last_len() as u16)),
+            "the file size does not give back the fragment count and last length"
+        );
+    }
     assert_eq!(IndexFragment::decode(&again).as_ref(), Ok(&index));
 }

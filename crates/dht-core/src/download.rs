@@ -1,8 +1,13 @@
 //! Downloading a file: the client state machine behind `dhtrecv`.
 //!
-//! A [`Download`] first fetches the index fragment by its hash, validates
-//! it, and reports its name and size ([`DownloadEvent::IndexReceived`]).
-//! It then requests the data fragments, up to `WINDOW` at a time, from the
+//! A [`Download`] first fetches the root index by its hash, validates it,
+//! and reports the file's name and size ([`DownloadEvent::IndexReceived`]).
+//! It then walks the index tree depth first, holding the indexes of one
+//! path from the root (`DEPTH` of them; a file of one index has a path of
+//! one), fetching each interior index when the walk reaches it (the next
+//! one as soon as the last entry of the current one is taken) and checking
+//! it against what its parent says (height, size, no name). It requests
+//! the data fragments, up to `WINDOW` at a time, from the
 //! members of each fragment's shard. A fragment comes in pieces that fit a
 //! datagram, written into its slot as they arrive; once every unit is
 //! there the slot is checked against the fragment's hash. A request whose
@@ -13,8 +18,10 @@
 //! bytes to the caller's [`FileSink`] strictly in file order, the last
 //! fragment cut to the file's length.
 //!
-//! Memory: `WINDOW` slots of 8 KB plus the index. A host uses 16 or more
-//! slots; a microcontroller can download with one.
+//! Memory: `WINDOW` slots of 8 KB, one slot for indexes, and `DEPTH`
+//! indexes, whatever the file's size. A host uses 16 or more slots; a
+//! microcontroller can download a file of one index with one slot and
+//! `DEPTH` 1, or any file with `DEPTH` 4, into a streaming sink.
 
 use core::fmt;
 
@@ -23,7 +30,7 @@ use crate::config::FRAGMENT_SIZE;
 use crate::driver::App;
 use crate::fragment::{FragmentBytes, FragmentHash};
 use crate::id::{PeerAddr, Shard};
-use crate::index::{IndexError, IndexFragment, IndexName};
+use crate::index::{data_fragments, IndexError, IndexFragment, IndexName};
 use crate::node::{Node, Reply, Transmit};
 use crate::requests::{Request, RequestTable};
 use crate::store::FragmentStore;
@@ -48,10 +55,20 @@ pub enum DownloadError {
     },
     /// The index fragment is malformed.
     BadIndex(IndexError),
+    /// An interior index of the file's tree could not be obtained.
+    IndexUnavailable {
+        /// Attempts made.
+        attempts: u8,
+    },
+    /// The file's tree is taller than this download can walk.
+    TooDeep {
+        /// The root's height.
+        height: u8,
+    },
     /// A data fragment could not be obtained.
     FragmentUnavailable {
         /// Its position in the file.
-        fragment: u16,
+        fragment: u64,
         /// Attempts made.
         attempts: u8,
     },
@@ -73,6 +90,14 @@ impl fmt::Display for DownloadError {
                  check the hash dhtsend printed"
             ),
             DownloadError::BadIndex(e) => write!(f, "the index fragment is invalid: {e}"),
+            DownloadError::IndexUnavailable { attempts } => write!(
+                f,
+                "an index fragment of the file could not be fetched after {attempts} attempts"
+            ),
+            DownloadError::TooDeep { height } => write!(
+                f,
+                "the file's index tree has {height} levels, more than this download can hold"
+            ),
             DownloadError::FragmentUnavailable { fragment, attempts } => write!(
                 f,
                 "fragment {fragment} of the file could not be fetched after {attempts} attempts"
@@ -95,12 +120,12 @@ pub enum DownloadEvent {
         /// The file size.
         size: u64,
         /// Its data fragments.
-        fragments: u16,
+        fragments: u64,
     },
     /// Fragment `fragment` was written to the sink.
     Written {
         /// Its position in the file.
-        fragment: u16,
+        fragment: u64,
     },
     /// No member of `shard` is known yet: the download searches the
     /// network for one (about 30 s at most) before it fails with
@@ -118,11 +143,11 @@ pub enum DownloadEvent {
     Failed(DownloadError),
 }
 
-/// What a request asks for: the index (`item: None`) or a data fragment,
+/// What a request asks for: an index (`item: None`) or a data fragment,
 /// and the peers that failed it.
 #[derive(Clone, Copy, Debug)]
 struct Wanted {
-    item: Option<u16>,
+    item: Option<u64>,
     hash: FragmentHash,
     /// Peers that answered NOTFOUND, did not answer, or sent wrong bytes.
     tried: Tried,
@@ -133,11 +158,11 @@ struct Wanted {
     sampled: bool,
 }
 
-/// A place for one fragment in the window (the index is received in the
-/// first slot before any data fragment is asked for).
+/// A place for one fragment in the window, or for the index being
+/// fetched.
 #[derive(Clone)]
 struct Slot {
-    item: Option<u16>,
+    item: Option<u64>,
     ready: bool,
     /// Units received, bit `i` for unit `i`.
     have: u16,
@@ -156,18 +181,44 @@ enum State {
     Failed(DownloadError),
 }
 
+/// An index on the walk's path and its next entry to take.
+#[derive(Clone)]
+struct Level {
+    index: IndexFragment,
+    next: usize,
+}
+
+/// What the walk gives next.
+enum Step {
+    /// The hash of the next data fragment.
+    Data(FragmentHash),
+    /// The index that must be fetched first (entry `next - 1` of the
+    /// nested index on top of the path).
+    Index(FragmentHash),
+    /// The file has no more data fragments.
+    End,
+}
+
 pub use crate::client::{GIVE_UP_AFTER, MAX_ATTEMPTS};
 /// Peers whose windows are tracked at once.
 const PEERS: usize = 32;
 
-/// A download into `K` in progress, with `WINDOW` fragment slots.
-pub struct Download<K, const WINDOW: usize = 16> {
+/// A download into `K` in progress, with `WINDOW` fragment slots, walking
+/// an index tree of up to `DEPTH` levels.
+pub struct Download<K, const WINDOW: usize = 16, const DEPTH: usize = 4> {
     sink: K,
     index_hash: FragmentHash,
-    index: Option<IndexFragment>,
+    /// The root's name and the file's size, once the root is in.
+    file: Option<(IndexName, u64)>,
+    /// The indexes from the root down to the one being read.
+    path: heapless::Vec<Level, DEPTH>,
+    /// An index is being fetched into `index_slot`.
+    fetching_index: bool,
+    index_slot: Slot,
     slots: [Slot; WINDOW],
-    next_deliver: u16,
-    next_assign: u16,
+    data_count: u64,
+    next_deliver: u64,
+    next_assign: u64,
     written: u64,
     /// The index's request, then one per slot being filled.
     requests: RequestTable<Wanted, WINDOW>,
@@ -176,7 +227,7 @@ pub struct Download<K, const WINDOW: usize = 16> {
     events: EventQueue<DownloadEvent>,
 }
 
-impl<K: FileSink, const WINDOW: usize> Download<K, WINDOW> {
+impl<K: FileSink, const WINDOW: usize, const DEPTH: usize> Download<K, WINDOW, DEPTH> {
     /// A window of zero slots could never hold a fragment.
     const WINDOW_IS_NOT_EMPTY: () = assert!(WINDOW > 0, "a download needs at least one slot");
 
@@ -196,8 +247,12 @@ impl<K: FileSink, const WINDOW: usize> Download<K, WINDOW> {
         Download {
             sink,
             index_hash,
-            index: None,
+            file: None,
+            path: heapless::Vec::new(),
+            fetching_index: true,
+            index_slot: Slot::EMPTY,
             slots: [const { Slot::EMPTY }; WINDOW],
+            data_count: 0,
             next_deliver: 0,
             next_assign: 0,
             written: 0,
@@ -208,9 +263,9 @@ impl<K: FileSink, const WINDOW: usize> Download<K, WINDOW> {
         }
     }
 
-    /// The index, once received.
-    pub fn index(&self) -> Option<&IndexFragment> {
-        self.index.as_ref()
+    /// The file's name and size, once its root index is in.
+    pub fn file(&self) -> Option<(&IndexName, u64)> {
+        self.file.as_ref().map(|(name, size)| (name, *size))
     }
 
     /// Bytes written to the sink so far.
@@ -284,33 +339,60 @@ impl<K: FileSink, const WINDOW: usize> Download<K, WINDOW> {
         let Some(request) = spent(&self.requests, now).copied() else { return };
         let attempts = request.attempts;
         match request.item.item {
-            None => self.fail(DownloadError::IndexNotFound { attempts }),
+            None if self.file.is_none() => self.fail(DownloadError::IndexNotFound { attempts }),
+            None => self.fail(DownloadError::IndexUnavailable { attempts }),
             Some(fragment) => self.fail(DownloadError::FragmentUnavailable { fragment, attempts }),
         }
     }
 
+    /// Takes the index just received: the root, or the next index of the
+    /// walk, checked against its parent.
     fn take_index(&mut self) {
-        if self.state != State::FetchingIndex {
-            return;
+        self.fetching_index = false;
+        self.index_slot.have = 0;
+        let index = match IndexFragment::decode(&self.index_slot.data) {
+            Ok(index) => index,
+            Err(e) => return self.fail(DownloadError::BadIndex(e)),
+        };
+        let checked = match self.path.last() {
+            None => index.check_root(),
+            Some(parent) => parent.index.check_child(parent.next.wrapping_sub(1), &index),
+        };
+        if let Err(e) = checked {
+            return self.fail(DownloadError::BadIndex(e));
         }
-        let Some(slot) = self.slots.first_mut() else { return };
-        slot.have = 0;
-        match IndexFragment::decode(&slot.data) {
-            Ok(index) => {
-                let fragments = index.fragment_count() as u16;
-                self.events.push(DownloadEvent::IndexReceived {
-                    name: *index.name(),
-                    size: index.file_size(),
-                    fragments,
-                });
-                self.index = Some(index);
-                self.state = State::Fetching;
-                if fragments == 0 {
-                    self.finish();
-                }
-            }
-            Err(e) => self.fail(DownloadError::BadIndex(e)),
+        if self.path.is_empty() {
+            let size = index.file_size();
+            let fragments = data_fragments(size);
+            self.events.push(DownloadEvent::IndexReceived { name: *index.name(), size, fragments });
+            self.file = Some((*index.name(), size));
+            self.data_count = fragments;
+            self.state = State::Fetching;
         }
+        let height = index.height();
+        if self.path.push(Level { index, next: 0 }).is_err() {
+            return self.fail(DownloadError::TooDeep { height });
+        }
+        if self.data_count == 0 {
+            self.finish();
+        }
+    }
+
+    /// Takes the next entry of the walk: a data fragment's hash, or the
+    /// hash of an index to fetch first. Exhausted indexes leave the path.
+    fn step(&mut self) -> Step {
+        while let Some(level) = self.path.last_mut() {
+            let Some(hash) = level.index.hash_of(level.next) else {
+                self.path.pop();
+                continue;
+            };
+            level.next += 1;
+            return match level.index.is_nested() {
+                true => Step::Index(hash),
+                false => Step::Data(hash),
+            };
+        }
+        Step::End
     }
 
     /// Writes ready fragments in order and frees their slots.
@@ -318,14 +400,15 @@ impl<K: FileSink, const WINDOW: usize> Download<K, WINDOW> {
         if self.state != State::Fetching {
             return;
         }
+        let Some((_, size)) = self.file else { return };
         loop {
-            let Some(index) = self.index.as_ref() else { return };
             let item = self.next_deliver;
-            if usize::from(item) >= index.fragment_count() {
+            if item >= self.data_count {
                 break;
             }
-            let len = index.fragment_len(usize::from(item));
-            let Some(slot) = self.slots.get_mut(usize::from(item) % WINDOW) else { return };
+            let offset = item * FRAGMENT_SIZE as u64;
+            let len = size.saturating_sub(offset).min(FRAGMENT_SIZE as u64) as usize;
+            let Some(slot) = self.slots.get_mut(slot_number::<WINDOW>(item)) else { return };
             if slot.item != Some(item) || !slot.ready {
                 return;
             }
@@ -382,7 +465,7 @@ impl<K: FileSink, const WINDOW: usize> Download<K, WINDOW> {
             match pick {
                 Pick::Target(to) => {
                     log::trace!("download: FILEGET {hash:?} attempt {} to {to}", request.attempts);
-                    let have = slot_of(&mut self.slots, self.state, request.item.item)
+                    let have = slot_of(&mut self.slots, &mut self.index_slot, request.item.item)
                         .map_or(0, |s| s.have);
                     node.send_fileget(now, to, hash, ALL_UNITS & !have, sink);
                     self.requester.on_sent(to, now);
@@ -399,37 +482,57 @@ impl<K: FileSink, const WINDOW: usize> Download<K, WINDOW> {
         }
     }
 
-    /// Gives free slots the next fragments of the file.
+    /// Gives free slots the next fragments of the file, and asks for the
+    /// next index of the walk as soon as the current one is used up.
     fn assign_slots(&mut self, now: Instant) {
-        let Some(index) = self.index.as_ref() else { return };
-        let count = index.fragment_count() as u16;
-        while self.next_assign < count && usize::from(self.next_assign - self.next_deliver) < WINDOW
-        {
-            let item = self.next_assign;
-            let Some(slot) = self.slots.get_mut(usize::from(item) % WINDOW) else { return };
-            if slot.item.is_some() {
+        while !self.fetching_index && self.state == State::Fetching && !self.requests.is_full() {
+            let exhausted = self.path.last().is_some_and(|l| l.next >= l.index.fragment_count());
+            let room = self.next_assign < self.data_count
+                && self.next_assign - self.next_deliver < WINDOW as u64;
+            if !exhausted && !room {
                 return;
             }
-            let hash = index.hash_of(usize::from(item)).unwrap_or_default();
-            let wanted = Wanted {
-                item: Some(item),
-                hash,
-                tried: Tried::new(),
-                progress: false,
-                sampled: false,
+            let item = self.next_assign;
+            if !exhausted {
+                let Some(slot) = self.slots.get(slot_number::<WINDOW>(item)) else { return };
+                if slot.item.is_some() {
+                    return;
+                }
+            }
+            let (item, hash) = match self.step() {
+                Step::Data(hash) => (Some(item), hash),
+                Step::Index(hash) => (None, hash),
+                Step::End => return,
             };
+            let wanted =
+                Wanted { item, hash, tried: Tried::new(), progress: false, sampled: false };
             if self.requests.push(Request::new(wanted, now)).is_err() {
                 return;
             }
-            slot.item = Some(item);
-            slot.ready = false;
-            slot.have = 0;
-            self.next_assign += 1;
+            match item {
+                None => {
+                    self.fetching_index = true;
+                    self.index_slot.have = 0;
+                }
+                Some(item) => {
+                    if let Some(slot) = self.slots.get_mut(slot_number::<WINDOW>(item)) {
+                        slot.item = Some(item);
+                        slot.ready = false;
+                        slot.have = 0;
+                    }
+                    self.next_assign += 1;
+                }
+            }
         }
     }
 }
 
-impl<K: FileSink, const WINDOW: usize> Download<K, WINDOW> {
+/// The slot of data fragment `item`.
+fn slot_number<const WINDOW: usize>(item: u64) -> usize {
+    (item % WINDOW.max(1) as u64) as usize
+}
+
+impl<K: FileSink, const WINDOW: usize, const DEPTH: usize> Download<K, WINDOW, DEPTH> {
     /// A piece of `hash` from `from`: written into the slot of every
     /// request for these bytes (a file can repeat a fragment); a slot
     /// complete and right is ready, one complete and wrong starts over
@@ -452,7 +555,8 @@ impl<K: FileSink, const WINDOW: usize> Download<K, WINDOW> {
             if request.item.hash != *hash {
                 continue;
             }
-            let Some(slot) = slot_of(&mut self.slots, self.state, request.item.item) else {
+            let Some(slot) = slot_of(&mut self.slots, &mut self.index_slot, request.item.item)
+            else {
                 continue;
             };
             if slot.have & mask == mask {
@@ -496,21 +600,27 @@ impl<K: FileSink, const WINDOW: usize> Download<K, WINDOW> {
     }
 }
 
-/// The slot that receives `item` (the first slot for the index, while it
-/// is being fetched).
-fn slot_of<const WINDOW: usize>(
-    slots: &mut [Slot; WINDOW],
-    state: State,
-    item: Option<u16>,
-) -> Option<&mut Slot> {
+/// The slot that receives `item` (the index slot for an index).
+fn slot_of<'a, const WINDOW: usize>(
+    slots: &'a mut [Slot; WINDOW],
+    index_slot: &'a mut Slot,
+    item: Option<u64>,
+) -> Option<&'a mut Slot> {
     match item {
-        None => slots.first_mut().filter(|_| state == State::FetchingIndex),
-        Some(item) => slots.get_mut(usize::from(item) % WINDOW).filter(|s| s.item == Some(item)),
+        None => Some(index_slot),
+        Some(item) => slots.get_mut(slot_number::<WINDOW>(item)).filter(|s| s.item == Some(item)),
     }
 }
 
-impl<S, K, const N: usize, const D: usize, const F: usize, const WINDOW: usize> App<S, N, D, F>
-    for Download<K, WINDOW>
+impl<
+        S,
+        K,
+        const N: usize,
+        const D: usize,
+        const F: usize,
+        const WINDOW: usize,
+        const DEPTH: usize,
+    > App<S, N, D, F> for Download<K, WINDOW, DEPTH>
 where
     S: FragmentStore,
     K: FileSink,
@@ -535,8 +645,8 @@ where
             }
             request.item.progress = false;
             request.extend(now + timeout);
-            let have =
-                slot_of(&mut self.slots, self.state, request.item.item).map_or(0, |s| s.have);
+            let have = slot_of(&mut self.slots, &mut self.index_slot, request.item.item)
+                .map_or(0, |s| s.have);
             node.send_fileget(now, to, request.item.hash, ALL_UNITS & !have, sink);
         }
         self.requester.expire(&mut self.requests, now, |wanted, to| wanted.tried.remember(to));
@@ -579,9 +689,9 @@ where
     }
 }
 
-impl<K, const WINDOW: usize> fmt::Debug for Download<K, WINDOW> {
+impl<K, const WINDOW: usize, const DEPTH: usize> fmt::Debug for Download<K, WINDOW, DEPTH> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let pending: heapless::Vec<(Option<u16>, Option<PeerAddr>, u8), WINDOW> =
+        let pending: heapless::Vec<(Option<u64>, Option<PeerAddr>, u8), WINDOW> =
             self.requests.iter().map(|r| (r.item.item, r.in_flight_to(), r.attempts)).collect();
         f.debug_struct("Download")
             .field("index_hash", &self.index_hash)
@@ -667,6 +777,22 @@ mod tests {
             "{:?}",
             net.downloaded(reader)
         );
+    }
+
+    #[test]
+    fn a_file_of_two_index_levels_round_trips_and_a_one_slot_download_walks_it() {
+        // One byte more than one index holds: a root, two leaf indexes.
+        let data = bytes(6, crate::MAX_FILE_SIZE as usize + 1 + FRAGMENT_SIZE);
+        let (mut net, hash, reader) = uploaded(6, &data);
+        net.download(reader, hash);
+        assert!(net.run_until(Duration::from_secs(60), |n| n.downloaded(reader).is_some()));
+        assert_eq!(net.downloaded(reader), Some(Ok(&data[..])));
+        let other = net.add_client();
+        net.join(other, 9);
+        assert!(net.run_until(Duration::from_secs(5), |n| n.node(other).is_joined()));
+        net.download_one_slot(other, hash);
+        assert!(net.run_until(Duration::from_secs(120), |n| n.downloaded(other).is_some()));
+        assert_eq!(net.downloaded(other), Some(Ok(&data[..])));
     }
 
     #[test]

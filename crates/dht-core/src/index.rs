@@ -1,6 +1,8 @@
 //! The index fragment that names a file.
 //!
-//! The [`IndexFragment`] is an ordinary fragment with this layout:
+//! The [`IndexFragment`] is an ordinary fragment. A *flat* index (the
+//! original layout, and every file of at most [`MAX_FILE_SIZE`] bytes)
+//! lists data fragments:
 //!
 //! | offset | size | field |
 //! |-------:|-----:|-------|
@@ -12,11 +14,28 @@
 //! 29 + 1 + 2 + 255 * 32 = 8192, and one index covers up to
 //! 255 * 8192 = 2,088,960 bytes ([`MAX_FILE_SIZE`]).
 //!
+//! A larger file has a tree of indexes: its root and every interior index
+//! is *nested* and lists index fragments one level lower, each describing
+//! exactly [`capacity`]`(height - 1)` bytes but the last; the lowest level
+//! is flat indexes without a name. Byte 30 tells the two apart (`0xFF`; a
+//! flat index has at most `0x20` there):
+//!
+//! | offset | size | field |
+//! |-------:|-----:|-------|
+//! | 0      | 29   | file name (root), or zero bytes (interior indexes) |
+//! | 29     | 1    | number of child indexes, 1..=254 |
+//! | 30     | 1    | `0xFF` |
+//! | 31     | 1    | height, 2..=6 (children have height - 1; flat is 1) |
+//! | 32     | 8    | bytes of file under this index, big-endian |
+//! | 40     | 24   | zero |
+//! | 64     | 8128 | 254 child hashes of 32 bytes, in file order; unused ones zero |
+//!
 //! Decoding validates everything a hostile peer could get wrong: the name is
 //! UTF-8 without control characters and zero-padded (nothing after the first
 //! zero byte), a file of zero fragments has a last length of zero, otherwise
-//! the last length is `1..=8192`, and the hash slots after the fragment count
-//! are all zero. Every byte the encoding does not use must therefore be zero,
+//! the last length is `1..=8192`, a nested index's height is `2..=6`, its
+//! size fits its height and child count and its reserved bytes are zero,
+//! and the hash slots after the count are all zero. Every byte the encoding does not use must therefore be zero,
 //! so a decoded index re-encodes to the same bytes: a file has one address.
 //!
 //! ```
@@ -161,7 +180,29 @@ pub enum IndexError {
         /// The first unused slot that is not all zero (`count..255`).
         slot: u8,
     },
-    /// The file is larger than one index can describe.
+    /// A nested index's height is outside `2..=MAX_HEIGHT`.
+    BadHeight {
+        /// The height read.
+        height: u8,
+    },
+    /// A nested index's size does not fit its height and child count.
+    BadNestedSize {
+        /// Its height.
+        height: u8,
+        /// Its child count.
+        count: u8,
+        /// The size read.
+        size: u64,
+    },
+    /// The 24 reserved bytes of a nested index are not zero.
+    ReservedNotZero,
+    /// A child index is not the one its parent describes (height, size,
+    /// or a name where none belongs).
+    ChildMismatch,
+    /// A nested root taller than its size needs (or a nested index given
+    /// as a file whose size one flat index describes).
+    NotMinimal,
+    /// The file is larger than an index tree can describe.
     FileTooLarge {
         /// The size asked for.
         size: u64,
@@ -183,13 +224,108 @@ impl fmt::Display for IndexError {
                 f,
                 "index of {count} fragments has a non-zero byte in unused hash slot {slot}"
             ),
+            IndexError::BadHeight { height } => {
+                write!(f, "nested index of height {height} (2 to {MAX_HEIGHT} are valid)")
+            }
+            IndexError::BadNestedSize { height, count, size } => {
+                write!(f, "nested index of height {height} lists {count} children for {size} bytes")
+            }
+            IndexError::ReservedNotZero => {
+                f.write_str("nested index has a non-zero byte in its reserved field")
+            }
+            IndexError::ChildMismatch => {
+                f.write_str("an index of the file's tree is not what its parent describes")
+            }
+            IndexError::NotMinimal => {
+                f.write_str("the index is not the root of a file (its tree is taller than needed)")
+            }
             IndexError::FileTooLarge { size } => write!(
                 f,
-                "a file of {size} bytes is larger than the {MAX_FILE_SIZE} bytes one index \
-                 fragment can describe (nested indexes are not implemented)"
+                "a file of {size} bytes is larger than the {MAX_TREE_SIZE} bytes an index tree \
+                 can describe"
             ),
         }
     }
+}
+
+/// Hash slots of a nested index: one fewer than a flat one, whose first
+/// slot holds the subtree size instead.
+pub const NESTED_MAX_CHILDREN: usize = INDEX_MAX_FRAGMENTS - 1;
+
+/// The tallest index tree: height 1 is one flat index, each level above
+/// multiplies the size by 254. Height 6 describes more than 2^60 bytes.
+pub const MAX_HEIGHT: u8 = 6;
+
+/// The byte at offset 30 that marks a nested index (a flat index has the
+/// high byte of its last length there, at most `0x20`).
+const NESTED_MARKER: u8 = 0xFF;
+
+/// The largest file a tree of height `height` describes:
+/// `2,088,960 * 254^(height - 1)` bytes (0 for height 0).
+pub const fn capacity(height: u8) -> u64 {
+    if height == 0 {
+        return 0;
+    }
+    let mut cap = MAX_FILE_SIZE;
+    let mut h = 1;
+    while h < height {
+        cap = cap.saturating_mul(NESTED_MAX_CHILDREN as u64);
+        h += 1;
+    }
+    cap
+}
+
+/// The largest file an index tree can describe ([`MAX_HEIGHT`] levels).
+pub const MAX_TREE_SIZE: u64 = capacity(MAX_HEIGHT);
+
+/// The height of the index tree of a file of `size` bytes: 1 (one flat
+/// index, today's layout) up to [`MAX_FILE_SIZE`], then the least height
+/// whose capacity holds it.
+pub fn tree_height(size: u64) -> Result<u8, IndexError> {
+    let mut height = 1;
+    while capacity(height) < size {
+        if height >= MAX_HEIGHT {
+            return Err(IndexError::FileTooLarge { size });
+        }
+        height += 1;
+    }
+    Ok(height)
+}
+
+/// How many index fragments (the root included) the tree of a file of
+/// `size` bytes has.
+pub fn index_fragments(size: u64) -> Result<u64, IndexError> {
+    let height = tree_height(size)?;
+    let mut total = 0;
+    let mut nodes = size.div_ceil(FRAGMENT_SIZE as u64).div_ceil(INDEX_MAX_FRAGMENTS as u64).max(1);
+    for _ in 0..height {
+        total += nodes;
+        nodes = nodes.div_ceil(NESTED_MAX_CHILDREN as u64);
+    }
+    Ok(total)
+}
+
+/// The data fragments of a file of `size` bytes.
+pub fn data_fragments(size: u64) -> u64 {
+    size.div_ceil(FRAGMENT_SIZE as u64)
+}
+
+/// What an index fragment lists.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Layout {
+    /// Data fragments, in file order (the original layout, height 1).
+    Flat {
+        /// Bytes of the last data fragment that belong to the file.
+        last_len: u16,
+    },
+    /// Index fragments of height `height - 1`, in file order; every child
+    /// but the last describes exactly [`capacity`]`(height - 1)` bytes.
+    Nested {
+        /// The height of this index, `2..=MAX_HEIGHT`.
+        height: u8,
+        /// Bytes of file under this index.
+        size: u64,
+    },
 }
 
 /// The fields of an index fragment, borrowed: what an upload keeps instead
@@ -197,32 +333,56 @@ impl fmt::Display for IndexError {
 /// one hash). Encodes and hashes the index without holding its bytes.
 #[derive(Clone, Copy, Debug)]
 pub struct IndexParts<'a> {
-    /// The file name.
+    /// The file name (empty in the interior indexes of a tree).
     pub name: &'a IndexName,
-    /// Data fragments.
+    /// Entries listed: data fragments, or child indexes.
     pub count: u8,
-    /// Bytes of the last fragment that belong to the file.
-    pub last_len: u16,
-    /// The data fragments' hashes (only the first `count` are used; missing
-    /// ones encode as zeros).
+    /// What the entries are.
+    pub layout: Layout,
+    /// The entries' hashes (only the first `count` are used; missing ones
+    /// encode as zeros).
     pub hashes: &'a [FragmentHash],
 }
 
 impl IndexParts<'_> {
+    /// Feeds the bytes after the name, up to the first hash slot, to
+    /// `out`: the count, then the last length (flat), or the marker,
+    /// height, size and 24 zero bytes (nested).
+    fn header(&self, mut out: impl FnMut(&[u8])) {
+        out(&[self.count]);
+        match self.layout {
+            Layout::Flat { last_len } => out(&last_len.to_be_bytes()),
+            Layout::Nested { height, size } => {
+                out(&[NESTED_MARKER, height]);
+                out(&size.to_be_bytes());
+                out(&[0; 24]);
+            }
+        }
+    }
+
+    /// Hash slots this layout has.
+    fn slots(&self) -> usize {
+        match self.layout {
+            Layout::Flat { .. } => INDEX_MAX_FRAGMENTS,
+            Layout::Nested { .. } => NESTED_MAX_CHILDREN,
+        }
+    }
+
     /// Writes the 8192-byte form.
     pub fn encode(&self, out: &mut FragmentBytes) {
         out.fill(0);
         if let Some(dst) = out.get_mut(..INDEX_NAME_SIZE) {
             dst.copy_from_slice(self.name.field());
         }
-        if let Some(dst) = out.get_mut(COUNT_OFFSET) {
-            *dst = self.count;
-        }
-        if let Some(dst) = out.get_mut(LAST_LEN_OFFSET..HASHES_OFFSET) {
-            dst.copy_from_slice(&self.last_len.to_be_bytes());
-        }
-        let hash_area = out.get_mut(HASHES_OFFSET..).unwrap_or(&mut []);
-        let used = self.hashes.iter().take(usize::from(self.count));
+        let mut at = INDEX_NAME_SIZE;
+        self.header(|bytes| {
+            if let Some(dst) = out.get_mut(at..at + bytes.len()) {
+                dst.copy_from_slice(bytes);
+            }
+            at += bytes.len();
+        });
+        let hash_area = out.get_mut(at..).unwrap_or(&mut []);
+        let used = self.hashes.iter().take(usize::from(self.count).min(self.slots()));
         for (chunk, hash) in hash_area.chunks_exact_mut(HASH_SIZE).zip(used) {
             chunk.copy_from_slice(&hash.0);
         }
@@ -233,40 +393,49 @@ impl IndexParts<'_> {
     pub fn hash(&self) -> FragmentHash {
         let mut hasher = Sha256::new();
         hasher.update(self.name.field());
-        hasher.update([self.count]);
-        hasher.update(self.last_len.to_be_bytes());
-        let used = self.hashes.iter().take(usize::from(self.count));
+        self.header(|bytes| hasher.update(bytes));
+        let used = self.hashes.iter().take(usize::from(self.count).min(self.slots()));
         let mut written = 0;
         for hash in used {
             hasher.update(hash.0);
             written += 1;
         }
         let zeros = [0u8; HASH_SIZE];
-        for _ in written..INDEX_MAX_FRAGMENTS {
+        for _ in written..self.slots() {
             hasher.update(zeros);
         }
         FragmentHash(hasher.finalize().into())
     }
 }
 
-/// The decoded form of an index fragment.
+/// The decoded form of an index fragment: flat (listing data fragments)
+/// or nested (listing index fragments).
 #[derive(Clone, PartialEq, Eq)]
 pub struct IndexFragment {
     name: IndexName,
     count: u8,
-    last_len: u16,
+    layout: Layout,
     hashes: [FragmentHash; INDEX_MAX_FRAGMENTS],
 }
 
 /// Byte offsets of the index fields.
-const COUNT_OFFSET: usize = INDEX_NAME_SIZE;
-const LAST_LEN_OFFSET: usize = INDEX_NAME_SIZE + 1;
 const HASHES_OFFSET: usize = INDEX_NAME_SIZE + 3;
+const NESTED_HASHES_OFFSET: usize = HASHES_OFFSET + HASH_SIZE;
 const _: () = assert!(HASHES_OFFSET + INDEX_MAX_FRAGMENTS * HASH_SIZE == FRAGMENT_SIZE);
+const _: () = assert!(NESTED_HASHES_OFFSET + NESTED_MAX_CHILDREN * HASH_SIZE == FRAGMENT_SIZE);
 
 impl IndexFragment {
-    /// The index of a file of `size` bytes named `name`, whose `i`-th
-    /// fragment hashes to `hash_of(i)`.
+    /// An empty flat index with no name: the index of the empty file.
+    pub const EMPTY: IndexFragment = IndexFragment {
+        name: IndexName::EMPTY,
+        count: 0,
+        layout: Layout::Flat { last_len: 0 },
+        hashes: [FragmentHash([0; HASH_SIZE]); INDEX_MAX_FRAGMENTS],
+    };
+
+    /// The flat index of a file of `size` bytes (at most
+    /// [`MAX_FILE_SIZE`]) named `name`, whose `i`-th fragment hashes to
+    /// `hash_of(i)`.
     pub fn for_file(
         name: IndexName,
         size: u64,
@@ -277,106 +446,195 @@ impl IndexFragment {
         for (i, slot) in hashes.iter_mut().enumerate().take(usize::from(count)) {
             *slot = hash_of(i);
         }
-        Ok(IndexFragment { name, count, last_len, hashes })
+        Ok(IndexFragment { name, count, layout: Layout::Flat { last_len }, hashes })
     }
 
-    /// Parses and validates an index fragment.
+    /// Parses and validates an index fragment, flat or nested.
     pub fn decode(bytes: &FragmentBytes) -> Result<IndexFragment, IndexError> {
         let (name_field, rest) = bytes.split_first_chunk::<INDEX_NAME_SIZE>().ok_or(
             // Unreachable: 8192 > 29. Kept total instead of indexing.
             IndexError::NameNotPadded,
         )?;
         let name = IndexName::from_field(name_field)?;
-        let (&[count, len_hi, len_lo], hash_bytes) =
+        let (&[count, b30, b31], flat_hashes) =
             rest.split_first_chunk::<3>().ok_or(IndexError::NameNotPadded)?;
-        let last_len = u16::from_be_bytes([len_hi, len_lo]);
-        let valid = if count == 0 {
-            last_len == 0
+        let (layout, hash_bytes, slots) = if b30 == NESTED_MARKER {
+            let (head, hash_bytes) =
+                flat_hashes.split_first_chunk::<HASH_SIZE>().ok_or(IndexError::NameNotPadded)?;
+            let (size_bytes, reserved) =
+                head.split_first_chunk::<8>().ok_or(IndexError::NameNotPadded)?;
+            if reserved.iter().any(|b| *b != 0) {
+                return Err(IndexError::ReservedNotZero);
+            }
+            let (height, size) = (b31, u64::from_be_bytes(*size_bytes));
+            if !(2..=MAX_HEIGHT).contains(&height) {
+                return Err(IndexError::BadHeight { height });
+            }
+            let child = capacity(height - 1);
+            let fits =
+                size >= 1 && size <= capacity(height) && u64::from(count) == size.div_ceil(child);
+            if !fits {
+                return Err(IndexError::BadNestedSize { height, count, size });
+            }
+            (Layout::Nested { height, size }, hash_bytes, NESTED_MAX_CHILDREN)
         } else {
-            last_len >= 1 && usize::from(last_len) <= FRAGMENT_SIZE
+            let last_len = u16::from_be_bytes([b30, b31]);
+            let valid = if count == 0 {
+                last_len == 0
+            } else {
+                last_len >= 1 && usize::from(last_len) <= FRAGMENT_SIZE
+            };
+            if !valid {
+                return Err(IndexError::BadLastLength { count, last_len });
+            }
+            (Layout::Flat { last_len }, flat_hashes, INDEX_MAX_FRAGMENTS)
         };
-        if !valid {
-            return Err(IndexError::BadLastLength { count, last_len });
-        }
         let mut hashes = [FragmentHash::default(); INDEX_MAX_FRAGMENTS];
-        let chunks = hash_bytes.chunks_exact(HASH_SIZE);
+        let chunks = hash_bytes.chunks_exact(HASH_SIZE).take(slots);
         for (i, (slot, chunk)) in hashes.iter_mut().zip(chunks).enumerate() {
             if i < usize::from(count) {
                 if let Ok(array) = <[u8; HASH_SIZE]>::try_from(chunk) {
                     *slot = FragmentHash(array);
                 }
             } else if chunk.iter().any(|b| *b != 0) {
-                // `i < 255`: there are 255 slots of 32 bytes.
+                // `i < 255`: there are at most 255 slots of 32 bytes.
                 return Err(IndexError::UnusedHashNotZero { count, slot: i as u8 });
             }
         }
-        Ok(IndexFragment { name, count, last_len, hashes })
+        Ok(IndexFragment { name, count, layout, hashes })
+    }
+
+    fn parts(&self) -> IndexParts<'_> {
+        IndexParts {
+            name: &self.name,
+            count: self.count,
+            layout: self.layout,
+            hashes: self.hashes(),
+        }
     }
 
     /// Writes the 8192-byte form.
     pub fn encode(&self, out: &mut FragmentBytes) {
-        IndexParts {
-            name: &self.name,
-            count: self.count,
-            last_len: self.last_len,
-            hashes: self.hashes(),
-        }
-        .encode(out);
+        self.parts().encode(out);
     }
 
-    /// The hash of the encoded index: the file's address.
+    /// The hash of the encoded index: for the root of a file, the file's
+    /// address.
     pub fn hash(&self) -> FragmentHash {
-        IndexParts {
-            name: &self.name,
-            count: self.count,
-            last_len: self.last_len,
-            hashes: self.hashes(),
-        }
-        .hash()
+        self.parts().hash()
     }
 
-    /// The file name.
+    /// The file name (empty in the interior indexes of a tree).
     pub fn name(&self) -> &IndexName {
         &self.name
     }
 
-    /// The number of data fragments.
+    /// What the entries are.
+    pub fn layout(&self) -> Layout {
+        self.layout
+    }
+
+    /// 1 for a flat index (of data fragments), 2 or more for a nested one.
+    pub fn height(&self) -> u8 {
+        match self.layout {
+            Layout::Flat { .. } => 1,
+            Layout::Nested { height, .. } => height,
+        }
+    }
+
+    /// Whether the entries are index fragments.
+    pub fn is_nested(&self) -> bool {
+        matches!(self.layout, Layout::Nested { .. })
+    }
+
+    /// The number of entries: data fragments for a flat index, child
+    /// indexes for a nested one.
     pub fn fragment_count(&self) -> usize {
         usize::from(self.count)
     }
 
-    /// How many bytes of the last fragment belong to the file.
+    /// How many bytes of the last data fragment belong to the file (flat
+    /// indexes; 0 for a nested one).
     pub fn last_len(&self) -> usize {
-        usize::from(self.last_len)
-    }
-
-    /// The file size in bytes.
-    pub fn file_size(&self) -> u64 {
-        match self.count {
-            0 => 0,
-            n => (u64::from(n) - 1) * FRAGMENT_SIZE as u64 + u64::from(self.last_len),
+        match self.layout {
+            Layout::Flat { last_len } => usize::from(last_len),
+            Layout::Nested { .. } => 0,
         }
     }
 
-    /// The hashes of the data fragments, in file order.
+    /// The size in bytes of the file (or, for an interior index, of its
+    /// part of the file).
+    pub fn file_size(&self) -> u64 {
+        match (self.layout, self.count) {
+            (Layout::Flat { .. }, 0) => 0,
+            (Layout::Flat { last_len }, n) => {
+                (u64::from(n) - 1) * FRAGMENT_SIZE as u64 + u64::from(last_len)
+            }
+            (Layout::Nested { size, .. }, _) => size,
+        }
+    }
+
+    /// The hashes of the entries, in file order.
     pub fn hashes(&self) -> &[FragmentHash] {
         self.hashes.get(..usize::from(self.count)).unwrap_or(&[])
     }
 
-    /// The hash of fragment `i`, if the file has one.
+    /// The hash of entry `i`, if there is one.
     pub fn hash_of(&self, i: usize) -> Option<FragmentHash> {
         self.hashes().get(i).copied()
     }
 
-    /// How many bytes of fragment `i` belong to the file.
+    /// How many bytes of data fragment `i` belong to the file (flat
+    /// indexes; 0 past the end and for nested ones).
     pub fn fragment_len(&self, i: usize) -> usize {
         let count = self.fragment_count();
-        if i + 1 < count {
+        if self.is_nested() {
+            0
+        } else if i + 1 < count {
             FRAGMENT_SIZE
         } else if i + 1 == count {
             self.last_len()
         } else {
             0
+        }
+    }
+
+    /// The size of the part of the file under child `i` of a nested index.
+    pub fn child_size(&self, i: usize) -> Option<u64> {
+        let Layout::Nested { height, size } = self.layout else { return None };
+        let full = capacity(height - 1);
+        let count = self.fragment_count();
+        if i + 1 < count {
+            Some(full)
+        } else if i + 1 == count {
+            Some(size - (count as u64 - 1) * full)
+        } else {
+            None
+        }
+    }
+
+    /// Checks that `child`, fetched by the hash of entry `i`, is what this
+    /// nested index says it is: one level lower, no name, and exactly its
+    /// share of the file.
+    pub fn check_child(&self, i: usize, child: &IndexFragment) -> Result<(), IndexError> {
+        let expected = self.child_size(i).ok_or(IndexError::ChildMismatch)?;
+        let right = child.height() + 1 == self.height()
+            && child.name.is_empty()
+            && child.file_size() == expected;
+        if right {
+            Ok(())
+        } else {
+            Err(IndexError::ChildMismatch)
+        }
+    }
+
+    /// Checks that this index may be the root of a file: a nested root
+    /// has the least height its size needs (else one file would have
+    /// several addresses).
+    pub fn check_root(&self) -> Result<(), IndexError> {
+        match tree_height(self.file_size()) {
+            Ok(height) if height == self.height() => Ok(()),
+            _ => Err(IndexError::NotMinimal),
         }
     }
 }
@@ -386,7 +644,7 @@ impl fmt::Debug for IndexFragment {
         f.debug_struct("IndexFragment")
             .field("name", &self.name)
             .field("count", &self.count)
-            .field("last_len", &self.last_len)
+            .field("layout", &self.layout)
             .finish_non_exhaustive()
     }
 }
@@ -404,6 +662,254 @@ pub fn fragment_layout(size: u64) -> Result<(u8, u16), IndexError> {
     let count = size.div_ceil(frag);
     let last = size - (count - 1) * frag;
     Ok((count as u8, last as u16))
+}
+
+/// An index held as its entries, at most `W` of them (`W` < 255 bounds the
+/// memory of an upload of small files on a microcontroller): what
+/// [`TreeBuilder`] fills, encoded and hashed through [`IndexParts`].
+#[derive(Clone, PartialEq, Eq)]
+pub struct IndexBuf<const W: usize> {
+    name: IndexName,
+    count: u8,
+    layout: Layout,
+    hashes: [FragmentHash; W],
+}
+
+impl<const W: usize> IndexBuf<W> {
+    /// An index of no entries with this layout and no name.
+    const fn empty(layout: Layout) -> Self {
+        IndexBuf {
+            name: IndexName::EMPTY,
+            count: 0,
+            layout,
+            hashes: [FragmentHash([0; HASH_SIZE]); W],
+        }
+    }
+
+    /// The fields, borrowed.
+    pub fn parts(&self) -> IndexParts<'_> {
+        IndexParts {
+            name: &self.name,
+            count: self.count,
+            layout: self.layout,
+            hashes: self.hashes.get(..usize::from(self.count)).unwrap_or(&[]),
+        }
+    }
+
+    /// The SHA-256 of the encoded index.
+    pub fn hash(&self) -> FragmentHash {
+        self.parts().hash()
+    }
+
+    /// Writes the 8192-byte form.
+    pub fn encode(&self, out: &mut FragmentBytes) {
+        self.parts().encode(out);
+    }
+
+    /// The name (empty but for a root).
+    pub fn name(&self) -> &IndexName {
+        &self.name
+    }
+
+    /// The bytes of file under this index.
+    pub fn file_size(&self) -> u64 {
+        match (self.layout, self.count) {
+            (Layout::Flat { .. }, 0) => 0,
+            (Layout::Flat { last_len }, n) => {
+                (u64::from(n) - 1) * FRAGMENT_SIZE as u64 + u64::from(last_len)
+            }
+            (Layout::Nested { size, .. }, _) => size,
+        }
+    }
+
+    /// 1 for a flat index, 2 or more for a nested one.
+    pub fn height(&self) -> u8 {
+        match self.layout {
+            Layout::Flat { .. } => 1,
+            Layout::Nested { height, .. } => height,
+        }
+    }
+
+    /// Entries listed.
+    pub fn count(&self) -> usize {
+        usize::from(self.count)
+    }
+
+    /// The entries' hashes, in file order.
+    pub fn hashes(&self) -> &[FragmentHash] {
+        self.hashes.get(..usize::from(self.count)).unwrap_or(&[])
+    }
+
+    /// The entries a full index of this layout lists (255 data fragments,
+    /// or 254 child indexes).
+    fn full(&self) -> usize {
+        match self.layout {
+            Layout::Flat { .. } => INDEX_MAX_FRAGMENTS,
+            Layout::Nested { .. } => NESTED_MAX_CHILDREN,
+        }
+    }
+
+    /// Appends an entry covering `size` bytes; `false` when it has no room.
+    fn append(&mut self, hash: FragmentHash, size: u64) -> bool {
+        if usize::from(self.count) >= self.full() {
+            return false;
+        }
+        let Some(slot) = self.hashes.get_mut(usize::from(self.count)) else { return false };
+        *slot = hash;
+        self.count += 1;
+        self.layout = match self.layout {
+            Layout::Flat { .. } => Layout::Flat { last_len: size as u16 },
+            Layout::Nested { height, size: total } => Layout::Nested { height, size: total + size },
+        };
+        true
+    }
+}
+
+impl<const W: usize> fmt::Debug for IndexBuf<W> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("IndexBuf")
+            .field("name", &self.name)
+            .field("count", &self.count)
+            .field("layout", &self.layout)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Builds the index tree of a file bottom-up while its data fragments'
+/// hashes come in file order, holding one index per level (`DEPTH`
+/// levels of at most `W` entries): the length of the file need not be
+/// known in advance.
+///
+/// Each interior index is handed to `emit` when it is complete (so that an
+/// upload can store it); [`TreeBuilder::finish`] completes the rest and
+/// gives the root, named. A file of at most [`MAX_FILE_SIZE`] bytes gets
+/// one flat index, exactly the original layout. With `DEPTH` 1 only such
+/// files can be built, and with `W` < 255 only files of `W` fragments.
+///
+/// ```
+/// use dht_core::index::{IndexName, TreeBuilder};
+/// use dht_core::FragmentHash;
+/// let mut tree = TreeBuilder::<3>::new();
+/// let mut interior = 0;
+/// for i in 0..300u32 {
+///     let hash = FragmentHash::of(&[i as u8; 8192]);
+///     tree.push(hash, 8192, |_| interior += 1).unwrap();
+/// }
+/// let root = tree.finish(IndexName::from_file_name("big.bin"), |_| interior += 1).unwrap();
+/// assert_eq!((root.height(), root.file_size(), interior), (2, 300 * 8192, 2));
+/// ```
+pub struct TreeBuilder<const DEPTH: usize, const W: usize = INDEX_MAX_FRAGMENTS> {
+    levels: heapless::Vec<IndexBuf<W>, DEPTH>,
+    /// Bytes of file pushed.
+    size: u64,
+    /// The last data fragment was shorter than a fragment: nothing may
+    /// follow it.
+    ended: bool,
+}
+
+impl<const DEPTH: usize, const W: usize> Default for TreeBuilder<DEPTH, W> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<const DEPTH: usize, const W: usize> TreeBuilder<DEPTH, W> {
+    /// A tree of no data yet.
+    pub const fn new() -> Self {
+        TreeBuilder { levels: heapless::Vec::new(), size: 0, ended: false }
+    }
+
+    /// Bytes of file pushed so far.
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
+    /// Levels open: the most interior indexes the next push may emit.
+    pub fn levels(&self) -> usize {
+        self.levels.len()
+    }
+
+    /// Adds the next data fragment, `len` bytes of which (`1..=8192`)
+    /// belong to the file; only the last one may be shorter than 8192.
+    pub fn push(
+        &mut self,
+        hash: FragmentHash,
+        len: usize,
+        emit: impl FnMut(&IndexBuf<W>),
+    ) -> Result<(), IndexError> {
+        if self.ended || len == 0 || len > FRAGMENT_SIZE {
+            return Err(IndexError::BadLastLength { count: 0, last_len: len as u16 });
+        }
+        self.ended = len < FRAGMENT_SIZE;
+        self.size += len as u64;
+        self.add(0, hash, len as u64, emit)
+    }
+
+    /// Adds an entry to `level`; a full level is first emitted and moved
+    /// up as one entry of the level above.
+    fn add(
+        &mut self,
+        mut level: usize,
+        mut hash: FragmentHash,
+        mut size: u64,
+        mut emit: impl FnMut(&IndexBuf<W>),
+    ) -> Result<(), IndexError> {
+        let too_large = IndexError::FileTooLarge { size: self.size };
+        loop {
+            if level >= DEPTH {
+                // Known at compile time for `DEPTH` 1: a builder of flat
+                // files carries no code for the levels above.
+                return Err(too_large);
+            }
+            if self.levels.len() == level {
+                let fresh = match level {
+                    0 => IndexBuf::empty(Layout::Flat { last_len: 0 }),
+                    _ => IndexBuf::empty(Layout::Nested { height: level as u8 + 1, size: 0 }),
+                };
+                if level >= usize::from(MAX_HEIGHT) || self.levels.push(fresh).is_err() {
+                    return Err(too_large);
+                }
+            }
+            let Some(node) = self.levels.get_mut(level) else { return Err(too_large) };
+            if node.append(hash, size) {
+                return Ok(());
+            }
+            if DEPTH <= 1 || node.count() < node.full() {
+                // One level, or out of room below a full index (W < 255):
+                // only smaller files fit this builder.
+                return Err(too_large);
+            }
+            emit(node);
+            let (sealed_hash, sealed_size) = (node.hash(), node.file_size());
+            let layout = match node.layout {
+                Layout::Flat { .. } => Layout::Flat { last_len: 0 },
+                Layout::Nested { height, .. } => Layout::Nested { height, size: 0 },
+            };
+            *node = IndexBuf::empty(layout);
+            node.append(hash, size);
+            (level, hash, size) = (level + 1, sealed_hash, sealed_size);
+        }
+    }
+
+    /// Completes the tree: emits the interior indexes still open and gives
+    /// the root, carrying `name`.
+    pub fn finish(
+        mut self,
+        name: IndexName,
+        mut emit: impl FnMut(&IndexBuf<W>),
+    ) -> Result<IndexBuf<W>, IndexError> {
+        let mut level = 0;
+        while DEPTH > 1 && level + 1 < self.levels.len() {
+            let Some(node) = self.levels.get(level) else { break };
+            emit(node);
+            let (hash, size) = (node.hash(), node.file_size());
+            self.add(level + 1, hash, size, &mut emit)?;
+            level += 1;
+        }
+        let mut root = self.levels.pop().unwrap_or(IndexBuf::empty(Layout::Flat { last_len: 0 }));
+        root.name = name;
+        Ok(root)
+    }
 }
 
 #[cfg(test)]
@@ -529,6 +1035,153 @@ mod tests {
                 INDEX_NAME_SIZE - name_len + (INDEX_MAX_FRAGMENTS - count) * HASH_SIZE;
             assert_eq!(flipped, expected_unused);
         }
+    }
+
+    /// A fake data fragment hash for fragment `n`.
+    fn fake(n: u64) -> FragmentHash {
+        let mut h = [0u8; 32];
+        h[..8].copy_from_slice(&n.to_be_bytes());
+        h[31] = 0xA5;
+        FragmentHash(h)
+    }
+
+    /// Builds the tree of a file of `size` bytes from fake hashes; returns
+    /// the root and every interior index emitted, decoded.
+    fn build(size: u64) -> (IndexBuf<255>, std::vec::Vec<IndexFragment>) {
+        let mut tree = TreeBuilder::<4>::new();
+        let mut emitted = std::vec::Vec::new();
+        let mut keep = |index: &IndexBuf<255>| {
+            let mut bytes = [0u8; FRAGMENT_SIZE];
+            index.encode(&mut bytes);
+            let decoded = IndexFragment::decode(&bytes).unwrap();
+            assert_eq!(decoded.hash(), index.hash());
+            emitted.push(decoded);
+        };
+        let frag = FRAGMENT_SIZE as u64;
+        for n in 0..data_fragments(size) {
+            let len = (size - n * frag).min(frag) as usize;
+            tree.push(fake(n), len, &mut keep).unwrap();
+        }
+        assert_eq!(tree.size(), size);
+        let root = tree.finish(IndexName::from_file_name("f.bin"), &mut keep).unwrap();
+        (root, emitted)
+    }
+
+    #[test]
+    fn files_of_one_index_keep_the_original_layout_and_address() {
+        let frag = FRAGMENT_SIZE as u64;
+        for size in [0, 1, frag - 1, frag, frag + 1, 100 * frag + 7, MAX_FILE_SIZE] {
+            let (root, interior) = build(size);
+            assert!(interior.is_empty(), "{size}");
+            let flat = IndexFragment::for_file(IndexName::from_file_name("f.bin"), size, |i| {
+                fake(i as u64)
+            })
+            .unwrap();
+            assert_eq!(root.hash(), flat.hash(), "{size}: the address changed");
+            assert_eq!(root.height(), 1);
+            assert_eq!(index_fragments(size), Ok(1));
+        }
+    }
+
+    #[test]
+    fn one_byte_more_makes_a_tree_of_two_levels() {
+        let size = MAX_FILE_SIZE + 1;
+        let (root, interior) = build(size);
+        assert_eq!((root.height(), root.count(), root.file_size()), (2, 2, size));
+        assert_eq!(interior.len(), 2);
+        let mut bytes = [0u8; FRAGMENT_SIZE];
+        root.encode(&mut bytes);
+        // The nested layout, byte by byte.
+        assert_eq!(&bytes[..5], b"f.bin");
+        assert_eq!(&bytes[29..32], &[2, 0xFF, 2]);
+        assert_eq!(&bytes[32..40], &size.to_be_bytes());
+        assert!(bytes[40..64].iter().all(|b| *b == 0));
+        assert_eq!(&bytes[64..96], &interior[0].hash().0);
+        assert_eq!(&bytes[96..128], &interior[1].hash().0);
+        assert!(bytes[128..].iter().all(|b| *b == 0));
+        let decoded = IndexFragment::decode(&bytes).unwrap();
+        assert_eq!(decoded.check_root(), Ok(()));
+        assert_eq!(decoded.child_size(0), Some(MAX_FILE_SIZE));
+        assert_eq!(decoded.child_size(1), Some(1));
+        for (i, child) in interior.iter().enumerate() {
+            assert_eq!(decoded.check_child(i, child), Ok(()));
+            assert!(child.name().is_empty());
+        }
+        assert_eq!(decoded.check_child(0, &interior[1]), Err(IndexError::ChildMismatch));
+        assert_eq!(interior[1].fragment_count(), 1);
+        assert_eq!(interior[1].last_len(), 1);
+        assert_eq!(index_fragments(size), Ok(3));
+    }
+
+    #[test]
+    fn a_three_level_tree_is_checked_level_by_level() {
+        let size = capacity(2) + 3 * FRAGMENT_SIZE as u64;
+        let (root, interior) = build(size);
+        assert_eq!((root.height(), root.count()), (3, 2));
+        assert_eq!(index_fragments(size), Ok(interior.len() as u64 + 1));
+        // 255 leaves (254 under the first height-2 index, 1 under the
+        // second), then the two height-2 indexes.
+        let heights: std::vec::Vec<u8> = interior.iter().map(IndexFragment::height).collect();
+        assert_eq!(heights.iter().filter(|h| **h == 1).count(), 255);
+        assert_eq!(heights.iter().filter(|h| **h == 2).count(), 2);
+        let mut bytes = [0u8; FRAGMENT_SIZE];
+        root.encode(&mut bytes);
+        let decoded = IndexFragment::decode(&bytes).unwrap();
+        assert_eq!(decoded.check_root(), Ok(()));
+        let second = interior.last().unwrap();
+        assert_eq!(decoded.check_child(1, second), Ok(()));
+        assert_eq!(second.file_size(), 3 * FRAGMENT_SIZE as u64);
+        assert_eq!(second.fragment_count(), 1);
+        // A tree as tall as a flat file needs is not a root.
+        let lone = &interior[interior.len() - 2..][0];
+        assert_eq!(lone.height(), 2);
+        assert_eq!(lone.check_root(), Ok(()));
+        assert_eq!(second.check_root(), Err(IndexError::NotMinimal));
+    }
+
+    #[test]
+    fn nested_decode_rejects_bad_fields_and_unused_bytes() {
+        let (root, _) = build(MAX_FILE_SIZE * 3);
+        let mut good = [0u8; FRAGMENT_SIZE];
+        root.encode(&mut good);
+        assert!(IndexFragment::decode(&good).is_ok());
+        let mutate = |at: usize, value: u8| {
+            let mut bytes = good;
+            bytes[at] = value;
+            IndexFragment::decode(&bytes)
+        };
+        assert_eq!(mutate(31, 1), Err(IndexError::BadHeight { height: 1 }));
+        assert_eq!(mutate(31, 7), Err(IndexError::BadHeight { height: 7 }));
+        assert!(matches!(mutate(29, 2), Err(IndexError::BadNestedSize { .. })));
+        assert!(matches!(mutate(39, 1), Err(IndexError::BadNestedSize { .. })));
+        for at in 40..64 {
+            assert_eq!(mutate(at, 1), Err(IndexError::ReservedNotZero));
+        }
+        for at in (64 + 3 * 32..FRAGMENT_SIZE).step_by(97) {
+            assert!(matches!(mutate(at, 1), Err(IndexError::UnusedHashNotZero { .. })));
+        }
+        // Total: any bytes decode without panic.
+        let mut noise = [0u8; FRAGMENT_SIZE];
+        for seed in 0..64u32 {
+            for (i, b) in noise.iter_mut().enumerate() {
+                *b = (i as u32).wrapping_mul(2_654_435_761).wrapping_add(seed).to_be_bytes()[0];
+            }
+            noise[30] = NESTED_MARKER;
+            let _ = IndexFragment::decode(&noise);
+        }
+    }
+
+    #[test]
+    fn capacities_reach_past_a_terabyte() {
+        assert_eq!(capacity(1), MAX_FILE_SIZE);
+        assert_eq!(capacity(2), MAX_FILE_SIZE * 254);
+        assert!(capacity(4) > 1 << 40);
+        assert_eq!(tree_height(0), Ok(1));
+        assert_eq!(tree_height(MAX_FILE_SIZE), Ok(1));
+        assert_eq!(tree_height(MAX_FILE_SIZE + 1), Ok(2));
+        assert_eq!(tree_height(1 << 40), Ok(4));
+        assert!(tree_height(u64::MAX).is_err());
+        assert_eq!(index_fragments(100 << 20), Ok(51 + 1));
     }
 
     #[test]

@@ -327,10 +327,10 @@ impl Net {
     /// Starts uploading `data` as `name` from host `i`; returns the file's
     /// address.
     pub(crate) fn upload(&mut self, i: usize, name: &str, data: Vec<u8>) -> FragmentHash {
-        let upload = Upload::new(IndexName::from_file_name(name), Bytes(data))
-            .map_err(|(e, _)| e)
-            .expect("the upload starts");
-        let hash = upload.index_hash();
+        let name = IndexName::from_file_name(name);
+        let hash = crate::upload::hash_file(name, &mut Bytes(&data), |_, _| {})
+            .expect("the file can be hashed");
+        let upload = Upload::new(name, Bytes(data)).map_err(|(e, _)| e).expect("the upload starts");
         self.hosts[i].app.task = Task::Upload(Box::new(upload));
         self.command(i, |_, _, _| {});
         self.kick(i);
@@ -512,7 +512,7 @@ impl Net {
         i: usize,
     ) -> Option<Result<FragmentHash, crate::upload::UploadError>> {
         match &self.hosts[i].app.task {
-            Task::Upload(u) if u.is_finished() => Some(Ok(u.index_hash())),
+            Task::Upload(u) if u.is_finished() => u.index_hash().map(Ok),
             Task::Upload(u) => u.error().map(Err),
             _ => None,
         }

@@ -153,6 +153,35 @@ impl FileSink for Collect {
     }
 }
 
+/// A file sink that keeps only the SHA-256 and the length of what it is
+/// given: a streaming download's destination, as on a microcontroller.
+#[derive(Clone, Debug, Default)]
+pub struct Digest {
+    hasher: sha2::Sha256,
+    len: u64,
+}
+
+impl Digest {
+    /// The length and SHA-256 of the bytes written.
+    pub fn finish(&self) -> (u64, [u8; 32]) {
+        use sha2::Digest as _;
+        (self.len, self.hasher.clone().finalize().into())
+    }
+}
+
+impl FileSink for Digest {
+    fn write(&mut self, bytes: &[u8]) -> bool {
+        use sha2::Digest as _;
+        self.hasher.update(bytes);
+        self.len += bytes.len() as u64;
+        true
+    }
+}
+
+/// A streaming download as small as a microcontroller's: 2 fragment
+/// slots and a path of 3 indexes (files up to 134 GB), into a digest.
+pub type StreamDownload = Download<Digest, 2, 3>;
+
 /// The simulator's upload: a file in memory, 32 requests at a time.
 type SimUpload = Upload<Bytes<Vec<u8>>, 32>;
 /// The simulator's download: into memory, 16 slots.
@@ -168,6 +197,10 @@ enum Task {
     Download {
         download: Box<SimDownload>,
         result: Option<Result<Vec<u8>, DownloadError>>,
+    },
+    Stream {
+        download: Box<StreamDownload>,
+        result: Option<Result<(u64, [u8; 32]), DownloadError>>,
     },
     /// Serves the fragments it offered (see [`Sim::offer`]) and counts the
     /// STORED answers that say they are held.
@@ -192,6 +225,7 @@ impl App<Store, 256, 1024, 64> for Runner {
             Task::Idle | Task::Serve { .. } => None,
             Task::Upload { upload, .. } => upload.poll_timeout(),
             Task::Download { download, .. } => download.poll_timeout(),
+            Task::Stream { download, .. } => download.poll_timeout(),
         }
     }
     fn handle_timeout<T: Transmit>(&mut self, now: Instant, node: &mut SimNode, tx: &mut T) {
@@ -199,6 +233,7 @@ impl App<Store, 256, 1024, 64> for Runner {
             Task::Idle | Task::Serve { .. } => {}
             Task::Upload { upload, .. } => upload.handle_timeout(now, node, tx),
             Task::Download { download, .. } => download.handle_timeout(now, node, tx),
+            Task::Stream { download, .. } => download.handle_timeout(now, node, tx),
         }
     }
     fn handle_reply<T: Transmit>(
@@ -212,6 +247,7 @@ impl App<Store, 256, 1024, 64> for Runner {
             Task::Idle => {}
             Task::Upload { upload, .. } => upload.handle_reply(now, node, reply, tx),
             Task::Download { download, .. } => download.handle_reply(now, node, reply, tx),
+            Task::Stream { download, .. } => download.handle_reply(now, node, reply, tx),
             Task::Serve { fragments, held } => match reply {
                 Reply::FileGet { from, hash, want, piece_units } => {
                     if let Some(data) = fragments.iter().find(|f| FragmentHash::of(f) == *hash) {
@@ -569,9 +605,9 @@ impl Sim {
         name: &str,
         data: Vec<u8>,
     ) -> Result<FragmentHash, UploadError> {
-        let upload =
-            SimUpload::new(IndexName::from_file_name(name), Bytes(data)).map_err(|(e, _)| e)?;
-        let hash = upload.index_hash();
+        let name = IndexName::from_file_name(name);
+        let hash = dht_core::upload::hash_file(name, &mut Bytes(&data), |_, _| {})?;
+        let upload = SimUpload::new(name, Bytes(data)).map_err(|(e, _)| e)?;
         if let Some(h) = self.hosts.get_mut(host) {
             h.app.task = Task::Upload { upload: Box::new(upload), result: None };
         }
@@ -604,6 +640,28 @@ impl Sim {
         });
     }
 
+    /// Starts a streaming download ([`StreamDownload`]) of `index_hash`
+    /// from client `host`.
+    pub fn start_stream(&mut self, host: HostId, index_hash: FragmentHash) {
+        if let Some(h) = self.hosts.get_mut(host) {
+            let download = StreamDownload::new(index_hash, Digest::default());
+            h.app.task = Task::Stream { download: Box::new(download), result: None };
+        }
+        self.with_app(host, |node, app, now, out| {
+            if let Task::Stream { download, .. } = &mut app.task {
+                download.start(now, node, out);
+            }
+        });
+    }
+
+    /// The length and SHA-256 `host`'s streaming download wrote, once over.
+    pub fn stream_result(&self, host: HostId) -> Option<&Result<(u64, [u8; 32]), DownloadError>> {
+        match self.hosts.get(host).map(|h| &h.app.task) {
+            Some(Task::Stream { result, .. }) => result.as_ref(),
+            _ => None,
+        }
+    }
+
     /// The result of `host`'s download, once it is over.
     pub fn download_result(&self, host: HostId) -> Option<&Result<Vec<u8>, DownloadError>> {
         match self.hosts.get(host).map(|h| &h.app.task) {
@@ -617,6 +675,7 @@ impl Sim {
         match self.hosts.get(host).map(|h| &h.app.task) {
             Some(Task::Upload { upload, .. }) => format!("{upload:?}"),
             Some(Task::Download { download, .. }) => format!("{download:?}"),
+            Some(Task::Stream { download, .. }) => format!("{download:?}"),
             _ => String::from("idle"),
         }
     }
@@ -626,6 +685,7 @@ impl Sim {
         match self.hosts.get(host).map(|h| &h.app.task) {
             Some(Task::Upload { result, .. }) => result.is_some(),
             Some(Task::Download { result, .. }) => result.is_some(),
+            Some(Task::Stream { result, .. }) => result.is_some(),
             _ => true,
         }
     }
@@ -868,6 +928,17 @@ impl Sim {
                         }
                     }
                 }
+                Task::Stream { download, result } => {
+                    while let Some(event) = download.poll_event() {
+                        match event {
+                            DownloadEvent::Finished { .. } => {
+                                *result = Some(Ok(download.sink().finish()))
+                            }
+                            DownloadEvent::Failed(e) => *result = Some(Err(e)),
+                            _ => {}
+                        }
+                    }
+                }
                 Task::Idle | Task::Serve { .. } => {}
             }
             let next = driver::next_timeout(node, &h.app);
@@ -981,14 +1052,18 @@ pub mod scene {
     }
 
     /// Every fragment address of a file uploaded as `name`: its data
-    /// fragments, then its index.
-    pub fn file_hashes(name: &str, data: &[u8]) -> Vec<FragmentHash> {
-        let Ok(upload) = Upload::<_, 1>::new(IndexName::from_file_name(name), data) else {
-            return Vec::new();
-        };
-        let mut hashes: Vec<FragmentHash> = upload.hashes().to_vec();
-        hashes.push(upload.index_hash());
+    /// fragments and interior indexes in upload order, the root last.
+    pub fn file_hashes(name: &str, mut data: &[u8]) -> Vec<FragmentHash> {
+        let mut hashes = Vec::new();
+        let name = IndexName::from_file_name(name);
+        let _ = dht_core::upload::hash_file(name, &mut data, |_, hash| hashes.push(hash));
         hashes
+    }
+
+    /// The address of a file uploaded as `name`.
+    pub fn file_address(name: &str, mut data: &[u8]) -> FragmentHash {
+        let name = IndexName::from_file_name(name);
+        dht_core::upload::hash_file(name, &mut data, |_, _| {}).unwrap_or_default()
     }
 
     /// Deterministic pseudo-random bytes.

@@ -3,7 +3,6 @@
 
 use dht_core::config::Replication;
 use dht_core::store::FragmentStore;
-use dht_core::upload::UploadError;
 use dht_core::{Config, Duration, MAX_FILE_SIZE};
 use dht_sim::scene::{join_members, random_bytes};
 use dht_sim::{Faults, HostId, Sim};
@@ -102,14 +101,43 @@ fn edge_sizes_round_trip() {
 }
 
 #[test]
-fn file_over_one_index_is_refused_with_a_typed_error() {
-    let mut sim = Sim::new(4, Faults::default());
+fn a_file_one_byte_over_one_index_round_trips_as_a_tree() {
+    let (mut sim, members) = network(4, Faults::default());
+    let data = random_bytes(9, MAX_FILE_SIZE as usize + 1);
+    let back = round_trip(&mut sim, members[5], members[99], "tree.bin", &data);
+    assert!(back == data, "downloaded bytes differ");
+    // The root, two leaf indexes and 256 data fragments are all held.
+    let hashes = dht_sim::scene::file_hashes("tree.bin", &data);
+    assert_eq!(hashes.len(), 256 + 3);
+    for hash in hashes {
+        assert!(!sim.holders_of(&hash).is_empty(), "{hash:?} is held");
+    }
+}
+
+#[test]
+fn a_20_mb_file_round_trips_at_10_percent_loss_and_streams_into_a_small_sink() {
+    use sha2::Digest as _;
+    // Room for 20 MB three times over, unevenly spread.
+    let mut sim = Sim::new(5, Faults::lossy(10));
+    let members = join_members(&mut sim, Config::member(), 512, NODES, Duration::from_millis(2))
+        .expect("all 256 nodes join");
+    sim.run_for(Duration::from_secs(1));
+    let data = random_bytes(10, 20 << 20);
+    let back = round_trip(&mut sim, members[7], members[150], "twenty.bin", &data);
+    assert!(back == data, "downloaded bytes differ");
+
+    // The same file streamed into a digest by a download of 2 slots and a
+    // path of 3 indexes: it never holds the file.
+    let size = std::mem::size_of::<dht_sim::StreamDownload>();
+    assert!(size < 64 * 1024, "a streaming download takes {size} bytes");
     let client = sim.add_client();
-    let data = vec![0u8; MAX_FILE_SIZE as usize + 1];
-    assert_eq!(
-        sim.start_upload(client, "too-big", data),
-        Err(UploadError::FileTooLarge { size: 2_088_961 })
-    );
+    sim.join(client, members[201]);
+    assert!(sim.run_until(Duration::from_secs(10), |s| s.is_joined(client)));
+    let hash = dht_sim::scene::file_address("twenty.bin", &data);
+    sim.start_stream(client, hash);
+    assert!(sim.run_until(Duration::from_secs(600), |s| s.app_done(client)), "stream ends");
+    let expected: [u8; 32] = sha2::Sha256::digest(&data).into();
+    assert_eq!(sim.stream_result(client), Some(&Ok((data.len() as u64, expected))));
 }
 
 #[test]

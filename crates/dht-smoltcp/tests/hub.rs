@@ -389,9 +389,9 @@ fn small_node_behind_a_lan9118_fifo_stores_and_serves_over_smoltcp() {
     }
     assert!(clients_joined, "clients did not join");
 
-    let upload =
-        Upload::<_, 8>::new(IndexName::from_file_name("hub.bin"), Bytes(data.clone())).unwrap();
-    let index = upload.index_hash();
+    let name = IndexName::from_file_name("hub.bin");
+    let index = dht_core::upload::hash_file(name, &mut Bytes(&data), |_, _| {}).unwrap();
+    let upload = Upload::<_, 8>::new(name, Bytes(data.clone())).unwrap();
     sender.app.upload = Some(Box::new(upload));
     {
         let now = net.now;
@@ -508,10 +508,10 @@ fn run(
     done(members, small, clients)
 }
 
-fn hashes_of(data: &[u8]) -> Vec<FragmentHash> {
-    let upload = Upload::<_, 1>::new(IndexName::from_file_name("hub.bin"), data).unwrap();
-    let mut hashes = upload.hashes().to_vec();
-    hashes.push(upload.index_hash());
+fn hashes_of(mut data: &[u8]) -> Vec<FragmentHash> {
+    let mut hashes = Vec::new();
+    let name = IndexName::from_file_name("hub.bin");
+    dht_core::upload::hash_file(name, &mut data, |_, hash| hashes.push(hash)).unwrap();
     hashes
 }
 

@@ -252,7 +252,7 @@ impl Client {
         name: IndexName,
         source: FileReader,
         timeout: StdDuration,
-        mut progress: impl FnMut(&UploadEvent, u16),
+        mut progress: impl FnMut(&UploadEvent, u64),
     ) -> Result<FragmentHash, ClientError> {
         let mut upload = match HostUpload::new(name, source) {
             Ok(upload) => Box::new(upload),

@@ -1,14 +1,15 @@
 //! Where an upload's bytes come from: a regular file as it is; standard
 //! input (`-`), a pipe, FIFO or other stream copied first into an
-//! anonymous temporary file, since an upload reads its source twice (the
-//! hashes, then the fragments). Shared by `dhtsend` and `dhthash`, so that
+//! anonymous temporary file (on disk, so memory stays bounded whatever
+//! the size), since an upload reads each fragment twice (to hash it when
+//! it is offered, then to send it to the holder that asks for it). Shared by `dhtsend` and `dhthash`, so that
 //! both give a stream the same address.
 
 use std::fs::File;
 use std::io::Read;
 use std::path::Path;
 
-use dht_core::MAX_FILE_SIZE;
+use dht_core::index::MAX_TREE_SIZE;
 use dht_std::client::FileReader;
 
 /// Whether `path` means standard input (`-`).
@@ -28,8 +29,8 @@ pub fn source_name(path: &Path, name: Option<&str>) -> String {
 /// The message for a source over the limit; `what` says how large it is.
 pub fn too_large(what: &str) -> String {
     format!(
-        "{what}; the limit is {MAX_FILE_SIZE} bytes (one index fragment of 255 fragments; \
-         nested indexes are not implemented)"
+        "{what}; the limit is {MAX_TREE_SIZE} bytes (an index tree of {} levels)",
+        dht_core::index::MAX_HEIGHT
     )
 }
 
@@ -48,7 +49,7 @@ pub fn open_source(path: &Path) -> Result<FileReader, String> {
         if meta.is_file() {
             // Read in place, opened once.
             let size = meta.len();
-            if size > MAX_FILE_SIZE {
+            if size > MAX_TREE_SIZE {
                 return Err(too_large(&format!("{} is {size} bytes", path.display())));
             }
             return Ok(FileReader::from_file(file, size));
@@ -59,10 +60,10 @@ pub fn open_source(path: &Path) -> Result<FileReader, String> {
         if is_stdin(path) { "standard input".to_owned() } else { path.display().to_string() };
     let mut spool = tempfile::tempfile()
         .map_err(|e| format!("cannot make a temporary file to hold {shown}: {e}"))?;
-    let copied = std::io::copy(&mut stream.take(MAX_FILE_SIZE + 1), &mut spool)
+    let copied = std::io::copy(&mut stream.take(MAX_TREE_SIZE + 1), &mut spool)
         .map_err(|e| format!("cannot read {shown}: {e}"))?;
-    if copied > MAX_FILE_SIZE {
-        return Err(too_large(&format!("{shown} gives more than {MAX_FILE_SIZE} bytes")));
+    if copied > MAX_TREE_SIZE {
+        return Err(too_large(&format!("{shown} gives more than {MAX_TREE_SIZE} bytes")));
     }
     if copied == 0 {
         return Err(format!("{shown} gave no bytes: nothing to upload"));

@@ -56,7 +56,7 @@ type Store = RamStore<&'static mut [RamSlot; SLOTS]>;
 type FwNode = SmallNode<Store>;
 /// An upload of a file of one fragment (and its index), two requests in
 /// flight.
-type FwUpload = Upload<&'static [u8], 2, 2>;
+type FwUpload = Upload<&'static [u8], 2, 1, 1>;
 /// The socket payload buffers: two frames' datagrams received (frames
 /// wait in the NIC until the node has handled the one before), two and
 /// 2 KB of small ones queued to send (see `dht_smoltcp::TX_PAYLOAD`).
@@ -252,8 +252,8 @@ impl Firmware {
         let Some(upload) = self.upload.as_mut() else { return };
         while let Some(event) = upload.poll_event() {
             match event {
-                UploadEvent::Stored { fragment, holder, .. } => {
-                    log::info!("upload: fragment {fragment} stored at {}", holder.addr)
+                UploadEvent::Stored { hash, holder, .. } => {
+                    log::info!("upload: {hash} stored at {}", holder.addr)
                 }
                 UploadEvent::Searching { shard } => {
                     log::info!("upload: searching for a node of shard {shard}")
@@ -285,7 +285,7 @@ impl App<Store, 40, 64, 4> for Firmware {
             self.upload_at = None;
             match Upload::new(IndexName::from_file_name(FILE_NAME), FILE) {
                 Ok(upload) => {
-                    log::info!("uploading {FILE_NAME} as {}", upload.index_hash());
+                    log::info!("uploading {FILE_NAME} ({} bytes)", FILE.len());
                     self.upload = UPLOAD.try_init(upload);
                 }
                 Err((e, _)) => log::warn!("cannot upload {FILE_NAME}: {e:?}"),

@@ -1,9 +1,10 @@
 //! Uploading a file: the client state machine behind `dhtsend`.
 //!
-//! [`Upload::new`] reads the source once to hash every fragment and builds
-//! the index (a file over [`MAX_FILE_SIZE`] is refused with
-//! [`UploadError::FileTooLarge`]). Driven by a [`Node`], the upload then
-//! offers each fragment (NEWFILE) to a member of its shard, with up to
+//! Driven by a [`Node`], an [`Upload`] reads the source once in file
+//! order, hashing each data fragment as it goes and building the index
+//! tree bottom-up ([`TreeBuilder`]: one index per level, so memory does
+//! not grow with the file). It offers each fragment (NEWFILE), data and
+//! interior index alike, to a member of its shard, with up to
 //! `WINDOW` offers outstanding and at most each peer's window per peer. The
 //! member fetches the fragment from the uploader (a [`Reply::FileGet`] for
 //! the units it lacks, answered with pieces that fit a datagram, read from
@@ -12,14 +13,18 @@
 //! within the retransmission timeout (each FILEGET pushes it back: the
 //! holder is at work), or is refused (store full, busy, wrong shard), goes
 //! to the next candidate holder. Only the member that was offered the
-//! fragment, answering from its address, can acknowledge it. The index
-//! goes last, once every data fragment is acknowledged, so a file whose
-//! index is found has all its fragments stored.
+//! fragment, answering from its address, can acknowledge it. Interior
+//! indexes are kept (at most `DEPTH` of them) until acknowledged; reading
+//! waits while they are all in use. The root index goes last, once every
+//! other fragment is acknowledged, so a file whose root is found has all
+//! its fragments stored. The file's address is known when the tree is
+//! complete ([`Upload::index_hash`]); [`hash_file`] computes it beforehand
+//! by reading the source once.
 //!
 //! Driving it:
 //!
 //! ```text
-//! let mut upload = Upload::<32>::new(name, &mut source)?;
+//! let mut upload = Upload::<_, 32>::new(name, source)?;
 //! upload.start(now, &mut node, &mut source, &mut sink);
 //! loop {
 //!     // on a datagram:
@@ -41,11 +46,13 @@ use source::hash_fragment;
 pub use source::{read_fragment, Bytes, FileSource};
 
 use crate::client::{refusal_backoff, spent, EventQueue, Pick, Requester, Tried, RETRY_TICK};
-use crate::config::{FRAGMENT_SIZE, INDEX_MAX_FRAGMENTS, MAX_FILE_SIZE};
+use crate::config::{FRAGMENT_SIZE, INDEX_MAX_FRAGMENTS};
 use crate::driver::App;
 use crate::fragment::FragmentHash;
 use crate::id::{PeerAddr, PeerInfo, Shard};
-use crate::index::{fragment_layout, IndexError, IndexName, IndexParts};
+use crate::index::{
+    data_fragments, index_fragments, tree_height, IndexBuf, IndexError, IndexName, TreeBuilder,
+};
 use crate::node::{Node, Reply, RequestError, Transmit};
 use crate::requests::{Request, RequestTable};
 use crate::store::FragmentStore;
@@ -56,39 +63,32 @@ use crate::wire::StoreOutcome;
 /// Why an upload failed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum UploadError {
-    /// The file is larger than one index describes.
+    /// The file is larger than this upload's index tree can describe (its
+    /// `DEPTH` levels of `W` entries).
     FileTooLarge {
         /// Its size.
         size: u64,
-    },
-    /// The file has more fragments than this upload was built to track
-    /// (its `ITEMS` parameter, the index included).
-    TooManyFragments {
-        /// Fragments of the file, the index included.
-        fragments: u16,
-        /// What the upload can track.
-        capacity: u16,
     },
     /// The source could not be read at this offset.
     SourceFailed {
         /// Where reading failed.
         offset: u64,
     },
-    /// Fragment `fragment` no longer has the hash computed at the start:
+    /// A fragment no longer has the hash computed when it was read first:
     /// the file changed during the upload.
     SourceChanged {
-        /// The fragment (the index is numbered after the data fragments).
-        fragment: u16,
+        /// The fragment.
+        item: Item,
     },
     /// No member of this shard could be found.
     NoHolder {
         /// The shard.
         shard: Shard,
     },
-    /// Fragment `fragment` was not acknowledged after this many attempts.
+    /// A fragment was not acknowledged after this many attempts.
     GaveUp {
         /// The fragment.
-        fragment: u16,
+        item: Item,
         /// Attempts made.
         attempts: u8,
     },
@@ -100,29 +100,45 @@ impl fmt::Display for UploadError {
             UploadError::FileTooLarge { size } => {
                 fmt::Display::fmt(&IndexError::FileTooLarge { size: *size }, f)
             }
-            UploadError::TooManyFragments { fragments, capacity } => write!(
-                f,
-                "the file needs {fragments} fragments with its index; this upload tracks at most \
-                 {capacity}"
-            ),
             UploadError::SourceFailed { offset } => {
                 write!(f, "could not read the file at byte {offset}")
             }
-            UploadError::SourceChanged { fragment } => write!(
-                f,
-                "the file changed while it was being uploaded (fragment {fragment} differs)"
-            ),
+            UploadError::SourceChanged { item } => {
+                write!(f, "the file changed while it was being uploaded ({item} differs)")
+            }
             UploadError::NoHolder { shard } => {
                 write!(
                     f,
                     "no node of shard {shard} with room could be found to store its fragments"
                 )
             }
-            UploadError::GaveUp { fragment, attempts } => write!(
+            UploadError::GaveUp { item, attempts } => write!(
                 f,
-                "fragment {fragment} was not acknowledged after {attempts} attempts; \
+                "{item} was not acknowledged after {attempts} attempts; \
                  the network may be overloaded or unreachable"
             ),
+        }
+    }
+}
+
+/// One fragment of an upload: a data fragment (numbered in file order),
+/// an interior index of the tree, or the root index.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Item {
+    /// Data fragment `n`.
+    Data(u64),
+    /// An interior index fragment.
+    Index,
+    /// The root index: the file's address.
+    Root,
+}
+
+impl fmt::Display for Item {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Item::Data(n) => write!(f, "fragment {n}"),
+            Item::Index => f.write_str("an index fragment"),
+            Item::Root => f.write_str("the root index"),
         }
     }
 }
@@ -130,11 +146,10 @@ impl fmt::Display for UploadError {
 /// Progress of an upload.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum UploadEvent {
-    /// A fragment (numbered in file order; the index is numbered last) was
-    /// acknowledged by a holder.
+    /// A fragment was acknowledged by a holder.
     Stored {
         /// The fragment.
-        fragment: u16,
+        item: Item,
         /// Its hash.
         hash: FragmentHash,
         /// The node that stored it.
@@ -155,12 +170,11 @@ pub enum UploadEvent {
     Failed(UploadError),
 }
 
-/// One item of the file (a data fragment, or the index numbered after
-/// them) that was asked of a holder and not yet acknowledged.
+/// One fragment offered to a holder and not yet acknowledged.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-struct Item {
-    /// Its number.
-    index: u16,
+struct Offer {
+    /// What it is.
+    item: Item,
     /// Its hash.
     hash: FragmentHash,
     /// Times it was redirected to the holders a node named.
@@ -183,72 +197,102 @@ const PEERS: usize = 32;
 /// Redirects to named holders an item may follow before refusals count as
 /// failures.
 const MAX_REDIRECTS: u8 = 4;
-/// Items of the largest file: data fragments plus the index.
-pub const MAX_ITEMS: usize = INDEX_MAX_FRAGMENTS + 1;
+
+/// An interior index built and not yet acknowledged.
+struct Pending<const W: usize> {
+    index: IndexBuf<W>,
+    hash: FragmentHash,
+    offered: bool,
+}
+
+/// Keeps an interior index just built until it is acknowledged (a tree of
+/// one level has none: no code for them in an upload of `DEPTH` 1).
+fn keep<const W: usize, const DEPTH: usize>(
+    pending: &mut heapless::Vec<Pending<W>, DEPTH>,
+    index: &IndexBuf<W>,
+) {
+    if DEPTH > 1 {
+        let hash = index.hash();
+        let _ = pending.push(Pending { index: index.clone(), hash, offered: false });
+    }
+}
 
 /// An upload in progress of the file `SRC`, with up to `WINDOW` store
-/// requests outstanding, of a file of at most `ITEMS - 1` data fragments
-/// (the default: any file).
+/// requests outstanding, building an index tree of up to `DEPTH` levels
+/// of `W` entries.
 ///
-/// It keeps the data fragments' hashes and a bit per fragment, not the
-/// index itself, which is rebuilt from them when it is sent: an upload
-/// sized for a one-fragment file (`Upload<_, 2, 2>`) takes about 5 KB, most
-/// of it the holder choice and per-peer windows it shares with downloads.
-pub struct Upload<SRC, const WINDOW: usize = 32, const ITEMS: usize = MAX_ITEMS> {
+/// The default (`DEPTH` 4, `W` 255) takes any file up to 34 TB and holds
+/// about 70 KB: the open index of each level and up to `DEPTH` interior
+/// indexes waiting for their acknowledgement. `DEPTH` 1 takes files of one
+/// index (2,088,960 bytes), and a small `W` files of `W` fragments: an
+/// upload sized for a one-fragment file (`Upload<_, 2, 1, 1>`) takes
+/// about 5 KB, most of it the holder choice and per-peer windows it shares
+/// with downloads.
+pub struct Upload<
+    SRC,
+    const WINDOW: usize = 32,
+    const DEPTH: usize = 4,
+    const W: usize = INDEX_MAX_FRAGMENTS,
+> {
     source: SRC,
     name: IndexName,
-    last_len: u16,
-    hashes: [FragmentHash; ITEMS],
-    index_hash: FragmentHash,
     size: u64,
-    count: u16,
-    acked: [bool; ITEMS],
-    acked_count: u16,
-    /// The next item never asked for.
-    next: u16,
-    /// Items asked for and not acknowledged: in flight, or waiting after a
-    /// loss or a refusal.
-    requests: RequestTable<Item, WINDOW>,
+    /// The tree under construction, until every data fragment is in it.
+    tree: Option<TreeBuilder<DEPTH, W>>,
+    /// The root, once the tree is complete.
+    root: Option<(IndexBuf<W>, FragmentHash)>,
+    root_offered: bool,
+    pending: heapless::Vec<Pending<W>, DEPTH>,
+    /// The next data fragment to read.
+    next_data: u64,
+    data_count: u64,
+    total: u64,
+    acked_count: u64,
+    /// Fragments offered and not acknowledged: in flight, or waiting after
+    /// a loss or a refusal.
+    requests: RequestTable<Offer, WINDOW>,
     requester: Requester<PEERS>,
     state: State,
     events: EventQueue<UploadEvent>,
 }
 
-impl<SRC: FileSource, const WINDOW: usize, const ITEMS: usize> Upload<SRC, WINDOW, ITEMS> {
-    /// Prepares the upload of `source` under `name`: hashes every fragment
-    /// (reading the source once, 512 bytes at a time) and the index.
-    pub fn new(name: IndexName, mut source: SRC) -> Result<Self, (UploadError, SRC)> {
+impl<SRC: FileSource, const WINDOW: usize, const DEPTH: usize, const W: usize>
+    Upload<SRC, WINDOW, DEPTH, W>
+{
+    /// Prepares the upload of `source` under `name`. Nothing is read yet;
+    /// a file larger than the tree this upload can build is refused.
+    pub fn new(name: IndexName, source: SRC) -> Result<Self, (UploadError, SRC)> {
         let size = source.size();
-        if size > MAX_FILE_SIZE {
-            return Err((UploadError::FileTooLarge { size }, source));
-        }
-        let Ok((count, last_len)) = fragment_layout(size) else {
+        let data_count = data_fragments(size);
+        let flat = data_count <= W.min(INDEX_MAX_FRAGMENTS) as u64;
+        let total = if DEPTH <= 1 {
+            // One flat index (and no tree arithmetic in a small upload).
+            flat.then_some(data_count + 1)
+        } else {
+            match (tree_height(size), index_fragments(size)) {
+                (Ok(height), Ok(indexes))
+                    if usize::from(height) <= DEPTH && (height > 1 || flat) =>
+                {
+                    Some(data_count + indexes)
+                }
+                _ => None,
+            }
+        };
+        let Some(total) = total else {
             return Err((UploadError::FileTooLarge { size }, source));
         };
-        let fragments = u16::from(count) + 1;
-        if usize::from(fragments) > ITEMS {
-            let capacity = u16::try_from(ITEMS).unwrap_or(u16::MAX);
-            return Err((UploadError::TooManyFragments { fragments, capacity }, source));
-        }
-        let mut hashes = [FragmentHash::default(); ITEMS];
-        for (i, slot) in hashes.iter_mut().enumerate().take(usize::from(count)) {
-            match hash_fragment(&mut source, size, i) {
-                Ok(hash) => *slot = hash,
-                Err(e) => return Err((e, source)),
-            }
-        }
-        let index_hash = IndexParts { name: &name, count, last_len, hashes: &hashes }.hash();
         Ok(Upload {
             source,
             name,
-            last_len,
-            hashes,
-            index_hash,
             size,
-            count: u16::from(count),
-            acked: [false; ITEMS],
+            tree: Some(TreeBuilder::new()),
+            root: None,
+            root_offered: false,
+            pending: heapless::Vec::new(),
+            next_data: 0,
+            data_count,
+            total,
             acked_count: 0,
-            next: 0,
             requests: RequestTable::new(),
             requester: Requester::new(),
             state: State::Running,
@@ -256,9 +300,10 @@ impl<SRC: FileSource, const WINDOW: usize, const ITEMS: usize> Upload<SRC, WINDO
         })
     }
 
-    /// The file's address: the hash of its index fragment.
-    pub fn index_hash(&self) -> FragmentHash {
-        self.index_hash
+    /// The file's address, the hash of its root index, once every data
+    /// fragment has been read.
+    pub fn index_hash(&self) -> Option<FragmentHash> {
+        self.root.as_ref().map(|(_, hash)| *hash)
     }
 
     /// The file name stored in the index.
@@ -281,18 +326,13 @@ impl<SRC: FileSource, const WINDOW: usize, const ITEMS: usize> Upload<SRC, WINDO
         &mut self.source
     }
 
-    /// The data fragments' hashes, in file order.
-    pub fn hashes(&self) -> &[FragmentHash] {
-        self.hashes.get(..usize::from(self.count)).unwrap_or(&[])
+    /// Fragments to store: data fragments and every index of the tree.
+    pub fn total(&self) -> u64 {
+        self.total
     }
 
-    /// Fragments to store, the index included.
-    pub fn total(&self) -> u16 {
-        self.count + 1
-    }
-
-    /// Fragments acknowledged so far, the index included.
-    pub fn acknowledged(&self) -> u16 {
+    /// Fragments acknowledged so far.
+    pub fn acknowledged(&self) -> u64 {
         self.acked_count
     }
 
@@ -340,40 +380,32 @@ impl<SRC: FileSource, const WINDOW: usize, const ITEMS: usize> Upload<SRC, WINDO
         self.send_more(now, node, sink);
     }
 
-    fn item_hash(&self, item: u16) -> FragmentHash {
-        if item == self.count {
-            self.index_hash
-        } else {
-            self.hashes().get(usize::from(item)).copied().unwrap_or_default()
-        }
-    }
-
-    /// Marks every item with this hash stored (a file can repeat a fragment).
+    /// Marks every request for this hash stored (a file can repeat a
+    /// fragment), and frees the interior indexes it was.
     fn mark_stored(&mut self, hash: FragmentHash, holder: PeerInfo) {
-        for item in 0..=self.count {
-            if self.item_hash(item) != hash {
+        let mut i = 0;
+        while let Some(request) = self.requests.get(i) {
+            if request.item.hash != hash {
+                i += 1;
                 continue;
             }
-            if let Some(acked) = self.acked.get_mut(usize::from(item)) {
-                if !*acked {
-                    *acked = true;
-                    self.acked_count += 1;
-                    self.events.push(UploadEvent::Stored { fragment: item, hash, holder });
-                }
+            let item = request.item.item;
+            self.requests.remove(i);
+            self.acked_count += 1;
+            self.events.push(UploadEvent::Stored { item, hash, holder });
+            if item == Item::Root && self.state == State::Running {
+                self.state = State::Finished;
+                self.events.push(UploadEvent::Finished { index_hash: hash });
             }
         }
-        self.requests.retain(|r| r.item.hash != hash);
-        if self.acked.get(usize::from(self.count)) == Some(&true) && self.state == State::Running {
-            self.state = State::Finished;
-            self.events.push(UploadEvent::Finished { index_hash: self.index_hash });
-        }
+        self.pending.retain(|p| !(p.offered && p.hash == hash));
     }
 
     /// Fails the upload if a request has used up its attempts.
     fn gave_up(&mut self, now: Instant) -> bool {
         if let Some(request) = spent(&self.requests, now) {
-            let (attempts, fragment) = (request.attempts, request.item.index);
-            self.fail(UploadError::GaveUp { fragment, attempts });
+            let (attempts, item) = (request.attempts, request.item.item);
+            self.fail(UploadError::GaveUp { item, attempts });
         }
         self.is_done()
     }
@@ -385,36 +417,90 @@ impl<SRC: FileSource, const WINDOW: usize, const ITEMS: usize> Upload<SRC, WINDO
         }
     }
 
-    /// Takes new items into the request table while it has room (the
-    /// index only once every data fragment is acknowledged), then sends
-    /// every request that may go.
+    /// The next fragment to offer, if the window and the interior indexes
+    /// kept allow: an interior index built and not yet offered, else the
+    /// next data fragment (read and hashed now), else the last interior
+    /// indexes and the root; the root only once nothing else is
+    /// outstanding.
+    fn next_offer(&mut self) -> Option<(Item, FragmentHash)> {
+        if DEPTH > 1 {
+            if let Some(p) = self.pending.iter_mut().find(|p| !p.offered) {
+                p.offered = true;
+                return Some((Item::Index, p.hash));
+            }
+        }
+        let tree = self.tree.as_mut()?;
+        // The next push may complete one interior index per level.
+        // (Always, with one level: nothing is ever pending.)
+        let room = DEPTH <= 1 || self.pending.len() + tree.levels().max(1) <= DEPTH;
+        if self.next_data < self.data_count {
+            if !room && tree.levels() > 0 {
+                return None;
+            }
+            let n = self.next_data;
+            let hash = match hash_fragment(&mut self.source, self.size, n) {
+                Ok(hash) => hash,
+                Err(e) => {
+                    self.fail(e);
+                    return None;
+                }
+            };
+            let len = self.size.saturating_sub(n * FRAGMENT_SIZE as u64).min(FRAGMENT_SIZE as u64);
+            let pending = &mut self.pending;
+            let pushed = tree.push(hash, len as usize, |index| keep(pending, index));
+            if pushed.is_err() {
+                self.fail(UploadError::FileTooLarge { size: self.size });
+                return None;
+            }
+            self.next_data += 1;
+            return Some((Item::Data(n), hash));
+        }
+        if !room && tree.levels() > 1 {
+            return None;
+        }
+        let tree = self.tree.take()?;
+        let pending = &mut self.pending;
+        let finished = tree.finish(self.name, |index| keep(pending, index));
+        match finished {
+            Ok(root) => {
+                let hash = root.hash();
+                self.root = Some((root, hash));
+            }
+            Err(_) => self.fail(UploadError::FileTooLarge { size: self.size }),
+        }
+        self.next_offer()
+    }
+
+    /// The root, when every other fragment is acknowledged.
+    fn root_offer(&mut self) -> Option<(Item, FragmentHash)> {
+        let (_, hash) = self.root.as_ref()?;
+        if self.root_offered || !self.requests.is_empty() || !self.pending.is_empty() {
+            return None;
+        }
+        self.root_offered = true;
+        Some((Item::Root, *hash))
+    }
+
+    /// Takes new fragments into the request table while it has room, then
+    /// sends every request that may go.
     fn send_more<S: FragmentStore, const N: usize, const D: usize, const F: usize>(
         &mut self,
         now: Instant,
         node: &mut Node<S, N, D, F>,
         sink: &mut impl Transmit,
     ) {
-        while self.state == State::Running && !self.requests.is_full() && self.next <= self.count {
-            let index = self.next;
-            if index == self.count && self.acked_count < self.count {
+        while self.state == State::Running && !self.requests.is_full() {
+            let Some((item, hash)) = self.next_offer().or_else(|| self.root_offer()) else {
                 break;
-            }
-            self.next += 1;
-            let hash = self.item_hash(index);
-            // One request per distinct hash: an acknowledgement marks every
-            // item with the hash stored.
-            let acked = self.acked.get(usize::from(index)) == Some(&true);
-            if !acked && !self.requests.contains(|r| r.hash == hash) {
-                let _ = self
-                    .requests
-                    .push(Request::new(Item { index, hash, redirects: 0, sampled: false }, now));
-            }
+            };
+            let offer = Offer { item, hash, redirects: 0, sampled: false };
+            let _ = self.requests.push(Request::new(offer, now));
         }
         self.requester.unblock(&mut self.requests, now);
         while self.state == State::Running && self.requests.in_flight() < WINDOW {
             let Some(i) = self.requests.next_ready(now) else { return };
             let Some(&request) = self.requests.get(i) else { return };
-            let Item { index, hash, .. } = request.item;
+            let Offer { item, hash, .. } = request.item;
             let attempt = request.attempts;
             let pick = self.requester.pick(now, node, &hash, attempt, &Tried::new(), sink);
             if let Some(shard) = self.requester.take_search_began() {
@@ -439,7 +525,7 @@ impl<SRC: FileSource, const WINDOW: usize, const ITEMS: usize> Upload<SRC, WINDO
                     return;
                 }
             };
-            log::trace!("upload: NEWFILE {hash:?} item {index} attempt {attempt} to {to}");
+            log::trace!("upload: NEWFILE {hash:?} {item} attempt {attempt} to {to}");
             // A refused send is treated like a loss: it times out.
             node.offer(now, to, hash, sink);
             self.requester.on_sent(to, now);
@@ -451,7 +537,7 @@ impl<SRC: FileSource, const WINDOW: usize, const ITEMS: usize> Upload<SRC, WINDO
     }
 
     /// A holder asks for units of `hash`: sends them, read from the source
-    /// again (the index rebuilt), and gives its offer more time.
+    /// again (or from the index kept), and gives its offer more time.
     #[allow(clippy::too_many_arguments)]
     fn serve<S: FragmentStore, const N: usize, const D: usize, const F: usize>(
         &mut self,
@@ -463,32 +549,35 @@ impl<SRC: FileSource, const WINDOW: usize, const ITEMS: usize> Upload<SRC, WINDO
         piece_units: u8,
         sink: &mut impl Transmit,
     ) {
-        let Some(index) = (0..=self.count).find(|i| self.item_hash(*i) == hash) else {
+        let Some(item) = self.requests.find(|r| r.hash == hash).map(|r| r.item.item) else {
             return;
         };
-        let is_index = index == self.count;
-        let count = u8::try_from(self.count).unwrap_or(u8::MAX);
-        let hashes = self.hashes.get(..usize::from(self.count)).unwrap_or(&[]);
-        let index_fragment =
-            IndexParts { name: &self.name, count, last_len: self.last_len, hashes };
+        let index = match item {
+            Item::Root => self.root.as_ref().map(|(index, _)| index),
+            Item::Index => self.pending.iter().find(|p| p.hash == hash).map(|p| &p.index),
+            Item::Data(_) => None,
+        };
         let (size, source) = (self.size, &mut self.source);
-        let fill = |buf: &mut crate::fragment::FragmentBytes| {
-            if is_index {
-                index_fragment.encode(buf);
+        let fill = |buf: &mut crate::fragment::FragmentBytes| match (item, index) {
+            (Item::Data(n), _) => read_fragment(source, size, n, buf),
+            (_, Some(index)) => {
+                index.encode(buf);
                 true
-            } else {
-                read_fragment(source, size, usize::from(index), buf)
             }
+            (_, None) => false,
         };
         match node.send_pieces(now, from, hash, want, piece_units, fill, sink) {
             Ok(()) => {}
             Err(RequestError::SourceFailed) => {
-                let offset = u64::from(index) * FRAGMENT_SIZE as u64;
+                let offset = match item {
+                    Item::Data(n) => n * FRAGMENT_SIZE as u64,
+                    Item::Index | Item::Root => self.size,
+                };
                 self.fail(UploadError::SourceFailed { offset });
                 return;
             }
             Err(RequestError::HashMismatch) => {
-                self.fail(UploadError::SourceChanged { fragment: index });
+                self.fail(UploadError::SourceChanged { item });
                 return;
             }
             Err(RequestError::SendFailed) => {}
@@ -507,6 +596,45 @@ impl<SRC: FileSource, const WINDOW: usize, const ITEMS: usize> Upload<SRC, WINDO
     }
 }
 
+/// The address `name` and `source` would have: the hash of the root of
+/// its index tree, computed by reading the source once (as `dhthash`
+/// does). `each` sees every fragment of the file in the order an upload
+/// offers them (interior indexes as they complete, the root last).
+pub fn hash_file<SRC: FileSource>(
+    name: IndexName,
+    source: &mut SRC,
+    mut each: impl FnMut(Item, FragmentHash),
+) -> Result<FragmentHash, UploadError> {
+    const LEVELS: usize = crate::index::MAX_HEIGHT as usize;
+    let size = source.size();
+    let too_large = |_| UploadError::FileTooLarge { size };
+    let mut tree = TreeBuilder::<LEVELS>::new();
+    let mut sealed = heapless::Vec::<FragmentHash, LEVELS>::new();
+    for n in 0..data_fragments(size) {
+        let hash = hash_fragment(source, size, n)?;
+        let len = size.saturating_sub(n * FRAGMENT_SIZE as u64).min(FRAGMENT_SIZE as u64);
+        tree.push(hash, len as usize, |index| {
+            let _ = sealed.push(index.hash());
+        })
+        .map_err(too_large)?;
+        each(Item::Data(n), hash);
+        for index in sealed.drain(..) {
+            each(Item::Index, index);
+        }
+    }
+    let root = tree
+        .finish(name, |index| {
+            let _ = sealed.push(index.hash());
+        })
+        .map_err(too_large)?;
+    for index in sealed.drain(..) {
+        each(Item::Index, index);
+    }
+    let hash = root.hash();
+    each(Item::Root, hash);
+    Ok(hash)
+}
+
 /// The least time an offer is given after its holder asked for pieces.
 const HOLDER_AT_WORK: Duration = Duration::from_millis(200);
 
@@ -517,8 +645,9 @@ impl<
         const D: usize,
         const F: usize,
         const WINDOW: usize,
-        const ITEMS: usize,
-    > App<S, N, D, F> for Upload<SRC, WINDOW, ITEMS>
+        const DEPTH: usize,
+        const W: usize,
+    > App<S, N, D, F> for Upload<SRC, WINDOW, DEPTH, W>
 where
     S: FragmentStore,
     SRC: FileSource,
@@ -564,7 +693,8 @@ where
         );
         // Believed only from the member the offer went to, from its
         // address: anyone else's word is dropped.
-        let asked = |r: &Request<Item>| r.item.hash == *hash && r.in_flight_to() == Some(from.addr);
+        let asked =
+            |r: &Request<Offer>| r.item.hash == *hash && r.in_flight_to() == Some(from.addr);
         let Some(position) = self.requests.position(asked) else { return };
         self.requester.hint(*hash, holders);
         let Some(request) = self.requests.get_mut(position) else { return };
@@ -572,7 +702,6 @@ where
         if outcome.is_held() {
             let sample = !request.item.sampled;
             self.requester.answered_sampling(request, from.addr, now, sample);
-            self.requests.remove(position);
             self.mark_stored(*hash, *from);
         } else if *outcome == StoreOutcome::NotHolder && request.item.redirects < MAX_REDIRECTS {
             // The node named the right holders (the node has learned them):
@@ -595,12 +724,14 @@ where
     }
 }
 
-impl<SRC, const WINDOW: usize, const ITEMS: usize> fmt::Debug for Upload<SRC, WINDOW, ITEMS> {
+impl<SRC, const WINDOW: usize, const DEPTH: usize, const W: usize> fmt::Debug
+    for Upload<SRC, WINDOW, DEPTH, W>
+{
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Upload")
-            .field("index_hash", &self.index_hash)
+            .field("root", &self.root.as_ref().map(|(_, hash)| hash))
             .field("acked", &self.acked_count)
-            .field("total", &(self.count + 1))
+            .field("total", &self.total)
             .field("outstanding", &self.requests.len())
             .field("in_flight", &self.requests.in_flight())
             .field("state", &self.state)

@@ -52,10 +52,10 @@ impl<B: AsRef<[u8]>> FileSource for Bytes<B> {
 pub fn read_fragment(
     source: &mut impl FileSource,
     size: u64,
-    i: usize,
+    i: u64,
     buf: &mut FragmentBytes,
 ) -> bool {
-    let offset = i as u64 * FRAGMENT_SIZE as u64;
+    let offset = i.saturating_mul(FRAGMENT_SIZE as u64);
     let len = size.saturating_sub(offset).min(FRAGMENT_SIZE as u64) as usize;
     let (data, padding) = buf.split_at_mut(len);
     padding.fill(0);
@@ -66,11 +66,11 @@ pub fn read_fragment(
 pub(super) fn hash_fragment(
     source: &mut impl FileSource,
     size: u64,
-    i: usize,
+    i: u64,
 ) -> Result<FragmentHash, UploadError> {
     let mut hasher = Sha256::new();
     let mut chunk = [0u8; 512];
-    let start = i as u64 * FRAGMENT_SIZE as u64;
+    let start = i.saturating_mul(FRAGMENT_SIZE as u64);
     let mut offset = start;
     let end = start + FRAGMENT_SIZE as u64;
     while offset < end {

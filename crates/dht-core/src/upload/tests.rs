@@ -17,45 +17,48 @@ fn streamed_hash_equals_hash_of_padded_fragment() {
 }
 
 #[test]
-fn too_large_file_is_refused_with_a_typed_error() {
-    let data = vec![0u8; MAX_FILE_SIZE as usize + 1];
-    let result = Upload::<_, 4>::new(IndexName::from_file_name("big"), &data[..]);
+fn a_file_taller_than_the_upload_can_build_is_refused_with_a_typed_error() {
+    let data = vec![0u8; crate::MAX_FILE_SIZE as usize + 1];
+    let result = Upload::<_, 4, 1>::new(IndexName::from_file_name("big"), &data[..]);
     assert_eq!(result.err().map(|(e, _)| e), Some(UploadError::FileTooLarge { size: 2_088_961 }));
+    // The default takes it: a tree of two levels, three indexes.
+    let upload = Upload::<_, 4>::new(IndexName::from_file_name("big"), &data[..]).unwrap();
+    assert_eq!(upload.total(), 256 + 3);
 }
 
 #[test]
-fn index_of_prepared_upload_lists_every_fragment() {
+fn the_address_is_that_of_the_index_the_download_reads() {
     let data = vec![1u8; 8193];
-    let upload = Upload::<_, 4>::new(IndexName::from_file_name("x"), &data[..]).unwrap();
-    assert_eq!(upload.total(), 3);
-    assert_eq!(upload.file_size(), 8193);
+    let name = IndexName::from_file_name("x");
+    let mut seen = std::vec::Vec::new();
+    let hash = hash_file(name, &mut &data[..], |item, hash| seen.push((item, hash))).unwrap();
     let mut first = [1u8; FRAGMENT_SIZE];
-    assert_eq!(upload.hashes().first(), Some(&FragmentHash::of(&first)));
+    let one = FragmentHash::of(&first);
     first.fill(0);
     first[0] = 1;
-    assert_eq!(upload.hashes().get(1), Some(&FragmentHash::of(&first)));
+    let two = FragmentHash::of(&first);
+    assert_eq!(seen, [(Item::Data(0), one), (Item::Data(1), two), (Item::Root, hash)]);
     // The index hash is that of the full index the download will read.
-    let index = crate::index::IndexFragment::for_file(IndexName::from_file_name("x"), 8193, |i| {
-        upload.hashes()[i]
-    })
-    .unwrap();
-    assert_eq!(upload.index_hash(), index.hash());
+    let index = crate::index::IndexFragment::for_file(name, 8193, |i| [one, two][i]).unwrap();
+    assert_eq!(hash, index.hash());
     let mut bytes = [0u8; FRAGMENT_SIZE];
     index.encode(&mut bytes);
-    assert_eq!(upload.index_hash(), FragmentHash::of(&bytes));
+    assert_eq!(hash, FragmentHash::of(&bytes));
+    let upload = Upload::<_, 4>::new(name, &data[..]).unwrap();
+    assert_eq!((upload.total(), upload.file_size(), upload.index_hash()), (3, 8193, None));
 }
 
 #[test]
 fn an_upload_sized_for_small_files_refuses_larger_ones() {
     let data = vec![7u8; 3 * FRAGMENT_SIZE];
-    let result = Upload::<_, 2, 2>::new(IndexName::from_file_name("s"), &data[..]);
+    let result = Upload::<_, 2, 1, 1>::new(IndexName::from_file_name("s"), &data[..]);
     assert_eq!(
         result.err().map(|(e, _)| e),
-        Some(UploadError::TooManyFragments { fragments: 4, capacity: 2 })
+        Some(UploadError::FileTooLarge { size: 3 * FRAGMENT_SIZE as u64 })
     );
-    let upload = Upload::<_, 2, 2>::new(IndexName::from_file_name("s"), &data[..100]).unwrap();
+    let upload = Upload::<_, 2, 1, 1>::new(IndexName::from_file_name("s"), &data[..100]).unwrap();
     assert_eq!(upload.total(), 2);
-    let size = core::mem::size_of::<Upload<&[u8], 2, 2>>();
+    let size = core::mem::size_of::<Upload<&[u8], 2, 1, 1>>();
     assert!(size < 8192, "{size}");
 }
 

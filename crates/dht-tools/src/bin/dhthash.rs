@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::Parser;
-use dht_core::upload::{Upload, UploadError};
+use dht_core::upload::{hash_file, Item, UploadError};
 use dht_core::IndexName;
 use dht_std::logger;
 use dht_tools::{fail, open_source, say, source_name, Verbosity};
@@ -14,7 +14,8 @@ use dht_tools::{fail, open_source, say, source_name, Verbosity};
 /// With one FILE, the hash alone; with several, one line per file, the
 /// hash then the file, as sha256sum does. `-` reads standard input (named
 /// `stdin`, as dhtsend names it). With -v, every fragment's number, hash
-/// and shard go to standard error.
+/// and shard go to standard error: data fragments by number, the interior
+/// indexes of a file over 2,088,960 bytes as `idx`, the root as `index`.
 #[derive(Parser, Debug)]
 #[command(
     name = "dhthash",
@@ -67,27 +68,30 @@ fn main() -> ExitCode {
 fn hash(file: &Path, name: Option<&str>, verbose: bool) -> Result<String, String> {
     let reader = open_source(file)?;
     let name = source_name(file, name);
-    let upload = Upload::<_, 1>::new(IndexName::from_file_name(&name), reader).map_err(
-        |(e, reader)| match e {
-            UploadError::SourceFailed { offset } => format!(
-                "cannot read {} at byte {offset}: {}",
-                file.display(),
-                reader.error.as_ref().map(|e| e.to_string()).unwrap_or_default()
-            ),
-            other => other.to_string(),
-        },
-    )?;
+    let mut reader = reader;
+    let size = dht_core::upload::FileSource::size(&reader);
+    let name = IndexName::from_file_name(&name);
     if verbose {
-        eprintln!(
-            "# {} ({} bytes, {} fragments)",
-            upload.name(),
-            upload.file_size(),
-            upload.hashes().len()
-        );
-        for (i, hash) in upload.hashes().iter().enumerate() {
-            eprintln!("{i:>3} {hash} shard {}", hash.shard());
-        }
-        eprintln!("index {} shard {}", upload.index_hash(), upload.index_hash().shard());
+        let fragments = dht_core::index::data_fragments(size);
+        let indexes = dht_core::index::index_fragments(size).unwrap_or(0);
+        eprintln!("# {name} ({size} bytes, {fragments} fragments, {indexes} index fragments)");
     }
-    Ok(upload.index_hash().to_string())
+    let hash = hash_file(name, &mut reader, |item, hash| {
+        if verbose {
+            match item {
+                Item::Data(n) => eprintln!("{n:>3} {hash} shard {}", hash.shard()),
+                Item::Index => eprintln!("idx {hash} shard {}", hash.shard()),
+                Item::Root => eprintln!("index {hash} shard {}", hash.shard()),
+            }
+        }
+    })
+    .map_err(|e| match e {
+        UploadError::SourceFailed { offset } => format!(
+            "cannot read {} at byte {offset}: {}",
+            file.display(),
+            reader.error.as_ref().map(|e| e.to_string()).unwrap_or_default()
+        ),
+        other => other.to_string(),
+    })?;
+    Ok(hash.to_string())
 }

@@ -226,7 +226,7 @@ fn download<K: FileSink>(
                     "index: \"{}\", {size} bytes in {fragments} fragments",
                     name.as_str().escape_debug()
                 );
-                progress.set_total(u64::from(*fragments));
+                progress.set_total(*fragments);
                 on_name(name.as_str())?;
             }
             DownloadEvent::Written { .. } => progress.step(),

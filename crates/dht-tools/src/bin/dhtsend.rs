@@ -4,9 +4,9 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
-use dht_core::upload::UploadEvent;
+use dht_core::upload::{Item, UploadEvent};
 use dht_core::verify::{Check, VerifyEvent};
-use dht_core::{FragmentHash, IndexName, PeerAddr};
+use dht_core::IndexName;
 use dht_std::logger;
 use dht_tools::{
     fail, join, node_addrs, open_source, say, seconds, source_name, Network, Progress, Verbosity,
@@ -18,7 +18,8 @@ use dht_tools::{
 /// shard and acknowledged. A '#' is printed on stderr per fragment stored
 /// (a progress bar on a terminal). When every fragment and the index are
 /// stored, the index hash, the file's address for dhtrecv, is printed
-/// alone on stdout. Files up to 2,088,960 bytes (one index fragment).
+/// alone on stdout. A file over 2,088,960 bytes gets a tree of index
+/// fragments; its root is the address.
 #[derive(Parser, Debug)]
 #[command(
     name = "dhtsend",
@@ -101,19 +102,27 @@ fn run(args: &Args) -> Result<(String, Option<String>), String> {
         &args.network,
     )?;
     let mut progress = Progress::new(0, args.verbosity.quiet);
-    let mut holders: Vec<Option<(FragmentHash, PeerAddr)>> = Vec::new();
+    // The root and a sample of data fragments spread over the file are
+    // read back after the upload: only their holders are kept.
+    let data = dht_core::index::data_fragments(dht_core::upload::FileSource::size(&reader));
+    let sample = u64::from(args.verify_sample);
+    let step = (data / sample.max(1)).max(1);
+    let mut root: Option<Check> = None;
+    let mut sampled: Vec<Check> = Vec::new();
     let result = client.upload(
         IndexName::from_file_name(&name),
         reader,
         seconds(args.timeout)?,
         |event, total| {
-            progress.set_total(u64::from(total));
-            holders.resize(usize::from(total), None);
+            progress.set_total(total);
             match event {
-                UploadEvent::Stored { fragment, hash, holder } => {
-                    log::debug!("fragment {fragment} stored by {holder}");
-                    if let Some(slot) = holders.get_mut(usize::from(*fragment)) {
-                        *slot = Some((*hash, holder.addr));
+                UploadEvent::Stored { item, hash, holder } => {
+                    log::debug!("{item} stored by {holder}");
+                    let check = Check { hash: *hash, acknowledged_by: holder.addr };
+                    match item {
+                        Item::Root => root = Some(check),
+                        Item::Data(n) if n % step == 0 && n / step < sample => sampled.push(check),
+                        Item::Data(_) | Item::Index => {}
                     }
                     progress.step();
                 }
@@ -130,16 +139,7 @@ fn run(args: &Args) -> Result<(String, Option<String>), String> {
     if args.no_verify {
         return Ok((index.to_string(), None));
     }
-    // The index, then a sample of the data fragments spread over the file.
-    let last = holders.len().saturating_sub(1);
-    let data = last;
-    let step = (data / usize::from(args.verify_sample.max(1))).max(1);
-    let mut checks = Vec::new();
-    for (hash, by) in holders.get(last).copied().flatten().into_iter().chain(
-        (0..data).step_by(step).take(usize::from(args.verify_sample)).filter_map(|i| holders[i]),
-    ) {
-        checks.push(Check { hash, acknowledged_by: by });
-    }
+    let checks: Vec<Check> = root.into_iter().chain(sampled).collect();
     let events = client.verify(&checks, seconds(args.timeout)?).map_err(|e| e.to_string())?;
     let missing: Vec<String> = events
         .iter()
