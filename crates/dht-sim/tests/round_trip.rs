@@ -159,3 +159,29 @@ fn same_seed_same_run() {
     assert_ne!(a.2, c.2);
     let _ = Replication::WholeShard;
 }
+
+#[test]
+fn a_fast_large_upload_leaves_every_fragment_with_its_copies() {
+    // 32 members: about two per shard, so each member announces every
+    // fragment it takes to a mate. A 20 MB upload announces faster than
+    // the mates answer; none may be left with fewer copies than its shard
+    // can give it.
+    let mut sim = Sim::new(6, Faults::default());
+    let members = join_members(&mut sim, Config::member(), 4096, 32, Duration::from_millis(2))
+        .expect("all 32 nodes join");
+    sim.run_for(Duration::from_secs(1));
+    let data = random_bytes(11, 20 << 20);
+    let back = round_trip(&mut sim, members[1], members[20], "fast.bin", &data);
+    assert!(back == data, "downloaded bytes differ");
+    sim.run_for(Duration::from_secs(10));
+    let mut short = 0;
+    let hashes = dht_sim::scene::file_hashes("fast.bin", &data);
+    for hash in &hashes {
+        let mates = members.iter().filter(|&&m| sim.node(m).unwrap().shard() == hash.shard());
+        let wanted = mates.count().min(3);
+        if sim.holders_of(hash).len() < wanted {
+            short += 1;
+        }
+    }
+    assert_eq!(short, 0, "{short} of {} fragments lack copies", hashes.len());
+}

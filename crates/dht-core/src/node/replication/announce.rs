@@ -5,8 +5,9 @@
 //! sent again with a doubling wait, at most [`ANNOUNCE_TRIES`] times (the
 //! HOLDINGS exchange is the backstop). While the member fetches (its
 //! FILEGETs come) the announcement waits; a fetch it gave up is offered
-//! again. When the table is full, the announcement waiting longest makes
-//! room.
+//! again. When the table is full a new announcement is sent once and not
+//! remembered, and replication scans the store again once the table has
+//! room (a fast upload announces faster than mates answer: none is lost).
 
 use crate::fragment::FragmentHash;
 use crate::id::PeerAddr;
@@ -47,22 +48,21 @@ impl<const F: usize> Announcements<F> {
         self.table.poll_timeout(false)
     }
 
-    /// Remembers an announcement of `hash` just sent to `to`.
-    pub(crate) fn expect_ack(&mut self, now: Instant, hash: FragmentHash, to: PeerAddr) {
+    /// Remembers an announcement of `hash` just sent to `to`. Returns
+    /// `false` when the table is full and it could not be remembered (it
+    /// is sent once, never again: the caller makes up for it with a scan).
+    pub(crate) fn expect_ack(&mut self, now: Instant, hash: FragmentHash, to: PeerAddr) -> bool {
         if self.table.contains(|a| a.hash == hash && a.to == to) {
-            return;
+            return true;
         }
         let mut request = Request::new(Announcement { hash, to }, now);
         request.sent(to, now, ANNOUNCE_RETRY);
-        if let Err(request) = self.table.push(request) {
-            // Full: the one waiting longest makes room.
-            let oldest = self.table.iter().enumerate().min_by_key(|(_, r)| r.wake_at(false));
-            if let Some(i) = oldest.map(|(i, _)| i) {
-                if let Some(slot) = self.table.get_mut(i) {
-                    *slot = request;
-                }
-            }
-        }
+        self.table.push(request).is_ok()
+    }
+
+    /// Announcements that can still be remembered.
+    pub(crate) fn room(&self) -> usize {
+        F - self.table.len()
     }
 
     /// `from` answered our announcement of `hash` with STORED: done if it

@@ -56,7 +56,13 @@ impl RepairScan {
         self.restart(now);
     }
 
-    /// Changes were lost: the scan announces every fragment.
+    /// Whether a scan runs.
+    pub(crate) fn is_running(&self) -> bool {
+        self.next.is_some()
+    }
+
+    /// Changes (or announcements) were lost: the scan announces every
+    /// fragment.
     pub(crate) fn overflowed(&mut self, now: Instant) {
         self.overflow = true;
         self.restart(now);
@@ -79,10 +85,16 @@ impl RepairScan {
         if self.next.is_none_or(|next| next > ctx.now) {
             return;
         }
-        let end = self.cursor.saturating_add(REPAIR_BATCH).min(store.len());
+        let mut end = self.cursor.saturating_add(REPAIR_BATCH).min(store.len());
         for i in self.cursor..end {
             let Some(hash) = store.hash_at(i) else { break };
-            for to in self.targets(view, &hash) {
+            let targets = self.targets(view, &hash);
+            if announcements.room() < targets.len() {
+                // Paced by the answers: go on when announcements have room.
+                end = i;
+                break;
+            }
+            for to in targets {
                 ctx.send(to, &Message::NewFile { hash, urgent: false });
                 announcements.expect_ack(ctx.now, hash, to);
             }
