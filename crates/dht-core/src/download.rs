@@ -42,6 +42,24 @@ pub trait FileSink {
     /// Appends `bytes` to the file. Returns `false` if they cannot be
     /// written (the download then fails).
     fn write(&mut self, bytes: &[u8]) -> bool;
+
+    /// Whether the sink already holds, at `offset`, the `len` bytes of a
+    /// data fragment whose hash (zero-padded to 8192 bytes) is `hash`: a
+    /// download resumed into what an interrupted one left. Such fragments
+    /// are not fetched; [`FileSink::skip`] passes over them in order. The
+    /// default holds nothing.
+    fn holds(&mut self, offset: u64, len: usize, hash: &FragmentHash) -> bool {
+        let _ = (offset, len, hash);
+        false
+    }
+
+    /// Passes over `len` bytes the sink said it [holds](FileSink::holds),
+    /// in file order where they would have been written. Returns `false`
+    /// if it cannot (the download then fails).
+    fn skip(&mut self, len: usize) -> bool {
+        let _ = len;
+        false
+    }
 }
 
 /// Why a download failed.
@@ -164,13 +182,16 @@ struct Wanted {
 struct Slot {
     item: Option<u64>,
     ready: bool,
+    /// The sink holds these bytes already: skipped, not written.
+    held: bool,
     /// Units received, bit `i` for unit `i`.
     have: u16,
     data: FragmentBytes,
 }
 
 impl Slot {
-    const EMPTY: Slot = Slot { item: None, ready: false, have: 0, data: [0; FRAGMENT_SIZE] };
+    const EMPTY: Slot =
+        Slot { item: None, ready: false, held: false, have: 0, data: [0; FRAGMENT_SIZE] };
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -220,6 +241,8 @@ pub struct Download<K, const WINDOW: usize = 16, const DEPTH: usize = 4> {
     next_deliver: u64,
     next_assign: u64,
     written: u64,
+    /// Data fragments the sink already held.
+    reused: u64,
     /// The index's request, then one per slot being filled.
     requests: RequestTable<Wanted, WINDOW>,
     requester: Requester<PEERS>,
@@ -256,6 +279,7 @@ impl<K: FileSink, const WINDOW: usize, const DEPTH: usize> Download<K, WINDOW, D
             next_deliver: 0,
             next_assign: 0,
             written: 0,
+            reused: 0,
             requests,
             requester: Requester::new(),
             state: State::FetchingIndex,
@@ -271,6 +295,11 @@ impl<K: FileSink, const WINDOW: usize, const DEPTH: usize> Download<K, WINDOW, D
     /// Bytes written to the sink so far.
     pub fn written(&self) -> u64 {
         self.written
+    }
+
+    /// Data fragments the sink already held (not fetched).
+    pub fn reused(&self) -> u64 {
+        self.reused
     }
 
     /// The sink.
@@ -412,13 +441,17 @@ impl<K: FileSink, const WINDOW: usize, const DEPTH: usize> Download<K, WINDOW, D
             if slot.item != Some(item) || !slot.ready {
                 return;
             }
-            let bytes = slot.data.get(..len).unwrap_or(&[]);
-            if !self.sink.write(bytes) {
+            let done = match slot.held {
+                true => self.sink.skip(len),
+                false => self.sink.write(slot.data.get(..len).unwrap_or(&[])),
+            };
+            if !done {
                 self.fail(DownloadError::SinkFailed);
                 return;
             }
             slot.item = None;
             slot.ready = false;
+            slot.held = false;
             self.written += len as u64;
             self.next_deliver += 1;
             self.events.push(DownloadEvent::Written { fragment: item });
@@ -448,8 +481,15 @@ impl<K: FileSink, const WINDOW: usize, const DEPTH: usize> Download<K, WINDOW, D
         node: &mut Node<S, N, D, F>,
         sink: &mut impl Transmit,
     ) {
-        if self.state == State::Fetching {
+        // Fragments the sink holds already are ready at once: skipping
+        // them frees slots for more, until one must be fetched.
+        while self.state == State::Fetching {
+            let before = (self.next_assign, self.next_deliver);
             self.assign_slots(now);
+            self.deliver();
+            if (self.next_assign, self.next_deliver) == before {
+                break;
+            }
         }
         self.requester.unblock(&mut self.requests, now);
         while !Download::is_done(self) {
@@ -504,6 +544,11 @@ impl<K: FileSink, const WINDOW: usize, const DEPTH: usize> Download<K, WINDOW, D
                 Step::Index(hash) => (None, hash),
                 Step::End => return,
             };
+            if let Some(item) = item {
+                if self.sink_holds(item, &hash) {
+                    continue;
+                }
+            }
             let wanted =
                 Wanted { item, hash, tried: Tried::new(), progress: false, sampled: false };
             if self.requests.push(Request::new(wanted, now)).is_err() {
@@ -524,6 +569,27 @@ impl<K: FileSink, const WINDOW: usize, const DEPTH: usize> Download<K, WINDOW, D
                 }
             }
         }
+    }
+}
+
+impl<K: FileSink, const WINDOW: usize, const DEPTH: usize> Download<K, WINDOW, DEPTH> {
+    /// Asks the sink whether it holds data fragment `item` already; if so
+    /// its slot is ready to be skipped, with no request.
+    fn sink_holds(&mut self, item: u64, hash: &FragmentHash) -> bool {
+        let Some((_, size)) = self.file else { return false };
+        let offset = item * FRAGMENT_SIZE as u64;
+        let len = size.saturating_sub(offset).min(FRAGMENT_SIZE as u64) as usize;
+        if !self.sink.holds(offset, len, hash) {
+            return false;
+        }
+        let Some(slot) = self.slots.get_mut(slot_number::<WINDOW>(item)) else { return false };
+        slot.item = Some(item);
+        slot.ready = true;
+        slot.held = true;
+        slot.have = 0;
+        self.next_assign += 1;
+        self.reused += 1;
+        true
     }
 }
 
@@ -793,6 +859,20 @@ mod tests {
         net.download_one_slot(other, hash);
         assert!(net.run_until(Duration::from_secs(120), |n| n.downloaded(other).is_some()));
         assert_eq!(net.downloaded(other), Some(Ok(&data[..])));
+    }
+
+    #[test]
+    fn a_resumed_download_fetches_only_what_is_missing_or_wrong() {
+        let data = bytes(7, 40 * FRAGMENT_SIZE + 77);
+        let (mut net, hash, reader) = uploaded(7, &data);
+        // An interrupted download left 25 fragments and a half, one of
+        // them damaged.
+        let mut left = data[..25 * FRAGMENT_SIZE + 4000].to_vec();
+        left[3 * FRAGMENT_SIZE + 10] ^= 0xFF;
+        net.download_over(reader, hash, left);
+        assert!(net.run_until(Duration::from_secs(30), |n| n.downloaded(reader).is_some()));
+        assert_eq!(net.downloaded(reader), Some(Ok(&data[..])));
+        assert_eq!(net.reused(reader), 24, "24 whole, right fragments are kept");
     }
 
     #[test]

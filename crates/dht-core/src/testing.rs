@@ -40,13 +40,45 @@ impl FileSink for Vec<u8> {
     }
 }
 
+/// A download's file in memory: it may start with what an interrupted
+/// download left (`bytes`), which the download checks and skips where
+/// right; written bytes go at `at`.
+#[derive(Debug, Default)]
+pub(crate) struct Sink {
+    pub(crate) bytes: Vec<u8>,
+    at: usize,
+}
+
+impl FileSink for Sink {
+    fn write(&mut self, bytes: &[u8]) -> bool {
+        let end = self.at + bytes.len();
+        if self.bytes.len() < end {
+            self.bytes.resize(end, 0);
+        }
+        self.bytes[self.at..end].copy_from_slice(bytes);
+        self.at = end;
+        true
+    }
+    fn holds(&mut self, offset: u64, len: usize, hash: &FragmentHash) -> bool {
+        let start = offset as usize;
+        let Some(have) = self.bytes.get(start..start + len) else { return false };
+        let mut fragment = [0u8; FRAGMENT_SIZE];
+        fragment[..len].copy_from_slice(have);
+        FragmentHash::of(&fragment) == *hash
+    }
+    fn skip(&mut self, len: usize) -> bool {
+        self.at += len;
+        true
+    }
+}
+
 /// What a host runs beside its node.
 pub(crate) enum Task {
     Idle,
     Upload(Box<Upload<Bytes<Vec<u8>>, 8>>),
-    Download(Box<Download<Vec<u8>, 4>>),
+    Download(Box<Download<Sink, 4>>),
     /// A download with one slot, as on a microcontroller.
-    SmallDownload(Box<Download<Vec<u8>, 1>>),
+    SmallDownload(Box<Download<Sink, 1>>),
     /// One fragment offered to a member: served when it asks, with the
     /// answers it gave.
     Offer(Box<Offering>),
@@ -339,13 +371,28 @@ impl Net {
 
     /// Starts downloading `hash` on host `i`.
     pub(crate) fn download(&mut self, i: usize, hash: FragmentHash) {
-        self.hosts[i].app.task = Task::Download(Box::new(Download::new(hash, Vec::new())));
+        self.download_over(i, hash, Vec::new());
+    }
+
+    /// Starts downloading `hash` on host `i` into what an interrupted
+    /// download left: `left`.
+    pub(crate) fn download_over(&mut self, i: usize, hash: FragmentHash, left: Vec<u8>) {
+        let sink = Sink { bytes: left, at: 0 };
+        self.hosts[i].app.task = Task::Download(Box::new(Download::new(hash, sink)));
         self.kick(i);
+    }
+
+    /// Data fragments host `i`'s download found already there.
+    pub(crate) fn reused(&self, i: usize) -> u64 {
+        match &self.hosts[i].app.task {
+            Task::Download(d) => d.reused(),
+            _ => 0,
+        }
     }
 
     /// Starts downloading `hash` on host `i` with a single slot.
     pub(crate) fn download_one_slot(&mut self, i: usize, hash: FragmentHash) {
-        let download = Download::new(hash, Vec::new());
+        let download = Download::new(hash, Sink::default());
         self.hosts[i].app.task = Task::SmallDownload(Box::new(download));
         self.kick(i);
     }
@@ -524,9 +571,9 @@ impl Net {
         i: usize,
     ) -> Option<Result<&[u8], crate::download::DownloadError>> {
         match &self.hosts[i].app.task {
-            Task::Download(d) if d.is_finished() => Some(Ok(d.sink().as_slice())),
+            Task::Download(d) if d.is_finished() => Some(Ok(d.sink().bytes.as_slice())),
             Task::Download(d) => d.error().map(Err),
-            Task::SmallDownload(d) if d.is_finished() => Some(Ok(d.sink().as_slice())),
+            Task::SmallDownload(d) if d.is_finished() => Some(Ok(d.sink().bytes.as_slice())),
             Task::SmallDownload(d) => d.error().map(Err),
             _ => None,
         }

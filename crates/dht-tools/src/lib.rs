@@ -193,6 +193,11 @@ impl Progress {
         self.total = total;
     }
 
+    /// The total number of steps.
+    pub fn total(&self) -> u64 {
+        self.total
+    }
+
     /// One more step done.
     pub fn step(&mut self) {
         self.done += 1;

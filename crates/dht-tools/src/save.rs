@@ -23,7 +23,13 @@
 //!   replaced, forced or not.
 //!
 //! A partial file that is not kept is removed when dropped, so a failed or
-//! refused download leaves nothing behind.
+//! refused download leaves nothing behind; but for one that can be
+//! continued ([`PartFile::resume`]): `.dhtrecv-<16 hex digits of the
+//! hash>.part`, kept when a download that wrote into it stops early, and
+//! opened again (never through a link, and only while no other process
+//! holds its lock) by the next download of the same file into the same
+//! directory, which checks every fragment it finds there against its hash
+//! and fetches only the others.
 //!
 //! ```
 //! # fn main() -> Result<(), dht_tools::save::SaveError> {
@@ -43,8 +49,8 @@
 
 use std::fmt;
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, BufWriter, Read, Write};
-use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
+use std::io::{self, BufWriter, Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::{FileExt, FileTypeExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use dht_core::download::FileSink;
@@ -206,6 +212,14 @@ pub struct PartFile {
     /// learns that writing failed).
     pub error: Option<io::Error>,
     kept: bool,
+    /// Bytes an interrupted download left in it (resumable files).
+    existing: u64,
+    /// Where the next bytes go.
+    position: u64,
+    /// Kept for a later download when dropped with bytes in it.
+    resumable: bool,
+    /// Fragments found right in it and kept.
+    reused: u64,
 }
 
 impl PartFile {
@@ -216,10 +230,7 @@ impl PartFile {
             let random = dht_std::random_seed() as u32;
             let path = dir.join(format!(".dhtrecv-{}-{random:08x}.part", std::process::id()));
             match create_exclusive(&path) {
-                Ok(file) => {
-                    let writer = Some(BufWriter::new(file));
-                    return Ok(PartFile { path, writer, error: None, kept: false });
-                }
+                Ok(file) => return Ok(PartFile::with(path, file, 0, false)),
                 // Someone's file (or link) has that name: pick another.
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists && attempts < 16 => {
                     attempts += 1;
@@ -231,9 +242,95 @@ impl PartFile {
         }
     }
 
+    fn with(path: PathBuf, file: File, existing: u64, resumable: bool) -> PartFile {
+        let writer = Some(BufWriter::new(file));
+        PartFile {
+            path,
+            writer,
+            error: None,
+            kept: false,
+            existing,
+            position: 0,
+            resumable,
+            reused: 0,
+        }
+    }
+
+    /// The partial file of the download of `hash` into `dir` that can be
+    /// continued (see the [module doc](self)): what an interrupted download
+    /// of the same file left, or a new one. If another process is writing
+    /// it, or something other than a regular file has its name, a fresh
+    /// [`PartFile::create`] instead.
+    pub fn resume(dir: &Path, hash: &FragmentHash) -> Result<PartFile, SaveError> {
+        let hex = hash.to_string();
+        let path = dir.join(format!(".dhtrecv-{}.part", hex.get(..16).unwrap_or(&hex)));
+        let opened = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+            .open(&path);
+        let file = match opened {
+            Ok(file) => file,
+            Err(e) => {
+                log::debug!("cannot open {} ({e}): a fresh partial file", path.display());
+                return PartFile::create(dir);
+            }
+        };
+        let meta = file
+            .metadata()
+            .map_err(|e| SaveError::Io(format!("cannot read {}", path.display()), e))?;
+        if !meta.is_file() {
+            log::warn!("{} is not a regular file: left alone", path.display());
+            return PartFile::create(dir);
+        }
+        if file.try_lock().is_err() {
+            log::warn!(
+                "another dhtrecv is writing {}: this one starts a partial file of its own",
+                path.display()
+            );
+            return PartFile::create(dir);
+        }
+        Ok(PartFile::with(path, file, meta.len(), true))
+    }
+
     /// Where the partial file is.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// Bytes an interrupted download left in it.
+    pub fn existing(&self) -> u64 {
+        self.existing
+    }
+
+    /// Fragments found right in what an interrupted download left.
+    pub fn reused(&self) -> u64 {
+        self.reused
+    }
+
+    /// Forgets what an interrupted download left: the download starts over.
+    pub fn restart(&mut self) -> io::Result<()> {
+        if let Some(writer) = self.writer.as_mut() {
+            writer.flush()?;
+            writer.get_ref().set_len(0)?;
+            writer.seek(SeekFrom::Start(0))?;
+        }
+        self.existing = 0;
+        self.position = 0;
+        Ok(())
+    }
+
+    /// Removes the file when dropped even if it could be continued (the
+    /// download was refused, or its file is not what was asked for).
+    pub fn discard(&mut self) {
+        self.resumable = false;
+    }
+
+    /// Whether it is kept when dropped: resumable, with bytes in it.
+    pub fn will_be_kept(&self) -> bool {
+        self.resumable && !self.kept && self.existing.max(self.position) > 0
     }
 
     /// Flushes the file to disk and gives it the name `target`, which must
@@ -248,6 +345,8 @@ impl PartFile {
         }
         if let Some(mut writer) = self.writer.take() {
             writer.flush().map_err(writing)?;
+            // What an interrupted download left past the end goes.
+            writer.get_ref().set_len(self.position).map_err(writing)?;
             writer.get_ref().sync_all().map_err(writing)?;
         }
         let saving = |e| SaveError::Io(format!("cannot save {}", target.display()), e);
@@ -297,7 +396,11 @@ impl PartFile {
 impl Write for PartFile {
     fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
         match self.writer.as_mut() {
-            Some(writer) => writer.write(bytes),
+            Some(writer) => {
+                let n = writer.write(bytes)?;
+                self.position += n as u64;
+                Ok(n)
+            }
             None => Err(io::Error::other("the partial file is closed")),
         }
     }
@@ -316,11 +419,42 @@ impl FileSink for PartFile {
             }
         }
     }
+
+    /// Whether the bytes an interrupted download left at `offset` are the
+    /// fragment `hash` (read from the file, past everything written since).
+    fn holds(&mut self, offset: u64, len: usize, hash: &FragmentHash) -> bool {
+        let Some(writer) = self.writer.as_ref() else { return false };
+        if offset < self.position || offset + len as u64 > self.existing {
+            return false;
+        }
+        let mut fragment = [0u8; dht_core::FRAGMENT_SIZE];
+        let Some(bytes) = fragment.get_mut(..len) else { return false };
+        writer.get_ref().read_exact_at(bytes, offset).is_ok() && hash.verifies(&fragment)
+    }
+
+    fn skip(&mut self, len: usize) -> bool {
+        let Some(writer) = self.writer.as_mut() else { return false };
+        match writer.seek(SeekFrom::Current(len as i64)) {
+            Ok(_) => {
+                self.position += len as u64;
+                self.reused += 1;
+                true
+            }
+            Err(e) => {
+                self.error.get_or_insert(e);
+                false
+            }
+        }
+    }
 }
 
 impl Drop for PartFile {
     fn drop(&mut self) {
-        if !self.kept {
+        if self.will_be_kept() {
+            if let Some(mut writer) = self.writer.take() {
+                let _ = writer.flush();
+            }
+        } else if !self.kept {
             self.writer.take();
             let _ = fs::remove_file(&self.path);
         }

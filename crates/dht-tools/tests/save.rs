@@ -8,6 +8,7 @@ use std::os::unix::fs::{symlink, FileTypeExt};
 use std::path::Path;
 use std::process::Command;
 
+use dht_core::FragmentHash;
 use dht_tools::save::{check_target, save_into, PartFile, SaveError, Target};
 
 /// The names in `dir`, sorted.
@@ -189,4 +190,50 @@ fn a_missing_directory_is_reported() {
     let err = save_into(&missing, "x", false, &b"x"[..]).unwrap_err();
     assert!(err.to_string().contains("cannot write in"), "{err}");
     assert!(names_in(dir.path()).is_empty());
+}
+
+#[test]
+fn a_resumable_partial_file_is_kept_checked_locked_and_never_a_link() {
+    use dht_core::download::FileSink;
+    let dir = tempfile::tempdir().unwrap();
+    let fragment = [7u8; dht_core::FRAGMENT_SIZE];
+    let hash = FragmentHash::of(&fragment);
+    let file = FragmentHash([0x5A; 32]);
+    let name = format!(".dhtrecv-{}.part", &file.to_string()[..16]);
+
+    // A run that wrote a fragment and a half, then stopped: kept.
+    let mut first = PartFile::resume(dir.path(), &file).unwrap();
+    assert_eq!(first.path(), dir.path().join(&name));
+    assert!(FileSink::write(&mut first, &fragment));
+    assert!(FileSink::write(&mut first, &fragment[..4000]));
+    assert!(first.will_be_kept());
+    drop(first);
+    assert_eq!(names_in(dir.path()), std::slice::from_ref(&name));
+
+    // The next run finds it, checks it, skips what is right.
+    let mut second = PartFile::resume(dir.path(), &file).unwrap();
+    assert_eq!(second.existing(), 8192 + 4000);
+    // While it is open, a third run gets a partial file of its own.
+    let third = PartFile::resume(dir.path(), &file).unwrap();
+    assert_ne!(third.path(), second.path());
+    drop(third);
+    assert!(second.holds(0, 8192, &hash));
+    assert!(!second.holds(0, 8192, &file), "wrong hash");
+    assert!(!second.holds(8192, 8192, &hash), "past what is there");
+    assert!(second.skip(8192));
+    assert_eq!(second.reused(), 1);
+    // Refused: removed after all.
+    second.discard();
+    drop(second);
+    assert!(names_in(dir.path()).is_empty(), "{:?}", names_in(dir.path()));
+
+    // A link in its place is neither followed nor removed.
+    let elsewhere = dir.path().join("elsewhere");
+    fs::write(&elsewhere, b"precious").unwrap();
+    std::os::unix::fs::symlink(&elsewhere, dir.path().join(&name)).unwrap();
+    let fresh = PartFile::resume(dir.path(), &file).unwrap();
+    assert_ne!(fresh.path(), dir.path().join(&name));
+    drop(fresh);
+    assert_eq!(fs::read(&elsewhere).unwrap(), b"precious");
+    assert!(fs::symlink_metadata(dir.path().join(&name)).unwrap().file_type().is_symlink());
 }

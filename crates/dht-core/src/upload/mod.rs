@@ -154,6 +154,9 @@ pub enum UploadEvent {
         hash: FragmentHash,
         /// The node that stored it.
         holder: PeerInfo,
+        /// The holder had it already (an upload run again sends only the
+        /// offer for such a fragment, not its bytes).
+        already: bool,
     },
     /// No member of `shard` is known yet: the upload searches the network
     /// for one (about 30 s at most) before it fails with `NoHolder`.
@@ -382,7 +385,7 @@ impl<SRC: FileSource, const WINDOW: usize, const DEPTH: usize, const W: usize>
 
     /// Marks every request for this hash stored (a file can repeat a
     /// fragment), and frees the interior indexes it was.
-    fn mark_stored(&mut self, hash: FragmentHash, holder: PeerInfo) {
+    fn mark_stored(&mut self, hash: FragmentHash, holder: PeerInfo, already: bool) {
         let mut i = 0;
         while let Some(request) = self.requests.get(i) {
             if request.item.hash != hash {
@@ -392,7 +395,7 @@ impl<SRC: FileSource, const WINDOW: usize, const DEPTH: usize, const W: usize>
             let item = request.item.item;
             self.requests.remove(i);
             self.acked_count += 1;
-            self.events.push(UploadEvent::Stored { item, hash, holder });
+            self.events.push(UploadEvent::Stored { item, hash, holder, already });
             if item == Item::Root && self.state == State::Running {
                 self.state = State::Finished;
                 self.events.push(UploadEvent::Finished { index_hash: hash });
@@ -702,7 +705,7 @@ where
         if outcome.is_held() {
             let sample = !request.item.sampled;
             self.requester.answered_sampling(request, from.addr, now, sample);
-            self.mark_stored(*hash, *from);
+            self.mark_stored(*hash, *from, *outcome == StoreOutcome::AlreadyHeld);
         } else if *outcome == StoreOutcome::NotHolder && request.item.redirects < MAX_REDIRECTS {
             // The node named the right holders (the node has learned them):
             // try again at once, from the best-ranked candidate.

@@ -7,9 +7,10 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
+use dht_core::download::DownloadError;
 use dht_core::download::{DownloadEvent, FileSink};
 use dht_core::FragmentHash;
-use dht_std::client::Client;
+use dht_std::client::{Client, ClientError};
 use dht_std::logger;
 use dht_tools::save::{check_target, PartFile};
 use dht_tools::{fail, join, node_addrs, safe_file_name, seconds, Network, Progress, Verbosity};
@@ -30,9 +31,13 @@ use dht_tools::{fail, join, node_addrs, safe_file_name, seconds, Network, Progre
 /// "..") and shows what it is. A name with nothing left becomes
 /// <16 hex digits of the hash>.bin.
 ///
-/// The download is written to a new hidden file (.dhtrecv-PID-N.part) in
-/// the target's directory, created without following links, and renamed
-/// when complete; a failed or refused download leaves nothing behind. An
+/// The download is written to a hidden file (.dhtrecv-<16 hex digits of
+/// HASH>.part) in the target's directory, opened without following links,
+/// and renamed when complete. A download that stops early (Ctrl-C, a
+/// timeout, a fragment no node gave) keeps it, and the same command run
+/// again continues it: every fragment found there is checked against its
+/// hash and only the others are fetched (--restart starts over). A refused
+/// download, or one that wrote nothing, leaves nothing behind. An
 /// existing file is replaced only with --force, and a symbolic link, a
 /// directory, a device, a FIFO or a socket never (write to standard output
 /// with -o -, not -o /dev/stdout). With -o - nothing is written to disk,
@@ -70,6 +75,10 @@ struct Args {
     /// FIFO or socket).
     #[arg(long)]
     force: bool,
+    /// Start over: forget what an interrupted download of this file left
+    /// in the target's directory instead of continuing it.
+    #[arg(long)]
+    restart: bool,
     /// Seconds to wait for the node to answer before giving up (shared
     /// among the addresses of HOST).
     #[arg(long, value_name = "SECS", default_value_t = 5.0)]
@@ -122,9 +131,13 @@ enum Destination {
 /// The destination `-o` asks for. A fixed target is checked and the
 /// partial file created now, so that a download that could not be saved
 /// is refused before it starts.
-fn destination(output: Option<&Path>, force: bool) -> Result<Destination, String> {
+fn destination(
+    output: Option<&Path>,
+    force: bool,
+    hash: &FragmentHash,
+) -> Result<Destination, String> {
     let in_dir = |dir: PathBuf, name: Option<OsString>| {
-        let part = PartFile::create(&dir).map_err(|e| e.to_string())?;
+        let part = PartFile::resume(&dir, hash).map_err(|e| e.to_string())?;
         Ok(Destination::File { dir, name, part })
     };
     let Some(path) = output else {
@@ -151,7 +164,7 @@ fn destination(output: Option<&Path>, force: bool) -> Result<Destination, String
 fn run(args: &Args) -> Result<(), String> {
     let hash = FragmentHash::from_hex(args.hash.trim())
         .map_err(|e| format!("'{}' is not an index hash: {e}", args.hash))?;
-    let destination = destination(args.output.as_deref(), args.force)?;
+    let destination = destination(args.output.as_deref(), args.force, &hash)?;
     let timeout = seconds(args.timeout)?;
     let mut client = join(
         &node_addrs(&args.host, args.port)?,
@@ -168,12 +181,27 @@ fn run(args: &Args) -> Result<(), String> {
             if let Some(e) = sink.error.take() {
                 return Err(format!("cannot write to standard output: {e}"));
             }
-            let size = result?;
+            let size = result.map_err(|e| e.to_string())?;
             sink.out.flush().map_err(|e| format!("cannot write to standard output: {e}"))?;
             log::info!("wrote {size} bytes to standard output");
             return Ok(());
         }
-        Destination::File { dir, name, part } => (dir, name, part),
+        Destination::File { dir, name, mut part } => {
+            if part.existing() > 0 {
+                if args.restart {
+                    part.restart()
+                        .map_err(|e| format!("cannot empty {}: {e}", part.path().display()))?;
+                } else if !args.verbosity.quiet {
+                    eprintln!(
+                        "dhtrecv: continuing the download left in {} ({} bytes); fragments \
+                         found right there are not fetched again (--restart starts over)",
+                        part.path().display(),
+                        part.existing()
+                    );
+                }
+            }
+            (dir, name, part)
+        }
     };
     let mut target: Option<PathBuf> = None;
     let (mut part, result) =
@@ -199,12 +227,39 @@ fn run(args: &Args) -> Result<(), String> {
     if let Some(e) = part.error.take() {
         return Err(format!("cannot write {}: {e}", part.path().display()));
     }
-    let size = result?;
+    let size = match result {
+        Ok(size) => size,
+        // Not a file this tool can save: nothing to continue.
+        Err(
+            e @ ClientError::Download(DownloadError::BadIndex(_) | DownloadError::TooDeep { .. }),
+        ) => {
+            part.discard();
+            return Err(e.to_string());
+        }
+        // Refused (the target): what an earlier run left stays for later.
+        Err(e @ ClientError::Aborted(_)) => return Err(e.to_string()),
+        Err(e) if part.will_be_kept() => {
+            return Err(format!(
+                "{e}; the partial download is kept in {}: run the same command again to \
+                 continue it",
+                part.path().display()
+            ));
+        }
+        Err(e) => return Err(e.to_string()),
+    };
     let target = target.ok_or("the download ended without an index")?;
     part.keep_as(&target, args.force).map_err(|e| e.to_string())?;
-    log::info!("saved {} ({size} bytes)", target.display());
+    let reused = part.reused();
+    log::info!("saved {} ({size} bytes, {reused} fragments were already there)", target.display());
     if !args.verbosity.quiet {
-        eprintln!("{} ({size} bytes)", target.display());
+        match reused {
+            0 => eprintln!("{} ({size} bytes)", target.display()),
+            n => eprintln!(
+                "{} ({size} bytes; {n} of {} fragments were already there)",
+                target.display(),
+                dht_core::index::data_fragments(size)
+            ),
+        }
     }
     Ok(())
 }
@@ -218,7 +273,7 @@ fn download<K: FileSink>(
     timeout: Duration,
     progress: &mut Progress,
     mut on_name: impl FnMut(&str) -> Result<(), String>,
-) -> (K, Result<u64, String>) {
+) -> (K, Result<u64, ClientError>) {
     let (sink, result) = client.download(hash, sink, timeout, |event| {
         match event {
             DownloadEvent::IndexReceived { name, size, fragments } => {
@@ -239,5 +294,5 @@ fn download<K: FileSink>(
         Ok(())
     });
     progress.finish();
-    (sink, result.map_err(|e| e.to_string()))
+    (sink, result)
 }

@@ -108,6 +108,7 @@ fn run(args: &Args) -> Result<(String, Option<String>), String> {
     let sample = u64::from(args.verify_sample);
     let step = (data / sample.max(1)).max(1);
     let mut root: Option<Check> = None;
+    let mut held_before = 0u64;
     let mut sampled: Vec<Check> = Vec::new();
     let result = client.upload(
         IndexName::from_file_name(&name),
@@ -116,7 +117,8 @@ fn run(args: &Args) -> Result<(String, Option<String>), String> {
         |event, total| {
             progress.set_total(total);
             match event {
-                UploadEvent::Stored { item, hash, holder } => {
+                UploadEvent::Stored { item, hash, holder, already } => {
+                    held_before += u64::from(*already);
                     log::debug!("{item} stored by {holder}");
                     let check = Check { hash: *hash, acknowledged_by: holder.addr };
                     match item {
@@ -136,6 +138,12 @@ fn run(args: &Args) -> Result<(String, Option<String>), String> {
     );
     progress.finish();
     let index = result.map_err(|e| e.to_string())?;
+    if held_before > 0 && !args.verbosity.quiet {
+        eprintln!(
+            "dhtsend: {held_before} of {} fragments were held already; only the others were sent",
+            progress.total()
+        );
+    }
     if args.no_verify {
         return Ok((index.to_string(), None));
     }
