@@ -37,11 +37,7 @@ use crate::id::{PeerAddr, PeerInfo};
 use crate::neighbors::NeighborTable;
 use crate::node::{Event, Transmit};
 use crate::store::FragmentStore;
-use crate::time::{Duration, Instant};
-
-/// How long after an announcement could not be remembered the store is
-/// scanned again (if the announcement table is half free by then).
-const LOST_RESCAN: Duration = Duration::from_millis(1_000);
+use crate::time::Instant;
 use crate::wire::{HashList, HolderList, Message, StoreOutcome};
 
 pub(crate) use announce::Announcements;
@@ -172,9 +168,6 @@ pub(crate) struct Offer {
 pub(crate) struct Replication<const F: usize> {
     pub(crate) fetches: Fetches<F>,
     announcements: Announcements<F>,
-    /// An announcement could not be remembered (the table was full) since
-    /// this time: the store is scanned again once the table has room.
-    lost_announcement: Option<Instant>,
     repair: RepairScan,
     pub(crate) handoff: Handoff,
     holdings_cursor: usize,
@@ -186,7 +179,6 @@ impl<const F: usize> Replication<F> {
         Replication {
             fetches: Fetches::new(),
             announcements: Announcements::new(),
-            lost_announcement: None,
             repair: RepairScan::new(),
             handoff: Handoff::new(),
             holdings_cursor: 0,
@@ -249,10 +241,7 @@ impl<const F: usize> Replication<F> {
     pub(crate) fn timeouts(&self, config: &Config) -> [Option<Instant>; 4] {
         [
             self.fetches.poll_timeout(config),
-            [self.announcements.poll_timeout(), self.lost_announcement.map(|at| at + LOST_RESCAN)]
-                .into_iter()
-                .flatten()
-                .min(),
+            self.announcements.poll_timeout(),
             self.repair.poll_timeout(),
             self.handoff.poll_timeout(),
         ]
@@ -270,33 +259,14 @@ impl<const F: usize> Replication<F> {
         self.fetches.pump(ctx);
         self.check_full(ctx, store, view);
         self.announcements.retry(ctx, store);
-        self.rescan_lost(ctx.now, store);
         self.repair.run(ctx, store, view, &mut self.announcements);
         self.handoff.run(ctx, store, view, windows);
-    }
-
-    /// Scans the store again for announcements that could not be
-    /// remembered, once the table is at least half free.
-    fn rescan_lost<S: FragmentStore>(&mut self, now: Instant, store: &S) {
-        let Some(at) = self.lost_announcement else { return };
-        if now < at + LOST_RESCAN {
-            return;
-        }
-        if self.announcements.room() < F / 2 || self.repair.is_running() {
-            self.lost_announcement = Some(now);
-            return;
-        }
-        self.lost_announcement = None;
-        if !store.is_empty() {
-            self.repair.overflowed(now);
-        }
     }
 
     /// Stops everything (the node left).
     pub(crate) fn stop<S: FragmentStore>(&mut self, store: &mut S) {
         self.fetches.clear(store);
         self.announcements.clear();
-        self.lost_announcement = None;
         self.gc.clear();
         self.repair = RepairScan::new();
         self.handoff = Handoff::new();
@@ -582,7 +552,8 @@ impl<const F: usize> Replication<F> {
         for peer in view.replica_targets(&hash).iter().filter(|p| !except.contains(&p.addr)) {
             ctx.send(peer.addr, &Message::NewFile { hash, urgent: false });
             if !self.announcements.expect_ack(ctx.now, hash, peer.addr) {
-                self.lost_announcement.get_or_insert(ctx.now);
+                // Not remembered: a scan of the store makes up for it.
+                self.repair.lost(ctx.now);
             }
         }
     }

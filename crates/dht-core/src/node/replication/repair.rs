@@ -34,13 +34,16 @@ pub(crate) struct RepairScan {
     cursor: usize,
     changes: Vec<(PeerInfo, bool), REPAIR_CHANGES>,
     overflow: bool,
+    /// An announcement was lost while this scan ran: another scan of every
+    /// fragment follows it.
+    again: bool,
     /// When the next batch runs; `None` while no scan runs.
     next: Option<Instant>,
 }
 
 impl RepairScan {
     pub(crate) const fn new() -> Self {
-        RepairScan { cursor: 0, changes: Vec::new(), overflow: false, next: None }
+        RepairScan { cursor: 0, changes: Vec::new(), overflow: false, again: false, next: None }
     }
 
     pub(crate) fn poll_timeout(&self) -> Option<Instant> {
@@ -56,9 +59,15 @@ impl RepairScan {
         self.restart(now);
     }
 
-    /// Whether a scan runs.
-    pub(crate) fn is_running(&self) -> bool {
-        self.next.is_some()
+    /// An announcement could not be remembered: every fragment is
+    /// announced again, by a scan that starts now or after the one running
+    /// (which may have passed it).
+    pub(crate) fn lost(&mut self, now: Instant) {
+        if self.next.is_some() {
+            self.again = true;
+        } else {
+            self.overflowed(now);
+        }
     }
 
     /// Changes (or announcements) were lost: the scan announces every
@@ -102,6 +111,9 @@ impl RepairScan {
         if end < store.len() {
             self.cursor = end;
             self.next = Some(ctx.now + REPAIR_TICK);
+        } else if self.again {
+            *self = RepairScan::new();
+            self.overflowed(ctx.now + REPAIR_TICK);
         } else {
             *self = RepairScan::new();
         }
