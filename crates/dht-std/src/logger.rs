@@ -32,20 +32,32 @@ impl Log for StderrLogger {
             Level::Debug => "debug",
             Level::Trace => "trace",
         };
-        let mut err = std::io::stderr().lock();
-        let _ = match self.started {
-            Some(t) => writeln!(
-                err,
+        let line = match self.started {
+            Some(t) => format!(
                 "[{:10.6}] {}{level}: {}",
                 t.elapsed().as_secs_f64(),
                 self.prefix,
                 record.args()
             ),
-            None => writeln!(err, "{}{level}: {}", self.prefix, record.args()),
+            None => format!("{}{level}: {}", self.prefix, record.args()),
         };
+        if ROUTE.get().is_some_and(|route| route(&line)) {
+            return;
+        }
+        let _ = writeln!(std::io::stderr().lock(), "{line}");
     }
 
     fn flush(&self) {}
+}
+
+/// Where log lines go instead of stderr while it says so (`true`): a tool's
+/// progress bar prints them above itself.
+static ROUTE: std::sync::OnceLock<fn(&str) -> bool> = std::sync::OnceLock::new();
+
+/// Routes every log line through `route` first; a line it takes (`true`)
+/// is not written to stderr again. Set once.
+pub fn route_through(route: fn(&str) -> bool) {
+    let _ = ROUTE.set(route);
 }
 
 /// The level for a verbosity: `-q` is -1, nothing is 0, each `-v` adds 1.

@@ -173,58 +173,104 @@ pub fn fail(program: &str, message: impl std::fmt::Display) -> ExitCode {
     ExitCode::from(1)
 }
 
-/// Progress on stderr: one `#` per step as the original tools printed, or
-/// a bar with a count when stderr is a terminal.
+/// Progress on stderr, counted in data fragments and bytes (the same for
+/// an upload and its download). On a terminal, a bar fitted to its width
+/// with bytes, total, rate, elapsed time and ETA, log lines printed above
+/// it ([indicatif]). Elsewhere (a pipe, a file), the original tools' `#`
+/// per data fragment for a file of one index (up to 255), and for a larger
+/// file one `#` per percent: never more than 255 marks.
 pub struct Progress {
-    total: u64,
+    fragments: u64,
     done: u64,
-    bar: bool,
+    marks: u64,
     quiet: bool,
+    bar: Option<indicatif::ProgressBar>,
 }
 
+/// The bar being drawn, for the log lines to print above it.
+static BAR: std::sync::Mutex<Option<indicatif::ProgressBar>> = std::sync::Mutex::new(None);
+
+/// Prints a log line above the bar, if one is drawn.
+fn above_the_bar(line: &str) -> bool {
+    match BAR.lock().ok().and_then(|bar| bar.clone()) {
+        Some(bar) => {
+            bar.println(line);
+            true
+        }
+        None => false,
+    }
+}
+
+/// Data fragments of one index: up to this many, one `#` each.
+const MARKS_PER_FRAGMENT_UP_TO: u64 = 255;
+
 impl Progress {
-    /// Progress towards `total` steps; nothing is drawn when `quiet`.
-    pub fn new(total: u64, quiet: bool) -> Self {
-        Progress { total, done: 0, bar: std::io::stderr().is_terminal(), quiet }
+    /// Progress of nothing yet ([`Progress::set_total`] gives the file);
+    /// nothing is drawn when `quiet`.
+    pub fn new(quiet: bool) -> Self {
+        Progress { fragments: 0, done: 0, marks: 0, quiet, bar: None }
     }
 
-    /// Sets the total (known only after the index arrived, for dhtrecv).
-    pub fn set_total(&mut self, total: u64) {
-        self.total = total;
+    /// The file: `bytes` in `fragments` data fragments (known only after
+    /// the index arrived, for dhtrecv). Starts the bar on a terminal.
+    pub fn set_total(&mut self, fragments: u64, bytes: u64) {
+        self.fragments = fragments;
+        if self.quiet || self.bar.is_some() || !std::io::stderr().is_terminal() {
+            return;
+        }
+        let bar = indicatif::ProgressBar::with_draw_target(
+            Some(bytes),
+            indicatif::ProgressDrawTarget::stderr(),
+        );
+        let style = indicatif::ProgressStyle::with_template(
+            "{elapsed_precise} [{wide_bar}] {bytes}/{total_bytes} {binary_bytes_per_sec} ETA {eta}",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+        .progress_chars("#>-");
+        bar.set_style(style);
+        if let Ok(mut shown) = BAR.lock() {
+            *shown = Some(bar.clone());
+        }
+        dht_std::logger::route_through(above_the_bar);
+        self.bar = Some(bar);
     }
 
-    /// The total number of steps.
+    /// The number of data fragments.
     pub fn total(&self) -> u64 {
-        self.total
+        self.fragments
     }
 
-    /// One more step done.
-    pub fn step(&mut self) {
+    /// A data fragment of `bytes` bytes is done.
+    pub fn step(&mut self, bytes: u64) {
         self.done += 1;
         if self.quiet {
             return;
         }
-        let mut err = std::io::stderr().lock();
-        if self.bar {
-            let width = 40u64;
-            let filled = (self.done * width).checked_div(self.total).unwrap_or(width).min(width);
-            let _ = write!(
-                err,
-                "\r[{}{}] {}/{}",
-                "#".repeat(filled as usize),
-                " ".repeat((width - filled) as usize),
-                self.done,
-                self.total
-            );
-        } else {
-            let _ = write!(err, "#");
+        if let Some(bar) = &self.bar {
+            bar.inc(bytes);
+            return;
         }
-        let _ = err.flush();
+        let due = if self.fragments <= MARKS_PER_FRAGMENT_UP_TO {
+            self.done
+        } else {
+            self.done * 100 / self.fragments.max(1)
+        };
+        if due > self.marks {
+            let mut err = std::io::stderr().lock();
+            let _ = write!(err, "{}", "#".repeat((due - self.marks) as usize));
+            let _ = err.flush();
+            self.marks = due;
+        }
     }
 
-    /// Ends the progress line.
+    /// Ends the progress line (or clears the bar).
     pub fn finish(&mut self) {
-        if !self.quiet && self.done > 0 {
+        if let Some(bar) = self.bar.take() {
+            bar.finish_and_clear();
+            if let Ok(mut shown) = BAR.lock() {
+                *shown = None;
+            }
+        } else if !self.quiet && self.marks > 0 {
             let _ = writeln!(std::io::stderr());
         }
     }

@@ -54,6 +54,10 @@ fn files_over_one_index_and_a_100_mb_stream_round_trip_through_a_32_node_scene()
         let back = std::fs::read(work.path().join(&out)).unwrap();
         assert_eq!(back.len(), size);
         assert!(back == data, "file of {size} bytes differs after the round trip");
+        // On a pipe, a file over one index gets one mark per percent.
+        let marks = |text: &str| text.chars().filter(|c| *c == '#').count();
+        assert_eq!(marks(&sent.stderr), 100, "dhtsend: {}", sent.stderr);
+        assert_eq!(marks(&received.stderr), 100, "dhtrecv: {}", received.stderr);
     }
 
     // 100 MB from a pipe, named by --name, back through standard output

@@ -32,6 +32,10 @@ fn files_of_every_size_round_trip_through_a_32_node_scene() {
         let back = std::fs::read(work.path().join(&out)).unwrap();
         assert_eq!(back.len(), size);
         assert!(back == data, "file of {size} bytes differs after the round trip");
+        // On a pipe, one mark per data fragment, the same both ways.
+        let marks = |text: &str| text.chars().filter(|c| *c == '#').count();
+        assert_eq!(marks(&sent.stderr), size.div_ceil(8192), "dhtsend: {}", sent.stderr);
+        assert_eq!(marks(&received.stderr), size.div_ceil(8192), "dhtrecv: {}", received.stderr);
     }
     // Without -o the file gets the name stored in the index.
     let data = random_bytes(99, 5000);

@@ -172,7 +172,7 @@ fn run(args: &Args) -> Result<(), String> {
         args.connect_timeout,
         &args.network,
     )?;
-    let mut progress = Progress::new(0, args.verbosity.quiet);
+    let mut progress = Progress::new(args.verbosity.quiet);
     let (dir, fixed_name, part) = match destination {
         Destination::Stdout => {
             let sink = StdoutSink { out: BufWriter::new(io::stdout()), error: None };
@@ -274,6 +274,7 @@ fn download<K: FileSink>(
     progress: &mut Progress,
     mut on_name: impl FnMut(&str) -> Result<(), String>,
 ) -> (K, Result<u64, ClientError>) {
+    let mut file_size = 0;
     let (sink, result) = client.download(hash, sink, timeout, |event| {
         match event {
             DownloadEvent::IndexReceived { name, size, fragments } => {
@@ -281,10 +282,13 @@ fn download<K: FileSink>(
                     "index: \"{}\", {size} bytes in {fragments} fragments",
                     name.as_str().escape_debug()
                 );
-                progress.set_total(*fragments);
+                progress.set_total(*fragments, *size);
+                file_size = *size;
                 on_name(name.as_str())?;
             }
-            DownloadEvent::Written { .. } => progress.step(),
+            DownloadEvent::Written { fragment } => {
+                progress.step(file_size.saturating_sub(fragment * 8192).min(8192));
+            }
             DownloadEvent::Searching { shard } => log::warn!(
                 "no node of shard {shard} is known yet (the network may still be starting): \
                  searching for one, for up to 30 s"

@@ -15,8 +15,9 @@ use dht_tools::{
 /// Uploads a file to the network through the node at HOST:PORT.
 ///
 /// The file is cut into 8192-byte fragments; each is sent to a node of its
-/// shard and acknowledged. A '#' is printed on stderr per fragment stored
-/// (a progress bar on a terminal). When every fragment and the index are
+/// shard and acknowledged. On a terminal a bar shows bytes, rate and ETA;
+/// elsewhere a '#' is printed on stderr per data fragment stored (per
+/// percent for a file over 255 fragments). When every fragment and the index are
 /// stored, the index hash, the file's address for dhtrecv, is printed
 /// alone on stdout. A file over 2,088,960 bytes gets a tree of index
 /// fragments; its root is the address.
@@ -101,10 +102,13 @@ fn run(args: &Args) -> Result<(String, Option<String>), String> {
         args.connect_timeout,
         &args.network,
     )?;
-    let mut progress = Progress::new(0, args.verbosity.quiet);
+    let mut progress = Progress::new(args.verbosity.quiet);
     // The root and a sample of data fragments spread over the file are
     // read back after the upload: only their holders are kept.
-    let data = dht_core::index::data_fragments(dht_core::upload::FileSource::size(&reader));
+    let size = dht_core::upload::FileSource::size(&reader);
+    let data = dht_core::index::data_fragments(size);
+    progress.set_total(data, size);
+    let mut fragments = 0;
     let sample = u64::from(args.verify_sample);
     let step = (data / sample.max(1)).max(1);
     let mut root: Option<Check> = None;
@@ -115,7 +119,7 @@ fn run(args: &Args) -> Result<(String, Option<String>), String> {
         reader,
         seconds(args.timeout)?,
         |event, total| {
-            progress.set_total(total);
+            fragments = total;
             match event {
                 UploadEvent::Stored { item, hash, holder, already } => {
                     held_before += u64::from(*already);
@@ -126,7 +130,9 @@ fn run(args: &Args) -> Result<(String, Option<String>), String> {
                         Item::Data(n) if n % step == 0 && n / step < sample => sampled.push(check),
                         Item::Data(_) | Item::Index => {}
                     }
-                    progress.step();
+                    if let Item::Data(n) = item {
+                        progress.step(size.saturating_sub(n * 8192).min(8192));
+                    }
                 }
                 UploadEvent::Searching { shard } => log::warn!(
                     "no node of shard {shard} is known yet (the network may still be \
@@ -140,8 +146,8 @@ fn run(args: &Args) -> Result<(String, Option<String>), String> {
     let index = result.map_err(|e| e.to_string())?;
     if held_before > 0 && !args.verbosity.quiet {
         eprintln!(
-            "dhtsend: {held_before} of {} fragments were held already; only the others were sent",
-            progress.total()
+            "dhtsend: {held_before} of {fragments} fragments were held already; only the others \
+             were sent"
         );
     }
     if args.no_verify {
