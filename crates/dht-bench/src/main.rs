@@ -14,7 +14,9 @@
 //!
 //! Usage: `dht-bench [NODES] [BASE_PORT]` from the repository root, with
 //! the tools built in `bin/`; `--open-only` and `--keyed-only` measure one
-//! scene.
+//! scene. Each scene also uploads and downloads a 256 MiB file (`--gib`:
+//! and a 1 GiB one; `--large-only`: nothing else), beside the machine's own
+//! limits: SHA-256 on one core and 8 KB writes to a directory store.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -289,6 +291,11 @@ fn run() -> Result<(), Error> {
     let only_round_trips = args.iter().any(|a| a == "--round-trips-only");
     // `--detect-only`: deploy, kill one node, time until no node knows it.
     let detect_only = args.iter().any(|a| a == "--detect-only");
+    // `--large-only`: deploy, upload and download a 256 MiB file, stop.
+    let large_only = args.iter().any(|a| a == "--large-only");
+    // `--gib`: a 1 GiB file as well.
+    let sizes: &[u64] =
+        if args.iter().any(|a| a == "--gib") { &[LARGE_MIB, 1024] } else { &[LARGE_MIB] };
     let open = !args.iter().any(|a| a == "--keyed-only");
     let keyed = !args.iter().any(|a| a == "--open-only");
     args.retain(|a| !a.starts_with("--"));
@@ -297,6 +304,9 @@ fn run() -> Result<(), Error> {
     let root = std::env::current_dir()?;
     let bin = std::env::var_os("DHT_BIN_DIR").map_or_else(|| root.join("bin"), PathBuf::from);
     let mut parts = vec![hmac_cost()];
+    if !detect_only && !only_round_trips {
+        parts.push(machine_limits(&root.join("test_scene"))?);
+    }
     for (name, with_key) in [("open", false), ("keyed", true)] {
         if (with_key && !keyed) || (!with_key && !open) {
             continue;
@@ -310,7 +320,14 @@ fn run() -> Result<(), Error> {
             base,
             keyed: with_key,
         };
-        let result = if detect_only {
+        let large = |setup: &Setup| -> Result<String, Error> {
+            let fields: Result<Vec<String>, Error> =
+                sizes.iter().map(|&mib| throughput(setup, mib)).collect();
+            Ok(fields?.join(", "))
+        };
+        let result = if large_only {
+            setup.deploy("").and_then(|_| large(&setup)).map(|f| format!("{{{f}}}"))
+        } else if detect_only {
             let args = std::env::var("DHT_BENCH_NODE_ARGS").unwrap_or_default();
             setup.deploy(&args).and_then(|_| detect(&setup)).map(|f| format!("{{{f}}}"))
         } else if only_round_trips {
@@ -319,7 +336,7 @@ fn run() -> Result<(), Error> {
                 .and_then(|_| round_trips(&setup, ROUND_TRIPS))
                 .map(|fields| format!("{{{fields}}}"))
         } else {
-            measure(&setup)
+            measure(&setup, &large)
         };
         setup.stop();
         parts.push(format!("\"{name}\": {}", result?));
@@ -458,7 +475,10 @@ fn round_trips(setup: &Setup, count: usize) -> Result<String, Error> {
     ))
 }
 
-fn measure(setup: &Setup) -> Result<String, Error> {
+fn measure(
+    setup: &Setup,
+    large: &dyn Fn(&Setup) -> Result<String, Error>,
+) -> Result<String, Error> {
     let work = setup.scene.join("bench");
     std::fs::create_dir_all(&work)?;
     let file = work.join("sample.bin");
@@ -555,6 +575,7 @@ fn measure(setup: &Setup) -> Result<String, Error> {
     eprintln!("dht-bench: deploying again for the round trips");
     setup.deploy("")?;
     let trips = round_trips(setup, ROUND_TRIPS)?;
+    let large = large(setup)?;
 
     let opt = |v: Option<f64>| v.map_or("null".to_owned(), |x| format!("{x:.3}"));
     Ok(format!(
@@ -568,7 +589,7 @@ fn measure(setup: &Setup) -> Result<String, Error> {
             "\"idle_datagrams_per_s\": {:.1}, \"idle_datagrams_per_node_per_s\": {:.3}, ",
             "\"dead_node_gone_from_every_table_s\": {}, ",
             "\"killed_half\": {}, \"repair_after_killing_half_s\": {}, ",
-            "\"holders_after_repair_median\": {}, \"holders_after_repair_min\": {}, {}}}"
+            "\"holders_after_repair_median\": {}, \"holders_after_repair_min\": {}, {}, {}}}"
         ),
         setup.nodes,
         deploy_s,
@@ -593,6 +614,7 @@ fn measure(setup: &Setup) -> Result<String, Error> {
         median(&after),
         after.first().copied().unwrap_or(0),
         trips,
+        large,
     ))
 }
 
@@ -601,4 +623,190 @@ fn kill(pid: Option<u32>, number: u8) {
     if let Some(pid) = pid {
         let _ = Command::new("kill").arg(format!("-{number}")).arg(pid.to_string()).status();
     }
+}
+
+/// Size of the large file of the throughput figures (`--gib` adds 1 GiB).
+const LARGE_MIB: u64 = 256;
+
+/// Runs a tool of the scene like [`Setup::tool`], polling its peak
+/// resident set (VmHWM) until it exits; its time, peak RSS in MiB and
+/// standard output.
+fn tool_with_rss(setup: &Setup, name: &str, args: &[&str]) -> Result<(f64, f64, String), Error> {
+    let started = Instant::now();
+    let mut command = Command::new(setup.bin.join(name));
+    command.args(args).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    command.env_remove("DHT_KEY_FILE");
+    if setup.keyed {
+        command.env("DHT_KEY_FILE", setup.key_file());
+    }
+    let child = command.spawn()?;
+    let status_path = format!("/proc/{}/status", child.id());
+    let peak_kib = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let watcher = {
+        let peak = peak_kib.clone();
+        std::thread::spawn(move || {
+            while let Ok(text) = std::fs::read_to_string(&status_path) {
+                let hwm = text
+                    .lines()
+                    .find(|l| l.starts_with("VmHWM:"))
+                    .and_then(|l| l.split_whitespace().nth(1))
+                    .and_then(|v| v.parse::<u64>().ok());
+                match hwm {
+                    Some(kib) => peak.fetch_max(kib, std::sync::atomic::Ordering::Relaxed),
+                    // A zombie has no memory left to report.
+                    None => break,
+                };
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        })
+    };
+    let output = child.wait_with_output()?;
+    let elapsed = started.elapsed().as_secs_f64();
+    let _ = watcher.join();
+    if !output.status.success() {
+        return Err(format!("{name} failed: {}", String::from_utf8_lossy(&output.stderr)).into());
+    }
+    let peak = peak_kib.load(std::sync::atomic::Ordering::Relaxed) as f64 / 1024.0;
+    Ok((elapsed, peak, String::from_utf8_lossy(&output.stdout).into_owned()))
+}
+
+/// Writes `mib` MiB of random bytes to `path`, 8 MiB at a time.
+fn write_random(path: &Path, mib: u64) -> Result<(), Error> {
+    use std::io::Write;
+    let mut out = std::io::BufWriter::new(std::fs::File::create(path)?);
+    let mut rng = dht_core::rand::Rng::new(dht_std::random_seed());
+    let mut chunk = vec![0u8; 8 << 20];
+    for _ in 0..mib.div_ceil(8) {
+        rng.fill_bytes(&mut chunk);
+        out.write_all(&chunk)?;
+    }
+    out.flush()?;
+    Ok(())
+}
+
+/// Whether two files have the same bytes, read 8 MiB at a time.
+fn same_files(a: &Path, b: &Path) -> Result<bool, Error> {
+    use std::io::Read;
+    let (mut x, mut y) = (std::fs::File::open(a)?, std::fs::File::open(b)?);
+    let (mut bx, mut by) = (vec![0u8; 8 << 20], vec![0u8; 8 << 20]);
+    loop {
+        let n = x.read(&mut bx)?;
+        if n == 0 {
+            return Ok(y.read(&mut by)? == 0);
+        }
+        y.read_exact(&mut by[..n])?;
+        if bx[..n] != by[..n] {
+            return Ok(false);
+        }
+    }
+}
+
+/// Upload and download of a `mib` MiB file on the scene: seconds, MB/s,
+/// datagrams and bytes the nodes sent and received per byte of file, and
+/// the peak RSS of dhtsend and dhtrecv (JSON fields prefixed `large_<mib>_`).
+fn throughput(setup: &Setup, mib: u64) -> Result<String, Error> {
+    let work = setup.scene.join("bench-large");
+    std::fs::create_dir_all(&work)?;
+    let file = work.join("large.bin");
+    let out = work.join("large.out");
+    write_random(&file, mib)?;
+    let bytes = (mib << 20) as f64;
+    let mut client = setup.client()?;
+    let entry = (setup.base + 1).to_string();
+    let exit = (setup.base + setup.nodes - 2).to_string();
+    eprintln!("dht-bench: uploading {mib} MiB");
+    let before = totals(&mut client, setup)?;
+    let path = file.to_str().ok_or("path")?;
+    let send = ["-q", "--no-verify", path, "127.0.0.1", &entry];
+    let (up_s, up_rss, stdout) = tool_with_rss(setup, "dhtsend", &send)?;
+    let hash = stdout.trim().to_owned();
+    let uploaded = settle(&mut client, setup, Duration::from_secs(120))?;
+    eprintln!("dht-bench: downloading {mib} MiB");
+    let target = out.to_str().ok_or("path")?;
+    let recv = ["-q", &hash, "127.0.0.1", &exit, "-o", target, "--force"];
+    let (down_s, down_rss, _) = tool_with_rss(setup, "dhtrecv", &recv)?;
+    let downloaded = totals(&mut client, setup)?;
+    let identical = same_files(&file, &out)?;
+    let _ = std::fs::remove_file(&file);
+    let _ = std::fs::remove_file(&out);
+    let per_byte = |after: &Counters, before: &Counters| {
+        let sent = sent_since(after, before);
+        let received = after.received_total().bytes - before.received_total().bytes;
+        (
+            (sent.datagrams + after.received_total().datagrams - before.received_total().datagrams)
+                as f64
+                / (bytes / 1e6),
+            sent.bytes as f64 / bytes,
+            received as f64 / bytes,
+        )
+    };
+    let (up_dg, up_sent, up_recv) = per_byte(&uploaded, &before);
+    let (down_dg, down_sent, down_recv) = per_byte(&downloaded, &uploaded);
+    let p = format!("large_{mib}mib_");
+    Ok(format!(
+        concat!(
+            "\"{p}identical\": {}, \"{p}upload_s\": {:.3}, \"{p}upload_mb_s\": {:.1}, ",
+            "\"{p}download_s\": {:.3}, \"{p}download_mb_s\": {:.1}, ",
+            "\"{p}upload_node_datagrams_per_mb\": {:.0}, ",
+            "\"{p}upload_node_sent_bytes_per_byte\": {:.3}, ",
+            "\"{p}upload_node_received_bytes_per_byte\": {:.3}, ",
+            "\"{p}download_node_datagrams_per_mb\": {:.0}, ",
+            "\"{p}download_node_sent_bytes_per_byte\": {:.3}, ",
+            "\"{p}download_node_received_bytes_per_byte\": {:.3}, ",
+            "\"{p}dhtsend_peak_rss_mib\": {:.1}, \"{p}dhtrecv_peak_rss_mib\": {:.1}"
+        ),
+        identical,
+        up_s,
+        bytes / 1e6 / up_s,
+        down_s,
+        bytes / 1e6 / down_s,
+        up_dg,
+        up_sent,
+        up_recv,
+        down_dg,
+        down_sent,
+        down_recv,
+        up_rss,
+        down_rss,
+        p = p,
+    ))
+}
+
+/// The machine's own limits beside the throughput figures: SHA-256 of
+/// 8 KB fragments on one core, and 8 KB fragments written to a directory
+/// store (the nodes' store) in `dir`, in MB/s.
+fn machine_limits(dir: &Path) -> Result<String, Error> {
+    use dht_core::store::FragmentStore;
+    let mut fragment = [0u8; dht_core::FRAGMENT_SIZE];
+    dht_core::rand::Rng::new(7).fill_bytes(&mut fragment);
+    let rounds = 32_768; // 256 MiB
+    let started = Instant::now();
+    for i in 0..rounds {
+        fragment[0] = i as u8;
+        std::hint::black_box(dht_core::FragmentHash::of(std::hint::black_box(&fragment)));
+    }
+    let sha_mb_s =
+        (rounds * dht_core::FRAGMENT_SIZE) as f64 / 1e6 / started.elapsed().as_secs_f64();
+    let store_dir = dir.join("bench-store");
+    let _ = std::fs::remove_dir_all(&store_dir);
+    let mut store = dht_std::store::DirStore::open(&store_dir, 16_384)?;
+    let writes = 8_192u32; // 64 MiB
+    let started = Instant::now();
+    for i in 0..writes {
+        fragment[..4].copy_from_slice(&i.to_be_bytes());
+        let hash = dht_core::FragmentHash::of(&fragment);
+        store.store(&hash, &fragment).map_err(|e| format!("store: {e:?}"))?;
+    }
+    let store_s = started.elapsed().as_secs_f64();
+    drop(store);
+    let _ = std::fs::remove_dir_all(&store_dir);
+    Ok(format!(
+        concat!(
+            "\"limit_sha256_one_core_mb_s\": {:.0}, \"limit_dir_store_8k_writes_per_s\": {:.0}, ",
+            "\"limit_dir_store_write_mb_s\": {:.0}"
+        ),
+        sha_mb_s,
+        f64::from(writes) / store_s,
+        f64::from(writes) * dht_core::FRAGMENT_SIZE as f64 / 1e6 / store_s,
+    ))
 }
