@@ -1,11 +1,12 @@
 //! A fragment store on a directory.
 //!
 //! Each fragment is a file `fragments/<64 hex digits of its hash>` of
-//! exactly 8192 bytes. A fragment is written to `fragments/.tmp.<hash>` (or,
-//! arriving in pieces, to `fragments/.part.<hash>` piece by piece, then read
-//! back whole and checked against its hash) and renamed into place, so its
-//! final name never shows a partly written or wrong file; leftovers of a
-//! crash are removed when the store opens. A full disk is reported as a
+//! exactly 8192 bytes. A fragment is written to `fragments/.tmp.<hash>` and
+//! renamed into place, so its final name never shows a partly written or
+//! wrong file; leftovers of a crash are removed when the store opens. A
+//! fragment arriving in pieces is put together in memory (at most one 8 KB
+//! buffer per fetch the node runs, 64) and written once whole and checked
+//! against its hash: one file created per fragment, nothing read back. A full disk is reported as a
 //! full store ([`StoreError::Full`]), so that the node stops taking
 //! fragments instead of retrying them. The node
 //! checks every fragment it reads against its hash and removes one that
@@ -18,7 +19,6 @@
 
 use std::fs;
 use std::io::{self, Read, Write};
-use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 use dht_core::fragment::{FragmentBytes, FragmentHash, FRAGMENT_SIZE};
@@ -29,8 +29,8 @@ use dht_core::store::{FragmentStore, StoreError};
 pub struct DirStore {
     dir: PathBuf,
     held: Vec<FragmentHash>,
-    /// Fragments being received in pieces.
-    partial: Vec<FragmentHash>,
+    /// Fragments being received in pieces, put together here.
+    partial: Vec<(FragmentHash, Box<FragmentBytes>)>,
     capacity: usize,
 }
 
@@ -80,13 +80,21 @@ impl DirStore {
         self.dir.join(hash.to_string())
     }
 
-    fn part_of(&self, hash: &FragmentHash) -> PathBuf {
-        self.dir.join(format!(".part.{hash}"))
+    fn forget_partial(&mut self, hash: &FragmentHash) {
+        self.partial.retain(|(h, _)| h != hash);
     }
 
-    fn forget_partial(&mut self, hash: &FragmentHash) {
-        self.partial.retain(|h| h != hash);
-        let _ = fs::remove_file(self.part_of(hash));
+    /// Writes `data` as the file of `hash`: a temporary file renamed into
+    /// place.
+    fn write_file(&self, hash: &FragmentHash, data: &FragmentBytes) -> io::Result<()> {
+        let tmp = self.dir.join(format!(".tmp.{hash}"));
+        let written = fs::File::create(&tmp)
+            .and_then(|mut f| f.write_all(data))
+            .and_then(|()| fs::rename(&tmp, self.path_of(hash)));
+        if written.is_err() {
+            let _ = fs::remove_file(&tmp);
+        }
+        written
     }
 
     fn forget(&mut self, hash: &FragmentHash) {
@@ -106,19 +114,13 @@ impl FragmentStore for DirStore {
         if self.held.len() >= self.capacity {
             return Err(StoreError::Full);
         }
-        let path = self.path_of(hash);
-        let tmp = self.dir.join(format!(".tmp.{hash}"));
-        let written = fs::File::create(&tmp)
-            .and_then(|mut f| f.write_all(data))
-            .and_then(|()| fs::rename(&tmp, &path));
-        match written {
+        match self.write_file(hash, data) {
             Ok(()) => {
                 self.held.insert(position, *hash);
                 Ok(())
             }
             Err(e) => {
                 log::debug!("cannot store fragment {hash}: {e}");
-                let _ = fs::remove_file(&tmp);
                 Err(store_error(&e))
             }
         }
@@ -183,62 +185,41 @@ impl FragmentStore for DirStore {
         offset: usize,
         bytes: &[u8],
     ) -> Result<(), StoreError> {
-        let fresh = !self.partial.contains(hash);
-        if fresh && self.held.len() + self.partial.len() >= self.capacity {
-            return Err(StoreError::Full);
-        }
-        let path = self.part_of(hash);
-        let written = fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(&path)
-            .and_then(|f| f.write_all_at(bytes, offset as u64));
-        match written {
-            Ok(()) => {
-                if fresh {
-                    self.partial.push(*hash);
+        let at = match self.partial.iter().position(|(h, _)| h == hash) {
+            Some(at) => at,
+            None => {
+                if self.held.len() + self.partial.len() >= self.capacity {
+                    return Err(StoreError::Full);
                 }
-                Ok(())
+                self.partial.push((*hash, Box::new([0u8; FRAGMENT_SIZE])));
+                self.partial.len() - 1
             }
-            Err(e) => {
-                log::debug!("cannot write a piece of fragment {hash}: {e}");
-                self.forget_partial(hash);
-                Err(store_error(&e))
-            }
-        }
+        };
+        let Some((_, buf)) = self.partial.get_mut(at) else { return Err(StoreError::Failed) };
+        let Some(dst) = buf.get_mut(offset..offset + bytes.len()) else {
+            return Err(StoreError::Failed);
+        };
+        dst.copy_from_slice(bytes);
+        Ok(())
     }
 
     fn finish_partial(&mut self, hash: &FragmentHash) -> Result<bool, StoreError> {
-        if !self.partial.contains(hash) {
+        let Some(at) = self.partial.iter().position(|(h, _)| h == hash) else {
             return Err(StoreError::Failed);
-        }
-        let part = self.part_of(hash);
-        let mut data = [0u8; FRAGMENT_SIZE];
-        let read = fs::File::open(&part).and_then(|f| f.read_exact_at(&mut data, 0));
-        if let Err(e) = read {
-            log::debug!("cannot read back fragment {hash}: {e}");
-            self.forget_partial(hash);
-            return Err(StoreError::Failed);
-        }
+        };
+        let (_, data) = self.partial.swap_remove(at);
         if !hash.verifies(&data) {
-            self.forget_partial(hash);
             return Ok(false);
         }
-        self.partial.retain(|h| h != hash);
         match self.held.binary_search(hash) {
-            Ok(_) => {
-                let _ = fs::remove_file(&part);
-                Ok(true)
-            }
-            Err(position) => match fs::rename(&part, self.path_of(hash)) {
+            Ok(_) => Ok(true),
+            Err(position) => match self.write_file(hash, &data) {
                 Ok(()) => {
                     self.held.insert(position, *hash);
                     Ok(true)
                 }
                 Err(e) => {
                     log::debug!("cannot store fragment {hash}: {e}");
-                    let _ = fs::remove_file(&part);
                     Err(store_error(&e))
                 }
             },
