@@ -42,6 +42,12 @@ pub enum ClientError {
     Upload(UploadError),
     /// The download failed.
     Download(DownloadError),
+    /// Nothing listens at the entry node's port: the kernel said so (an
+    /// ICMP "port unreachable", on loopback or a LAN) before any answer.
+    Refused {
+        /// The entry node.
+        entry: SocketAddr,
+    },
     /// The operation did not finish in time.
     Timeout {
         /// What was going on.
@@ -64,6 +70,11 @@ impl fmt::Display for ClientError {
                 "no node answered at {entry} within {:.1} s; is a dhtnode running there, and does \
                  the network have a key (--key-file)?",
                 waited.as_secs_f64()
+            ),
+            ClientError::Refused { entry } => write!(
+                f,
+                "nothing listens at {entry} (connection refused): is a dhtnode running there, \
+                 on that port?"
             ),
             ClientError::Upload(e) => write!(f, "upload failed: {e}"),
             ClientError::Download(e) => write!(f, "download failed: {e}"),
@@ -179,6 +190,7 @@ impl Client {
     /// Binds a client socket (port `listen`, 0 for any) to talk to `entry`.
     pub fn bind(entry: SocketAddr, listen: u16) -> Result<Client, ClientError> {
         let transport = UdpTransport::bind(client_bind_addr(entry, listen))?;
+        crate::transport::report_refusals(transport.socket())?;
         let local = transport.local_addr()?;
         let clock = Clock::new();
         let id = NodeId(crate::random_seed());
@@ -238,10 +250,14 @@ impl Client {
         self.runtime.node.join(now, entry, &mut self.runtime.transport);
         let mut app = Joining { neighbors: None };
         let deadline = self.deadline(timeout);
-        match self.runtime.run(&mut app, Some(deadline))? {
+        self.runtime.stop_when_refused = true;
+        let stop = self.runtime.run(&mut app, Some(deadline));
+        self.runtime.stop_when_refused = false;
+        match stop? {
             Stop::Done => Ok(app.neighbors.unwrap_or(0)),
             Stop::Deadline => Err(ClientError::NoAnswer { entry: self.entry, waited: timeout }),
             Stop::Signal => Err(ClientError::Interrupted),
+            Stop::Refused => Err(ClientError::Refused { entry: self.entry }),
         }
     }
 
@@ -322,7 +338,7 @@ impl Client {
             Stop::Deadline if !verify.is_done() => {
                 Err(ClientError::Timeout { what: "reading the upload back", waited: timeout })
             }
-            Stop::Done | Stop::Deadline => Ok(events),
+            Stop::Done | Stop::Deadline | Stop::Refused => Ok(events),
         }
     }
 
@@ -436,9 +452,13 @@ impl Client {
         let single = matches!(mode, PingMode::Singlecast | PingMode::Randomcast(_));
         let mut app = Pinging { nonce, sent, single, pongs: Vec::new(), on_pong: &mut on_pong };
         let deadline = self.deadline(wait);
-        match self.runtime.run(&mut app, Some(deadline))? {
+        // Nothing listening at the entry shows at once: no pong will come.
+        self.runtime.stop_when_refused = true;
+        let stop = self.runtime.run(&mut app, Some(deadline));
+        self.runtime.stop_when_refused = false;
+        match stop? {
             Stop::Signal => Err(ClientError::Interrupted),
-            Stop::Done | Stop::Deadline => Ok(app.pongs),
+            Stop::Done | Stop::Deadline | Stop::Refused => Ok(app.pongs),
         }
     }
 
@@ -543,7 +563,7 @@ impl Client {
         let deadline = self.deadline(wait);
         match self.runtime.run(&mut app, Some(deadline))? {
             Stop::Signal => Err(ClientError::Interrupted),
-            Stop::Done | Stop::Deadline => Ok(app.answers),
+            Stop::Done | Stop::Deadline | Stop::Refused => Ok(app.answers),
         }
     }
 }

@@ -63,6 +63,10 @@ pub enum Stop {
     Deadline,
     /// SIGINT or SIGTERM arrived.
     Signal,
+    /// The kernel said a datagram went to a port nobody listens on, before
+    /// any datagram came (only when [`Runtime::stop_when_refused`] is set:
+    /// a tool joining through a node that is not there).
+    Refused,
 }
 
 struct Signals {
@@ -97,6 +101,10 @@ pub struct Runtime<S: FragmentStore> {
     pub clock: Clock,
     buf: Vec<u8>,
     signals: Option<Signals>,
+    /// Stop with [`Stop::Refused`] on a refusal before anything was heard.
+    pub stop_when_refused: bool,
+    /// A datagram came.
+    heard: bool,
 }
 
 impl<S: FragmentStore> Runtime<S> {
@@ -104,7 +112,15 @@ impl<S: FragmentStore> Runtime<S> {
     pub fn new(node: Box<Node<S>>, transport: UdpTransport, clock: Clock) -> Self {
         // Large enough for any UDP datagram, so an oversized one is seen
         // whole (and rejected) rather than silently truncated.
-        Runtime { node, transport, clock, buf: vec![0; 65_536], signals: None }
+        Runtime {
+            node,
+            transport,
+            clock,
+            buf: vec![0; 65_536],
+            signals: None,
+            stop_when_refused: false,
+            heard: false,
+        }
     }
 
     /// Makes SIGINT and SIGTERM end [`Runtime::run`] with [`Stop::Signal`].
@@ -181,6 +197,7 @@ impl<S: FragmentStore> Runtime<S> {
                     if self.signals.as_ref().is_some_and(|s| s.wake_from == from) {
                         continue;
                     }
+                    self.heard = true;
                     let now = self.clock.now();
                     let bytes = self.buf.get(..len).unwrap_or(&[]);
                     driver::on_datagram(
@@ -191,6 +208,11 @@ impl<S: FragmentStore> Runtime<S> {
                         bytes,
                         &mut self.transport,
                     );
+                }
+                Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => {
+                    if self.stop_when_refused && !self.heard {
+                        return Ok(Stop::Refused);
+                    }
                 }
                 Err(e) => match e.kind() {
                     io::ErrorKind::WouldBlock

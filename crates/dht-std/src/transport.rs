@@ -108,3 +108,24 @@ pub fn client_bind_addr(peer: SocketAddr, port: u16) -> SocketAddr {
     };
     SocketAddr::new(ip, port)
 }
+
+/// Asks the kernel to report errors from the network (an ICMP "port
+/// unreachable") on `socket` although it is not connected: a receive then
+/// fails with `ConnectionRefused` right after a datagram went to a port
+/// nobody listens on (Linux only; elsewhere nothing changes).
+pub fn report_refusals(socket: &UdpSocket) -> io::Result<()> {
+    #[cfg(target_os = "linux")]
+    {
+        use nix::sys::socket::{setsockopt, sockopt};
+        let local = socket.local_addr()?;
+        let set = if local.is_ipv4() {
+            setsockopt(socket, sockopt::Ipv4RecvErr, &true)
+        } else {
+            setsockopt(socket, sockopt::Ipv6RecvErr, &true)
+        };
+        set.map_err(io::Error::from)?;
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = socket;
+    Ok(())
+}

@@ -78,9 +78,9 @@ pub fn join(
     listen: u16,
     connect_timeout: f64,
     network: &Network,
-) -> Result<Client, String> {
-    let share = seconds(connect_timeout)? / entries.len().max(1) as u32;
-    let key = network.key()?;
+) -> Result<Client, Failure> {
+    let share = seconds(connect_timeout).map_err(Failure::usage)? / entries.len().max(1) as u32;
+    let key = network.key().map_err(Failure::local)?;
     let started = std::time::Instant::now();
     let joined = address::in_turn(entries, |entry| {
         let mut client = Client::bind(entry, listen).map_err(Attempt::Next)?;
@@ -106,28 +106,40 @@ pub fn join(
             );
             Ok(client)
         }
-        Err(errors) => Err(join_failure(&errors, share)),
+        Err(errors) => Err(join_failure(errors, share)),
     }
 }
 
-/// One message for the failed attempts to join through each address.
-fn join_failure(errors: &[(SocketAddr, ClientError)], share: Duration) -> String {
-    match errors {
-        [] => "no address to join through".into(),
-        [(_, e)] => e.to_string(),
+/// One failure for the failed attempts to join through each address.
+fn join_failure(errors: Vec<(SocketAddr, ClientError)>, share: Duration) -> Failure {
+    let unreachable =
+        |e: &ClientError| matches!(e, ClientError::NoAnswer { .. } | ClientError::Refused { .. });
+    match errors.as_slice() {
+        [] => Failure::usage("no address to join through"),
+        [_] => errors
+            .into_iter()
+            .next()
+            .map(|(_, e)| Failure::from(e))
+            .unwrap_or_else(|| Failure::usage("no address to join through")),
         _ if matches!(errors.last(), Some((_, ClientError::Interrupted))) => {
-            ClientError::Interrupted.to_string()
+            Failure::from(ClientError::Interrupted)
         }
-        _ if errors.iter().all(|(_, e)| matches!(e, ClientError::NoAnswer { .. })) => {
+        _ if errors.iter().all(|(_, e)| unreachable(e)) => {
             let addrs: Vec<SocketAddr> = errors.iter().map(|(a, _)| *a).collect();
-            format!(
-                "no node answered at {} within {:.1} s each; is a dhtnode running there, and \
-                 does the network have a key (--key-file)?",
-                address::list(&addrs),
-                share.as_secs_f64()
+            Failure::new(
+                exit::UNREACHABLE,
+                format!(
+                    "no node answered at {} (within {:.1} s each, or nothing listens there); is \
+                     a dhtnode running there, and does the network have a key (--key-file)?",
+                    address::list(&addrs),
+                    share.as_secs_f64()
+                ),
             )
         }
-        _ => errors.iter().map(|(a, e)| format!("{a}: {e}")).collect::<Vec<_>>().join("; "),
+        _ => Failure::new(
+            exit::UNREACHABLE,
+            errors.iter().map(|(a, e)| format!("{a}: {e}")).collect::<Vec<_>>().join("; "),
+        ),
     }
 }
 
@@ -167,10 +179,114 @@ pub fn say(line: impl std::fmt::Display) {
     let _ = writeln!(std::io::stdout().lock(), "{line}");
 }
 
-/// Prints `program: message` on stderr and returns a failing exit code.
-pub fn fail(program: &str, message: impl std::fmt::Display) -> ExitCode {
-    let _ = writeln!(std::io::stderr(), "{program}: {message}");
-    ExitCode::from(1)
+/// The tools' exit statuses: one per class of failure, so that a script
+/// can tell them apart ([`EXIT_STATUS_HELP`] says the same in `--help`).
+pub mod exit {
+    /// Any other failure.
+    pub const FAILURE: u8 = 1;
+    /// A bad command line (also clap's own).
+    pub const USAGE: u8 = 2;
+    /// dhtsend: stored, but a fragment read back from no other holder.
+    pub const NOT_READ_BACK: u8 = 3;
+    /// No node answered at the address given, or nothing listens there.
+    pub const UNREACHABLE: u8 = 4;
+    /// No node holds a file with this hash.
+    pub const NOT_FOUND: u8 = 5;
+    /// What the network gave is not a valid file (a fragment's hash given
+    /// as a file's, a damaged index).
+    pub const INTEGRITY: u8 = 6;
+    /// A local file could not be read or written (or may not be replaced).
+    pub const LOCAL_IO: u8 = 7;
+    /// The network failed part way: a fragment no node gave, no node of a
+    /// shard, the time allowed ran out.
+    pub const NETWORK: u8 = 8;
+    /// Interrupted (SIGINT or SIGTERM), as a shell counts it: 128 + 2.
+    pub const INTERRUPTED: u8 = 130;
+}
+
+/// The exit statuses as text, for the end of each tool's `--help` (a
+/// macro, so that `concat!` can put it after the examples).
+#[macro_export]
+macro_rules! exit_status_help {
+    () => {
+        "Exit status: 0 done; 1 another failure; 2 bad command line; 3 stored but not read \
+         back (dhtsend); 4 no node answered (or nothing listens) at the address; 5 no node \
+         holds the file; 6 what came is not a valid file; 7 a local file could not be read or \
+         written; 8 the network failed part way (or the time ran out); 130 interrupted."
+    };
+}
+
+/// The exit statuses as text ([`exit_status_help!`]).
+pub const EXIT_STATUS_HELP: &str = exit_status_help!();
+
+/// Why a tool failed: its exit status ([`exit`]) and a one-line message.
+#[derive(Debug)]
+pub struct Failure {
+    /// The exit status.
+    pub code: u8,
+    /// What failed, where, and what to try.
+    pub message: String,
+}
+
+impl Failure {
+    /// A failure of class `code`.
+    pub fn new(code: u8, message: impl std::fmt::Display) -> Failure {
+        Failure { code, message: message.to_string() }
+    }
+
+    /// A bad command line.
+    pub fn usage(message: impl std::fmt::Display) -> Failure {
+        Failure::new(exit::USAGE, message)
+    }
+
+    /// A local file problem.
+    pub fn local(message: impl std::fmt::Display) -> Failure {
+        Failure::new(exit::LOCAL_IO, message)
+    }
+}
+
+impl From<String> for Failure {
+    fn from(message: String) -> Failure {
+        Failure::new(exit::FAILURE, message)
+    }
+}
+
+impl From<&str> for Failure {
+    fn from(message: &str) -> Failure {
+        Failure::new(exit::FAILURE, message)
+    }
+}
+
+impl From<ClientError> for Failure {
+    fn from(e: ClientError) -> Failure {
+        use dht_core::download::DownloadError as D;
+        use dht_core::upload::UploadError as U;
+        let code = match &e {
+            ClientError::NoAnswer { .. } | ClientError::Refused { .. } => exit::UNREACHABLE,
+            ClientError::Download(D::IndexNotFound { .. }) => exit::NOT_FOUND,
+            ClientError::Download(D::BadIndex(_) | D::TooDeep { .. }) => exit::INTEGRITY,
+            ClientError::Download(D::SinkFailed)
+            | ClientError::Upload(U::SourceFailed { .. } | U::SourceChanged { .. })
+            | ClientError::Io(_)
+            | ClientError::Aborted(_) => exit::LOCAL_IO,
+            ClientError::Download(
+                D::IndexUnavailable { .. } | D::FragmentUnavailable { .. } | D::NoHolder { .. },
+            )
+            | ClientError::Upload(U::NoHolder { .. } | U::GaveUp { .. })
+            | ClientError::Timeout { .. } => exit::NETWORK,
+            ClientError::Interrupted => exit::INTERRUPTED,
+            ClientError::Upload(U::FileTooLarge { .. }) => exit::FAILURE,
+        };
+        Failure::new(code, e)
+    }
+}
+
+/// Prints `program: message` on stderr and returns the failure's exit
+/// status.
+pub fn fail(program: &str, failure: impl Into<Failure>) -> ExitCode {
+    let failure = failure.into();
+    let _ = writeln!(std::io::stderr(), "{program}: {}", failure.message);
+    ExitCode::from(failure.code)
 }
 
 /// Progress on stderr, counted in data fragments and bytes (the same for

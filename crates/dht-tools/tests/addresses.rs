@@ -121,9 +121,12 @@ fn tools_reach_nodes_on_ipv6_loopback_however_it_is_written() {
     let err =
         dht_tools::join(&[nobody, dead], 0, 1.0, &open_network()).err().expect("nobody answers");
     assert!(
-        err.contains(&format!("no node answered at {nobody} or {dead} within 0.5 s each")),
-        "{err}"
+        err.message.contains(&format!(
+            "no node answered at {nobody} or {dead} (within 0.5 s each, or nothing listens there)"
+        )),
+        "{err:?}"
     );
+    assert_eq!(err.code, dht_tools::exit::UNREACHABLE);
 }
 
 /// No key, datagram sizes by link.

@@ -62,8 +62,9 @@ fn network_problems_are_reported_in_bounded_time() {
         ("dhtrecv", vec![hash.as_str(), "127.0.0.1", &port_arg(390), "--connect-timeout", "1"]),
     ] {
         let run = run_tool(tool, &args, work.path());
-        assert_fails(&run, &format!("no node answered at 127.0.0.1:{}", port(390)));
-        assert!(run.elapsed < Duration::from_secs(5), "{tool} took {:?}", run.elapsed);
+        // The kernel's refusal comes at once on loopback.
+        assert_fails(&run, &format!("nothing listens at 127.0.0.1:{}", port(390)));
+        assert!(run.elapsed < Duration::from_secs(1), "{tool} took {:?}", run.elapsed);
     }
     let ping =
         run_tool("dhtping", &["127.0.0.1", &port_arg(390), "-c", "2", "-W", "0.2"], work.path());

@@ -7,7 +7,7 @@ use clap::Parser;
 use dht_core::upload::{hash_file, Item, UploadError};
 use dht_core::IndexName;
 use dht_std::logger;
-use dht_tools::{fail, open_source, say, source_name, Verbosity};
+use dht_tools::{exit, fail, open_source, say, source_name, Failure, Verbosity};
 
 /// Prints the index hash that `dhtsend FILE` would print, computed locally.
 ///
@@ -20,7 +20,7 @@ use dht_tools::{fail, open_source, say, source_name, Verbosity};
 #[command(
     name = "dhthash",
     version,
-    after_help = "Examples:\n  dhthash photo.jpg\n  dhthash *.jpg\n  tar c dir | dhthash -"
+    after_help = concat!("Examples:\n  dhthash photo.jpg\n  dhthash *.jpg\n  tar c dir | dhthash -", "\n\n", dht_tools::exit_status_help!())
 )]
 struct Args {
     /// The files to hash (`-`: standard input).
@@ -38,10 +38,10 @@ fn main() -> ExitCode {
     let args = Args::parse();
     logger::init("dhthash: ", args.verbosity.level());
     if args.name.is_some() && args.files.len() > 1 {
-        return fail("dhthash", "--name names one file; it was given with several");
+        return fail("dhthash", Failure::usage("--name names one file; it was given with several"));
     }
     if args.files.iter().filter(|f| f.as_os_str() == "-").count() > 1 {
-        return fail("dhthash", "standard input (-) can be read once only");
+        return fail("dhthash", Failure::usage("standard input (-) can be read once only"));
     }
     let several = args.files.len() > 1;
     let mut failed = false;
@@ -57,7 +57,7 @@ fn main() -> ExitCode {
         }
     }
     if failed {
-        ExitCode::FAILURE
+        ExitCode::from(exit::LOCAL_IO)
     } else {
         ExitCode::SUCCESS
     }

@@ -28,7 +28,7 @@ use dht_tools::{fail, node_addrs, Network, Verbosity};
 #[command(
     name = "dhtnode",
     version,
-    after_help = "Examples:\n  dhtnode 8000                         start a network on port 8000\n  dhtnode 8001 127.0.0.1 8000          join it from port 8001\n  dhtnode 8100 --bind ::1              start a network on [::1]:8100\n  dhtnode 8101 [::1]:8100              join it (binding ::1, the seed's family)\n  dhtnode 9000 10.0.0.5 8000 --bind 0.0.0.0 --advertise 10.0.0.7:9000"
+    after_help = concat!("Examples:\n  dhtnode 8000                         start a network on port 8000\n  dhtnode 8001 127.0.0.1 8000          join it from port 8001\n  dhtnode 8100 --bind ::1              start a network on [::1]:8100\n  dhtnode 8101 [::1]:8100              join it (binding ::1, the seed's family)\n  dhtnode 9000 10.0.0.5 8000 --bind 0.0.0.0 --advertise 10.0.0.7:9000", "\n\n", dht_tools::exit_status_help!())
 )]
 // These doc comments are the --help text: "[::1]" in them is an address,
 // not a rustdoc link.
@@ -240,7 +240,7 @@ fn run(args: Args) -> Result<(), String> {
             .run(&mut leaving, Some(deadline))
             .map_err(|e| format!("network error: {e}"))?
         {
-            Stop::Done => log::info!("left"),
+            Stop::Done | Stop::Refused => log::info!("left"),
             Stop::Deadline => log::warn!("leave did not finish in time"),
             Stop::Signal => log::warn!("second signal: leaving without finishing the hand-off"),
         }

@@ -8,10 +8,10 @@ use clap::Parser;
 use dht_core::Shard;
 use dht_std::client::{Client, ClientError, PingMode, Pong};
 use dht_std::logger;
-use dht_tools::{fail, node_addrs, say, seconds, Network, Verbosity};
+use dht_tools::{exit, fail, node_addrs, say, seconds, Failure, Network, Verbosity};
 
 /// Pings nodes of the network, like ping: prints who answered and the
-/// round-trip times, and exits 0 only if someone answered.
+/// round-trip times, and exits 0 only if someone answered (4 if no one did).
 ///
 /// By default the node at HOST:PORT is pinged directly. --randomcast sends
 /// the ping on a random walk of HOPS nodes and the last one answers;
@@ -23,7 +23,7 @@ use dht_tools::{fail, node_addrs, say, seconds, Network, Verbosity};
 #[command(
     name = "dhtping",
     version,
-    after_help = "Examples:\n  dhtping 127.0.0.1 8000\n  dhtping 127.0.0.1 8000 --broadcast 3\n  dhtping 127.0.0.1 8000 --find 7\n  dhtping 127.0.0.1 8000 --stats\n  dhtping 127.0.0.1 8000 --scan 256 --wait 30"
+    after_help = concat!("Examples:\n  dhtping 127.0.0.1 8000\n  dhtping 127.0.0.1 8000 --broadcast 3\n  dhtping 127.0.0.1 8000 --find 7\n  dhtping 127.0.0.1 8000 --stats\n  dhtping 127.0.0.1 8000 --scan 256 --wait 30", "\n\n", dht_tools::exit_status_help!())
 )]
 // These doc comments are the --help text: "[::1]" in them is an address,
 // not a rustdoc link.
@@ -73,16 +73,17 @@ fn main() -> ExitCode {
     logger::init("dhtping: ", args.verbosity.level());
     match run(&args) {
         Ok(true) => ExitCode::SUCCESS,
-        Ok(false) => ExitCode::from(1),
+        // No answer: a script tells it from other failures.
+        Ok(false) => ExitCode::from(exit::UNREACHABLE),
         Err(message) => fail("dhtping", message),
     }
 }
 
-fn run(args: &Args) -> Result<bool, String> {
-    let wait = seconds(args.wait)?;
-    let mode = mode(args)?;
-    let entries = node_addrs(&args.host, args.port)?;
-    let key = args.network.key()?;
+fn run(args: &Args) -> Result<bool, Failure> {
+    let wait = seconds(args.wait).map_err(Failure::usage)?;
+    let mode = mode(args).map_err(Failure::usage)?;
+    let entries = node_addrs(&args.host, args.port).map_err(Failure::usage)?;
+    let key = args.network.key().map_err(Failure::local)?;
     // Each address of the host in turn, until one answers.
     let mut outcome = Ok(false);
     for entry in &entries {
@@ -97,7 +98,7 @@ fn run(args: &Args) -> Result<bool, String> {
             Err(e) => log::info!("{entry}: {e}"),
         }
     }
-    outcome.map_err(|e| e.to_string())
+    Ok(outcome?)
 }
 
 /// How pings travel, and how many rounds are sent.

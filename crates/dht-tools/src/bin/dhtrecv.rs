@@ -13,7 +13,9 @@ use dht_core::FragmentHash;
 use dht_std::client::{Client, ClientError};
 use dht_std::logger;
 use dht_tools::save::{check_target, PartFile};
-use dht_tools::{fail, join, node_addrs, safe_file_name, seconds, Network, Progress, Verbosity};
+use dht_tools::{
+    fail, join, node_addrs, safe_file_name, seconds, Failure, Network, Progress, Verbosity,
+};
 
 /// Downloads the file whose index hash is HASH through the node at
 /// HOST:PORT.
@@ -42,15 +44,13 @@ use dht_tools::{fail, join, node_addrs, safe_file_name, seconds, Network, Progre
 /// directory, a device, a FIFO or a socket never (write to standard output
 /// with -o -, not -o /dev/stdout). With -o - nothing is written to disk,
 /// messages and progress go to stderr, and a download that fails part way
-/// has already written its first bytes: check the exit status.
-///
-/// Exit status: 0 when the file is saved, 1 for any error or refusal (with
-/// a one-line message on stderr), 2 for a bad command line.
+/// has already written its first bytes: check the exit status (below;
+/// every failure also says what failed in one line on stderr).
 #[derive(Parser, Debug)]
 #[command(
     name = "dhtrecv",
     version,
-    after_help = "Examples:\n  dhtrecv 3f2a...e9 127.0.0.1 8000\n  dhtrecv 3f2a...e9 127.0.0.1 8000 -o copy.jpg --force\n  dhtrecv 3f2a...e9 127.0.0.1 8000 -o - | sha256sum"
+    after_help = concat!("Examples:\n  dhtrecv 3f2a...e9 127.0.0.1 8000\n  dhtrecv 3f2a...e9 127.0.0.1 8000 -o copy.jpg --force\n  dhtrecv 3f2a...e9 127.0.0.1 8000 -o - | sha256sum", "\n\n", dht_tools::exit_status_help!())
 )]
 // These doc comments are the --help text: "[::1]" in them is an address,
 // not a rustdoc link.
@@ -135,9 +135,9 @@ fn destination(
     output: Option<&Path>,
     force: bool,
     hash: &FragmentHash,
-) -> Result<Destination, String> {
+) -> Result<Destination, Failure> {
     let in_dir = |dir: PathBuf, name: Option<OsString>| {
-        let part = PartFile::resume(&dir, hash).map_err(|e| e.to_string())?;
+        let part = PartFile::resume(&dir, hash).map_err(Failure::local)?;
         Ok(Destination::File { dir, name, part })
     };
     let Some(path) = output else {
@@ -154,24 +154,22 @@ fn destination(
         _ => PathBuf::from("."),
     };
     if !dir.is_dir() {
-        return Err(format!("directory {} does not exist", dir.display()));
+        return Err(Failure::local(format!("directory {} does not exist", dir.display())));
     }
-    let name = path.file_name().ok_or_else(|| format!("{} is not a file path", path.display()))?;
-    check_target(&dir.join(name), force).map_err(|e| e.to_string())?;
+    let name = path
+        .file_name()
+        .ok_or_else(|| Failure::usage(format!("{} is not a file path", path.display())))?;
+    check_target(&dir.join(name), force).map_err(Failure::local)?;
     in_dir(dir, Some(name.to_owned()))
 }
 
-fn run(args: &Args) -> Result<(), String> {
+fn run(args: &Args) -> Result<(), Failure> {
     let hash = FragmentHash::from_hex(args.hash.trim())
-        .map_err(|e| format!("'{}' is not an index hash: {e}", args.hash))?;
+        .map_err(|e| Failure::usage(format!("'{}' is not an index hash: {e}", args.hash)))?;
+    let timeout = seconds(args.timeout).map_err(Failure::usage)?;
+    let entries = node_addrs(&args.host, args.port).map_err(Failure::usage)?;
     let destination = destination(args.output.as_deref(), args.force, &hash)?;
-    let timeout = seconds(args.timeout)?;
-    let mut client = join(
-        &node_addrs(&args.host, args.port)?,
-        args.listen,
-        args.connect_timeout,
-        &args.network,
-    )?;
+    let mut client = join(&entries, args.listen, args.connect_timeout, &args.network)?;
     let mut progress = Progress::new(args.verbosity.quiet);
     let (dir, fixed_name, part) = match destination {
         Destination::Stdout => {
@@ -179,18 +177,21 @@ fn run(args: &Args) -> Result<(), String> {
             let (mut sink, result) =
                 download(&mut client, hash, sink, timeout, &mut progress, |_| Ok(()));
             if let Some(e) = sink.error.take() {
-                return Err(format!("cannot write to standard output: {e}"));
+                return Err(Failure::local(format!("cannot write to standard output: {e}")));
             }
-            let size = result.map_err(|e| e.to_string())?;
-            sink.out.flush().map_err(|e| format!("cannot write to standard output: {e}"))?;
+            let size = result?;
+            sink.out
+                .flush()
+                .map_err(|e| Failure::local(format!("cannot write to standard output: {e}")))?;
             log::info!("wrote {size} bytes to standard output");
             return Ok(());
         }
         Destination::File { dir, name, mut part } => {
             if part.existing() > 0 {
                 if args.restart {
-                    part.restart()
-                        .map_err(|e| format!("cannot empty {}: {e}", part.path().display()))?;
+                    part.restart().map_err(|e| {
+                        Failure::local(format!("cannot empty {}: {e}", part.path().display()))
+                    })?;
                 } else if !args.verbosity.quiet {
                     eprintln!(
                         "dhtrecv: continuing the download left in {} ({} bytes); fragments \
@@ -225,7 +226,7 @@ fn run(args: &Args) -> Result<(), String> {
             Ok(())
         });
     if let Some(e) = part.error.take() {
-        return Err(format!("cannot write {}: {e}", part.path().display()));
+        return Err(Failure::local(format!("cannot write {}: {e}", part.path().display())));
     }
     let size = match result {
         Ok(size) => size,
@@ -234,21 +235,24 @@ fn run(args: &Args) -> Result<(), String> {
             e @ ClientError::Download(DownloadError::BadIndex(_) | DownloadError::TooDeep { .. }),
         ) => {
             part.discard();
-            return Err(e.to_string());
+            return Err(e.into());
         }
         // Refused (the target): what an earlier run left stays for later.
-        Err(e @ ClientError::Aborted(_)) => return Err(e.to_string()),
+        Err(e @ ClientError::Aborted(_)) => return Err(e.into()),
         Err(e) if part.will_be_kept() => {
-            return Err(format!(
-                "{e}; the partial download is kept in {}: run the same command again to \
+            let kept = part.path().display().to_string();
+            let mut failure = Failure::from(e);
+            failure.message = format!(
+                "{}; the partial download is kept in {kept}: run the same command again to \
                  continue it",
-                part.path().display()
-            ));
+                failure.message
+            );
+            return Err(failure);
         }
-        Err(e) => return Err(e.to_string()),
+        Err(e) => return Err(e.into()),
     };
     let target = target.ok_or("the download ended without an index")?;
-    part.keep_as(&target, args.force).map_err(|e| e.to_string())?;
+    part.keep_as(&target, args.force).map_err(Failure::local)?;
     let reused = part.reused();
     log::info!("saved {} ({size} bytes, {reused} fragments were already there)", target.display());
     if !args.verbosity.quiet {

@@ -9,7 +9,8 @@ use dht_core::verify::{Check, VerifyEvent};
 use dht_core::IndexName;
 use dht_std::logger;
 use dht_tools::{
-    fail, join, node_addrs, open_source, say, seconds, source_name, Network, Progress, Verbosity,
+    exit, fail, join, node_addrs, open_source, say, seconds, source_name, Failure, Network,
+    Progress, Verbosity,
 };
 
 /// Uploads a file to the network through the node at HOST:PORT.
@@ -25,7 +26,7 @@ use dht_tools::{
 #[command(
     name = "dhtsend",
     version,
-    after_help = "Example:\n  hash=$(dhtsend photo.jpg 127.0.0.1 8000) && dhtrecv $hash 127.0.0.1 8042"
+    after_help = concat!("Example:\n  hash=$(dhtsend photo.jpg 127.0.0.1 8000) && dhtrecv $hash 127.0.0.1 8042", "\n\n", dht_tools::exit_status_help!())
 )]
 // These doc comments are the --help text: "[::1]" in them is an address,
 // not a rustdoc link.
@@ -70,10 +71,6 @@ struct Args {
     verbosity: Verbosity,
 }
 
-/// Exit code when the file was uploaded but some fragment could not be
-/// read back from a holder other than the one that acknowledged it.
-const NOT_READ_BACK: u8 = 3;
-
 fn main() -> ExitCode {
     let args = Args::parse();
     logger::init("dhtsend: ", args.verbosity.level());
@@ -86,18 +83,18 @@ fn main() -> ExitCode {
             // The address is printed all the same: the file may still be
             // whole, and the user may want to retry or repair.
             say(hash);
-            let _ = fail("dhtsend", problem);
-            ExitCode::from(NOT_READ_BACK)
+            fail("dhtsend", Failure::new(exit::NOT_READ_BACK, problem))
         }
         Err(message) => fail("dhtsend", message),
     }
 }
 
-fn run(args: &Args) -> Result<(String, Option<String>), String> {
-    let reader = open_source(&args.file)?;
+fn run(args: &Args) -> Result<(String, Option<String>), Failure> {
+    let reader = open_source(&args.file).map_err(Failure::local)?;
     let name = source_name(&args.file, args.name.as_deref());
+    let timeout = seconds(args.timeout).map_err(Failure::usage)?;
     let mut client = join(
-        &node_addrs(&args.host, args.port)?,
+        &node_addrs(&args.host, args.port).map_err(Failure::usage)?,
         args.listen,
         args.connect_timeout,
         &args.network,
@@ -114,11 +111,8 @@ fn run(args: &Args) -> Result<(String, Option<String>), String> {
     let mut root: Option<Check> = None;
     let mut held_before = 0u64;
     let mut sampled: Vec<Check> = Vec::new();
-    let result = client.upload(
-        IndexName::from_file_name(&name),
-        reader,
-        seconds(args.timeout)?,
-        |event, total| {
+    let result =
+        client.upload(IndexName::from_file_name(&name), reader, timeout, |event, total| {
             fragments = total;
             match event {
                 UploadEvent::Stored { item, hash, holder, already } => {
@@ -140,10 +134,9 @@ fn run(args: &Args) -> Result<(String, Option<String>), String> {
                 ),
                 UploadEvent::Finished { .. } | UploadEvent::Failed(_) => {}
             }
-        },
-    );
+        });
     progress.finish();
-    let index = result.map_err(|e| e.to_string())?;
+    let index = result?;
     if held_before > 0 && !args.verbosity.quiet {
         eprintln!(
             "dhtsend: {held_before} of {fragments} fragments were held already; only the others \
@@ -154,7 +147,7 @@ fn run(args: &Args) -> Result<(String, Option<String>), String> {
         return Ok((index.to_string(), None));
     }
     let checks: Vec<Check> = root.into_iter().chain(sampled).collect();
-    let events = client.verify(&checks, seconds(args.timeout)?).map_err(|e| e.to_string())?;
+    let events = client.verify(&checks, timeout)?;
     let missing: Vec<String> = events
         .iter()
         .filter_map(|e| match e {
