@@ -5,7 +5,7 @@ mod common;
 use std::net::UdpSocket;
 use std::time::Duration;
 
-use common::{random_bytes, run_shell, run_tool, tool, Scene, TempDir};
+use common::{random_bytes, run_shell, run_tool, signal, tool, Scene, TempDir};
 
 #[test]
 fn files_of_every_size_round_trip_through_a_32_node_scene() {
@@ -211,4 +211,35 @@ fn standard_input_and_pipes_are_uploaded_whole_and_an_empty_one_is_refused() {
         assert!(out.stderr.contains("gave no bytes"), "{line}: {}", out.stderr);
         assert!(out.stdout.is_empty(), "{line} printed an address");
     }
+}
+
+#[test]
+fn a_killed_node_shows_in_the_others_logs_with_the_time_within_10_s() {
+    let scene = Scene::deploy("logs", 800, 8, "");
+    let victim = scene.base + 5;
+    let pid = scene.pids().into_iter().find(|(port, _)| *port == victim).unwrap().1;
+    // Settled: every node knows the others.
+    std::thread::sleep(Duration::from_secs(2));
+    signal(pid, "KILL");
+    let killed = std::time::Instant::now();
+    let needle = format!("127.0.0.1:{victim} does not answer: declared dead");
+    let line = loop {
+        let found = (0..8u16)
+            .filter(|i| scene.base + i != victim)
+            .filter_map(|i| {
+                let log = scene.dir.path().join((scene.base + i).to_string()).join("node.log");
+                let text = std::fs::read_to_string(log).unwrap_or_default();
+                text.lines().find(|l| l.contains(&needle)).map(str::to_owned)
+            })
+            .next();
+        if let Some(line) = found {
+            break line;
+        }
+        assert!(killed.elapsed() < Duration::from_secs(10), "no node logged the death in 10 s");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    // "2026-11-30T20:18:45.404Z dhtnode[9000] info: neighbor ... declared dead ..."
+    let stamp = line.split(' ').next().unwrap();
+    assert!(stamp.len() == 24 && stamp.ends_with('Z') && stamp.contains('T'), "{line}");
+    assert!(line.contains(" info: neighbor "), "{line}");
 }

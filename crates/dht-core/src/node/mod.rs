@@ -721,7 +721,8 @@ impl<S: FragmentStore, const NEIGHBORS: usize, const DEDUP: usize, const FETCHES
     /// out itself (`tell`), tell the network, whose nodes then probe it
     /// themselves.
     fn declare_dead(&mut self, now: Instant, peer: PeerInfo, tell: bool, sink: &mut impl Transmit) {
-        log::info!("{}: {} does not answer; dropping it", self.out.me().addr, peer);
+        // (The application says so to its operator: Event::NeighborDead.)
+        log::debug!("{}: {} does not answer; dropping it", self.out.me().addr, peer);
         self.forget_dead(now, peer);
         self.liveness.heard_of_death(peer.addr, now);
         if !tell {

@@ -118,7 +118,9 @@ impl App<DirStore, 256, 1024, 64> for NodeApp {
             Event::StoreAvailable { held } => {
                 log::info!("the store has room again ({held} fragments held)")
             }
-            Event::NeighborDead(peer) => log::info!("{peer} does not answer; dropped it"),
+            Event::NeighborDead(peer) => {
+                log::info!("neighbor {peer} does not answer: declared dead, dropped from the table")
+            }
             Event::Left { .. } => {}
         }
     }
@@ -146,7 +148,7 @@ fn main() -> ExitCode {
     let args = Args::parse();
     // A daemon says what happens (info) unless told to be quiet.
     let level = if args.verbosity.quiet { -1 } else { args.verbosity.level() + 1 };
-    logger::init(&format!("dhtnode[{}] ", args.port), level);
+    logger::init_daemon(&format!("dhtnode[{}] ", args.port), level);
     match run(args) {
         Ok(()) => ExitCode::SUCCESS,
         Err(message) => fail("dhtnode", message),
