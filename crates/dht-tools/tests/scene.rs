@@ -214,8 +214,8 @@ fn standard_input_and_pipes_are_uploaded_whole_and_an_empty_one_is_refused() {
 }
 
 #[test]
-fn a_killed_node_shows_in_the_others_logs_with_the_time_within_10_s() {
-    let scene = Scene::deploy("logs", 800, 8, "");
+fn a_killed_node_shows_in_the_others_logs_with_the_time_within_10_s_and_nodes_sum_up() {
+    let scene = Scene::deploy("logs", 800, 8, "--summary-every 1");
     let victim = scene.base + 5;
     let pid = scene.pids().into_iter().find(|(port, _)| *port == victim).unwrap().1;
     // Settled: every node knows the others.
@@ -242,4 +242,12 @@ fn a_killed_node_shows_in_the_others_logs_with_the_time_within_10_s() {
     let stamp = line.split(' ').next().unwrap();
     assert!(stamp.len() == 24 && stamp.ends_with('Z') && stamp.contains('T'), "{line}");
     assert!(line.contains(" info: neighbor "), "{line}");
+    // The one-line summary, every second here (300 s by default).
+    let log =
+        std::fs::read_to_string(scene.dir.path().join(scene.base.to_string()).join("node.log"))
+            .unwrap();
+    let summary = log.lines().find(|l| l.contains(" info: summary: shard ")).unwrap_or_else(|| {
+        panic!("no summary line in {log}");
+    });
+    assert!(summary.contains("fragments held") && summary.contains("datagrams in"), "{summary}");
 }

@@ -61,6 +61,10 @@ struct Args {
     /// Most fragments (of 8 KiB) to store.
     #[arg(long, value_name = "FRAGMENTS", default_value_t = 16_384)]
     capacity: usize,
+    /// Seconds between the one-line summaries logged at info (fragments
+    /// held, neighbours, traffic since the last one); 0: none.
+    #[arg(long, value_name = "SECS", default_value_t = 300)]
+    summary_every: u64,
     /// Copies of each fragment: a number, or "all" for every node of its
     /// shard (the original system's behaviour).
     #[arg(long, value_name = "N|all", default_value = "3")]
@@ -81,9 +85,51 @@ struct NodeApp {
     join_retries: u32,
     /// The seed's address did not answer: try its next one.
     next_seed: bool,
+    /// When the next one-line summary is logged, and the counters at the
+    /// last one.
+    summary_at: Option<dht_core::time::Instant>,
+    summary_every: dht_core::time::Duration,
+    last: dht_core::counters::Counters,
 }
 
 impl App<DirStore, 256, 1024, 64> for NodeApp {
+    fn poll_timeout(&self) -> Option<dht_core::time::Instant> {
+        self.summary_at
+    }
+
+    /// Every `--summary-every` seconds: fragments held, neighbours, and the traffic
+    /// since the last summary, on one line.
+    fn handle_timeout<T: dht_core::node::Transmit>(
+        &mut self,
+        now: dht_core::time::Instant,
+        node: &mut Node<DirStore>,
+        _: &mut T,
+    ) {
+        if self.summary_at.is_none_or(|at| now < at) {
+            return;
+        }
+        let counters = node.counters();
+        let (rx, tx) = (counters.received_total(), counters.sent_total());
+        let (rx0, tx0) = (self.last.received_total(), self.last.sent_total());
+        let store = node.store();
+        log::info!(
+            "summary: shard {}, {} of {} fragments held, {} neighbors; in the last {} s \
+             {} datagrams in ({:.1} MB), {} out ({:.1} MB), {} dropped",
+            node.shard(),
+            dht_core::store::FragmentStore::len(store),
+            dht_core::store::FragmentStore::capacity(store),
+            node.neighbors().len(),
+            self.summary_every.total_micros() / 1_000_000,
+            rx.datagrams - rx0.datagrams,
+            (rx.bytes - rx0.bytes) as f64 / 1e6,
+            tx.datagrams - tx0.datagrams,
+            (tx.bytes - tx0.bytes) as f64 / 1e6,
+            counters.drops.iter().sum::<u64>() - self.last.drops.iter().sum::<u64>(),
+        );
+        self.last = counters.clone();
+        self.summary_at = Some(now + self.summary_every);
+    }
+
     fn handle_event(&mut self, node: &Node<DirStore>, event: Event) {
         match event {
             Event::IdentityChosen(id) => match identity::save(&self.store, id) {
@@ -213,7 +259,17 @@ fn run(args: Args) -> Result<(), String> {
         runtime.node.join(now, PeerAddr::from(*seed), &mut runtime.transport);
     }
     log::info!("listening on {local}, advertising {advertised}, store {}", store_dir.display());
-    let mut app = NodeApp { store: store_dir, seeds, seed: 0, join_retries: 0, next_seed: false };
+    let summary_every = dht_core::time::Duration::from_secs(args.summary_every);
+    let mut app = NodeApp {
+        store: store_dir,
+        seeds,
+        seed: 0,
+        join_retries: 0,
+        next_seed: false,
+        summary_at: (args.summary_every > 0).then(|| runtime.clock.now() + summary_every),
+        summary_every,
+        last: dht_core::counters::Counters::default(),
+    };
     let stop = loop {
         let stop = runtime.run(&mut app, None).map_err(|e| format!("network error: {e}"))?;
         if stop != Stop::Done {
