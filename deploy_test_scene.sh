@@ -6,6 +6,7 @@
 #   ./deploy_test_scene.sh --clean         wipe the nodes' stores first
 #   ./deploy_test_scene.sh --no-key        an open network (no network key)
 #   ./deploy_test_scene.sh stop            stop the running scene (graceful leave)
+#   ./deploy_test_scene.sh status          nodes running, answering, joined; fragments held
 #
 # The scene is a network with a key: test_scene/network.key (32 random
 # bytes in hex, made on the first deploy and kept). Tools talk to it with
@@ -48,8 +49,9 @@ die() {
 while [ $# -gt 0 ]; do
     case "$1" in
         stop) ACTION=stop ;;
-        -n) shift; COUNT=${1:-} ;;
-        -p) shift; BASE=${1:-} ;;
+        status) ACTION=status ;;
+        -n) [ $# -ge 2 ] || die "-n needs a number of nodes (e.g. -n 32)"; shift; COUNT=$1 ;;
+        -p) [ $# -ge 2 ] || die "-p needs a first port (e.g. -p 9000)"; shift; BASE=$1 ;;
         --clean) CLEAN=1 ;;
         --no-key) KEYED=0 ;;
         -h|--help) usage 0 ;;
@@ -115,6 +117,41 @@ if [ "$ACTION" = stop ]; then
     exit 0
 fi
 
+# The running scene: how many nodes live, whether they answer and have
+# joined (dhtping --scan on their ports), and the fragments their stores
+# hold. Exits 1 when no scene runs.
+status_scene() {
+    local file port ports=() first last held mode args=()
+    for file in "$SCENE"/*/node.pid; do
+        [ -f "$file" ] || continue
+        port=${file%/node.pid}
+        port=${port##*/}
+        case "$port" in ''|*[!0-9]*) continue ;; esac
+        ports+=("$port")
+    done
+    local live
+    live=$(running_pids | wc -l)
+    if [ "$live" = 0 ]; then
+        echo "no scene is running in $SCENE"
+        exit 1
+    fi
+    mapfile -t ports < <(printf '%s\n' "${ports[@]}" | sort -n)
+    first=${ports[0]}
+    last=${ports[${#ports[@]} - 1]}
+    held=$(find "$SCENE" -path '*/fragments/*' -type f ! -name '.*' 2>/dev/null | wc -l)
+    mode=$(cat "$SCENE/deploy.mode" 2>/dev/null || echo keyed)
+    [ "$mode" = keyed ] && [ -f "$SCENE/network.key" ] && args=(--key-file "$SCENE/network.key")
+    echo "$live of ${#ports[@]} nodes running in $SCENE on 127.0.0.1:$first-$last ($mode network); $held fragments held in all"
+    if [ -x "$BIN/dhtping" ]; then
+        "$BIN/dhtping" 127.0.0.1 "$first" "${args[@]}" --scan $((last - first + 1)) --wait 3 -q 2>&1 | head -n 1 || true
+    fi
+}
+
+if [ "$ACTION" = status ]; then
+    status_scene
+    exit 0
+fi
+
 if [ -n "$(running_pids)" ]; then
     die "a scene is already running in $SCENE ($(running_pids | wc -l) nodes); stop it first with: $0 stop"
 fi
@@ -147,6 +184,9 @@ if [ "$KEYED" = 1 ]; then
         (umask 077 && od -An -N32 -tx1 /dev/urandom | tr -d ' \n' >"$KEY")
     fi
     KEY_ARGS=(--key-file "$KEY")
+    echo keyed >"$SCENE/deploy.mode"
+else
+    echo open >"$SCENE/deploy.mode"
 fi
 # The tools started below must not pick up a key of the caller's.
 unset DHT_KEY_FILE

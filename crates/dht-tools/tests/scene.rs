@@ -106,6 +106,15 @@ fn deploy_refuses_a_second_scene_and_stops_by_pid() {
     assert!(String::from_utf8_lossy(&again.stderr).contains("already running"));
     let ping = run_tool("dhtping", &["127.0.0.1", &last, "-c", "1"], scene.dir.path());
     assert!(ping.ok(), "{}", ping.stdout);
+    // status: the nodes running, answering and joined.
+    let status = scene.script(&["status"]);
+    let text = String::from_utf8_lossy(&status.stdout);
+    assert!(status.status.success(), "{text}");
+    assert!(text.contains("4 of 4 nodes running") && text.contains("4 joined"), "{text}");
+    // A flag without its value says so.
+    let missing = scene.script(&["-n"]);
+    assert!(!missing.status.success());
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("-n needs a number"));
     let stop = scene.script(&["stop"]);
     assert!(stop.status.success());
     for (_, pid) in pids {
@@ -121,6 +130,9 @@ fn deploy_refuses_a_second_scene_and_stops_by_pid() {
     let ping = run_tool("dhtping", &["127.0.0.1", &last, "-c", "1", "-W", "0.3"], scene.dir.path());
     assert!(!ping.ok());
     assert!(ping.elapsed < Duration::from_secs(5));
+    let status = scene.script(&["status"]);
+    assert!(!status.status.success());
+    assert!(String::from_utf8_lossy(&status.stdout).contains("no scene is running"));
 }
 
 #[test]
