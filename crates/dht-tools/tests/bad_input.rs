@@ -3,6 +3,7 @@
 
 mod common;
 
+use std::net::UdpSocket;
 use std::path::Path;
 use std::time::Duration;
 
@@ -183,4 +184,34 @@ fn each_tool_says_its_own_name_and_version() {
         let expected = format!("{tool} {}", env!("CARGO_PKG_VERSION"));
         assert_eq!(run.stdout.trim(), expected, "it said dht-tools for every tool");
     }
+}
+
+#[test]
+fn rough_edges_say_what_they_do() {
+    let work = TempDir::new("rough-edges");
+    std::fs::write(work.path().join("a.bin"), b"hello").unwrap();
+    let hash = "00".repeat(32);
+    let nobody = port_arg(396);
+
+    // -c 0 is no count of pings.
+    let zero = run_tool("dhtping", &["127.0.0.1", &nobody, "-c", "0"], work.path());
+    assert_eq!(zero.status, Some(2), "{zero:?}");
+
+    // -o newdir/ names a directory; it is never made into a file.
+    let dir = run_tool("dhtrecv", &[&hash, "127.0.0.1", &nobody, "-o", "newdir/"], work.path());
+    assert_fails(&dir, "directory newdir/ does not exist");
+    assert_eq!(dir.status, Some(7));
+    assert!(!work.path().join("newdir").exists());
+
+    // A name longer than an index holds is shortened, and said so.
+    let long = "a-name-much-longer-than-twenty-nine-bytes.txt";
+    let named = run_tool("dhtsend", &["a.bin", "127.0.0.1", &nobody, "--name", long], work.path());
+    assert!(named.stderr.contains("is stored as \"a-name-much-longer-than-t.txt\""), "{named:?}");
+
+    // A node that cannot have its port leaves no store behind.
+    let taken = UdpSocket::bind(("127.0.0.1", port(397))).unwrap();
+    let node = run_tool("dhtnode", &[&port_arg(397), "--store", "never"], work.path());
+    assert_fails(&node, "already in use");
+    assert!(!work.path().join("never").exists(), "a store was created");
+    drop(taken);
 }

@@ -206,14 +206,15 @@ fn run(args: Args) -> Result<(), String> {
     if args.capacity == 0 {
         return Err("--capacity must be at least 1 fragment".into());
     }
-    let store_dir = args.store.clone().unwrap_or_else(|| PathBuf::from(args.port.to_string()));
-    let store = DirStore::open(&store_dir, args.capacity).map_err(|e| e.to_string())?;
-    let saved = identity::load(&store_dir).map_err(|e| e.to_string())?;
     let seeds = match &args.seed_host {
         Some(host) => node_addrs(host, args.seed_port)?,
         None => Vec::new(),
     };
+    // The port first: a node that cannot have it leaves no store behind.
     let transport = bind(&args, &seeds)?;
+    let store_dir = args.store.clone().unwrap_or_else(|| PathBuf::from(args.port.to_string()));
+    let store = DirStore::open(&store_dir, args.capacity).map_err(|e| e.to_string())?;
+    let saved = identity::load(&store_dir).map_err(|e| e.to_string())?;
     let local = transport.local_addr().map_err(|e| e.to_string())?;
     // A socket reaches only addresses of its own family.
     let seeds: Vec<SocketAddr> =

@@ -54,13 +54,14 @@ struct Args {
     #[arg(long, requires = "scan")]
     full_shards: bool,
     /// Pings to send (singlecast and randomcast).
-    #[arg(short, long, value_name = "COUNT", default_value_t = 3)]
+    #[arg(short, long, value_name = "COUNT", default_value_t = 3,
+          value_parser = clap::value_parser!(u32).range(1..))]
     count: u32,
     /// Seconds to wait for answers to each ping (with --scan: for all nodes).
     #[arg(short = 'W', long, value_name = "SECS", default_value_t = 1.0)]
     wait: f64,
     /// UDP port this tool listens on [default: any free port].
-    #[arg(long, value_name = "PORT", default_value_t = 0)]
+    #[arg(long, value_name = "PORT", default_value_t = 0, hide_default_value = true)]
     listen: u16,
     #[command(flatten)]
     network: Network,

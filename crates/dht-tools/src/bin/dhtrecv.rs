@@ -65,7 +65,7 @@ struct Args {
     /// Port of that node (may be given with HOST instead).
     port: Option<u16>,
     /// UDP port this tool listens on for answers [default: any free port].
-    #[arg(long, value_name = "PORT", default_value_t = 0)]
+    #[arg(long, value_name = "PORT", default_value_t = 0, hide_default_value = true)]
     listen: u16,
     /// Where to save: a file path, an existing directory to save the file
     /// in under its stored name, or - for standard output.
@@ -148,6 +148,10 @@ fn destination(
     }
     if path.is_dir() {
         return in_dir(path.to_path_buf(), None);
+    }
+    if path.as_os_str().to_string_lossy().ends_with('/') {
+        // Meant as a directory: never a file of that name.
+        return Err(Failure::local(format!("directory {} does not exist", path.display())));
     }
     let dir = match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),

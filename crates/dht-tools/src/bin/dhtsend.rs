@@ -44,7 +44,7 @@ struct Args {
     /// Port of that node (may be given with HOST instead).
     port: Option<u16>,
     /// UDP port this tool listens on for answers [default: any free port].
-    #[arg(long, value_name = "PORT", default_value_t = 0)]
+    #[arg(long, value_name = "PORT", default_value_t = 0, hide_default_value = true)]
     listen: u16,
     /// Seconds to wait for the node to answer before giving up (shared
     /// among the addresses of HOST).
@@ -92,6 +92,14 @@ fn main() -> ExitCode {
 fn run(args: &Args) -> Result<(String, Option<String>), Failure> {
     let reader = open_source(&args.file).map_err(Failure::local)?;
     let name = source_name(&args.file, args.name.as_deref());
+    let stored = IndexName::from_file_name(&name);
+    if stored.as_str() != name {
+        log::warn!(
+            "the name \"{}\" is stored as \"{}\" (29 bytes at most, no control characters)",
+            name.escape_debug(),
+            stored.as_str().escape_debug()
+        );
+    }
     let timeout = seconds(args.timeout).map_err(Failure::usage)?;
     let mut client = join(
         &node_addrs(&args.host, args.port).map_err(Failure::usage)?,
