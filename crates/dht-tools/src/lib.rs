@@ -338,11 +338,17 @@ impl Progress {
             Some(bytes),
             indicatif::ProgressDrawTarget::stderr(),
         );
-        let style = indicatif::ProgressStyle::with_template(
-            "{elapsed_precise} [{wide_bar}] {bytes}/{total_bytes} {binary_bytes_per_sec} ETA {eta}",
-        )
-        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
-        .progress_chars("#>-");
+        // Everything on one line of the terminal: on a narrow one the bar
+        // keeps the percentage and the ETA, then only the bar.
+        let columns = console::Term::stderr().size().1;
+        let template = match columns {
+            0..=39 => "[{wide_bar}]",
+            40..=69 => "[{wide_bar}] {percent:>3}% ETA {eta}",
+            _ => "{elapsed_precise} [{wide_bar}] {bytes}/{total_bytes} {binary_bytes_per_sec} ETA {eta}",
+        };
+        let style = indicatif::ProgressStyle::with_template(template)
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+            .progress_chars("#>-");
         bar.set_style(style);
         if let Ok(mut shown) = BAR.lock() {
             *shown = Some(bar.clone());
