@@ -71,8 +71,8 @@ else
     grep -v '^#*$' "$WORK/send.err" >&2
     failed=1
 fi
-if grep -q "searching for one" "$WORK/send.err"; then
-    echo "dhtsend said: $(grep -m1 'searching' "$WORK/send.err")"
+if grep -q "looking for more" "$WORK/send.err"; then
+    echo "dhtsend said: $(grep -m1 'looking for more' "$WORK/send.err")"
 fi
 
 # When was every shard covered, and does anyone move back and forth?

@@ -145,7 +145,8 @@ pub enum DownloadEvent {
         /// Its position in the file.
         fragment: u64,
     },
-    /// No member of `shard` is known yet: the download searches the
+    /// No member of `shard` can be asked (none is known, or each known
+    /// one was tried: busy, full or silent): the download searches the
     /// network for one (about 30 s at most) before it fails with
     /// `NoHolder`.
     Searching {

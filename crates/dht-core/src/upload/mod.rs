@@ -158,7 +158,8 @@ pub enum UploadEvent {
         /// offer for such a fragment, not its bytes).
         already: bool,
     },
-    /// No member of `shard` is known yet: the upload searches the network
+    /// No member of `shard` can be asked (none is known, or each known
+    /// one was tried: busy, full or silent): the upload searches the network
     /// for one (about 30 s at most) before it fails with `NoHolder`.
     Searching {
         /// The shard.

@@ -283,6 +283,7 @@ fn download<K: FileSink>(
     mut on_name: impl FnMut(&str) -> Result<(), String>,
 ) -> (K, Result<u64, ClientError>) {
     let mut file_size = 0;
+    let mut searched = std::collections::HashSet::new();
     let (sink, result) = client.download(hash, sink, timeout, |event| {
         match event {
             DownloadEvent::IndexReceived { name, size, fragments } => {
@@ -297,10 +298,15 @@ fn download<K: FileSink>(
             DownloadEvent::Written { fragment } => {
                 progress.step(file_size.saturating_sub(fragment * 8192).min(8192));
             }
-            DownloadEvent::Searching { shard } => log::warn!(
-                "no node of shard {shard} is known yet (the network may still be starting): \
-                 searching for one, for up to 30 s"
-            ),
+            DownloadEvent::Searching { shard } => {
+                // Said once per shard: under load it can come back often.
+                if searched.insert(shard.get()) {
+                    log::warn!(
+                        "no node of shard {shard} is free yet (none known, or each known one busy \
+                         or silent): looking for more, for up to 30 s"
+                    );
+                }
+            }
             DownloadEvent::Finished { .. } | DownloadEvent::Failed(_) => {}
         }
         Ok(())

@@ -118,6 +118,7 @@ fn run(args: &Args) -> Result<(String, Option<String>), Failure> {
     let step = (data / sample.max(1)).max(1);
     let mut root: Option<Check> = None;
     let mut held_before = 0u64;
+    let mut searched = std::collections::HashSet::new();
     let mut sampled: Vec<Check> = Vec::new();
     let result =
         client.upload(IndexName::from_file_name(&name), reader, timeout, |event, total| {
@@ -136,10 +137,15 @@ fn run(args: &Args) -> Result<(String, Option<String>), Failure> {
                         progress.step(size.saturating_sub(n * 8192).min(8192));
                     }
                 }
-                UploadEvent::Searching { shard } => log::warn!(
-                    "no node of shard {shard} is known yet (the network may still be \
-                     starting): searching for one, for up to 30 s"
-                ),
+                UploadEvent::Searching { shard } => {
+                    // Said once per shard: under load it can come back often.
+                    if searched.insert(shard.get()) {
+                        log::warn!(
+                            "no node of shard {shard} is free yet (none known, or each known one busy \
+                             or silent): looking for more, for up to 30 s"
+                        );
+                    }
+                }
                 UploadEvent::Finished { .. } | UploadEvent::Failed(_) => {}
             }
         });
