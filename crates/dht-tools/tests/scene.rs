@@ -106,6 +106,15 @@ fn deploy_refuses_a_second_scene_and_stops_by_pid() {
     assert!(String::from_utf8_lossy(&again.stderr).contains("already running"));
     let ping = run_tool("dhtping", &["127.0.0.1", &last, "-c", "1"], scene.dir.path());
     assert!(ping.ok(), "{}", ping.stdout);
+    // --stats -c 2 -i 0.2: two reports, apart.
+    let stats = run_tool(
+        "dhtping",
+        &["127.0.0.1", &last, "--stats", "-c", "2", "-i", "0.2"],
+        scene.dir.path(),
+    );
+    assert!(stats.ok(), "{stats:?}");
+    assert!(stats.stdout.contains("# report 2 of 2, 0."), "{}", stats.stdout);
+    assert_eq!(stats.stdout.matches(" fragments, ").count(), 2, "{}", stats.stdout);
     // status: the nodes running, answering and joined.
     let status = scene.script(&["status"]);
     let text = String::from_utf8_lossy(&status.stdout);

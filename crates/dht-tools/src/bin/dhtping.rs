@@ -53,10 +53,13 @@ struct Args {
     /// With --scan: also wait until every shard has a node.
     #[arg(long, requires = "scan")]
     full_shards: bool,
-    /// Pings to send (singlecast and randomcast).
-    #[arg(short, long, value_name = "COUNT", default_value_t = 3,
-          value_parser = clap::value_parser!(u32).range(1..))]
-    count: u32,
+    /// Pings to send (singlecast and randomcast) [default: 3], or reports
+    /// to print with --stats [default: 1].
+    #[arg(short, long, value_name = "COUNT", value_parser = clap::value_parser!(u32).range(1..))]
+    count: Option<u32>,
+    /// Seconds between two --stats reports.
+    #[arg(short, long, value_name = "SECS", default_value_t = 1.0)]
+    interval: f64,
     /// Seconds to wait for answers to each ping (with --scan: for all nodes).
     #[arg(short = 'W', long, value_name = "SECS", default_value_t = 1.0)]
     wait: f64,
@@ -105,14 +108,14 @@ fn run(args: &Args) -> Result<bool, Failure> {
 /// How pings travel, and how many rounds are sent.
 fn mode(args: &Args) -> Result<(PingMode, u32), String> {
     Ok(match (args.randomcast, args.broadcast, args.find) {
-        (Some(hops), _, _) => (PingMode::Randomcast(hops), args.count),
+        (Some(hops), _, _) => (PingMode::Randomcast(hops), args.count.unwrap_or(3)),
         (_, Some(breadth), _) => (PingMode::Broadcast(breadth), 1),
         (_, _, Some(shard)) => {
             let shard = Shard::new(shard)
                 .ok_or(format!("shard {shard} does not exist; shards are 0 to 15"))?;
             (PingMode::Find(shard, 4), 1)
         }
-        _ => (PingMode::Singlecast, args.count),
+        _ => (PingMode::Singlecast, args.count.unwrap_or(3)),
     })
 }
 
@@ -128,26 +131,26 @@ fn ping_node(
         return scan(client, entry, count, wait, args.full_shards);
     }
     if args.stats {
-        return match client.stats(entry, wait)? {
-            Some(stats) => {
+        // Like ping -c and -i: COUNT reports, INTERVAL seconds apart.
+        let reports = args.count.unwrap_or(1);
+        let interval = Duration::try_from_secs_f64(args.interval).unwrap_or(Duration::from_secs(1));
+        let started = std::time::Instant::now();
+        let mut answered = false;
+        for k in 0..reports {
+            if k > 0 {
+                std::thread::sleep(interval);
+                say("");
+            }
+            if reports > 1 {
                 say(format!(
-                    "node {} shard {} at {}: {} of {} fragments, {} neighbors, {}",
-                    stats.from.id,
-                    stats.from.id.shard(),
-                    stats.from.addr,
-                    stats.stats.held,
-                    stats.stats.capacity,
-                    stats.stats.neighbors,
-                    if stats.stats.joined { "joined" } else { "joining" }
+                    "# report {} of {reports}, {:.1} s after the first",
+                    k + 1,
+                    started.elapsed().as_secs_f64()
                 ));
-                say(format_args!("{}", stats.stats.counters).to_string().trim_end());
-                Ok(true)
             }
-            None => {
-                eprintln!("dhtping: no answer from {entry} within {:.1} s", wait.as_secs_f64());
-                Ok(false)
-            }
-        };
+            answered |= stats_report(client, entry, wait)?;
+        }
+        return Ok(answered);
     }
     let mut answered = 0usize;
     let mut rtts = Vec::new();
@@ -175,6 +178,34 @@ fn ping_node(
         "{answered} answers to {rounds} pings; rtt min/avg/max = {min:.3}/{avg:.3}/{max:.3} ms"
     ));
     Ok(true)
+}
+
+/// Asks `entry` for its counters and prints them; whether it answered.
+fn stats_report(
+    client: &mut Client,
+    entry: SocketAddr,
+    wait: Duration,
+) -> Result<bool, ClientError> {
+    match client.stats(entry, wait)? {
+        Some(stats) => {
+            say(format!(
+                "node {} shard {} at {}: {} of {} fragments, {} neighbors, {}",
+                stats.from.id,
+                stats.from.id.shard(),
+                stats.from.addr,
+                stats.stats.held,
+                stats.stats.capacity,
+                stats.stats.neighbors,
+                if stats.stats.joined { "joined" } else { "joining" }
+            ));
+            say(format_args!("{}", stats.stats.counters).to_string().trim_end());
+            Ok(true)
+        }
+        None => {
+            eprintln!("dhtping: no answer from {entry} within {:.1} s", wait.as_secs_f64());
+            Ok(false)
+        }
+    }
 }
 
 fn scan(
