@@ -173,6 +173,16 @@ impl Verbosity {
     }
 }
 
+/// A size as people read it, the exact count beside it from 1000 bytes on:
+/// `10.5 MB (10485760 bytes)`, `512 bytes`.
+pub fn size(bytes: u64) -> String {
+    if bytes < 1000 {
+        format!("{bytes} bytes")
+    } else {
+        format!("{} ({bytes} bytes)", bytesize::ByteSize::b(bytes).display().si())
+    }
+}
+
 /// Prints a line on stdout. A closed stdout (`dhtping --stats | head`) is
 /// not an error worth a panic: the line is dropped.
 pub fn say(line: impl std::fmt::Display) {
@@ -395,5 +405,16 @@ impl Progress {
         } else if !self.quiet && self.marks > 0 {
             let _ = writeln!(std::io::stderr());
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn sizes_read_as_people_write_them() {
+        assert_eq!(super::size(0), "0 bytes");
+        assert_eq!(super::size(999), "999 bytes");
+        assert_eq!(super::size(10_485_760), "10.5 MB (10485760 bytes)");
+        assert_eq!(super::size(2_088_960), "2.1 MB (2088960 bytes)");
     }
 }

@@ -50,7 +50,7 @@ pub fn open_source(path: &Path) -> Result<FileReader, String> {
             // Read in place, opened once.
             let size = meta.len();
             if size > MAX_TREE_SIZE {
-                return Err(too_large(&format!("{} is {size} bytes", path.display())));
+                return Err(too_large(&format!("{} is {}", path.display(), crate::size(size))));
             }
             return Ok(FileReader::from_file(file, size));
         }
@@ -68,6 +68,6 @@ pub fn open_source(path: &Path) -> Result<FileReader, String> {
     if copied == 0 {
         return Err(format!("{shown} gave no bytes: nothing to upload"));
     }
-    log::info!("read {copied} bytes from {shown}");
+    log::info!("read {} from {shown}", crate::size(copied));
     Ok(FileReader::from_file(spool, copied))
 }

@@ -110,7 +110,7 @@ fn files_over_one_index_and_a_100_mb_stream_round_trip_through_a_32_node_scene()
     assert!(again.stderr.contains("continuing the download left in"), "{}", again.stderr);
     assert_eq!(sha256sum(&work.path().join("resumed.bin")), digest);
     assert!(!part.exists(), "the partial file became resumed.bin");
-    // "<path> (N bytes; K of M fragments were already there)"
+    // "<path> (104.9 MB (N bytes); K of M fragments were already there)"
     let reused: u64 = again
         .stderr
         .split(" of 12800 fragments were already there")

@@ -74,7 +74,8 @@ fn hash(file: &Path, name: Option<&str>, verbose: bool) -> Result<String, String
     if verbose {
         let fragments = dht_core::index::data_fragments(size);
         let indexes = dht_core::index::index_fragments(size).unwrap_or(0);
-        eprintln!("# {name} ({size} bytes, {fragments} fragments, {indexes} index fragments)");
+        let shown = dht_tools::size(size);
+        eprintln!("# {name} ({shown}, {fragments} fragments, {indexes} index fragments)");
     }
     let hash = hash_file(name, &mut reader, |item, hash| {
         if verbose {

@@ -187,7 +187,7 @@ fn run(args: &Args) -> Result<(), Failure> {
             sink.out
                 .flush()
                 .map_err(|e| Failure::local(format!("cannot write to standard output: {e}")))?;
-            log::info!("wrote {size} bytes to standard output");
+            log::info!("wrote {} to standard output", dht_tools::size(size));
             return Ok(());
         }
         Destination::File { dir, name, mut part } => {
@@ -198,10 +198,10 @@ fn run(args: &Args) -> Result<(), Failure> {
                     })?;
                 } else if !args.verbosity.quiet {
                     eprintln!(
-                        "dhtrecv: continuing the download left in {} ({} bytes); fragments \
+                        "dhtrecv: continuing the download left in {} ({}); fragments \
                          found right there are not fetched again (--restart starts over)",
                         part.path().display(),
-                        part.existing()
+                        dht_tools::size(part.existing())
                     );
                 }
             }
@@ -258,12 +258,13 @@ fn run(args: &Args) -> Result<(), Failure> {
     let target = target.ok_or("the download ended without an index")?;
     part.keep_as(&target, args.force).map_err(Failure::local)?;
     let reused = part.reused();
-    log::info!("saved {} ({size} bytes, {reused} fragments were already there)", target.display());
+    let shown = dht_tools::size(size);
+    log::info!("saved {} ({shown}, {reused} fragments were already there)", target.display());
     if !args.verbosity.quiet {
         match reused {
-            0 => eprintln!("{} ({size} bytes)", target.display()),
+            0 => eprintln!("{} ({shown})", target.display()),
             n => eprintln!(
-                "{} ({size} bytes; {n} of {} fragments were already there)",
+                "{} ({shown}; {n} of {} fragments were already there)",
                 target.display(),
                 dht_core::index::data_fragments(size)
             ),
@@ -288,8 +289,9 @@ fn download<K: FileSink>(
         match event {
             DownloadEvent::IndexReceived { name, size, fragments } => {
                 log::info!(
-                    "index: \"{}\", {size} bytes in {fragments} fragments",
-                    name.as_str().escape_debug()
+                    "index: \"{}\", {} in {fragments} fragments",
+                    name.as_str().escape_debug(),
+                    dht_tools::size(*size)
                 );
                 progress.set_total(*fragments, *size);
                 file_size = *size;
