@@ -234,6 +234,11 @@ fn a_full_node_sends_uploads_elsewhere_without_an_error() {
     let refused = stats.stats.counters.drops_of(dht_core::counters::DropReason::StoreFull);
     assert!(refused > 0 || stats.stats.held == 1, "the full node never filled");
     println!("full node: holds {}, refused {refused} store requests", stats.stats.held);
+    if stats.stats.held == 1 {
+        // One fragment of one: the operator was told before it filled.
+        let log = std::fs::read_to_string(scene.store(full_port).join("node.log")).unwrap();
+        assert!(log.contains("the store is nearly full: 1 of 1 fragments (100%)"), "{log}");
+    }
     for (i, (name, hash)) in sent.iter().enumerate() {
         download_ok(&work, name, hash, scene.base + 10 + i as u16);
     }

@@ -90,6 +90,16 @@ struct NodeApp {
     summary_at: Option<dht_core::time::Instant>,
     summary_every: dht_core::time::Duration,
     last: dht_core::counters::Counters,
+    /// The store was said to be nearly full (said again once it has
+    /// emptied below 80 %).
+    nearly_full: bool,
+}
+
+/// Whether a store holding `held` of `capacity` fragments is nearly full
+/// (90 % or more), and whether it is back under 80 % (said again then).
+fn fill_level(held: usize, capacity: usize) -> (bool, bool) {
+    let (held, capacity) = (held as u64, capacity.max(1) as u64);
+    (held * 10 >= capacity * 9, held * 10 < capacity * 8)
 }
 
 impl App<DirStore, 256, 1024, 64> for NodeApp {
@@ -153,7 +163,23 @@ impl App<DirStore, 256, 1024, 64> for NodeApp {
                 }
                 self.next_seed = self.seeds.len() > 1;
             }
-            Event::FragmentStored(hash) => log::debug!("stored {hash}"),
+            Event::FragmentStored(hash) => {
+                log::debug!("stored {hash}");
+                let store = node.store();
+                let held = dht_core::store::FragmentStore::len(store);
+                let capacity = dht_core::store::FragmentStore::capacity(store);
+                let (nearly, under) = fill_level(held, capacity);
+                if nearly && !self.nearly_full {
+                    self.nearly_full = true;
+                    log::warn!(
+                        "the store is nearly full: {held} of {capacity} fragments ({}%); \
+                         --capacity or more disk lets the node keep taking fragments",
+                        held * 100 / capacity.max(1)
+                    );
+                } else if under {
+                    self.nearly_full = false;
+                }
+            }
             Event::CorruptFragmentRemoved(hash) => log::warn!("removed corrupt fragment {hash}"),
             Event::FetchAbandoned(hash) => log::debug!("gave up fetching {hash}"),
             Event::StoreFull => log::warn!(
@@ -270,6 +296,7 @@ fn run(args: Args) -> Result<(), String> {
         summary_at: (args.summary_every > 0).then(|| runtime.clock.now() + summary_every),
         summary_every,
         last: dht_core::counters::Counters::default(),
+        nearly_full: false,
     };
     let stop = loop {
         let stop = runtime.run(&mut app, None).map_err(|e| format!("network error: {e}"))?;
@@ -389,4 +416,17 @@ fn advertised(text: &str, local: SocketAddr) -> Result<SocketAddr, String> {
             if local.is_ipv4() { "IPv4" } else { "IPv6" }
         )
     })
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_store_is_nearly_full_from_90_percent_and_said_again_below_80() {
+        assert_eq!(super::fill_level(89, 100), (false, false));
+        assert_eq!(super::fill_level(90, 100), (true, false));
+        assert_eq!(super::fill_level(79, 100), (false, true));
+        assert_eq!(super::fill_level(1, 1), (true, false));
+        assert_eq!(super::fill_level(0, 0), (false, true));
+        assert_eq!(super::fill_level(14_746, 16_384), (true, false));
+    }
 }
