@@ -409,14 +409,9 @@ impl IndexParts<'_> {
 }
 
 /// The decoded form of an index fragment: flat (listing data fragments)
-/// or nested (listing index fragments).
-#[derive(Clone, PartialEq, Eq)]
-pub struct IndexFragment {
-    name: IndexName,
-    count: u8,
-    layout: Layout,
-    hashes: [FragmentHash; INDEX_MAX_FRAGMENTS],
-}
+/// or nested (listing index fragments); an [`IndexBuf`] with room for
+/// every entry an index can list.
+pub type IndexFragment = IndexBuf<INDEX_MAX_FRAGMENTS>;
 
 /// Byte offsets of the index fields.
 const HASHES_OFFSET: usize = INDEX_NAME_SIZE + 3;
@@ -425,14 +420,6 @@ const _: () = assert!(HASHES_OFFSET + INDEX_MAX_FRAGMENTS * HASH_SIZE == FRAGMEN
 const _: () = assert!(NESTED_HASHES_OFFSET + NESTED_MAX_CHILDREN * HASH_SIZE == FRAGMENT_SIZE);
 
 impl IndexFragment {
-    /// An empty flat index with no name: the index of the empty file.
-    pub const EMPTY: IndexFragment = IndexFragment {
-        name: IndexName::EMPTY,
-        count: 0,
-        layout: Layout::Flat { last_len: 0 },
-        hashes: [FragmentHash([0; HASH_SIZE]); INDEX_MAX_FRAGMENTS],
-    };
-
     /// The flat index of a file of `size` bytes (at most
     /// [`MAX_FILE_SIZE`]) named `name`, whose `i`-th fragment hashes to
     /// `hash_of(i)`.
@@ -503,8 +490,51 @@ impl IndexFragment {
         }
         Ok(IndexFragment { name, count, layout, hashes })
     }
+}
 
-    fn parts(&self) -> IndexParts<'_> {
+/// The fragment count and last-fragment length of a file of `size` bytes,
+/// or [`IndexError::FileTooLarge`] beyond [`MAX_FILE_SIZE`].
+pub fn fragment_layout(size: u64) -> Result<(u8, u16), IndexError> {
+    if size > MAX_FILE_SIZE {
+        return Err(IndexError::FileTooLarge { size });
+    }
+    if size == 0 {
+        return Ok((0, 0));
+    }
+    let frag = FRAGMENT_SIZE as u64;
+    let count = size.div_ceil(frag);
+    let last = size - (count - 1) * frag;
+    Ok((count as u8, last as u16))
+}
+
+/// An index held as its entries, at most `W` of them: with `W` = 255 the
+/// decoded form of any index ([`IndexFragment`]); a smaller `W` bounds the
+/// memory of an upload of small files on a microcontroller. What
+/// [`TreeBuilder`] fills, encoded and hashed through [`IndexParts`].
+#[derive(Clone, PartialEq, Eq)]
+pub struct IndexBuf<const W: usize> {
+    name: IndexName,
+    count: u8,
+    layout: Layout,
+    hashes: [FragmentHash; W],
+}
+
+impl<const W: usize> IndexBuf<W> {
+    /// An empty flat index with no name: the index of the empty file.
+    pub const EMPTY: Self = Self::empty(Layout::Flat { last_len: 0 });
+
+    /// An index of no entries with this layout and no name.
+    const fn empty(layout: Layout) -> Self {
+        IndexBuf {
+            name: IndexName::EMPTY,
+            count: 0,
+            layout,
+            hashes: [FragmentHash([0; HASH_SIZE]); W],
+        }
+    }
+
+    /// The fields, borrowed.
+    pub fn parts(&self) -> IndexParts<'_> {
         IndexParts {
             name: &self.name,
             count: self.count,
@@ -513,33 +543,48 @@ impl IndexFragment {
         }
     }
 
+    /// The SHA-256 of the encoded index.
+    pub fn hash(&self) -> FragmentHash {
+        self.parts().hash()
+    }
+
     /// Writes the 8192-byte form.
     pub fn encode(&self, out: &mut FragmentBytes) {
         self.parts().encode(out);
     }
 
-    /// The hash of the encoded index: for the root of a file, the file's
-    /// address.
-    pub fn hash(&self) -> FragmentHash {
-        self.parts().hash()
-    }
-
-    /// The file name (empty in the interior indexes of a tree).
+    /// The name (empty but for a root).
     pub fn name(&self) -> &IndexName {
         &self.name
     }
 
-    /// What the entries are.
-    pub fn layout(&self) -> Layout {
-        self.layout
+    /// The bytes of file under this index.
+    pub fn file_size(&self) -> u64 {
+        match (self.layout, self.count) {
+            (Layout::Flat { .. }, 0) => 0,
+            (Layout::Flat { last_len }, n) => {
+                (u64::from(n) - 1) * FRAGMENT_SIZE as u64 + u64::from(last_len)
+            }
+            (Layout::Nested { size, .. }, _) => size,
+        }
     }
 
-    /// 1 for a flat index (of data fragments), 2 or more for a nested one.
+    /// 1 for a flat index, 2 or more for a nested one.
     pub fn height(&self) -> u8 {
         match self.layout {
             Layout::Flat { .. } => 1,
             Layout::Nested { height, .. } => height,
         }
+    }
+
+    /// The entries' hashes, in file order.
+    pub fn hashes(&self) -> &[FragmentHash] {
+        self.hashes.get(..usize::from(self.count)).unwrap_or(&[])
+    }
+
+    /// What the entries are.
+    pub fn layout(&self) -> Layout {
+        self.layout
     }
 
     /// Whether the entries are index fragments.
@@ -560,23 +605,6 @@ impl IndexFragment {
             Layout::Flat { last_len } => usize::from(last_len),
             Layout::Nested { .. } => 0,
         }
-    }
-
-    /// The size in bytes of the file (or, for an interior index, of its
-    /// part of the file).
-    pub fn file_size(&self) -> u64 {
-        match (self.layout, self.count) {
-            (Layout::Flat { .. }, 0) => 0,
-            (Layout::Flat { last_len }, n) => {
-                (u64::from(n) - 1) * FRAGMENT_SIZE as u64 + u64::from(last_len)
-            }
-            (Layout::Nested { size, .. }, _) => size,
-        }
-    }
-
-    /// The hashes of the entries, in file order.
-    pub fn hashes(&self) -> &[FragmentHash] {
-        self.hashes.get(..usize::from(self.count)).unwrap_or(&[])
     }
 
     /// The hash of entry `i`, if there is one.
@@ -616,7 +644,7 @@ impl IndexFragment {
     /// Checks that `child`, fetched by the hash of entry `i`, is what this
     /// nested index says it is: one level lower, no name, and exactly its
     /// share of the file.
-    pub fn check_child(&self, i: usize, child: &IndexFragment) -> Result<(), IndexError> {
+    pub fn check_child(&self, i: usize, child: &Self) -> Result<(), IndexError> {
         let expected = self.child_size(i).ok_or(IndexError::ChildMismatch)?;
         let right = child.height() + 1 == self.height()
             && child.name.is_empty()
@@ -636,108 +664,6 @@ impl IndexFragment {
             Ok(height) if height == self.height() => Ok(()),
             _ => Err(IndexError::NotMinimal),
         }
-    }
-}
-
-impl fmt::Debug for IndexFragment {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("IndexFragment")
-            .field("name", &self.name)
-            .field("count", &self.count)
-            .field("layout", &self.layout)
-            .finish_non_exhaustive()
-    }
-}
-
-/// The fragment count and last-fragment length of a file of `size` bytes,
-/// or [`IndexError::FileTooLarge`] beyond [`MAX_FILE_SIZE`].
-pub fn fragment_layout(size: u64) -> Result<(u8, u16), IndexError> {
-    if size > MAX_FILE_SIZE {
-        return Err(IndexError::FileTooLarge { size });
-    }
-    if size == 0 {
-        return Ok((0, 0));
-    }
-    let frag = FRAGMENT_SIZE as u64;
-    let count = size.div_ceil(frag);
-    let last = size - (count - 1) * frag;
-    Ok((count as u8, last as u16))
-}
-
-/// An index held as its entries, at most `W` of them (`W` < 255 bounds the
-/// memory of an upload of small files on a microcontroller): what
-/// [`TreeBuilder`] fills, encoded and hashed through [`IndexParts`].
-#[derive(Clone, PartialEq, Eq)]
-pub struct IndexBuf<const W: usize> {
-    name: IndexName,
-    count: u8,
-    layout: Layout,
-    hashes: [FragmentHash; W],
-}
-
-impl<const W: usize> IndexBuf<W> {
-    /// An index of no entries with this layout and no name.
-    const fn empty(layout: Layout) -> Self {
-        IndexBuf {
-            name: IndexName::EMPTY,
-            count: 0,
-            layout,
-            hashes: [FragmentHash([0; HASH_SIZE]); W],
-        }
-    }
-
-    /// The fields, borrowed.
-    pub fn parts(&self) -> IndexParts<'_> {
-        IndexParts {
-            name: &self.name,
-            count: self.count,
-            layout: self.layout,
-            hashes: self.hashes.get(..usize::from(self.count)).unwrap_or(&[]),
-        }
-    }
-
-    /// The SHA-256 of the encoded index.
-    pub fn hash(&self) -> FragmentHash {
-        self.parts().hash()
-    }
-
-    /// Writes the 8192-byte form.
-    pub fn encode(&self, out: &mut FragmentBytes) {
-        self.parts().encode(out);
-    }
-
-    /// The name (empty but for a root).
-    pub fn name(&self) -> &IndexName {
-        &self.name
-    }
-
-    /// The bytes of file under this index.
-    pub fn file_size(&self) -> u64 {
-        match (self.layout, self.count) {
-            (Layout::Flat { .. }, 0) => 0,
-            (Layout::Flat { last_len }, n) => {
-                (u64::from(n) - 1) * FRAGMENT_SIZE as u64 + u64::from(last_len)
-            }
-            (Layout::Nested { size, .. }, _) => size,
-        }
-    }
-
-    /// 1 for a flat index, 2 or more for a nested one.
-    pub fn height(&self) -> u8 {
-        match self.layout {
-            Layout::Flat { .. } => 1,
-            Layout::Nested { height, .. } => height,
-        }
-    }
-
-    /// Entries listed.
-    pub fn count(&self) -> usize {
-        usize::from(self.count)
-    }
-
-    /// The entries' hashes, in file order.
-    pub fn hashes(&self) -> &[FragmentHash] {
-        self.hashes.get(..usize::from(self.count)).unwrap_or(&[])
     }
 
     /// The entries a full index of this layout lists (255 data fragments,
@@ -874,7 +800,7 @@ impl<const DEPTH: usize, const W: usize> TreeBuilder<DEPTH, W> {
             if node.append(hash, size) {
                 return Ok(());
             }
-            if DEPTH <= 1 || node.count() < node.full() {
+            if DEPTH <= 1 || node.fragment_count() < node.full() {
                 // One level, or out of room below a full index (W < 255):
                 // only smaller files fit this builder.
                 return Err(too_large);
@@ -1087,7 +1013,7 @@ mod tests {
     fn one_byte_more_makes_a_tree_of_two_levels() {
         let size = MAX_FILE_SIZE + 1;
         let (root, interior) = build(size);
-        assert_eq!((root.height(), root.count(), root.file_size()), (2, 2, size));
+        assert_eq!((root.height(), root.fragment_count(), root.file_size()), (2, 2, size));
         assert_eq!(interior.len(), 2);
         let mut bytes = [0u8; FRAGMENT_SIZE];
         root.encode(&mut bytes);
@@ -1117,7 +1043,7 @@ mod tests {
     fn a_three_level_tree_is_checked_level_by_level() {
         let size = capacity(2) + 3 * FRAGMENT_SIZE as u64;
         let (root, interior) = build(size);
-        assert_eq!((root.height(), root.count()), (3, 2));
+        assert_eq!((root.height(), root.fragment_count()), (3, 2));
         assert_eq!(index_fragments(size), Ok(interior.len() as u64 + 1));
         // 255 leaves (254 under the first height-2 index, 1 under the
         // second), then the two height-2 indexes.
