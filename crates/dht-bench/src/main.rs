@@ -115,16 +115,21 @@ impl Setup {
         Ok((elapsed, String::from_utf8_lossy(&output.stdout).into_owned()))
     }
 
-    /// Runs a tool of the scene (with its key, if any); its time and whole
-    /// output, once it exited with success.
-    fn tool_output(&self, name: &str, args: &[&str]) -> Result<(f64, Output), Error> {
-        let started = Instant::now();
+    /// A tool of the scene with `args`, with the scene's key if it has one.
+    fn command(&self, name: &str, args: &[&str]) -> Command {
         let mut command = Command::new(self.bin.join(name));
         command.args(args).stdin(Stdio::null()).env_remove("DHT_KEY_FILE");
         if self.keyed {
             command.env("DHT_KEY_FILE", self.key_file());
         }
-        let output = command.output()?;
+        command
+    }
+
+    /// Runs a tool of the scene (with its key, if any); its time and whole
+    /// output, once it exited with success.
+    fn tool_output(&self, name: &str, args: &[&str]) -> Result<(f64, Output), Error> {
+        let started = Instant::now();
+        let output = self.command(name, args).output()?;
         let elapsed = started.elapsed().as_secs_f64();
         if !output.status.success() {
             return Err(
@@ -633,13 +638,7 @@ const LARGE_MIB: u64 = 256;
 /// standard output.
 fn tool_with_rss(setup: &Setup, name: &str, args: &[&str]) -> Result<(f64, f64, String), Error> {
     let started = Instant::now();
-    let mut command = Command::new(setup.bin.join(name));
-    command.args(args).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
-    command.env_remove("DHT_KEY_FILE");
-    if setup.keyed {
-        command.env("DHT_KEY_FILE", setup.key_file());
-    }
-    let child = command.spawn()?;
+    let child = setup.command(name, args).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn()?;
     let status_path = format!("/proc/{}/status", child.id());
     let peak_kib = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
     let watcher = {

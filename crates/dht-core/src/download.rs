@@ -30,7 +30,7 @@ use crate::config::FRAGMENT_SIZE;
 use crate::driver::App;
 use crate::fragment::{FragmentBytes, FragmentHash};
 use crate::id::{PeerAddr, Shard};
-use crate::index::{data_fragments, IndexError, IndexFragment, IndexName};
+use crate::index::{data_fragment_len, data_fragments, IndexError, IndexFragment, IndexName};
 use crate::node::{Node, Reply, Transmit};
 use crate::requests::{Request, RequestTable};
 use crate::store::FragmentStore;
@@ -436,8 +436,7 @@ impl<K: FileSink, const WINDOW: usize, const DEPTH: usize> Download<K, WINDOW, D
             if item >= self.data_count {
                 break;
             }
-            let offset = item * FRAGMENT_SIZE as u64;
-            let len = size.saturating_sub(offset).min(FRAGMENT_SIZE as u64) as usize;
+            let len = data_fragment_len(size, item);
             let Some(slot) = self.slots.get_mut(slot_number::<WINDOW>(item)) else { return };
             if slot.item != Some(item) || !slot.ready {
                 return;
@@ -578,8 +577,7 @@ impl<K: FileSink, const WINDOW: usize, const DEPTH: usize> Download<K, WINDOW, D
     /// its slot is ready to be skipped, with no request.
     fn sink_holds(&mut self, item: u64, hash: &FragmentHash) -> bool {
         let Some((_, size)) = self.file else { return false };
-        let offset = item * FRAGMENT_SIZE as u64;
-        let len = size.saturating_sub(offset).min(FRAGMENT_SIZE as u64) as usize;
+        let (offset, len) = (item * FRAGMENT_SIZE as u64, data_fragment_len(size, item));
         if !self.sink.holds(offset, len, hash) {
             return false;
         }

@@ -310,6 +310,13 @@ pub fn data_fragments(size: u64) -> u64 {
     size.div_ceil(FRAGMENT_SIZE as u64)
 }
 
+/// How many bytes of data fragment `n` of a file of `size` bytes belong to
+/// the file: 8192 but for the last (and 0 past the end).
+pub fn data_fragment_len(size: u64, n: u64) -> usize {
+    let frag = FRAGMENT_SIZE as u64;
+    size.saturating_sub(n.saturating_mul(frag)).min(frag) as usize
+}
+
 /// What an index fragment lists.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Layout {

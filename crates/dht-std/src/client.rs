@@ -250,10 +250,7 @@ impl Client {
         self.runtime.node.join(now, entry, &mut self.runtime.transport);
         let mut app = Joining { neighbors: None };
         let deadline = self.deadline(timeout);
-        self.runtime.stop_when_refused = true;
-        let stop = self.runtime.run(&mut app, Some(deadline));
-        self.runtime.stop_when_refused = false;
-        match stop? {
+        match self.runtime.run_until_refused(&mut app, Some(deadline))? {
             Stop::Done => Ok(app.neighbors.unwrap_or(0)),
             Stop::Deadline => Err(ClientError::NoAnswer { entry: self.entry, waited: timeout }),
             Stop::Signal => Err(ClientError::Interrupted),
@@ -453,10 +450,7 @@ impl Client {
         let mut app = Pinging { nonce, sent, single, pongs: Vec::new(), on_pong: &mut on_pong };
         let deadline = self.deadline(wait);
         // Nothing listening at the entry shows at once: no pong will come.
-        self.runtime.stop_when_refused = true;
-        let stop = self.runtime.run(&mut app, Some(deadline));
-        self.runtime.stop_when_refused = false;
-        match stop? {
+        match self.runtime.run_until_refused(&mut app, Some(deadline))? {
             Stop::Signal => Err(ClientError::Interrupted),
             Stop::Done | Stop::Deadline | Stop::Refused => Ok(app.pongs),
         }

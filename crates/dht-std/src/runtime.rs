@@ -64,7 +64,7 @@ pub enum Stop {
     /// SIGINT or SIGTERM arrived.
     Signal,
     /// The kernel said a datagram went to a port nobody listens on, before
-    /// any datagram came (only when [`Runtime::stop_when_refused`] is set:
+    /// any datagram came (only in [`Runtime::run_until_refused`]:
     /// a tool joining through a node that is not there).
     Refused,
 }
@@ -102,7 +102,7 @@ pub struct Runtime<S: FragmentStore> {
     buf: Vec<u8>,
     signals: Option<Signals>,
     /// Stop with [`Stop::Refused`] on a refusal before anything was heard.
-    pub stop_when_refused: bool,
+    stop_when_refused: bool,
     /// A datagram came.
     heard: bool,
 }
@@ -161,6 +161,20 @@ impl<S: FragmentStore> Runtime<S> {
     /// Whether a termination signal arrived.
     pub fn signalled(&self) -> bool {
         self.signals.as_ref().is_some_and(|s| s.flag.load(Ordering::SeqCst))
+    }
+
+    /// [`Runtime::run`], stopping also with [`Stop::Refused`] when the
+    /// kernel says the first datagrams went to a port nobody listens on,
+    /// before anything was heard (a join or ping through an entry node).
+    pub fn run_until_refused(
+        &mut self,
+        app: &mut impl App<S, 256, 1024, 64>,
+        deadline: Option<Instant>,
+    ) -> io::Result<Stop> {
+        self.stop_when_refused = true;
+        let stop = self.run(app, deadline);
+        self.stop_when_refused = false;
+        stop
     }
 
     /// Runs until the application is done, `deadline` passes, or a signal.

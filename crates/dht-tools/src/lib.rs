@@ -173,6 +173,23 @@ impl Verbosity {
     }
 }
 
+/// Says that an upload or download looks for more nodes of a shard
+/// (`Searching` events), once per shard: under load it can come back often.
+#[derive(Default)]
+pub struct Searching(std::collections::HashSet<u8>);
+
+impl Searching {
+    /// The operation began searching for nodes of `shard`.
+    pub fn say(&mut self, shard: dht_core::id::Shard) {
+        if self.0.insert(shard.get()) {
+            log::warn!(
+                "no node of shard {shard} is free yet (none known, or each known one busy or \
+                 silent): looking for more, for up to 30 s"
+            );
+        }
+    }
+}
+
 /// A size as people read it, the exact count beside it from 1000 bytes on:
 /// `10.5 MB (10485760 bytes)`, `512 bytes`.
 pub fn size(bytes: u64) -> String {
@@ -365,11 +382,6 @@ impl Progress {
         }
         dht_std::logger::route_through(above_the_bar);
         self.bar = Some(bar);
-    }
-
-    /// The number of data fragments.
-    pub fn total(&self) -> u64 {
-        self.fragments
     }
 
     /// A data fragment of `bytes` bytes is done.

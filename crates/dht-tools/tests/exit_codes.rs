@@ -4,10 +4,9 @@
 mod common;
 
 use std::net::UdpSocket;
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{fragment_hashes, random_bytes, run_tool, signal, tool, Guarded, Scene, TempDir};
+use common::{fragment_hashes, random_bytes, run_tool, signal, spawn_quiet, Scene, TempDir};
 use dht_tools::exit;
 
 /// A UDP port on 127.0.0.1 that nothing listens on (bound, then freed).
@@ -70,15 +69,8 @@ fn every_failure_class_has_its_exit_status() {
     // Interrupted while joining a socket that never answers: 130.
     let silent = UdpSocket::bind("127.0.0.1:0").unwrap();
     let silent_port = silent.local_addr().unwrap().port().to_string();
-    let child = Command::new(tool("dhtrecv"))
-        .args([&unknown, "127.0.0.1", &silent_port, "--connect-timeout", "30"])
-        .current_dir(work.path())
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut child = Guarded(child);
+    let args = [unknown.as_str(), "127.0.0.1", &silent_port, "--connect-timeout", "30"];
+    let mut child = spawn_quiet("dhtrecv", &args, work.path());
     std::thread::sleep(Duration::from_millis(300));
     let started = Instant::now();
     signal(child.0.id(), "INT");

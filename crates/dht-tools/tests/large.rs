@@ -3,10 +3,12 @@
 
 mod common;
 
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{random_bytes, run_shell, run_tool, signal, tool, Guarded, Scene, TempDir};
+use common::{
+    marks, random_bytes, round_trip, run_shell, run_tool, signal, spawn_quiet, tool, Scene,
+    TempDir, Trip,
+};
 
 /// The SHA-256 of `path` as `sha256sum` prints it.
 fn sha256sum(path: &std::path::Path) -> String {
@@ -26,14 +28,10 @@ fn files_over_one_index_and_a_100_mb_stream_round_trip_through_a_32_node_scene()
     for (i, size) in [2_088_961usize, 10 * mb, 100 * mb].into_iter().enumerate() {
         let name = format!("large{i}.bin");
         let data = random_bytes(i as u64 + 40, size);
-        std::fs::write(work.path().join(&name), &data).unwrap();
-        let hashed = run_tool("dhthash", &[&name], work.path());
-        assert!(hashed.ok(), "dhthash {size}: {}", hashed.stderr);
-        let sent = run_tool("dhtsend", &[&name, "127.0.0.1", &entry], work.path());
-        assert!(sent.ok(), "dhtsend {size}: {}", sent.stderr);
-        let hash = sent.stdout.trim();
-        assert_eq!(hash, hashed.stdout.trim(), "dhthash agrees with dhtsend for {size} bytes");
-        hashes.push(hash.to_owned());
+        let Trip { sent, received, hash } = round_trip(work.path(), &name, &data, &entry, &exit);
+        // On a pipe, a file over one index gets one mark per percent.
+        assert_eq!(marks(&sent.stderr), 100, "dhtsend: {}", sent.stderr);
+        assert_eq!(marks(&received.stderr), 100, "dhtrecv: {}", received.stderr);
         if i == 1 {
             // Sent again (as after an interrupted upload): only offers go,
             // the network holds the bytes.
@@ -48,16 +46,7 @@ fn files_over_one_index_and_a_100_mb_stream_round_trip_through_a_32_node_scene()
                 .unwrap_or_else(|| panic!("no count of fragments held: {}", again.stderr));
             assert!(held >= 1286 * 95 / 100, "{held} of 1286 were held: {}", again.stderr);
         }
-        let out = format!("copy{i}.bin");
-        let received = run_tool("dhtrecv", &[hash, "127.0.0.1", &exit, "-o", &out], work.path());
-        assert!(received.ok(), "dhtrecv {size}: {}", received.stderr);
-        let back = std::fs::read(work.path().join(&out)).unwrap();
-        assert_eq!(back.len(), size);
-        assert!(back == data, "file of {size} bytes differs after the round trip");
-        // On a pipe, a file over one index gets one mark per percent.
-        let marks = |text: &str| text.chars().filter(|c| *c == '#').count();
-        assert_eq!(marks(&sent.stderr), 100, "dhtsend: {}", sent.stderr);
-        assert_eq!(marks(&received.stderr), 100, "dhtrecv: {}", received.stderr);
+        hashes.push(hash);
     }
 
     // 100 MB from a pipe, named by --name, back through standard output
@@ -85,15 +74,7 @@ fn files_over_one_index_and_a_100_mb_stream_round_trip_through_a_32_node_scene()
     let hash = &hashes[2];
     let part = work.path().join(format!(".dhtrecv-{}.part", &hash[..16]));
     let args = [hash.as_str(), "127.0.0.1", &exit, "-o", "resumed.bin"];
-    let child = Command::new(&recv)
-        .args(args)
-        .current_dir(work.path())
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut child = Guarded(child);
+    let mut child = spawn_quiet("dhtrecv", &args, work.path());
     let half = 50 * mb as u64;
     let started = Instant::now();
     while std::fs::metadata(&part).map_or(0, |m| m.len()) < half {

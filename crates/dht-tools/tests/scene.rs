@@ -5,7 +5,9 @@ mod common;
 use std::net::UdpSocket;
 use std::time::Duration;
 
-use common::{random_bytes, run_shell, run_tool, signal, tool, Scene, TempDir};
+use common::{
+    marks, random_bytes, round_trip, run_shell, run_tool, signal, tool, Scene, TempDir, Trip,
+};
 
 #[test]
 fn files_of_every_size_round_trip_through_a_32_node_scene() {
@@ -14,26 +16,10 @@ fn files_of_every_size_round_trip_through_a_32_node_scene() {
     let entry = (scene.base + 1).to_string();
     let exit = (scene.base + 30).to_string();
     for (i, size) in [0usize, 1, 8191, 8192, 8193, 2_088_960].into_iter().enumerate() {
-        let name = format!("file{i}.bin");
         let data = random_bytes(i as u64 + 1, size);
-        std::fs::write(work.path().join(&name), &data).unwrap();
-
-        let hashed = run_tool("dhthash", &[&name], work.path());
-        assert!(hashed.ok(), "dhthash {size}: {}", hashed.stderr);
-        let sent = run_tool("dhtsend", &[&name, "127.0.0.1", &entry], work.path());
-        assert!(sent.ok(), "dhtsend {size}: {}", sent.stderr);
-        let hash = sent.stdout.trim();
-        assert_eq!(hash.len(), 64, "stdout is the hash alone: {:?}", sent.stdout);
-        assert_eq!(hash, hashed.stdout.trim(), "dhthash agrees with dhtsend");
-
-        let out = format!("copy{i}.bin");
-        let received = run_tool("dhtrecv", &[hash, "127.0.0.1", &exit, "-o", &out], work.path());
-        assert!(received.ok(), "dhtrecv {size}: {}", received.stderr);
-        let back = std::fs::read(work.path().join(&out)).unwrap();
-        assert_eq!(back.len(), size);
-        assert!(back == data, "file of {size} bytes differs after the round trip");
+        let Trip { sent, received, .. } =
+            round_trip(work.path(), &format!("file{i}.bin"), &data, &entry, &exit);
         // On a pipe, one mark per data fragment, the same both ways.
-        let marks = |text: &str| text.chars().filter(|c| *c == '#').count();
         assert_eq!(marks(&sent.stderr), size.div_ceil(8192), "dhtsend: {}", sent.stderr);
         assert_eq!(marks(&received.stderr), size.div_ceil(8192), "dhtrecv: {}", received.stderr);
     }

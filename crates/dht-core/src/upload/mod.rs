@@ -51,7 +51,8 @@ use crate::driver::App;
 use crate::fragment::FragmentHash;
 use crate::id::{PeerAddr, PeerInfo, Shard};
 use crate::index::{
-    data_fragments, index_fragments, tree_height, IndexBuf, IndexError, IndexName, TreeBuilder,
+    data_fragment_len, data_fragments, index_fragments, tree_height, IndexBuf, IndexError,
+    IndexName, TreeBuilder,
 };
 use crate::node::{Node, Reply, RequestError, Transmit};
 use crate::requests::{Request, RequestTable};
@@ -449,9 +450,9 @@ impl<SRC: FileSource, const WINDOW: usize, const DEPTH: usize, const W: usize>
                     return None;
                 }
             };
-            let len = self.size.saturating_sub(n * FRAGMENT_SIZE as u64).min(FRAGMENT_SIZE as u64);
+            let len = data_fragment_len(self.size, n);
             let pending = &mut self.pending;
-            let pushed = tree.push(hash, len as usize, |index| keep(pending, index));
+            let pushed = tree.push(hash, len, |index| keep(pending, index));
             if pushed.is_err() {
                 self.fail(UploadError::FileTooLarge { size: self.size });
                 return None;
@@ -616,8 +617,7 @@ pub fn hash_file<SRC: FileSource>(
     let mut sealed = heapless::Vec::<FragmentHash, LEVELS>::new();
     for n in 0..data_fragments(size) {
         let hash = hash_fragment(source, size, n)?;
-        let len = size.saturating_sub(n * FRAGMENT_SIZE as u64).min(FRAGMENT_SIZE as u64);
-        tree.push(hash, len as usize, |index| {
+        tree.push(hash, data_fragment_len(size, n), |index| {
             let _ = sealed.push(index.hash());
         })
         .map_err(too_large)?;

@@ -56,7 +56,7 @@ pub fn read_fragment(
     buf: &mut FragmentBytes,
 ) -> bool {
     let offset = i.saturating_mul(FRAGMENT_SIZE as u64);
-    let len = size.saturating_sub(offset).min(FRAGMENT_SIZE as u64) as usize;
+    let len = crate::index::data_fragment_len(size, i);
     let (data, padding) = buf.split_at_mut(len);
     padding.fill(0);
     source.read_at(offset, data)

@@ -9,12 +9,14 @@ use std::time::Duration;
 use clap::Parser;
 use dht_core::download::DownloadError;
 use dht_core::download::{DownloadEvent, FileSink};
+use dht_core::index::data_fragment_len;
 use dht_core::FragmentHash;
 use dht_std::client::{Client, ClientError};
 use dht_std::logger;
 use dht_tools::save::{check_target, PartFile};
 use dht_tools::{
-    fail, join, node_addrs, safe_file_name, seconds, Failure, Network, Progress, Verbosity,
+    fail, join, node_addrs, safe_file_name, seconds, Failure, Network, Progress, Searching,
+    Verbosity,
 };
 
 /// Downloads the file whose index hash is HASH through the node at
@@ -284,7 +286,7 @@ fn download<K: FileSink>(
     mut on_name: impl FnMut(&str) -> Result<(), String>,
 ) -> (K, Result<u64, ClientError>) {
     let mut file_size = 0;
-    let mut searched = std::collections::HashSet::new();
+    let mut searching = Searching::default();
     let (sink, result) = client.download(hash, sink, timeout, |event| {
         match event {
             DownloadEvent::IndexReceived { name, size, fragments } => {
@@ -298,17 +300,9 @@ fn download<K: FileSink>(
                 on_name(name.as_str())?;
             }
             DownloadEvent::Written { fragment } => {
-                progress.step(file_size.saturating_sub(fragment * 8192).min(8192));
+                progress.step(data_fragment_len(file_size, *fragment) as u64);
             }
-            DownloadEvent::Searching { shard } => {
-                // Said once per shard: under load it can come back often.
-                if searched.insert(shard.get()) {
-                    log::warn!(
-                        "no node of shard {shard} is free yet (none known, or each known one busy \
-                         or silent): looking for more, for up to 30 s"
-                    );
-                }
-            }
+            DownloadEvent::Searching { shard } => searching.say(*shard),
             DownloadEvent::Finished { .. } | DownloadEvent::Failed(_) => {}
         }
         Ok(())

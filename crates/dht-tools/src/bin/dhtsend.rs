@@ -4,13 +4,14 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
+use dht_core::index::data_fragment_len;
 use dht_core::upload::{Item, UploadEvent};
 use dht_core::verify::{Check, VerifyEvent};
 use dht_core::IndexName;
 use dht_std::logger;
 use dht_tools::{
     exit, fail, join, node_addrs, open_source, say, seconds, source_name, Failure, Network,
-    Progress, Verbosity,
+    Progress, Searching, Verbosity,
 };
 
 /// Uploads a file to the network through the node at HOST:PORT.
@@ -118,7 +119,7 @@ fn run(args: &Args) -> Result<(String, Option<String>), Failure> {
     let step = (data / sample.max(1)).max(1);
     let mut root: Option<Check> = None;
     let mut held_before = 0u64;
-    let mut searched = std::collections::HashSet::new();
+    let mut searching = Searching::default();
     let mut sampled: Vec<Check> = Vec::new();
     let result =
         client.upload(IndexName::from_file_name(&name), reader, timeout, |event, total| {
@@ -134,18 +135,10 @@ fn run(args: &Args) -> Result<(String, Option<String>), Failure> {
                         Item::Data(_) | Item::Index => {}
                     }
                     if let Item::Data(n) = item {
-                        progress.step(size.saturating_sub(n * 8192).min(8192));
+                        progress.step(data_fragment_len(size, *n) as u64);
                     }
                 }
-                UploadEvent::Searching { shard } => {
-                    // Said once per shard: under load it can come back often.
-                    if searched.insert(shard.get()) {
-                        log::warn!(
-                            "no node of shard {shard} is free yet (none known, or each known one busy \
-                             or silent): looking for more, for up to 30 s"
-                        );
-                    }
-                }
+                UploadEvent::Searching { shard } => searching.say(*shard),
                 UploadEvent::Finished { .. } | UploadEvent::Failed(_) => {}
             }
         });

@@ -364,3 +364,52 @@ impl Scene {
         r.min(members)
     }
 }
+
+/// A tool started in `dir` with `args`, its output thrown away, killed
+/// when dropped.
+pub fn spawn_quiet(name: &str, args: &[&str], dir: &Path) -> Guarded {
+    let child = Command::new(tool(name))
+        .args(args)
+        .current_dir(dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run {name}: {e}"));
+    Guarded(child)
+}
+
+/// What a file's round trip printed: dhtsend's and dhtrecv's runs, and the
+/// file's address.
+pub struct Trip {
+    pub sent: Run,
+    pub received: Run,
+    pub hash: String,
+}
+
+/// Writes `data` as `dir/name`, uploads it through 127.0.0.1:`entry`
+/// (dhthash giving the same address) and downloads it through `exit` into
+/// `copy-name`, checking each step and the bytes that came back.
+pub fn round_trip(dir: &Path, name: &str, data: &[u8], entry: &str, exit: &str) -> Trip {
+    let size = data.len();
+    std::fs::write(dir.join(name), data).unwrap();
+    let hashed = run_tool("dhthash", &[name], dir);
+    assert!(hashed.ok(), "dhthash {size}: {}", hashed.stderr);
+    let sent = run_tool("dhtsend", &[name, "127.0.0.1", entry], dir);
+    assert!(sent.ok(), "dhtsend {size}: {}", sent.stderr);
+    let hash = sent.stdout.trim().to_owned();
+    assert_eq!(hash.len(), 64, "stdout is the hash alone: {:?}", sent.stdout);
+    assert_eq!(hash, hashed.stdout.trim(), "dhthash agrees with dhtsend for {size} bytes");
+    let out = format!("copy-{name}");
+    let received = run_tool("dhtrecv", &[&hash, "127.0.0.1", exit, "-o", &out], dir);
+    assert!(received.ok(), "dhtrecv {size}: {}", received.stderr);
+    let back = std::fs::read(dir.join(&out)).unwrap();
+    assert_eq!(back.len(), size);
+    assert!(back == data, "file of {size} bytes differs after the round trip");
+    Trip { sent, received, hash }
+}
+
+/// The `#` marks in a tool's stderr (its progress on a pipe).
+pub fn marks(text: &str) -> usize {
+    text.chars().filter(|c| *c == '#').count()
+}
