@@ -315,9 +315,10 @@ fn nested_index_seeds() -> Vec<(String, Vec<u8>)> {
                 h[..8].copy_from_slice(&n.to_be_bytes());
                 h[31] = 1;
                 let len = (size - n * frag).min(frag) as usize;
-                tree.push(FragmentHash(h), len, |_| {}).expect("the tree has room");
+                tree.push(FragmentHash(h), len, |_, _| {}).expect("the tree has room");
             }
-            let root = tree.finish(IndexName::from_file_name("big.bin"), |_| {}).expect("a root");
+            let root =
+                tree.finish(IndexName::from_file_name("big.bin"), |_, _| {}).expect("a root");
             let mut bytes = vec![0u8; FRAGMENT_SIZE];
             let array: &mut [u8; FRAGMENT_SIZE] =
                 bytes.as_mut_slice().try_into().expect("8192 bytes");

@@ -713,7 +713,7 @@ impl<const W: usize> fmt::Debug for IndexBuf<W> {
 /// levels of at most `W` entries): the length of the file need not be
 /// known in advance.
 ///
-/// Each interior index is handed to `emit` when it is complete (so that an
+/// Each interior index is handed to `emit` with its hash when it is complete (so that an
 /// upload can store it); [`TreeBuilder::finish`] completes the rest and
 /// gives the root, named. A file of at most [`MAX_FILE_SIZE`] bytes gets
 /// one flat index, exactly the original layout. With `DEPTH` 1 only such
@@ -726,9 +726,9 @@ impl<const W: usize> fmt::Debug for IndexBuf<W> {
 /// let mut interior = 0;
 /// for i in 0..300u32 {
 ///     let hash = FragmentHash::of(&[i as u8; 8192]);
-///     tree.push(hash, 8192, |_| interior += 1).unwrap();
+///     tree.push(hash, 8192, |_, _| interior += 1).unwrap();
 /// }
-/// let root = tree.finish(IndexName::from_file_name("big.bin"), |_| interior += 1).unwrap();
+/// let root = tree.finish(IndexName::from_file_name("big.bin"), |_, _| interior += 1).unwrap();
 /// assert_eq!((root.height(), root.file_size(), interior), (2, 300 * 8192, 2));
 /// ```
 pub struct TreeBuilder<const DEPTH: usize, const W: usize = INDEX_MAX_FRAGMENTS> {
@@ -768,7 +768,7 @@ impl<const DEPTH: usize, const W: usize> TreeBuilder<DEPTH, W> {
         &mut self,
         hash: FragmentHash,
         len: usize,
-        emit: impl FnMut(&IndexBuf<W>),
+        emit: impl FnMut(&IndexBuf<W>, FragmentHash),
     ) -> Result<(), IndexError> {
         if self.ended || len == 0 || len > FRAGMENT_SIZE {
             return Err(IndexError::BadLastLength { count: 0, last_len: len as u16 });
@@ -785,7 +785,7 @@ impl<const DEPTH: usize, const W: usize> TreeBuilder<DEPTH, W> {
         mut level: usize,
         mut hash: FragmentHash,
         mut size: u64,
-        mut emit: impl FnMut(&IndexBuf<W>),
+        mut emit: impl FnMut(&IndexBuf<W>, FragmentHash),
     ) -> Result<(), IndexError> {
         let too_large = IndexError::FileTooLarge { size: self.size };
         loop {
@@ -812,8 +812,8 @@ impl<const DEPTH: usize, const W: usize> TreeBuilder<DEPTH, W> {
                 // only smaller files fit this builder.
                 return Err(too_large);
             }
-            emit(node);
             let (sealed_hash, sealed_size) = (node.hash(), node.file_size());
+            emit(node, sealed_hash);
             let layout = match node.layout {
                 Layout::Flat { .. } => Layout::Flat { last_len: 0 },
                 Layout::Nested { height, .. } => Layout::Nested { height, size: 0 },
@@ -829,13 +829,13 @@ impl<const DEPTH: usize, const W: usize> TreeBuilder<DEPTH, W> {
     pub fn finish(
         mut self,
         name: IndexName,
-        mut emit: impl FnMut(&IndexBuf<W>),
+        mut emit: impl FnMut(&IndexBuf<W>, FragmentHash),
     ) -> Result<IndexBuf<W>, IndexError> {
         let mut level = 0;
         while DEPTH > 1 && level + 1 < self.levels.len() {
             let Some(node) = self.levels.get(level) else { break };
-            emit(node);
             let (hash, size) = (node.hash(), node.file_size());
+            emit(node, hash);
             self.add(level + 1, hash, size, &mut emit)?;
             level += 1;
         }
@@ -983,11 +983,11 @@ mod tests {
     fn build(size: u64) -> (IndexBuf<255>, std::vec::Vec<IndexFragment>) {
         let mut tree = TreeBuilder::<4>::new();
         let mut emitted = std::vec::Vec::new();
-        let mut keep = |index: &IndexBuf<255>| {
+        let mut keep = |index: &IndexBuf<255>, hash: FragmentHash| {
             let mut bytes = [0u8; FRAGMENT_SIZE];
             index.encode(&mut bytes);
             let decoded = IndexFragment::decode(&bytes).unwrap();
-            assert_eq!(decoded.hash(), index.hash());
+            assert_eq!(decoded.hash(), hash);
             emitted.push(decoded);
         };
         let frag = FRAGMENT_SIZE as u64;

@@ -215,9 +215,9 @@ struct Pending<const W: usize> {
 fn keep<const W: usize, const DEPTH: usize>(
     pending: &mut heapless::Vec<Pending<W>, DEPTH>,
     index: &IndexBuf<W>,
+    hash: FragmentHash,
 ) {
     if DEPTH > 1 {
-        let hash = index.hash();
         let _ = pending.push(Pending { index: index.clone(), hash, offered: false });
     }
 }
@@ -452,7 +452,7 @@ impl<SRC: FileSource, const WINDOW: usize, const DEPTH: usize, const W: usize>
             };
             let len = data_fragment_len(self.size, n);
             let pending = &mut self.pending;
-            let pushed = tree.push(hash, len, |index| keep(pending, index));
+            let pushed = tree.push(hash, len, |index, hash| keep(pending, index, hash));
             if pushed.is_err() {
                 self.fail(UploadError::FileTooLarge { size: self.size });
                 return None;
@@ -465,7 +465,7 @@ impl<SRC: FileSource, const WINDOW: usize, const DEPTH: usize, const W: usize>
         }
         let tree = self.tree.take()?;
         let pending = &mut self.pending;
-        let finished = tree.finish(self.name, |index| keep(pending, index));
+        let finished = tree.finish(self.name, |index, hash| keep(pending, index, hash));
         match finished {
             Ok(root) => {
                 let hash = root.hash();
@@ -617,8 +617,8 @@ pub fn hash_file<SRC: FileSource>(
     let mut sealed = heapless::Vec::<FragmentHash, LEVELS>::new();
     for n in 0..data_fragments(size) {
         let hash = hash_fragment(source, size, n)?;
-        tree.push(hash, data_fragment_len(size, n), |index| {
-            let _ = sealed.push(index.hash());
+        tree.push(hash, data_fragment_len(size, n), |_, hash| {
+            let _ = sealed.push(hash);
         })
         .map_err(too_large)?;
         each(Item::Data(n), hash);
@@ -627,8 +627,8 @@ pub fn hash_file<SRC: FileSource>(
         }
     }
     let root = tree
-        .finish(name, |index| {
-            let _ = sealed.push(index.hash());
+        .finish(name, |_, hash| {
+            let _ = sealed.push(hash);
         })
         .map_err(too_large)?;
     for index in sealed.drain(..) {
