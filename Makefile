@@ -10,7 +10,8 @@ FIRMWARE_ELF := $(FIRMWARE)/target/$(EMBEDDED_TARGET)/release/dht-fw-mps2-an385
 BOARD := firmware/stm32f411-enc28j60
 
 .PHONY: help all test test-core lint embedded setup setup-qemu scene bench clean \
-	firmware firmware-build firmware-test board fuzz-seeds test-lossy test-cold-start bench-loss
+	firmware firmware-build firmware-test board fuzz-seeds test-lossy test-cold-start bench-loss \
+	bench-durability
 
 help:
 	@echo "make all       build the tools in release mode into $(BIN_DIR)/"
@@ -25,6 +26,7 @@ help:
 	@echo "make scene     deploy 256 nodes, round-trip a 2 MB file, stop them"
 	@echo "make bench     measure the 256-node scene (JSON on stdout), then bench-loss"
 	@echo "make bench-loss  2 MB round trips across namespaces at 0/5/20/30 % loss"
+	@echo "make bench-durability  files surviving a crash of 30/50/60 % of the nodes (model)"
 	@echo "make fuzz      run every fuzz target (FUZZ_SECONDS each, default 40)"
 	@echo "make clean     remove build output"
 
@@ -138,6 +140,14 @@ bench: all
 	$(CARGO) build --release -p dht-bench
 	target/release/dht-bench
 	$(MAKE) bench-loss
+	$(MAKE) bench-durability
+
+# Share of 2 MB and 20 MB files that survive a simultaneous crash of 30, 50
+# and 60 % of 64, 256 and 1,024 nodes: whole copies against erasure-coded
+# designs (a placement model over DURABILITY_TRIALS seeded trials a cell).
+DURABILITY_TRIALS ?= 1000
+bench-durability:
+	$(CARGO) run --release -q -p dht-sim --example durability -- $(DURABILITY_TRIALS)
 
 # Upload and download times of a 2 MB file across 24 namespaces at 0, 5, 20
 # and 30 % frame loss (medians of BENCH_LOSS_TRIPS round trips; needs root).
