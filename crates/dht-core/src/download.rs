@@ -30,7 +30,9 @@ use crate::config::FRAGMENT_SIZE;
 use crate::driver::App;
 use crate::fragment::{FragmentBytes, FragmentHash};
 use crate::id::{PeerAddr, Shard};
-use crate::index::{data_fragment_len, data_fragments, IndexError, IndexFragment, IndexName};
+use crate::index::{
+    data_fragment_len, data_fragments, Coding, IndexError, IndexFragment, IndexName,
+};
 use crate::node::{Node, Reply, Transmit};
 use crate::requests::{Request, RequestTable};
 use crate::store::FragmentStore;
@@ -203,6 +205,14 @@ enum State {
     Failed(DownloadError),
 }
 
+/// What a coded root said.
+#[derive(Clone, Copy, Debug)]
+struct Coded {
+    name: IndexName,
+    coding: Coding,
+    parity: FragmentHash,
+}
+
 /// An index on the walk's path and its next entry to take.
 #[derive(Clone)]
 struct Level {
@@ -232,6 +242,8 @@ pub struct Download<K, const WINDOW: usize = 16, const DEPTH: usize = 4> {
     index_hash: FragmentHash,
     /// The root's name and the file's size, once the root is in.
     file: Option<(IndexName, u64)>,
+    /// The coding of a coded file, once its coded root is in.
+    coded: Option<Coded>,
     /// The indexes from the root down to the one being read.
     path: heapless::Vec<Level, DEPTH>,
     /// An index is being fetched into `index_slot`.
@@ -272,6 +284,7 @@ impl<K: FileSink, const WINDOW: usize, const DEPTH: usize> Download<K, WINDOW, D
             sink,
             index_hash,
             file: None,
+            coded: None,
             path: heapless::Vec::new(),
             fetching_index: true,
             index_slot: Slot::EMPTY,
@@ -286,6 +299,14 @@ impl<K: FileSink, const WINDOW: usize, const DEPTH: usize> Download<K, WINDOW, D
             state: State::FetchingIndex,
             events: EventQueue::new(),
         }
+    }
+
+    /// The coding of a coded file and the root of its parity tree, once
+    /// its coded root is in. The download reads the file's own tree, data
+    /// fragments only; a caller that meets a fragment nobody holds decodes
+    /// its stripe from the parity tree ([`Coding::stripe`]).
+    pub fn coding(&self) -> Option<(Coding, FragmentHash)> {
+        self.coded.as_ref().map(|c| (c.coding, c.parity))
     }
 
     /// The file's name and size, once its root index is in.
@@ -369,7 +390,9 @@ impl<K: FileSink, const WINDOW: usize, const DEPTH: usize> Download<K, WINDOW, D
         let Some(request) = spent(&self.requests, now).copied() else { return };
         let attempts = request.attempts;
         match request.item.item {
-            None if self.file.is_none() => self.fail(DownloadError::IndexNotFound { attempts }),
+            None if self.file.is_none() && self.coded.is_none() => {
+                self.fail(DownloadError::IndexNotFound { attempts })
+            }
             None => self.fail(DownloadError::IndexUnavailable { attempts }),
             Some(fragment) => self.fail(DownloadError::FragmentUnavailable { fragment, attempts }),
         }
@@ -377,19 +400,46 @@ impl<K: FileSink, const WINDOW: usize, const DEPTH: usize> Download<K, WINDOW, D
 
     /// Takes the index just received: the root, or the next index of the
     /// walk, checked against its parent.
-    fn take_index(&mut self) {
+    fn take_index(&mut self, now: Instant) {
         self.fetching_index = false;
         self.index_slot.have = 0;
         let index = match IndexFragment::decode(&self.index_slot.data) {
             Ok(index) => index,
             Err(e) => return self.fail(DownloadError::BadIndex(e)),
         };
-        let checked = match self.path.last() {
-            None => index.check_root(),
-            Some(parent) => parent.index.check_child(parent.next.wrapping_sub(1), &index),
+        let checked = match (self.path.last(), &self.coded) {
+            (None, None) => index.check_root(),
+            // The file's own tree under a coded root: a plain root of the
+            // same name and size.
+            (None, Some(coded)) => index.check_root().and_then(|()| {
+                let same = index.coded().is_none()
+                    && index.name() == &coded.name
+                    && index.file_size() == coded.coding.size;
+                if same {
+                    Ok(())
+                } else {
+                    Err(crate::index::IndexError::ChildMismatch)
+                }
+            }),
+            (Some(parent), _) => parent.index.check_child(parent.next.wrapping_sub(1), &index),
         };
         if let Err(e) = checked {
             return self.fail(DownloadError::BadIndex(e));
+        }
+        if let Some((coding, data, parity)) = index.coded() {
+            // Read the data the cheap way: the file's own tree, no parity.
+            self.coded = Some(Coded { name: *index.name(), coding, parity });
+            let wanted = Wanted {
+                item: None,
+                hash: data,
+                tried: Tried::new(),
+                progress: false,
+                sampled: false,
+            };
+            if self.requests.push(Request::new(wanted, now)).is_ok() {
+                self.fetching_index = true;
+            }
+            return;
         }
         if self.path.is_empty() {
             let size = index.file_size();
@@ -658,7 +708,7 @@ impl<K: FileSink, const WINDOW: usize, const DEPTH: usize> Download<K, WINDOW, D
             self.requests.remove(i);
             self.requester.answered_sampling(&request, from, now, false);
             match request.item.item {
-                None => self.take_index(),
+                None => self.take_index(now),
                 Some(_) => slot.ready = true,
             }
         }

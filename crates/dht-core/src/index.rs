@@ -202,6 +202,28 @@ pub enum IndexError {
     /// A nested root taller than its size needs (or a nested index given
     /// as a file whose size one flat index describes).
     NotMinimal,
+    /// A coded root names a code this version does not know.
+    UnknownCode {
+        /// Byte 31.
+        code: u8,
+    },
+    /// A coded root's stripe shape is out of range.
+    BadCoding {
+        /// Data fragments per stripe.
+        k: u16,
+        /// Parity fragments per stripe.
+        m: u16,
+    },
+    /// A coded root's size is 0 or larger than a tree can describe.
+    BadCodedSize {
+        /// The size read.
+        size: u64,
+    },
+    /// A coded root lists other than its two trees.
+    BadCodedRoot {
+        /// The count read.
+        count: u8,
+    },
     /// The file is larger than an index tree can describe.
     FileTooLarge {
         /// The size asked for.
@@ -238,6 +260,18 @@ impl fmt::Display for IndexError {
             }
             IndexError::NotMinimal => {
                 f.write_str("the index is not the root of a file (its tree is taller than needed)")
+            }
+            IndexError::UnknownCode { code } => {
+                write!(f, "coded index of an unknown code ({code}); a newer version wrote it")
+            }
+            IndexError::BadCoding { k, m } => write!(
+                f,
+                "coded index of {k} data and {m} parity fragments a stripe (1 to \
+                 {MAX_STRIPE_DATA} and 1 to {MAX_STRIPE_PARITY} are valid)"
+            ),
+            IndexError::BadCodedSize { size } => write!(f, "coded index of a {size}-byte file"),
+            IndexError::BadCodedRoot { count } => {
+                write!(f, "coded index lists {count} trees instead of 2")
             }
             IndexError::FileTooLarge { size } => write!(
                 f,
@@ -333,6 +367,120 @@ pub enum Layout {
         /// Bytes of file under this index.
         size: u64,
     },
+    /// The root of an erasure-coded file: two entries, the root of the
+    /// file's own tree (named, exactly the address the file has without
+    /// coding) and the root of the unnamed tree of its parity fragments.
+    Coded(Coding),
+}
+
+/// How a coded file's fragments are grouped into stripes and protected
+/// by parity: `k` data fragments and `m` parity fragments per full stripe
+/// of Reed-Solomon code [`CODE_LEOPARD_GF16`].
+///
+/// A file of `D` data fragments has `S = ceil(D / k)` stripes of balanced
+/// length: stripe `i` has `D / S` data fragments, one more for the first
+/// `D mod S` stripes, and `ceil(k_i * m / k)` parity fragments. Stripes
+/// follow each other in file order; the parity tree lists the parity
+/// fragments stripe by stripe.
+///
+/// ```
+/// use dht_core::index::Coding;
+/// let coding = Coding::new(600 * 8192, 128, 72).unwrap();
+/// assert_eq!(coding.stripes(), 5);
+/// assert_eq!(coding.stripe(0), (0..120, 0..68));
+/// assert_eq!(coding.stripe_of(599), Some(4));
+/// assert_eq!(coding.parity_fragments(), 5 * 68);
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Coding {
+    /// Bytes of the file.
+    pub size: u64,
+    /// Data fragments per full stripe, `1..=MAX_STRIPE_DATA`.
+    pub k: u16,
+    /// Parity fragments per full stripe, `1..=MAX_STRIPE_PARITY`.
+    pub m: u16,
+}
+
+/// The code of a coded index: systematic Reed-Solomon over GF(2^16) in the
+/// Leopard construction (the encoding of the `reed-solomon-simd` 3 crate),
+/// each 8192-byte fragment one shard. Byte 31 of a coded root.
+pub const CODE_LEOPARD_GF16: u8 = 1;
+/// The most data fragments a stripe may have.
+pub const MAX_STRIPE_DATA: u16 = 256;
+/// The most parity fragments a stripe may have.
+pub const MAX_STRIPE_PARITY: u16 = 256;
+/// The byte at offset 30 that marks a coded root.
+const CODED_MARKER: u8 = 0xFE;
+
+impl Coding {
+    /// The coding of a file of `size` bytes (1 to [`MAX_TREE_SIZE`]) with
+    /// `k` data and `m` parity fragments per full stripe.
+    pub fn new(size: u64, k: u16, m: u16) -> Result<Coding, IndexError> {
+        let coding = Coding { size, k, m };
+        coding.check().map(|()| coding)
+    }
+
+    fn check(&self) -> Result<(), IndexError> {
+        if !(1..=MAX_STRIPE_DATA).contains(&self.k) || !(1..=MAX_STRIPE_PARITY).contains(&self.m) {
+            return Err(IndexError::BadCoding { k: self.k, m: self.m });
+        }
+        if self.size == 0 || self.size > MAX_TREE_SIZE {
+            return Err(IndexError::BadCodedSize { size: self.size });
+        }
+        Ok(())
+    }
+
+    /// Data fragments of the file.
+    pub fn data_fragments(&self) -> u64 {
+        data_fragments(self.size)
+    }
+
+    /// Stripes of the file.
+    pub fn stripes(&self) -> u64 {
+        self.data_fragments().div_ceil(u64::from(self.k.max(1))).max(1)
+    }
+
+    /// The stripe shape: data fragments of a short stripe, how many
+    /// stripes are one longer, and the parity fragments of a long and of a
+    /// short stripe.
+    fn shape(&self) -> (u64, u64, u64, u64) {
+        let (data, count) = (self.data_fragments(), self.stripes());
+        let (base, extra) = (data / count, data % count);
+        let parity = |k: u64| (k * u64::from(self.m)).div_ceil(u64::from(self.k.max(1)));
+        (base, extra, parity(base + 1), parity(base))
+    }
+
+    /// The data fragments (positions in the file) and parity fragments
+    /// (positions in the parity tree) of stripe `i`.
+    pub fn stripe(&self, i: u64) -> (core::ops::Range<u64>, core::ops::Range<u64>) {
+        let (base, extra, long_m, short_m) = self.shape();
+        let longs = i.min(extra);
+        let start = i * base + longs;
+        let parity_start = longs * long_m + (i - longs) * short_m;
+        let (k, m) = if i < extra { (base + 1, long_m) } else { (base, short_m) };
+        (start..start + k, parity_start..parity_start + m)
+    }
+
+    /// The stripe data fragment `n` belongs to.
+    pub fn stripe_of(&self, n: u64) -> Option<u64> {
+        if n >= self.data_fragments() {
+            return None;
+        }
+        let (base, extra, _, _) = self.shape();
+        let long = extra * (base + 1);
+        Some(if n < long { n / (base + 1) } else { extra + (n - long) / base.max(1) })
+    }
+
+    /// Parity fragments of the file.
+    pub fn parity_fragments(&self) -> u64 {
+        let (_, extra, long_m, short_m) = self.shape();
+        extra * long_m + (self.stripes() - extra) * short_m
+    }
+
+    /// Bytes of the parity tree's "file": every parity fragment whole.
+    pub fn parity_size(&self) -> u64 {
+        self.parity_fragments() * FRAGMENT_SIZE as u64
+    }
 }
 
 /// The fields of an index fragment, borrowed: what an upload keeps instead
@@ -364,6 +512,13 @@ impl IndexParts<'_> {
                 out(&size.to_be_bytes());
                 out(&[0; 24]);
             }
+            Layout::Coded(Coding { size, k, m }) => {
+                out(&[CODED_MARKER, CODE_LEOPARD_GF16]);
+                out(&size.to_be_bytes());
+                out(&k.to_be_bytes());
+                out(&m.to_be_bytes());
+                out(&[0; 20]);
+            }
         }
     }
 
@@ -371,7 +526,7 @@ impl IndexParts<'_> {
     fn slots(&self) -> usize {
         match self.layout {
             Layout::Flat { .. } => INDEX_MAX_FRAGMENTS,
-            Layout::Nested { .. } => NESTED_MAX_CHILDREN,
+            Layout::Nested { .. } | Layout::Coded(_) => NESTED_MAX_CHILDREN,
         }
     }
 
@@ -471,6 +626,25 @@ impl IndexFragment {
                 return Err(IndexError::BadNestedSize { height, count, size });
             }
             (Layout::Nested { height, size }, hash_bytes, NESTED_MAX_CHILDREN)
+        } else if b30 == CODED_MARKER {
+            let (head, hash_bytes) =
+                flat_hashes.split_first_chunk::<HASH_SIZE>().ok_or(IndexError::NameNotPadded)?;
+            let (fields, reserved) =
+                head.split_first_chunk::<12>().ok_or(IndexError::NameNotPadded)?;
+            if b31 != CODE_LEOPARD_GF16 {
+                return Err(IndexError::UnknownCode { code: b31 });
+            }
+            if reserved.iter().any(|b| *b != 0) {
+                return Err(IndexError::ReservedNotZero);
+            }
+            let [s0, s1, s2, s3, s4, s5, s6, s7, k0, k1, m0, m1] = *fields;
+            let size = u64::from_be_bytes([s0, s1, s2, s3, s4, s5, s6, s7]);
+            let coding =
+                Coding::new(size, u16::from_be_bytes([k0, k1]), u16::from_be_bytes([m0, m1]))?;
+            if count != 2 {
+                return Err(IndexError::BadCodedRoot { count });
+            }
+            (Layout::Coded(coding), hash_bytes, NESTED_MAX_CHILDREN)
         } else {
             let last_len = u16::from_be_bytes([b30, b31]);
             let valid = if count == 0 {
@@ -572,7 +746,7 @@ impl<const W: usize> IndexBuf<W> {
             (Layout::Flat { last_len }, n) => {
                 (u64::from(n) - 1) * FRAGMENT_SIZE as u64 + u64::from(last_len)
             }
-            (Layout::Nested { size, .. }, _) => size,
+            (Layout::Nested { size, .. } | Layout::Coded(Coding { size, .. }), _) => size,
         }
     }
 
@@ -581,7 +755,36 @@ impl<const W: usize> IndexBuf<W> {
         match self.layout {
             Layout::Flat { .. } => 1,
             Layout::Nested { height, .. } => height,
+            Layout::Coded(_) => 0,
         }
+    }
+
+    /// The coding of a coded root, with the roots of its data tree and
+    /// its parity tree.
+    pub fn coded(&self) -> Option<(Coding, FragmentHash, FragmentHash)> {
+        match (self.layout, self.hashes()) {
+            (Layout::Coded(coding), [data, parity]) => Some((coding, *data, *parity)),
+            _ => None,
+        }
+    }
+
+    /// The coded root of a file named `name` whose own tree's root hashes
+    /// to `data` and whose parity tree's root hashes to `parity`.
+    pub fn coded_root(
+        name: IndexName,
+        coding: Coding,
+        data: FragmentHash,
+        parity: FragmentHash,
+    ) -> Self {
+        let mut root = Self::empty(Layout::Coded(coding));
+        root.name = name;
+        for hash in [data, parity] {
+            if let Some(slot) = root.hashes.get_mut(usize::from(root.count)) {
+                *slot = hash;
+                root.count += 1;
+            }
+        }
+        root
     }
 
     /// The entries' hashes, in file order.
@@ -596,7 +799,7 @@ impl<const W: usize> IndexBuf<W> {
 
     /// Whether the entries are index fragments.
     pub fn is_nested(&self) -> bool {
-        matches!(self.layout, Layout::Nested { .. })
+        !matches!(self.layout, Layout::Flat { .. })
     }
 
     /// The number of entries: data fragments for a flat index, child
@@ -610,7 +813,7 @@ impl<const W: usize> IndexBuf<W> {
     pub fn last_len(&self) -> usize {
         match self.layout {
             Layout::Flat { last_len } => usize::from(last_len),
-            Layout::Nested { .. } => 0,
+            Layout::Nested { .. } | Layout::Coded(_) => 0,
         }
     }
 
@@ -667,6 +870,9 @@ impl<const W: usize> IndexBuf<W> {
     /// has the least height its size needs (else one file would have
     /// several addresses).
     pub fn check_root(&self) -> Result<(), IndexError> {
+        if self.coded().is_some() {
+            return Ok(());
+        }
         match tree_height(self.file_size()) {
             Ok(height) if height == self.height() => Ok(()),
             _ => Err(IndexError::NotMinimal),
@@ -679,6 +885,7 @@ impl<const W: usize> IndexBuf<W> {
         match self.layout {
             Layout::Flat { .. } => INDEX_MAX_FRAGMENTS,
             Layout::Nested { .. } => NESTED_MAX_CHILDREN,
+            Layout::Coded(_) => 2,
         }
     }
 
@@ -693,6 +900,7 @@ impl<const W: usize> IndexBuf<W> {
         self.layout = match self.layout {
             Layout::Flat { .. } => Layout::Flat { last_len: size as u16 },
             Layout::Nested { height, size: total } => Layout::Nested { height, size: total + size },
+            coded @ Layout::Coded(_) => coded,
         };
         true
     }
@@ -817,6 +1025,7 @@ impl<const DEPTH: usize, const W: usize> TreeBuilder<DEPTH, W> {
             let layout = match node.layout {
                 Layout::Flat { .. } => Layout::Flat { last_len: 0 },
                 Layout::Nested { height, .. } => Layout::Nested { height, size: 0 },
+                coded @ Layout::Coded(_) => coded,
             };
             *node = IndexBuf::empty(layout);
             node.append(hash, size);
@@ -1130,5 +1339,81 @@ mod tests {
         assert_eq!(control.as_str(), "badname.txt");
         let field = *control.field();
         assert_eq!(IndexName::from_field(&field).unwrap(), control);
+    }
+
+    #[test]
+    fn coded_root_round_trips_and_rejects_bad_fields() {
+        let coding = Coding::new(3_000_000, 128, 72).unwrap();
+        let name = IndexName::from_file_name("album.tar");
+        let root = IndexFragment::coded_root(name, coding, fake(1), fake(2));
+        let mut good = [0u8; FRAGMENT_SIZE];
+        root.encode(&mut good);
+        assert_eq!(root.hash(), FragmentHash::of(&good), "hashing field by field agrees");
+        assert_eq!(&good[29..44], &[2, 0xFE, 1, 0, 0, 0, 0, 0, 0x2D, 0xC6, 0xC0, 0, 128, 0, 72]);
+        let back = IndexFragment::decode(&good).unwrap();
+        assert_eq!(back, root);
+        assert_eq!(back.coded(), Some((coding, fake(1), fake(2))));
+        assert_eq!((back.file_size(), back.name().as_str()), (3_000_000, "album.tar"));
+        assert_eq!(back.check_root(), Ok(()));
+        let mutate = |at: usize, value: u8| {
+            let mut bytes = good;
+            bytes[at] = value;
+            IndexFragment::decode(&bytes)
+        };
+        assert_eq!(mutate(31, 2), Err(IndexError::UnknownCode { code: 2 }));
+        assert_eq!(mutate(29, 3), Err(IndexError::BadCodedRoot { count: 3 }));
+        assert_eq!(mutate(41, 0), Err(IndexError::BadCoding { k: 0, m: 72 }));
+        assert_eq!(mutate(42, 2), Err(IndexError::BadCoding { k: 128, m: 584 }));
+        assert_eq!(mutate(32, 0xFF), Err(IndexError::BadCodedSize { size: 0xFF00_0000_002D_C6C0 }));
+        for at in 44..64 {
+            assert_eq!(mutate(at, 1), Err(IndexError::ReservedNotZero));
+        }
+        for at in (128..FRAGMENT_SIZE).step_by(101) {
+            assert!(matches!(mutate(at, 1), Err(IndexError::UnusedHashNotZero { .. })));
+        }
+        let mut noise = good;
+        for seed in 0..64u32 {
+            for (i, b) in noise.iter_mut().enumerate().skip(29) {
+                *b = (i as u32).wrapping_mul(2_654_435_761).wrapping_add(seed).to_be_bytes()[0];
+            }
+            noise[30] = CODED_MARKER;
+            let _ = IndexFragment::decode(&noise);
+        }
+    }
+
+    #[test]
+    fn stripes_cover_the_file_once_and_balanced() {
+        for (size, k, m) in [
+            (1, 128, 72),
+            (8192 * 128, 128, 72),
+            (8192 * 129, 128, 72),
+            (2 << 20, 128, 72),
+            (20 << 20, 64, 136),
+            (7 * 8192 + 5, 3, 2),
+            (100 * 8192, 256, 256),
+        ] {
+            let coding = Coding::new(size, k, m).unwrap();
+            let (mut next_data, mut next_parity) = (0, 0);
+            let (mut shortest, mut longest) = (u64::MAX, 0);
+            for i in 0..coding.stripes() {
+                let (data, parity) = coding.stripe(i);
+                assert_eq!((data.start, parity.start), (next_data, next_parity), "{size} {k}+{m}");
+                assert!(data.end - data.start <= u64::from(k));
+                let want = ((data.end - data.start) * u64::from(m)).div_ceil(u64::from(k));
+                assert_eq!(parity.end - parity.start, want);
+                for n in data.clone() {
+                    assert_eq!(coding.stripe_of(n), Some(i));
+                }
+                shortest = shortest.min(data.end - data.start);
+                longest = longest.max(data.end - data.start);
+                (next_data, next_parity) = (data.end, parity.end);
+            }
+            assert_eq!(next_data, coding.data_fragments());
+            assert_eq!(next_parity, coding.parity_fragments());
+            assert!(longest - shortest <= 1, "balanced stripes");
+            assert_eq!(coding.stripe_of(next_data), None);
+        }
+        assert_eq!(Coding::new(0, 1, 1), Err(IndexError::BadCodedSize { size: 0 }));
+        assert_eq!(Coding::new(1, 257, 1), Err(IndexError::BadCoding { k: 257, m: 1 }));
     }
 }

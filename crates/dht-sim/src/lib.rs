@@ -619,6 +619,42 @@ impl Sim {
         Ok(hash)
     }
 
+    /// Starts uploading `data` under `name` from client `host` as a coded
+    /// file of `k` data and `m` parity fragments a stripe, whose parity
+    /// tree (uploaded before) has the root `parity_root`. Its address is
+    /// in [`Sim::upload_result`] once it is over.
+    pub fn start_coded_upload(
+        &mut self,
+        host: HostId,
+        name: &str,
+        data: Vec<u8>,
+        (k, m, parity_root): (u16, u16, FragmentHash),
+    ) -> Result<(), UploadError> {
+        let name = IndexName::from_file_name(name);
+        let size = data.len() as u64;
+        let upload = SimUpload::new(name, Bytes(data)).map_err(|(e, _)| e)?;
+        let upload = upload
+            .with_coding(k, m, parity_root)
+            .map_err(|_| UploadError::FileTooLarge { size })?;
+        if let Some(h) = self.hosts.get_mut(host) {
+            h.app.task = Task::Upload { upload: Box::new(upload), result: None };
+        }
+        self.with_app(host, |node, app, now, out| {
+            if let Task::Upload { upload, .. } = &mut app.task {
+                upload.start(now, node, out);
+            }
+        });
+        Ok(())
+    }
+
+    /// The coding a download of `host` met (a coded root's), if any.
+    pub fn download_coding(&self, host: HostId) -> Option<(dht_core::index::Coding, FragmentHash)> {
+        match self.hosts.get(host).map(|h| &h.app.task) {
+            Some(Task::Download { download, .. }) => download.coding(),
+            _ => None,
+        }
+    }
+
     /// The result of `host`'s upload, once it is over.
     pub fn upload_result(&self, host: HostId) -> Option<Result<FragmentHash, UploadError>> {
         match self.hosts.get(host).map(|h| &h.app.task) {

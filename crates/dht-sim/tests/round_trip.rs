@@ -185,3 +185,64 @@ fn a_fast_large_upload_leaves_every_fragment_with_its_copies() {
     }
     assert_eq!(short, 0, "{short} of {} fragments lack copies", hashes.len());
 }
+
+#[test]
+fn a_coded_file_is_read_through_its_data_tree_and_tells_its_parity() {
+    use dht_core::index::{Coding, IndexName};
+    let mut sim = Sim::new(12, Faults::default());
+    let members = join_members(&mut sim, Config::member(), 256, 64, Duration::from_millis(2))
+        .expect("all 64 nodes join");
+    sim.run_for(Duration::from_secs(1));
+    let data = random_bytes(21, 10 * 8192 + 77);
+    let coding = Coding::new(data.len() as u64, 4, 2).unwrap();
+    assert_eq!((coding.stripes(), coding.parity_fragments()), (3, 6));
+    // The parity fragments' content does not matter to the network: any
+    // bytes of the right size stand for them here.
+    let parity = random_bytes(22, coding.parity_size() as usize);
+    let sender = sim.add_client();
+    sim.join(sender, members[3]);
+    assert!(sim.run_until(Duration::from_secs(10), |s| s.is_joined(sender)));
+    let parity_root = sim.start_upload(sender, "", parity).unwrap();
+    assert!(sim.run_until(Duration::from_secs(60), |s| s.app_done(sender)));
+    assert_eq!(sim.upload_result(sender), Some(Ok(parity_root)));
+    sim.start_coded_upload(sender, "coded.bin", data.clone(), (4, 2, parity_root)).unwrap();
+    assert!(sim.run_until(Duration::from_secs(60), |s| s.app_done(sender)));
+    let Some(Ok(address)) = sim.upload_result(sender) else { panic!("coded upload failed") };
+    let plain = dht_core::upload::hash_file(
+        IndexName::from_file_name("coded.bin"),
+        &mut dht_core::upload::Bytes(&data[..]),
+        |_, _| {},
+    )
+    .unwrap();
+    assert_ne!(address, plain, "the coded root is a fragment of its own");
+    assert!(sim.copies(&plain) > 0, "the file's own tree is stored as an interior index");
+
+    let receiver = sim.add_client();
+    sim.join(receiver, members[40]);
+    assert!(sim.run_until(Duration::from_secs(10), |s| s.is_joined(receiver)));
+    let fetch = |sim: &mut Sim, hash| {
+        sim.start_download(receiver, hash);
+        assert!(sim.run_until(Duration::from_secs(120), |s| s.app_done(receiver)));
+        sim.download_result(receiver).cloned()
+    };
+    assert_eq!(fetch(&mut sim, address), Some(Ok(data.clone())));
+    assert_eq!(sim.download_coding(receiver), Some((coding, parity_root)));
+    assert_eq!(fetch(&mut sim, plain), Some(Ok(data.clone())), "the data tree is the plain file");
+    assert_eq!(sim.download_coding(receiver), None);
+
+    // The cheap path reads no parity: a data fragment nobody holds fails
+    // the download at that fragment (the tools then decode its stripe).
+    let mut fragment = [0u8; 8192];
+    fragment.copy_from_slice(&data[3 * 8192..4 * 8192]);
+    let victim = dht_core::FragmentHash::of(&fragment);
+    for host in sim.holders_of(&victim) {
+        let _ = sim.node_mut(host).unwrap().store_mut().remove(&victim);
+    }
+    match fetch(&mut sim, address) {
+        Some(Err(dht_core::download::DownloadError::FragmentUnavailable {
+            fragment: 3, ..
+        })) => {}
+        other => panic!("expected fragment 3 to be unavailable, got {other:?}"),
+    }
+    assert_eq!(sim.download_coding(receiver), Some((coding, parity_root)));
+}

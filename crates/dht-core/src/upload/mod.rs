@@ -51,7 +51,7 @@ use crate::driver::App;
 use crate::fragment::FragmentHash;
 use crate::id::{PeerAddr, PeerInfo, Shard};
 use crate::index::{
-    data_fragment_len, data_fragments, index_fragments, tree_height, IndexBuf, IndexError,
+    data_fragment_len, data_fragments, index_fragments, tree_height, Coding, IndexBuf, IndexError,
     IndexName, TreeBuilder,
 };
 use crate::node::{Node, Reply, RequestError, Transmit};
@@ -244,8 +244,12 @@ pub struct Upload<
     size: u64,
     /// The tree under construction, until every data fragment is in it.
     tree: Option<TreeBuilder<DEPTH, W>>,
-    /// The root, once the tree is complete.
+    /// The root, once the tree is complete (a coded root for a coded
+    /// upload, whose own tree's root is then an interior index).
     root: Option<(IndexBuf<W>, FragmentHash)>,
+    /// The coding and the root of the parity tree already stored, for a
+    /// coded upload.
+    coding: Option<(Coding, FragmentHash)>,
     root_offered: bool,
     pending: heapless::Vec<Pending<W>, DEPTH>,
     /// The next data fragment to read.
@@ -292,6 +296,7 @@ impl<SRC: FileSource, const WINDOW: usize, const DEPTH: usize, const W: usize>
             size,
             tree: Some(TreeBuilder::new()),
             root: None,
+            coding: None,
             root_offered: false,
             pending: heapless::Vec::new(),
             next_data: 0,
@@ -303,6 +308,27 @@ impl<SRC: FileSource, const WINDOW: usize, const DEPTH: usize, const W: usize>
             state: State::Running,
             events: EventQueue::new(),
         })
+    }
+
+    /// Makes this the upload of a coded file: its data tree as usual, then
+    /// a coded root that lists the data tree's root and `parity_root`, the
+    /// root of the parity fragments' tree (uploaded before, as an unnamed
+    /// file of [`Coding::parity_size`] bytes). The coded root is the
+    /// file's address. Needs room for two levels of at least two entries
+    /// (`DEPTH` and `W` of 2 or more) and a file of at least one byte.
+    pub fn with_coding(
+        mut self,
+        k: u16,
+        m: u16,
+        parity_root: FragmentHash,
+    ) -> Result<Self, IndexError> {
+        if DEPTH < 2 || W < 2 {
+            return Err(IndexError::FileTooLarge { size: self.size });
+        }
+        let coding = Coding::new(self.size, k, m)?;
+        self.coding = Some((coding, parity_root));
+        self.total += 1;
+        Ok(self)
     }
 
     /// The file's address, the hash of its root index, once every data
@@ -460,7 +486,9 @@ impl<SRC: FileSource, const WINDOW: usize, const DEPTH: usize, const W: usize>
             self.next_data += 1;
             return Some((Item::Data(n), hash));
         }
-        if !room && tree.levels() > 1 {
+        // Finishing may seal an interior index a level (and a coded
+        // upload keeps its data tree's root too).
+        if !room && (tree.levels() > 1 || self.coding.is_some()) {
             return None;
         }
         let tree = self.tree.take()?;
@@ -469,7 +497,17 @@ impl<SRC: FileSource, const WINDOW: usize, const DEPTH: usize, const W: usize>
         match finished {
             Ok(root) => {
                 let hash = root.hash();
-                self.root = Some((root, hash));
+                // (A small upload cannot be coded: no code for it.)
+                let coding = if DEPTH > 1 && W > 1 { self.coding } else { None };
+                self.root = Some(match coding {
+                    Some((coding, parity)) => {
+                        keep(pending, &root, hash);
+                        let coded = IndexBuf::coded_root(self.name, coding, hash, parity);
+                        let coded_hash = coded.hash();
+                        (coded, coded_hash)
+                    }
+                    None => (root, hash),
+                });
             }
             Err(_) => self.fail(UploadError::FileTooLarge { size: self.size }),
         }
