@@ -36,7 +36,7 @@ use crate::index::{
 use crate::node::{Node, Reply, Transmit};
 use crate::requests::{Request, RequestTable};
 use crate::store::FragmentStore;
-use crate::time::Instant;
+use crate::time::{Duration, Instant};
 use crate::wire::{piece_mask, ALL_UNITS, UNIT};
 
 /// Where downloaded bytes go, in file order.
@@ -51,6 +51,24 @@ pub trait FileSink {
     /// are not fetched; [`FileSink::skip`] passes over them in order. The
     /// default holds nothing.
     fn holds(&mut self, offset: u64, len: usize, hash: &FragmentHash) -> bool {
+        let _ = (offset, len, hash);
+        false
+    }
+
+    /// Whether the download should wait for a data fragment as long as
+    /// for any (16 attempts over at least 8 s), or give it up after
+    /// [`CODED_ATTEMPTS`] over [`CODED_GIVE_UP_AFTER`] (a sink that can do
+    /// without fragments, as one that gathers the pieces of a stripe). A
+    /// coded file's data fragments are given up early anyway.
+    fn patient(&self) -> bool {
+        true
+    }
+
+    /// No holder gave the data fragment at `offset` (`len` bytes, `hash`):
+    /// whether the sink does without it (it is then passed over with
+    /// [`FileSink::skip`] in order, as if held). The default does not:
+    /// the download fails with [`DownloadError::FragmentUnavailable`].
+    fn lost(&mut self, offset: u64, len: usize, hash: &FragmentHash) -> bool {
         let _ = (offset, len, hash);
         false
     }
@@ -234,6 +252,11 @@ enum Step {
 pub use crate::client::{GIVE_UP_AFTER, MAX_ATTEMPTS};
 /// Peers whose windows are tracked at once.
 const PEERS: usize = 32;
+/// A data fragment of a coded file is given up (for its stripe to be
+/// decoded) after this many attempts...
+pub const CODED_ATTEMPTS: u8 = 6;
+/// ...and this long since the first.
+pub const CODED_GIVE_UP_AFTER: Duration = Duration::from_secs(2);
 
 /// A download into `K` in progress, with `WINDOW` fragment slots, walking
 /// an index tree of up to `DEPTH` levels.
@@ -387,15 +410,53 @@ impl<K: FileSink, const WINDOW: usize, const DEPTH: usize> Download<K, WINDOW, D
     /// Fails the download if a request that is not in flight has used up
     /// its attempts.
     fn check_attempts(&mut self, now: Instant) {
-        let Some(request) = spent(&self.requests, now).copied() else { return };
+        let coded_spent = || {
+            // A coded file's data fragment is rebuilt from its stripe
+            // rather than waited for.
+            if self.coded.is_none() && self.sink.patient() {
+                return None;
+            }
+            self.requests.iter().find(|r| {
+                r.item.item.is_some()
+                    && !r.is_in_flight()
+                    && r.attempts >= CODED_ATTEMPTS
+                    && r.first_sent.is_some_and(|t| now >= t + CODED_GIVE_UP_AFTER)
+            })
+        };
+        let Some(request) = spent(&self.requests, now).or_else(coded_spent).copied() else {
+            return;
+        };
         let attempts = request.attempts;
         match request.item.item {
             None if self.file.is_none() && self.coded.is_none() => {
                 self.fail(DownloadError::IndexNotFound { attempts })
             }
             None => self.fail(DownloadError::IndexUnavailable { attempts }),
+            Some(fragment) if self.pass_over(fragment, &request.item.hash) => {
+                // The next spent request, if any, at the next timeout.
+            }
             Some(fragment) => self.fail(DownloadError::FragmentUnavailable { fragment, attempts }),
         }
+    }
+
+    /// Offers the sink to do without data fragment `item`, which no
+    /// holder gave ([`FileSink::lost`]); if it takes the offer, the
+    /// fragment is passed over like one it holds.
+    fn pass_over(&mut self, item: u64, hash: &FragmentHash) -> bool {
+        let Some((_, size)) = self.file else { return false };
+        let (offset, len) = (item * FRAGMENT_SIZE as u64, data_fragment_len(size, item));
+        if !self.sink.lost(offset, len, hash) {
+            return false;
+        }
+        if let Some(i) = self.requests.position(|r| r.item.item == Some(item)) {
+            self.requests.remove(i);
+        }
+        if let Some(slot) = slot_of(&mut self.slots, &mut self.index_slot, Some(item)) {
+            slot.ready = true;
+            slot.held = true;
+            slot.have = 0;
+        }
+        true
     }
 
     /// Takes the index just received: the root, or the next index of the

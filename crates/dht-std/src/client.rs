@@ -184,6 +184,7 @@ impl StatsAnswer {
 pub struct Client {
     runtime: Runtime<NoStore>,
     entry: SocketAddr,
+    coding: Option<(dht_core::index::Coding, FragmentHash)>,
 }
 
 impl Client {
@@ -200,7 +201,7 @@ impl Client {
             .map_err(|e| ClientError::Io(io::Error::other(e.to_string())))?;
         let mut runtime = Runtime::new(node, transport, clock);
         runtime.handle_signals()?;
-        Ok(Client { runtime, entry })
+        Ok(Client { runtime, entry, coding: None })
     }
 
     /// The client's node.
@@ -258,12 +259,22 @@ impl Client {
         }
     }
 
+    /// The coding of the last file downloaded and the root of its parity
+    /// tree, if it was a coded file (see [`Download::coding`]).
+    pub fn last_coding(&self) -> Option<(dht_core::index::Coding, FragmentHash)> {
+        self.coding
+    }
+
     /// Uploads `source` under `name`; `progress` sees every event with the
-    /// number of fragments to store. Returns the index hash.
+    /// number of fragments to store. Returns the index hash. With
+    /// `coding` (`k`, `m` and the root of the parity tree, stored
+    /// before), the file is stored as a coded file whose address is its
+    /// coded root ([`dht_core::upload::Upload::with_coding`]).
     pub fn upload(
         &mut self,
         name: IndexName,
         source: FileReader,
+        coding: Option<(u16, u16, FragmentHash)>,
         timeout: StdDuration,
         mut progress: impl FnMut(&UploadEvent, u64),
     ) -> Result<FragmentHash, ClientError> {
@@ -274,6 +285,11 @@ impl Client {
             }
             Err((e, _)) => return Err(ClientError::Upload(e)),
         };
+        if let Some((k, m, parity)) = coding {
+            *upload = (*upload).with_coding(k, m, parity).map_err(|e| {
+                ClientError::Io(io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))
+            })?;
+        }
         let mut result = None;
         let watch = |upload: &mut HostUpload| {
             while let Some(event) = upload.poll_event() {
@@ -377,6 +393,7 @@ impl Client {
         app.watch();
         let deadline = self.deadline(timeout);
         let stop = self.runtime.run(&mut app, Some(deadline));
+        self.coding = download.coding();
         let sink = download.into_sink();
         let outcome = match stop {
             Err(e) => Err(ClientError::Io(e)),

@@ -5,6 +5,7 @@
 //! `dht-core`.
 
 pub mod address;
+pub mod coding;
 pub mod save;
 pub mod source;
 

@@ -66,6 +66,14 @@ struct Args {
     /// Data fragments read back after the upload (besides the index).
     #[arg(long, value_name = "N", default_value_t = 8)]
     verify_sample: u16,
+    /// Store the file erasure-coded: every stripe of K data fragments gets
+    /// M parity fragments (Reed-Solomon), so that any K of its K+M pieces
+    /// rebuild it, and dhtrecv rebuilds data fragments whose holders are
+    /// all gone. The parity is stored like data (R copies each), and the
+    /// address printed is the file's coded root. Without this option the
+    /// file is stored as whole copies only. Example: 128+64.
+    #[arg(long, value_name = "K+M")]
+    redundancy: Option<dht_tools::coding::Redundancy>,
     #[command(flatten)]
     network: Network,
     #[command(flatten)]
@@ -91,7 +99,7 @@ fn main() -> ExitCode {
 }
 
 fn run(args: &Args) -> Result<(String, Option<String>), Failure> {
-    let reader = open_source(&args.file).map_err(Failure::local)?;
+    let mut reader = open_source(&args.file).map_err(Failure::local)?;
     let name = source_name(&args.file, args.name.as_deref());
     let stored = IndexName::from_file_name(&name);
     if stored.as_str() != name {
@@ -113,6 +121,14 @@ fn run(args: &Args) -> Result<(String, Option<String>), Failure> {
     // read back after the upload: only their holders are kept.
     let size = dht_core::upload::FileSource::size(&reader);
     let data = dht_core::index::data_fragments(size);
+    let (parity, coding) = match args.redundancy {
+        Some(r) => {
+            let (parity, root) =
+                send_parity(&mut client, &mut reader, r, timeout, &args.verbosity)?;
+            (parity, Some((r.k, r.m, root)))
+        }
+        None => (0, None),
+    };
     progress.set_total(data, size);
     let mut fragments = 0;
     let sample = u64::from(args.verify_sample);
@@ -122,8 +138,8 @@ fn run(args: &Args) -> Result<(String, Option<String>), Failure> {
     let mut searching = Searching::default();
     let mut sampled: Vec<Check> = Vec::new();
     let result =
-        client.upload(IndexName::from_file_name(&name), reader, timeout, |event, total| {
-            fragments = total;
+        client.upload(IndexName::from_file_name(&name), reader, coding, timeout, |event, total| {
+            fragments = total + parity;
             match event {
                 UploadEvent::Stored { item, hash, holder, already } => {
                     held_before += u64::from(*already);
@@ -187,4 +203,46 @@ fn run(args: &Args) -> Result<(String, Option<String>), Failure> {
         )
     });
     Ok((index.to_string(), problem))
+}
+
+/// Computes the parity of `reader` with `redundancy` into a temporary
+/// file and uploads it as the unnamed parity tree of a coded file.
+/// Returns the parity fragments and the parity tree's root.
+fn send_parity(
+    client: &mut dht_std::client::Client,
+    reader: &mut dht_std::client::FileReader,
+    redundancy: dht_tools::coding::Redundancy,
+    timeout: std::time::Duration,
+    verbosity: &Verbosity,
+) -> Result<(u64, dht_core::FragmentHash), Failure> {
+    use std::io::Write;
+    let size = dht_core::upload::FileSource::size(reader);
+    let coding = dht_core::index::Coding::new(size, redundancy.k, redundancy.m)
+        .map_err(|e| Failure::usage(format!("--redundancy {redundancy}: {e}")))?;
+    let spool = tempfile::tempfile()
+        .map_err(|e| Failure::local(format!("cannot make a temporary file for the parity: {e}")))?;
+    let mut out = std::io::BufWriter::new(spool);
+    let started = std::time::Instant::now();
+    let count = dht_tools::coding::write_parity(reader, &coding, &mut out)
+        .and_then(|count| out.flush().map(|()| count))
+        .map_err(|e| Failure::local(format!("cannot compute the parity: {e}")))?;
+    let spool = out.into_inner().map_err(|e| Failure::local(e.error().to_string()))?;
+    log::info!(
+        "parity: {count} fragments for {} stripes of {redundancy} ({:.2} s)",
+        coding.stripes(),
+        started.elapsed().as_secs_f64()
+    );
+    let mut progress = Progress::new(verbosity.quiet);
+    progress.set_total(count, coding.parity_size());
+    let parity = dht_std::client::FileReader::from_file(spool, coding.parity_size());
+    let root = client.upload(IndexName::EMPTY, parity, None, timeout, |event, _| {
+        if let UploadEvent::Stored { item: Item::Data(_), .. } = event {
+            progress.step(8192);
+        }
+    });
+    progress.finish();
+    if !verbosity.quiet {
+        eprintln!("dhtsend: {count} parity fragments stored ({redundancy} a stripe)");
+    }
+    Ok((count, root?))
 }
