@@ -92,6 +92,22 @@ pub fn write_parity(
     Ok(written)
 }
 
+/// Computes the parity of `source` into an anonymous temporary file (on
+/// disk, not in memory) and gives it as an upload source of
+/// [`Coding::parity_size`] bytes, with the number of parity fragments.
+pub fn parity_file(
+    source: &mut impl FileSource,
+    coding: &Coding,
+) -> io::Result<(dht_std::client::FileReader, u64)> {
+    let spool = tempfile::tempfile()
+        .map_err(|e| io::Error::new(e.kind(), format!("cannot make a temporary file: {e}")))?;
+    let mut out = io::BufWriter::new(spool);
+    let count = write_parity(source, coding, &mut out)?;
+    out.flush()?;
+    let spool = out.into_inner().map_err(|e| io::Error::new(e.error().kind(), e.to_string()))?;
+    Ok((dht_std::client::FileReader::from_file(spool, coding.parity_size()), count))
+}
+
 /// Rebuilds the data fragments of one stripe from any `k_i` of its
 /// pieces: `data` holds the data fragments that were fetched (by position
 /// in the stripe), `parity` the parity fragments (by position among the

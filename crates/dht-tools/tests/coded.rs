@@ -29,6 +29,8 @@ fn a_coded_file_comes_back_whole_after_losing_every_copy_of_some_data_fragments(
     let address = sent.stdout.trim().to_owned();
     let plain = run_tool("dhthash", &["coded.bin"], work.path());
     assert_ne!(address, plain.stdout.trim(), "the coded root is not the plain address");
+    let offline = run_tool("dhthash", &["--redundancy", "32+16", "coded.bin"], work.path());
+    assert_eq!(offline.stdout.trim(), address, "dhthash knows the address: {}", offline.stderr);
 
     // Every copy of 12 data fragments of the first stripe, one of the
     // sixth and the last fragment of the file is removed from the stores.

@@ -30,6 +30,11 @@ struct Args {
     /// `-`], as dhtsend --name. Only with one FILE.
     #[arg(long)]
     name: Option<String>,
+    /// The address of the file stored with `dhtsend --redundancy K+M`: its
+    /// coded root. With -v, the parity fragments are listed too (`par`,
+    /// their tree's indexes `pidx`), then the coded root (`coded`).
+    #[arg(long, value_name = "K+M")]
+    redundancy: Option<dht_tools::coding::Redundancy>,
     #[command(flatten)]
     verbosity: Verbosity,
 }
@@ -46,7 +51,7 @@ fn main() -> ExitCode {
     let several = args.files.len() > 1;
     let mut failed = false;
     for file in &args.files {
-        match hash(file, args.name.as_deref(), args.verbosity.verbose > 0) {
+        match hash(file, args.name.as_deref(), args.redundancy, args.verbosity.verbose > 0) {
             Ok(hash) if several => say(format!("{hash}  {}", file.display())),
             Ok(hash) => say(hash),
             Err(message) => {
@@ -65,7 +70,12 @@ fn main() -> ExitCode {
 
 /// The index hash of `file`, as text; with `verbose`, its fragments listed
 /// on standard error.
-fn hash(file: &Path, name: Option<&str>, verbose: bool) -> Result<String, String> {
+fn hash(
+    file: &Path,
+    name: Option<&str>,
+    redundancy: Option<dht_tools::coding::Redundancy>,
+    verbose: bool,
+) -> Result<String, String> {
     let reader = open_source(file)?;
     let name = source_name(file, name);
     let mut reader = reader;
@@ -94,5 +104,23 @@ fn hash(file: &Path, name: Option<&str>, verbose: bool) -> Result<String, String
         ),
         other => other.to_string(),
     })?;
-    Ok(hash.to_string())
+    let Some(r) = redundancy else { return Ok(hash.to_string()) };
+    let coding = dht_core::index::Coding::new(size, r.k, r.m)
+        .map_err(|e| format!("{}: --redundancy {r}: {e}", file.display()))?;
+    let (mut parity, _) = dht_tools::coding::parity_file(&mut reader, &coding)
+        .map_err(|e| format!("cannot compute the parity of {}: {e}", file.display()))?;
+    let parity_root = hash_file(IndexName::EMPTY, &mut parity, |item, hash| {
+        if verbose {
+            match item {
+                Item::Data(_) => eprintln!("par {hash} shard {}", hash.shard()),
+                Item::Index | Item::Root => eprintln!("pidx {hash} shard {}", hash.shard()),
+            }
+        }
+    })
+    .map_err(|e| format!("cannot hash the parity of {}: {e}", file.display()))?;
+    let coded = dht_core::index::IndexFragment::coded_root(name, coding, hash, parity_root).hash();
+    if verbose {
+        eprintln!("coded {coded} shard {}", coded.shard());
+    }
+    Ok(coded.to_string())
 }

@@ -215,18 +215,12 @@ fn send_parity(
     timeout: std::time::Duration,
     verbosity: &Verbosity,
 ) -> Result<(u64, dht_core::FragmentHash), Failure> {
-    use std::io::Write;
     let size = dht_core::upload::FileSource::size(reader);
     let coding = dht_core::index::Coding::new(size, redundancy.k, redundancy.m)
         .map_err(|e| Failure::usage(format!("--redundancy {redundancy}: {e}")))?;
-    let spool = tempfile::tempfile()
-        .map_err(|e| Failure::local(format!("cannot make a temporary file for the parity: {e}")))?;
-    let mut out = std::io::BufWriter::new(spool);
     let started = std::time::Instant::now();
-    let count = dht_tools::coding::write_parity(reader, &coding, &mut out)
-        .and_then(|count| out.flush().map(|()| count))
+    let (parity, count) = dht_tools::coding::parity_file(reader, &coding)
         .map_err(|e| Failure::local(format!("cannot compute the parity: {e}")))?;
-    let spool = out.into_inner().map_err(|e| Failure::local(e.error().to_string()))?;
     log::info!(
         "parity: {count} fragments for {} stripes of {redundancy} ({:.2} s)",
         coding.stripes(),
@@ -234,7 +228,6 @@ fn send_parity(
     );
     let mut progress = Progress::new(verbosity.quiet);
     progress.set_total(count, coding.parity_size());
-    let parity = dht_std::client::FileReader::from_file(spool, coding.parity_size());
     let root = client.upload(IndexName::EMPTY, parity, None, timeout, |event, _| {
         if let UploadEvent::Stored { item: Item::Data(_), .. } = event {
             progress.step(8192);
