@@ -15,6 +15,11 @@
 //! some layouts). Repair is not modelled: this is the instant after the
 //! crash.
 //!
+//! `shared` is the share of stripes two of whose pieces (any copy) land on
+//! one node, then the most pieces of a stripe one node holds, on average:
+//! where a piece goes follows from its hash, so a stripe wider than the
+//! shard's members cannot be kept apart.
+//!
 //! Each cell is `TRIALS` trials (default 1,000), each with a fresh network,
 //! fresh fragment hashes and a fresh crash.
 
@@ -116,6 +121,8 @@ struct Placed {
     stored: u64,
     /// Stripes two of whose pieces share a node.
     shared_stripes: u64,
+    /// Over the stripes, the most pieces of the stripe one node holds.
+    worst_sum: u64,
 }
 
 fn place(rng: &mut Rng, net: &Network, design: &Design, size: u64) -> Placed {
@@ -124,7 +131,8 @@ fn place(rng: &mut Rng, net: &Network, design: &Design, size: u64) -> Placed {
     let mut stored = 0;
     let mut pieces = 0;
     let mut shared_stripes = 0;
-    let mut used = vec![false; net.nodes];
+    let mut worst_sum = 0;
+    let mut used = vec![0u32; net.nodes];
     let stripes = design
         .stripes(data)
         .into_iter()
@@ -138,14 +146,15 @@ fn place(rng: &mut Rng, net: &Network, design: &Design, size: u64) -> Placed {
                 .collect();
             pieces += k + m;
             if m > 0 {
-                used.iter_mut().for_each(|u| *u = false);
-                let mut shared = false;
+                used.iter_mut().for_each(|u| *u = 0);
                 for set in &sets {
                     for &n in set {
-                        shared |= std::mem::replace(&mut used[n], true);
+                        used[n] += 1;
                     }
                 }
-                shared_stripes += u64::from(shared);
+                let worst = used.iter().copied().max().unwrap_or(0);
+                shared_stripes += u64::from(worst > 1);
+                worst_sum += u64::from(worst);
             }
             (k, sets)
         })
@@ -157,7 +166,7 @@ fn place(rng: &mut Rng, net: &Network, design: &Design, size: u64) -> Placed {
             holders.clone()
         })
         .collect();
-    Placed { stripes, indexes, stored, shared_stripes }
+    Placed { stripes, indexes, stored, shared_stripes, worst_sum }
 }
 
 fn survives(file: &Placed, dead: &[bool]) -> bool {
@@ -177,6 +186,7 @@ fn main() {
         Design { name: "3 copies (today)", k: 0, m: 0, copies: 3, index_copies: 3 },
         Design { name: "RS 128+16 x3", k: 128, m: 16, copies: 3, index_copies: 3 },
         Design { name: "RS 128+64 x3", k: 128, m: 64, copies: 3, index_copies: 3 },
+        Design { name: "RS 128+32 x3, index x16", k: 128, m: 32, copies: 3, index_copies: 16 },
         Design { name: "RS 128+72 x2, index x16", k: 128, m: 72, copies: 2, index_copies: 16 },
         Design { name: "RS 64+136 x1, index x16", k: 64, m: 136, copies: 1, index_copies: 16 },
     ];
@@ -184,7 +194,7 @@ fn main() {
     let sizes = [("2 MB", 2u64 << 20), ("20 MB", 20 << 20)];
     println!("durability: share of files that survive a simultaneous crash ({trials} trials per cell, seed {seed})");
     println!(
-        "{:<7} {:<6} {:<25} {:>7} {:>11} {:>9} {:>9} {:>9}",
+        "{:<7} {:<6} {:<25} {:>7} {:>13} {:>8} {:>8} {:>8}",
         "nodes", "file", "design", "stored", "shared", "30 %", "50 %", "60 %"
     );
     for nodes in [64usize, 256, 1024] {
@@ -194,12 +204,14 @@ fn main() {
                 let mut ok = [0u64; 3];
                 let mut stored = 0;
                 let mut shared = 0;
+                let mut worst = 0;
                 let mut stripes = 0;
                 for _ in 0..trials {
                     let net = Network::new(&mut rng, nodes);
                     let file = place(&mut rng, &net, design, size);
                     stored += file.stored;
                     shared += file.shared_stripes;
+                    worst += file.worst_sum;
                     stripes += file.stripes.len() as u64;
                     let mut order: Vec<usize> = (0..nodes).collect();
                     rng.shuffle(&mut order);
@@ -215,11 +227,15 @@ fn main() {
                 let shared = if design.k == 0 {
                     "-".to_string()
                 } else {
-                    format!("{:.1} %", 100.0 * shared as f64 / stripes as f64)
+                    format!(
+                        "{:.0} % / {:.1}",
+                        100.0 * shared as f64 / stripes as f64,
+                        worst as f64 / stripes as f64
+                    )
                 };
                 let cell = |n: u64| format!("{:.1} %", 100.0 * n as f64 / trials as f64);
                 println!(
-                    "{:<7} {:<6} {:<25} {:>6.2}x {:>11} {:>9} {:>9} {:>9}",
+                    "{:<7} {:<6} {:<25} {:>6.2}x {:>13} {:>8} {:>8} {:>8}",
                     nodes,
                     size_name,
                     design.name,
