@@ -11,7 +11,7 @@ BOARD := firmware/stm32f411-enc28j60
 
 .PHONY: help all test test-core lint embedded setup setup-qemu scene bench clean \
 	firmware firmware-build firmware-test board fuzz-seeds test-lossy test-cold-start bench-loss \
-	bench-durability
+	bench-durability bench-crash
 
 help:
 	@echo "make all       build the tools in release mode into $(BIN_DIR)/"
@@ -27,6 +27,7 @@ help:
 	@echo "make bench     measure the 256-node scene (JSON on stdout), then bench-loss"
 	@echo "make bench-loss  2 MB round trips across namespaces at 0/5/20/30 % loss"
 	@echo "make bench-durability  files surviving a crash of 30/50/60 % of the nodes (model)"
+	@echo "make bench-crash  half of 256 nodes killed: which files come back (real processes)"
 	@echo "make fuzz      run every fuzz target (FUZZ_SECONDS each, default 40)"
 	@echo "make clean     remove build output"
 
@@ -141,6 +142,12 @@ bench: all
 	target/release/dht-bench
 	$(MAKE) bench-loss
 	$(MAKE) bench-durability
+	$(MAKE) bench-crash
+
+# Five files plain and coded on the 256-node scene, half the nodes killed
+# at once: which files come back, in how long, and what repair moved.
+bench-crash: all
+	./scripts/bench-crash.sh
 
 # Share of 2 MB and 20 MB files that survive a simultaneous crash of 30, 50
 # and 60 % of 64, 256 and 1,024 nodes: whole copies against erasure-coded
