@@ -95,9 +95,11 @@ while read -r name size kind hash; do
         [ "$kind" = coded ] && ok=$((ok + 1))
     else
         result=lost
+        why=$(tail -n 1 "$work/err" | cut -c1-110)
     fi
     [ "$kind" = coded ] && count=$((count + 1))
-    printf '%-4s %9d %-6s %-6s %9d\n' "$name" "$size" "$kind" "$result" $(( $(ms) - t0 ))
+    printf '%-4s %9d %-6s %-6s %9d %s\n' "$name" "$size" "$kind" "$result" $(( $(ms) - t0 )) "${why:-}"
+    why=
 done <"$work/files"
 echo "coded files back: $ok of $count"
 awk -v b="$before" -v l="$left" -v a="$after" -v t="$total" -v s=$(( settled - start )) 'BEGIN {

@@ -101,7 +101,7 @@ fn decode_seeds() -> Vec<(String, Vec<u8>)> {
         Message::FileFrag { hash: *hash, first_unit: 4, data: PieceRef(&data[4 * UNIT..8 * UNIT]) },
         Message::FileGet { hash: *hash, want: 0x0FF0, piece_units: 2 },
         Message::Find { shard: Shard::new(9).expect("a shard"), nonce: 77 },
-        Message::NewFile { hash: *hash, urgent: true },
+        Message::NewFile { hash: *hash, urgent: true, copies: 0 },
         Message::Stored { hash: *hash, outcome: StoreOutcome::NotHolder, holders: holders.clone() },
         Message::NotFound { hash: *hash, holders },
         Message::Leave,
@@ -221,7 +221,7 @@ fn decode_seeds() -> Vec<(String, Vec<u8>)> {
                 transmission: Transmission::Singlecast,
                 source,
                 cookies: grant_only,
-                message: Message::NewFile { hash: *hash, urgent: false },
+                message: Message::NewFile { hash: *hash, urgent: false, copies: 0 },
             },
             200,
         ),
@@ -296,7 +296,25 @@ fn index_seeds() -> Vec<(String, Vec<u8>)> {
             (seed.to_string(), bytes)
         })
         .chain(nested_index_seeds())
+        .chain(std::iter::once(coded_root_seed()))
         .collect()
+}
+
+/// A coded root (a file's own tree and its parity tree).
+fn coded_root_seed() -> (String, Vec<u8>) {
+    let coding = dht_core::index::Coding::new(2_500_000, 32, 16).expect("a valid coding");
+    let root = IndexFragment::coded_root(
+        IndexName::from_file_name("coded.bin"),
+        coding,
+        FragmentHash([7; 32]),
+        FragmentHash([9; 32]),
+    );
+    let mut bytes = vec![0u8; FRAGMENT_SIZE];
+    let array: &mut [u8; FRAGMENT_SIZE] = bytes.as_mut_slice().try_into().expect("8192 bytes");
+    root.encode(array);
+    let end = bytes.iter().rposition(|b| *b != 0).map_or(0, |i| i + 1);
+    bytes.truncate(end);
+    ("coded-root".to_string(), bytes)
 }
 
 /// Roots of index trees of two and three levels (fake data hashes).
@@ -436,7 +454,7 @@ fn node_seeds() -> Vec<(String, Vec<u8>)> {
         ),
         (3, single, Message::FileGet { hash: *own_hash, want: ALL_UNITS, piece_units: 2 }),
         (4, Transmission::Randomcast { hops: 2 }, Message::Find { shard: me.shard(), nonce: 9 }),
-        (1, single, Message::NewFile { hash: *own_hash, urgent: true }),
+        (1, single, Message::NewFile { hash: *own_hash, urgent: true, copies: 0 }),
         (
             0,
             single,
@@ -501,7 +519,7 @@ fn node_seeds() -> Vec<(String, Vec<u8>)> {
     let offer = packet(
         h.source(h.peer_addr(1), 0, false),
         single,
-        Message::NewFile { hash: *hash, urgent: true },
+        Message::NewFile { hash: *hash, urgent: true, copies: 0 },
     );
     let mut s = Script::new(&[flags, 0x20 | shard, 9, 9]);
     rounds(&mut s, 5, 0x21, 4);
@@ -533,7 +551,7 @@ fn node_seeds() -> Vec<(String, Vec<u8>)> {
     let offer = packet(
         h.source(h.peer_addr(3), 0, false),
         single,
-        Message::NewFile { hash: *hash, urgent: true },
+        Message::NewFile { hash: *hash, urgent: true, copies: 0 },
     );
     let dead = packet(
         h.source(h.peer_addr(2), 0, false),

@@ -160,7 +160,13 @@ pub fn check_index(data: &[u8]) {
         );
     }
     assert_eq!(index.hash(), FragmentHash::of(&bytes), "the address is not the bytes' hash");
-    if index.is_nested() {
+    if let Some((coding, _, _)) = index.coded() {
+        // The stripes cover the data once and the parity count adds up.
+        assert_eq!(index.file_size(), coding.size);
+        let last = coding.stripes() - 1;
+        assert_eq!(coding.stripe(last).0.end, coding.data_fragments());
+        assert_eq!(coding.stripe(last).1.end, coding.parity_fragments());
+    } else if index.is_nested() {
         // Every child's share adds up to the size, and only the last may
         // be smaller than a full child.
         let shares: u64 = (0..index.fragment_count()).filter_map(|i| index.child_size(i)).sum();

@@ -135,14 +135,14 @@ pub fn node_command(h: &mut Harness<Server>, op: u8, pick: u8) {
         }
         6 => {
             h.app.corrupt = pick & 0x80 != 0;
-            let _ = h.node.offer(now, peer, *hash, &mut h.sink);
+            let _ = h.node.offer(now, peer, *hash, pick & 0x1F, &mut h.sink);
         }
         7 => {
             let message = match pick >> 6 {
                 0 => Message::Ping { nonce: u64::from(pick) },
                 1 => Message::Find { shard: Shard::of(u64::from(pick)), nonce: 1 },
                 2 => Message::AddMe,
-                _ => Message::NewFile { hash: *hash, urgent: false },
+                _ => Message::NewFile { hash: *hash, urgent: false, copies: pick & 0x1F },
             };
             let _ = h.node.broadcast(now, pick & 3, &message, &mut h.sink);
         }

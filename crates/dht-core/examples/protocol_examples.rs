@@ -65,7 +65,7 @@ fn main() {
         ),
         (Transmission::Singlecast, Message::FileGet { hash, want: 0xFFFF, piece_units: 2 }),
         (Transmission::Singlecast, Message::Find { shard: Shard::new(15).unwrap(), nonce: 1 }),
-        (Transmission::Singlecast, Message::NewFile { hash, urgent: true }),
+        (Transmission::Singlecast, Message::NewFile { hash, urgent: true, copies: 16 }),
         (
             Transmission::Singlecast,
             Message::Stored {

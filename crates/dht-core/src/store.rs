@@ -100,6 +100,22 @@ pub trait FragmentStore {
     fn can_store(&mut self) -> bool {
         self.len() < self.capacity()
     }
+
+    /// The copy count recorded with the fragment `hash` (see
+    /// [`FragmentStore::set_copies`]); 0 if none (the network's `R`).
+    fn copies(&self, hash: &FragmentHash) -> u8 {
+        let _ = hash;
+        0
+    }
+
+    /// Records with the fragment `hash`, held, how many members of its
+    /// shard should hold it (a count above the network's `R`, given by
+    /// the NEWFILE that brought it). Returns `false` if it is not held or
+    /// the count cannot be kept (the store default keeps none: `R`).
+    fn set_copies(&mut self, hash: &FragmentHash, copies: u8) -> bool {
+        let _ = (hash, copies);
+        false
+    }
 }
 
 /// What a [`RamSlot`] holds.
@@ -116,13 +132,19 @@ enum SlotState {
 pub struct RamSlot {
     hash: FragmentHash,
     state: SlotState,
+    /// The copy count recorded with the fragment (0: `R`).
+    copies: u8,
     data: FragmentBytes,
 }
 
 impl RamSlot {
     /// An empty slot, usable to initialise arrays and statics.
-    pub const EMPTY: RamSlot =
-        RamSlot { hash: FragmentHash([0; 32]), state: SlotState::Free, data: [0; FRAGMENT_SIZE] };
+    pub const EMPTY: RamSlot = RamSlot {
+        hash: FragmentHash([0; 32]),
+        state: SlotState::Free,
+        copies: 0,
+        data: [0; FRAGMENT_SIZE],
+    };
 }
 
 impl fmt::Debug for RamSlot {
@@ -192,6 +214,7 @@ impl<B: AsRef<[RamSlot]> + AsMut<[RamSlot]>> FragmentStore for RamStore<B> {
         slot.hash = *hash;
         slot.data.copy_from_slice(data);
         slot.state = SlotState::Used;
+        slot.copies = 0;
         self.len += 1;
         Ok(())
     }
@@ -242,6 +265,7 @@ impl<B: AsRef<[RamSlot]> + AsMut<[RamSlot]>> FragmentStore for RamStore<B> {
                 if let Some(slot) = self.slots.as_mut().get_mut(free) {
                     slot.hash = *hash;
                     slot.state = SlotState::Partial;
+                    slot.copies = 0;
                 }
                 free
             }
@@ -272,11 +296,73 @@ impl<B: AsRef<[RamSlot]> + AsMut<[RamSlot]>> FragmentStore for RamStore<B> {
             }
         }
     }
+
+    fn copies(&self, hash: &FragmentHash) -> u8 {
+        self.find(hash).and_then(|i| self.slots.as_ref().get(i)).map_or(0, |s| s.copies)
+    }
+
+    fn set_copies(&mut self, hash: &FragmentHash, copies: u8) -> bool {
+        match self.find(hash).and_then(|i| self.slots.as_mut().get_mut(i)) {
+            Some(slot) => {
+                slot.copies = copies;
+                true
+            }
+            None => false,
+        }
+    }
 }
 
 impl<B: AsRef<[RamSlot]> + AsMut<[RamSlot]>> RamStore<B> {
     fn find_in_state(&self, state: SlotState) -> Option<usize> {
         self.slots.as_ref().iter().position(|s| s.state == state)
+    }
+}
+
+/// A store that keeps no copy counts ([`FragmentStore::set_copies`]
+/// refuses): its node keeps R copies of what it holds and leaves larger
+/// counts to the members that record them. For a microcontroller whose
+/// flash has no room for the bookkeeping.
+#[derive(Clone, Debug)]
+pub struct Uncounted<S>(pub S);
+
+impl<S: FragmentStore> FragmentStore for Uncounted<S> {
+    fn contains(&self, hash: &FragmentHash) -> bool {
+        self.0.contains(hash)
+    }
+    fn store(&mut self, hash: &FragmentHash, data: &FragmentBytes) -> Result<(), StoreError> {
+        self.0.store(hash, data)
+    }
+    fn read(&mut self, hash: &FragmentHash, out: &mut FragmentBytes) -> Result<bool, StoreError> {
+        self.0.read(hash, out)
+    }
+    fn remove(&mut self, hash: &FragmentHash) -> Result<bool, StoreError> {
+        self.0.remove(hash)
+    }
+    fn len(&self) -> usize {
+        self.0.len()
+    }
+    fn capacity(&self) -> usize {
+        self.0.capacity()
+    }
+    fn hash_at(&self, i: usize) -> Option<FragmentHash> {
+        self.0.hash_at(i)
+    }
+    fn write_partial(
+        &mut self,
+        hash: &FragmentHash,
+        offset: usize,
+        bytes: &[u8],
+    ) -> Result<(), StoreError> {
+        self.0.write_partial(hash, offset, bytes)
+    }
+    fn finish_partial(&mut self, hash: &FragmentHash) -> Result<bool, StoreError> {
+        self.0.finish_partial(hash)
+    }
+    fn drop_partial(&mut self, hash: &FragmentHash) {
+        self.0.drop_partial(hash)
+    }
+    fn can_store(&mut self) -> bool {
+        self.0.can_store()
     }
 }
 

@@ -275,7 +275,7 @@ impl Net {
         self.hosts[i].app.task = Task::Offer(Box::new(offering));
         let to = Net::addr(to);
         self.command(i, |node, now, out| {
-            node.offer(now, to, hash, out);
+            node.offer(now, to, hash, 0, out);
         });
         hash
     }

@@ -534,7 +534,7 @@ impl Sim {
         }
         self.with_node(host, |node, now, out| {
             for hash in hashes {
-                node.offer(now, target, hash, out);
+                node.offer(now, target, hash, 0, out);
             }
         });
     }
@@ -608,6 +608,31 @@ impl Sim {
         let name = IndexName::from_file_name(name);
         let hash = dht_core::upload::hash_file(name, &mut Bytes(&data), |_, _| {})?;
         let upload = SimUpload::new(name, Bytes(data)).map_err(|(e, _)| e)?;
+        if let Some(h) = self.hosts.get_mut(host) {
+            h.app.task = Task::Upload { upload: Box::new(upload), result: None };
+        }
+        self.with_app(host, |node, app, now, out| {
+            if let Task::Upload { upload, .. } = &mut app.task {
+                upload.start(now, node, out);
+            }
+        });
+        Ok(hash)
+    }
+
+    /// Starts uploading `data` under `name` from client `host`, asking for
+    /// `index_copies` copies of each of its index fragments
+    /// ([`dht_core::upload::Upload::with_index_copies`]).
+    pub fn start_upload_with_index_copies(
+        &mut self,
+        host: HostId,
+        name: &str,
+        data: Vec<u8>,
+        index_copies: u8,
+    ) -> Result<FragmentHash, UploadError> {
+        let name = IndexName::from_file_name(name);
+        let hash = dht_core::upload::hash_file(name, &mut Bytes(&data), |_, _| {})?;
+        let upload = SimUpload::new(name, Bytes(data)).map_err(|(e, _)| e)?;
+        let upload = upload.with_index_copies(index_copies);
         if let Some(h) = self.hosts.get_mut(host) {
             h.app.task = Task::Upload { upload: Box::new(upload), result: None };
         }

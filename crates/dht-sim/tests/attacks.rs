@@ -94,7 +94,7 @@ fn every_message(hash: FragmentHash, peers: &[PeerInfo], piece: &[u8]) -> Vec<Me
         Message::FileFrag { hash, first_unit: 0, data: PieceRef(piece) },
         Message::FileGet { hash, want: u16::MAX, piece_units: 16 },
         Message::Find { shard, nonce: 2 },
-        Message::NewFile { hash, urgent: true },
+        Message::NewFile { hash, urgent: true, copies: 0 },
         Message::Stored { hash, outcome: StoreOutcome::Stored, holders: holders.clone() },
         Message::NotFound { hash, holders },
         Message::Leave,

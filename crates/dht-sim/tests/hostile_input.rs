@@ -72,7 +72,7 @@ fn valid_packet(rng: &mut Rng, fragment: &[u8; FRAGMENT_SIZE], buf: &mut [u8]) -
             piece_units: [1, 2, 4, 8, 16][rng.below(5)],
         },
         7 => Message::Find { shard, nonce: rng.next_u64() },
-        8 => Message::NewFile { hash, urgent: rng.chance(1, 2) },
+        8 => Message::NewFile { hash, urgent: rng.chance(1, 2), copies: 0 },
         9 => Message::Stored { hash, outcome: StoreOutcome::Stored, holders: Default::default() },
         10 => Message::NotFound { hash, holders: Default::default() },
         11 => Message::Leave,

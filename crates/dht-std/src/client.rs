@@ -269,12 +269,15 @@ impl Client {
     /// number of fragments to store. Returns the index hash. With
     /// `coding` (`k`, `m` and the root of the parity tree, stored
     /// before), the file is stored as a coded file whose address is its
-    /// coded root ([`dht_core::upload::Upload::with_coding`]).
+    /// coded root ([`dht_core::upload::Upload::with_coding`]). Its index
+    /// fragments are kept in `index_copies` copies when that is more than
+    /// the network's R ([`dht_core::upload::Upload::with_index_copies`]).
     pub fn upload(
         &mut self,
         name: IndexName,
         source: FileReader,
         coding: Option<(u16, u16, FragmentHash)>,
+        index_copies: u8,
         timeout: StdDuration,
         mut progress: impl FnMut(&UploadEvent, u64),
     ) -> Result<FragmentHash, ClientError> {
@@ -285,6 +288,7 @@ impl Client {
             }
             Err((e, _)) => return Err(ClientError::Upload(e)),
         };
+        *upload = (*upload).with_index_copies(index_copies);
         if let Some((k, m, parity)) = coding {
             *upload = (*upload).with_coding(k, m, parity).map_err(|e| {
                 ClientError::Io(io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))

@@ -16,6 +16,11 @@
 //!
 //! The list of held hashes is kept in memory, sorted, so that `contains` is
 //! a binary search and `hash_at` (the walk behind HOLDINGS) is an index.
+//!
+//! A fragment that should have more copies than the network's `R` (an
+//! index fragment stored with a copy count) has a file
+//! `copies/<64 hex digits>` holding the count in decimal; the counts are
+//! read when the store opens and kept in memory.
 
 use std::fs;
 use std::io::{self, Read, Write};
@@ -29,6 +34,9 @@ use dht_core::store::{FragmentStore, StoreError};
 pub struct DirStore {
     dir: PathBuf,
     held: Vec<FragmentHash>,
+    /// Copy counts recorded above the network's `R`, and their directory.
+    copies: std::collections::HashMap<FragmentHash, u8>,
+    copies_dir: PathBuf,
     /// Fragments being received in pieces, put together here.
     partial: Vec<(FragmentHash, Box<FragmentBytes>)>,
     capacity: usize,
@@ -73,7 +81,9 @@ impl DirStore {
             }
         }
         held.sort_unstable();
-        Ok(DirStore { dir, held, partial: Vec::new(), capacity })
+        let copies_dir = root.join("copies");
+        let copies = read_copies(&copies_dir, &held);
+        Ok(DirStore { dir, held, copies, copies_dir, partial: Vec::new(), capacity })
     }
 
     fn path_of(&self, hash: &FragmentHash) -> PathBuf {
@@ -101,7 +111,32 @@ impl DirStore {
         if let Ok(i) = self.held.binary_search(hash) {
             self.held.remove(i);
         }
+        if self.copies.remove(hash).is_some() {
+            let _ = fs::remove_file(self.copies_dir.join(hash.to_string()));
+        }
     }
+}
+
+/// The copy counts recorded under `dir` for fragments in `held`; the
+/// files of fragments no longer held (a crash between the two removals)
+/// and leftovers are removed.
+fn read_copies(dir: &Path, held: &[FragmentHash]) -> std::collections::HashMap<FragmentHash, u8> {
+    let mut copies = std::collections::HashMap::new();
+    let Ok(entries) = fs::read_dir(dir) else { return copies };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let parsed = name.to_str().and_then(|n| FragmentHash::from_hex(n).ok());
+        let count = fs::read_to_string(entry.path()).ok().and_then(|t| t.trim().parse::<u8>().ok());
+        match (parsed, count) {
+            (Some(hash), Some(n)) if n > 0 && held.binary_search(&hash).is_ok() => {
+                copies.insert(hash, n);
+            }
+            _ => {
+                let _ = fs::remove_file(entry.path());
+            }
+        }
+    }
+    copies
 }
 
 impl FragmentStore for DirStore {
@@ -177,6 +212,44 @@ impl FragmentStore for DirStore {
 
     fn hash_at(&self, i: usize) -> Option<FragmentHash> {
         self.held.get(i).copied()
+    }
+
+    fn copies(&self, hash: &FragmentHash) -> u8 {
+        self.copies.get(hash).copied().unwrap_or(0)
+    }
+
+    fn set_copies(&mut self, hash: &FragmentHash, copies: u8) -> bool {
+        if !self.contains(hash) {
+            return false;
+        }
+        if self.copies.get(hash).copied().unwrap_or(0) == copies {
+            return true;
+        }
+        let file = self.copies_dir.join(hash.to_string());
+        let written = if copies == 0 {
+            fs::remove_file(&file).or_else(|e| match e.kind() {
+                io::ErrorKind::NotFound => Ok(()),
+                _ => Err(e),
+            })
+        } else {
+            let tmp = self.copies_dir.join(format!(".tmp.{hash}"));
+            fs::create_dir_all(&self.copies_dir)
+                .and_then(|()| fs::write(&tmp, format!("{copies}\n")))
+                .and_then(|()| fs::rename(&tmp, &file))
+        };
+        match written {
+            Ok(()) => {
+                match copies {
+                    0 => self.copies.remove(hash),
+                    n => self.copies.insert(*hash, n),
+                };
+                true
+            }
+            Err(e) => {
+                log::warn!("cannot record the copy count of {hash}: {e}");
+                false
+            }
+        }
     }
 
     fn write_partial(
@@ -286,6 +359,34 @@ mod tests {
         assert_eq!(store.hash_at(0), Some(hash));
         assert!(store.remove(&hash).unwrap());
         assert!(!store.read(&hash, &mut out).unwrap());
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn copy_counts_survive_reopening_and_go_with_their_fragment() {
+        let dir = temp_dir("copies");
+        let (a, b) = ([4u8; FRAGMENT_SIZE], [5u8; FRAGMENT_SIZE]);
+        let (ha, hb) = (FragmentHash::of(&a), FragmentHash::of(&b));
+        {
+            let mut store = DirStore::open(&dir, 10).unwrap();
+            assert!(!store.set_copies(&ha, 12), "not held");
+            store.store(&ha, &a).unwrap();
+            store.store(&hb, &b).unwrap();
+            assert!(store.set_copies(&ha, 12));
+            assert!(store.set_copies(&hb, 9));
+            assert!(store.set_copies(&hb, 0));
+            assert_eq!((store.copies(&ha), store.copies(&hb)), (12, 0));
+        }
+        // A count left by a fragment removed in a crash, and junk.
+        let stale = FragmentHash::of(&[6u8; FRAGMENT_SIZE]);
+        fs::write(dir.join("copies").join(stale.to_string()), "5\n").unwrap();
+        fs::write(dir.join("copies").join("junk"), "x").unwrap();
+        let mut store = DirStore::open(&dir, 10).unwrap();
+        assert_eq!((store.copies(&ha), store.copies(&hb)), (12, 0));
+        assert_eq!(fs::read_dir(dir.join("copies")).unwrap().count(), 1, "stale counts removed");
+        assert!(store.remove(&ha).unwrap());
+        assert_eq!(store.copies(&ha), 0);
+        assert!(!dir.join("copies").join(ha.to_string()).exists());
         fs::remove_dir_all(&dir).unwrap();
     }
 

@@ -34,7 +34,7 @@ use cortex_m_rt::{entry, exception, ExceptionFrame};
 use dht_core::auth::NetworkKey;
 use dht_core::counters::DropReason;
 use dht_core::node::{Event, Reply, Transmit};
-use dht_core::store::{FragmentStore, RamSlot, RamStore};
+use dht_core::store::{FragmentStore, RamSlot, RamStore, Uncounted};
 use dht_core::upload::{Upload, UploadEvent};
 use dht_core::{Config, ConfigError, Duration, IndexName, Instant, SmallNode};
 use dht_smoltcp::{App, Buffers, SocketSlots, Stack, StackConfig, StackError};
@@ -52,7 +52,9 @@ const FILE_NAME: &str = "hello-from-mps2.txt";
 /// Fragment slots: the node stores at most this many fragments.
 const SLOTS: usize = 4;
 
-type Store = RamStore<&'static mut [RamSlot; SLOTS]>;
+// No copy counts on this node: its flash has no room for them (it keeps R
+// copies; the host members keep the counts of index fragments).
+type Store = Uncounted<RamStore<&'static mut [RamSlot; SLOTS]>>;
 type FwNode = SmallNode<Store>;
 /// An upload of a file of one fragment (and its index), two requests in
 /// flight.
@@ -201,7 +203,7 @@ fn init_stack(settings: &Settings, eth: &mut Lan9118, now: Instant) -> &'static 
 /// in the settings, if any.
 #[inline(never)]
 fn init_node(settings: &Settings, eth: &Lan9118) -> &'static mut FwNode {
-    let store = RamStore::new(FRAGMENTS.take());
+    let store = Uncounted(RamStore::new(FRAGMENTS.take()));
     let [a, b, c, d, e, f] = settings.mac;
     let seed = settings.id.0 ^ u64::from_le_bytes([a, b, c, d, e, f, 0, 0]);
     let mut config = dht_smoltcp::link_config(Config::small(), eth);

@@ -393,14 +393,20 @@ impl<S: FragmentStore, const NEIGHBORS: usize, const DEDUP: usize, const FETCHES
             Message::Find { shard, nonce } => {
                 membership.on_find(&mut ctx, proof, reply_to, shard, nonce, singlecast);
             }
-            Message::NewFile { hash, urgent } => {
+            Message::NewFile { hash, urgent, copies } => {
                 if !proof.proven {
                     ctx.out.retry(ctx.sink, now, from, proof);
                     return None;
                 }
                 let view = View::of(&ctx, &membership.table, membership.lifecycle);
-                let offer =
-                    Offer { from: source.peer(), addr: from, hash, urgent, budget: offer_budget };
+                let offer = Offer {
+                    from: source.peer(),
+                    addr: from,
+                    hash,
+                    urgent,
+                    copies,
+                    budget: offer_budget,
+                };
                 replication.on_offer(&mut ctx, store, &view, offer);
             }
             Message::Stored { hash, outcome, holders } => {

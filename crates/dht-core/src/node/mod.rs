@@ -582,16 +582,18 @@ impl<S: FragmentStore, const NEIGHBORS: usize, const DEDUP: usize, const FETCHES
 
     /// Offers the fragment `hash` to `to` (NEWFILE): a member that should
     /// hold it fetches it from this node (a [`Reply::FileGet`] to answer
-    /// with [`Node::send_pieces`]) and answers STORED.
+    /// with [`Node::send_pieces`]) and answers STORED. `copies` asks for
+    /// more copies than the network's `R` (0: `R`).
     pub fn offer(
         &mut self,
         now: Instant,
         to: PeerAddr,
         hash: FragmentHash,
+        copies: u8,
         sink: &mut impl Transmit,
     ) -> bool {
         self.out.note_offer(hash);
-        let message = Message::NewFile { hash, urgent: true };
+        let message = Message::NewFile { hash, urgent: true, copies };
         self.out.send(sink, &mut self.jar, now, to, Transmission::Singlecast, &message)
     }
 

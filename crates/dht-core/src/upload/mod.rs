@@ -250,6 +250,8 @@ pub struct Upload<
     /// The coding and the root of the parity tree already stored, for a
     /// coded upload.
     coding: Option<(Coding, FragmentHash)>,
+    /// Copies asked for the index fragments (0: the network's `R`).
+    index_copies: u8,
     root_offered: bool,
     pending: heapless::Vec<Pending<W>, DEPTH>,
     /// The next data fragment to read.
@@ -297,6 +299,7 @@ impl<SRC: FileSource, const WINDOW: usize, const DEPTH: usize, const W: usize>
             tree: Some(TreeBuilder::new()),
             root: None,
             coding: None,
+            index_copies: 0,
             root_offered: false,
             pending: heapless::Vec::new(),
             next_data: 0,
@@ -329,6 +332,16 @@ impl<SRC: FileSource, const WINDOW: usize, const DEPTH: usize, const W: usize>
         self.coding = Some((coding, parity_root));
         self.total += 1;
         Ok(self)
+    }
+
+    /// Asks for `copies` copies of every index fragment of the file (its
+    /// root and interior indexes), when that is more than the network's
+    /// `R`: a file whose data survives is lost with any index, so indexes
+    /// are worth more copies than data (capped at the members of the
+    /// shard and at [`crate::holders::MAX_COPIES`]).
+    pub fn with_index_copies(mut self, copies: u8) -> Self {
+        self.index_copies = copies;
+        self
     }
 
     /// The file's address, the hash of its root index, once every data
@@ -570,7 +583,8 @@ impl<SRC: FileSource, const WINDOW: usize, const DEPTH: usize, const W: usize>
             };
             log::trace!("upload: NEWFILE {hash:?} {item} attempt {attempt} to {to}");
             // A refused send is treated like a loss: it times out.
-            node.offer(now, to, hash, sink);
+            let copies = if matches!(item, Item::Data(_)) { 0 } else { self.index_copies };
+            node.offer(now, to, hash, copies, sink);
             self.requester.on_sent(to, now);
             let timeout = self.requester.rto(attempt);
             if let Some(r) = self.requests.get_mut(i) {

@@ -137,6 +137,11 @@ messages! {
         /// Fetch it at once (an upload, a hand-off), not after the
         /// replication delay (an announcement, a repair).
         urgent: bool,
+        /// How many members of the shard should hold it when that is more
+        /// than the network's `R` (an index fragment, which a file cannot
+        /// do without); 0, or a count at most `R`, means `R`. Holders keep
+        /// the count with the fragment and keep that many copies.
+        copies: u8,
     },
     /// Answers a NEWFILE: the fragment is stored (or why not).
     "STORED" Stored {

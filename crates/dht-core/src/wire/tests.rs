@@ -90,7 +90,8 @@ fn fixed_vectors_for_every_message() {
     let mut tail = Vec::from([0x08]);
     tail.extend_from_slice(&hash_bytes);
     tail.push(0x01); // urgent
-    check(Message::NewFile { hash, urgent: true }, &tail);
+    tail.push(0x10); // 16 copies
+    check(Message::NewFile { hash, urgent: true, copies: 16 }, &tail);
 
     let mut tail = Vec::from([0x09]);
     tail.extend_from_slice(&hash_bytes);

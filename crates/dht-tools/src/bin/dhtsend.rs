@@ -74,11 +74,21 @@ struct Args {
     /// file is stored as whole copies only. Example: 128+64.
     #[arg(long, value_name = "K+M")]
     redundancy: Option<dht_tools::coding::Redundancy>,
+    /// Copies kept of each index fragment (the root and the interior
+    /// indexes) when more than the network's R: a file is lost with any
+    /// of them. [default: 16 with --redundancy (every member of a shard of
+    /// up to 16), else the network's R]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u8).range(1..=16))]
+    index_copies: Option<u8>,
     #[command(flatten)]
     network: Network,
     #[command(flatten)]
     verbosity: Verbosity,
 }
+
+/// Copies of each index fragment of a coded file by default: every member
+/// of a shard of up to 16 (the most a node ranks).
+const CODED_INDEX_COPIES: u8 = 16;
 
 fn main() -> ExitCode {
     let args = Args::parse();
@@ -121,10 +131,14 @@ fn run(args: &Args) -> Result<(String, Option<String>), Failure> {
     // read back after the upload: only their holders are kept.
     let size = dht_core::upload::FileSource::size(&reader);
     let data = dht_core::index::data_fragments(size);
+    let index_copies = args.index_copies.unwrap_or(match args.redundancy {
+        Some(_) => CODED_INDEX_COPIES,
+        None => 0,
+    });
     let (parity, coding) = match args.redundancy {
         Some(r) => {
             let (parity, root) =
-                send_parity(&mut client, &mut reader, r, timeout, &args.verbosity)?;
+                send_parity(&mut client, &mut reader, r, index_copies, timeout, &args.verbosity)?;
             (parity, Some((r.k, r.m, root)))
         }
         None => (0, None),
@@ -137,8 +151,13 @@ fn run(args: &Args) -> Result<(String, Option<String>), Failure> {
     let mut held_before = 0u64;
     let mut searching = Searching::default();
     let mut sampled: Vec<Check> = Vec::new();
-    let result =
-        client.upload(IndexName::from_file_name(&name), reader, coding, timeout, |event, total| {
+    let result = client.upload(
+        IndexName::from_file_name(&name),
+        reader,
+        coding,
+        index_copies,
+        timeout,
+        |event, total| {
             fragments = total + parity;
             match event {
                 UploadEvent::Stored { item, hash, holder, already } => {
@@ -157,7 +176,8 @@ fn run(args: &Args) -> Result<(String, Option<String>), Failure> {
                 UploadEvent::Searching { shard } => searching.say(*shard),
                 UploadEvent::Finished { .. } | UploadEvent::Failed(_) => {}
             }
-        });
+        },
+    );
     progress.finish();
     let index = result?;
     if held_before > 0 && !args.verbosity.quiet {
@@ -212,6 +232,7 @@ fn send_parity(
     client: &mut dht_std::client::Client,
     reader: &mut dht_std::client::FileReader,
     redundancy: dht_tools::coding::Redundancy,
+    index_copies: u8,
     timeout: std::time::Duration,
     verbosity: &Verbosity,
 ) -> Result<(u64, dht_core::FragmentHash), Failure> {
@@ -228,7 +249,7 @@ fn send_parity(
     );
     let mut progress = Progress::new(verbosity.quiet);
     progress.set_total(count, coding.parity_size());
-    let root = client.upload(IndexName::EMPTY, parity, None, timeout, |event, _| {
+    let root = client.upload(IndexName::EMPTY, parity, None, index_copies, timeout, |event, _| {
         if let UploadEvent::Stored { item: Item::Data(_), .. } = event {
             progress.step(8192);
         }

@@ -98,7 +98,8 @@ impl<const F: usize> Announcements<F> {
             }
             let wait = ANNOUNCE_RETRY.saturating_mul(1 << request.attempts.min(4));
             request.sent(to, ctx.now, wait);
-            ctx.send(to, &Message::NewFile { hash, urgent: false });
+            let copies = store.copies(&hash);
+            ctx.send(to, &Message::NewFile { hash, urgent: false, copies });
         }
     }
 }

@@ -45,6 +45,9 @@ pub(crate) struct Fetch {
     pub(crate) ack: Option<PeerAddr>,
     /// An upload's or a hand-off's: started at once.
     urgent: bool,
+    /// The copy count the offer carried (0: `R`), recorded with the
+    /// fragment once stored.
+    pub(crate) copies: u8,
     /// Pieces came since the last FILEGET.
     progress: bool,
 }
@@ -117,6 +120,7 @@ impl<const F: usize> Fetches<F> {
     /// Queues a fetch of `hash` from `origin` (to be acknowledged to `ack`
     /// once stored); the caller has decided this node should hold it. Fails
     /// with the STORED outcome to give if it cannot be taken.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn want<S: FragmentStore>(
         &mut self,
         ctx: &mut Ctx<'_, impl Transmit>,
@@ -125,10 +129,12 @@ impl<const F: usize> Fetches<F> {
         hash: FragmentHash,
         ack: Option<PeerAddr>,
         urgent: bool,
+        copies: u8,
     ) -> Result<(), StoreOutcome> {
         if let Some(i) = self.table.position(|r| r.item.hash == hash) {
             if let Some(request) = self.table.get_mut(i) {
                 request.item.ack = request.item.ack.or(ack);
+                request.item.copies = request.item.copies.max(copies);
             }
             return Ok(());
         }
@@ -144,7 +150,8 @@ impl<const F: usize> Fetches<F> {
             let jitter = ctx.rng.below(delay.total_micros() as usize + 1) as u64;
             ctx.now + delay + Duration::from_micros(jitter)
         };
-        let fetch = Fetch { hash, origin, from: origin, have: 0, ack, urgent, progress: false };
+        let fetch =
+            Fetch { hash, origin, from: origin, have: 0, ack, urgent, copies, progress: false };
         if self.table.push(Request::new(fetch, ready_at)).is_err() {
             ctx.out.drop(DropReason::FetchTableFull);
             return Err(StoreOutcome::Busy);
@@ -219,7 +226,8 @@ impl<const F: usize> Fetches<F> {
             let next = if request.attempts % 2 == 0 {
                 fetch.origin
             } else {
-                other_holder(ctx, view, &fetch.hash, fetch.from).unwrap_or(fetch.origin)
+                other_holder(ctx, view, &fetch.hash, fetch.copies, fetch.from)
+                    .unwrap_or(fetch.origin)
             };
             if let Some(r) = self.table.get_mut(i) {
                 r.item.from = next;
@@ -403,9 +411,10 @@ fn other_holder<const N: usize>(
     ctx: &mut Ctx<'_, impl Transmit>,
     view: &View<'_, N>,
     hash: &FragmentHash,
+    extra: u8,
     except: PeerInfo,
 ) -> Option<PeerInfo> {
-    let copies = view.config.copies().unwrap_or(N).min(crate::holders::MAX_COPIES);
+    let copies = view.copies_with(extra).unwrap_or(N).min(crate::holders::MAX_COPIES);
     let top = view.top(hash, copies, true);
     let other = |p: &PeerInfo| p.id != view.me.id && p.addr != except.addr;
     let pick = ctx.rng.below(top.iter().filter(other).count());

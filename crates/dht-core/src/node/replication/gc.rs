@@ -23,6 +23,9 @@ use crate::store::FragmentStore;
 use crate::time::{Duration, Instant};
 use crate::wire::Message;
 
+// `Candidate::acked` has a bit per holder.
+const _: () = assert!(MAX_COPIES <= 16);
+
 /// How long a copy must have been extra before it is dropped.
 pub(crate) const EXTRA_GRACE: Duration = Duration::from_secs(60);
 /// How long a candidate waits for its holders to answer.
@@ -38,8 +41,8 @@ const SCAN: usize = 32;
 struct Candidate {
     hash: FragmentHash,
     holders: Vec<PeerAddr, MAX_COPIES>,
-    /// Bit `i`: `holders[i]` holds it.
-    acked: u8,
+    /// Bit `i`: `holders[i]` holds it (up to `MAX_COPIES` = 16 holders).
+    acked: u16,
     /// When it was first found extra.
     since: Instant,
 }
@@ -64,10 +67,10 @@ impl Collector {
         store: &mut S,
         view: &View<'_, N>,
     ) {
-        let Some(copies) = view.config.copies().map(|r| r.clamp(1, MAX_COPIES)) else {
+        if view.config.copies().is_none() {
             // Under whole-shard replication nothing is extra.
             return;
-        };
+        }
         // A full store's copies are not extra for being full: they count
         // as if it had room (else it would drop them, have room, fetch
         // again, and so on).
@@ -76,7 +79,7 @@ impl Collector {
         let mut i = 0;
         while let Some(c) = self.candidates.get(i) {
             let all = c.acked.count_ones() as usize == c.holders.len();
-            let mine = view.should_hold(&c.hash) || !store.contains(&c.hash);
+            let mine = view.should_hold(&c.hash, store.copies(&c.hash)) || !store.contains(&c.hash);
             if mine || now >= c.since + GIVE_UP {
                 self.candidates.swap_remove(i);
                 continue;
@@ -93,7 +96,8 @@ impl Collector {
             }
             for (k, to) in c.holders.iter().enumerate() {
                 if c.acked & (1 << k) == 0 {
-                    ctx.send(*to, &Message::NewFile { hash: c.hash, urgent: false });
+                    let copies = store.copies(&c.hash);
+                    ctx.send(*to, &Message::NewFile { hash: c.hash, urgent: false, copies });
                 }
             }
             i += 1;
@@ -108,9 +112,11 @@ impl Collector {
             }
             let Some(hash) = store.hash_at(self.cursor) else { break };
             self.cursor += 1;
-            if view.should_hold(&hash) || self.candidates.iter().any(|c| c.hash == hash) {
+            let extra = store.copies(&hash);
+            if view.should_hold(&hash, extra) || self.candidates.iter().any(|c| c.hash == hash) {
                 continue;
             }
+            let copies = view.copies_with(extra).unwrap_or(MAX_COPIES);
             let top = view.top(&hash, copies, false);
             if top.len() < copies || hash.shard() != view.me.shard() {
                 // Not every holder is known: keep the copy.
@@ -118,7 +124,7 @@ impl Collector {
             }
             let holders: Vec<PeerAddr, MAX_COPIES> = top.iter().map(|p| p.addr).collect();
             for to in holders.iter() {
-                ctx.send(*to, &Message::NewFile { hash, urgent: false });
+                ctx.send(*to, &Message::NewFile { hash, urgent: false, copies: extra });
             }
             let _ = self.candidates.push(Candidate { hash, holders, acked: 0, since: now });
         }

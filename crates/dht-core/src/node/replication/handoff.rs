@@ -97,11 +97,12 @@ impl Handoff {
         while let Some(i) = self.in_flight.next_overdue(ctx.now) {
             let Some(request) = self.in_flight.get_mut(i) else { break };
             let hash = request.item;
-            let next = replacement_for(view, &hash, request.attempts);
+            let copies = store.copies(&hash);
+            let next = replacement_for(view, &hash, copies, request.attempts);
             match next.filter(|_| request.attempts < HANDOFF_TRIES) {
                 Some(to) => {
                     request.sent(to.addr, ctx.now, wait);
-                    ctx.send(to.addr, &Message::NewFile { hash, urgent: true });
+                    ctx.send(to.addr, &Message::NewFile { hash, urgent: true, copies });
                 }
                 None => {
                     self.in_flight.remove(i);
@@ -110,7 +111,8 @@ impl Handoff {
         }
         while !self.in_flight.is_full() && self.cursor < store.len() {
             let Some(hash) = store.hash_at(self.cursor) else { break };
-            let to = replacement_for(view, &hash, 0);
+            let copies = store.copies(&hash);
+            let to = replacement_for(view, &hash, copies, 0);
             if let Some(to) = to {
                 // A peer that advertised a small receive window gets no
                 // more than that at a time: wait for its answers.
@@ -125,7 +127,7 @@ impl Handoff {
                 let mut request = Request::new(hash, ctx.now);
                 request.sent(to.addr, ctx.now, wait);
                 if self.in_flight.push(request).is_ok() {
-                    ctx.send(to.addr, &Message::NewFile { hash, urgent: true });
+                    ctx.send(to.addr, &Message::NewFile { hash, urgent: true, copies });
                 }
             }
         }
@@ -195,14 +197,15 @@ fn offer_wait(config: &Config) -> Duration {
 }
 
 /// The member that takes this node's place among the top R holders of
-/// `hash` (the `skip`-th in rank after the first, cyclically, for a retry),
+/// `hash` (of copy count `extra`) (the `skip`-th in rank after the first, cyclically, for a retry),
 /// if this node is one of them.
 fn replacement_for<const N: usize>(
     view: &View<'_, N>,
     hash: &FragmentHash,
+    extra: u8,
     skip: u8,
 ) -> Option<PeerInfo> {
-    let copies = view.config.copies()?.clamp(1, MAX_COPIES);
+    let copies = view.copies_with(extra)?;
     let with_me = view.top(hash, copies, true);
     if !with_me.contains(view.me.id) {
         return None;

@@ -85,16 +85,24 @@ impl<const N: usize> View<'_, N> {
 
     /// The replication factor, clamped to what the ranking computes.
     fn copies(&self) -> Option<usize> {
-        self.config.copies().map(|r| r.clamp(1, MAX_COPIES))
+        self.copies_with(0)
     }
 
-    /// Whether this node should hold `hash`: a member of its shard, and
-    /// under bounded replication among its top copies.
-    pub(crate) fn should_hold(&self, hash: &FragmentHash) -> bool {
+    /// The copies kept of a fragment whose recorded count is `extra`
+    /// (NEWFILE's `copies`): the network's `R`, or more if it says so,
+    /// clamped to what the ranking computes.
+    pub(crate) fn copies_with(&self, extra: u8) -> Option<usize> {
+        self.config.copies().map(|r| r.max(usize::from(extra)).clamp(1, MAX_COPIES))
+    }
+
+    /// Whether this node should hold `hash`, whose recorded copy count is
+    /// `extra`: a member of its shard, and under bounded replication among
+    /// its top copies.
+    pub(crate) fn should_hold(&self, hash: &FragmentHash, extra: u8) -> bool {
         if self.config.role != Role::Member || hash.shard() != self.me.shard() {
             return false;
         }
-        match self.copies() {
+        match self.copies_with(extra) {
             None => true,
             Some(copies) => self.top(hash, copies, true).contains(self.me.id),
         }
@@ -102,11 +110,11 @@ impl<const N: usize> View<'_, N> {
 
     /// Whether `peer` is among the holders of `hash` as this node sees its
     /// shard (under whole-shard replication: any member).
-    fn ranks_as_holder(&self, hash: &FragmentHash, peer: &PeerInfo) -> bool {
+    fn ranks_as_holder(&self, hash: &FragmentHash, peer: &PeerInfo, extra: u8) -> bool {
         if peer.shard() != hash.shard() || !self.table.contains_addr(peer.addr) {
             return false;
         }
-        match self.copies() {
+        match self.copies_with(extra) {
             None => true,
             Some(copies) => self.top(hash, copies, true).contains(peer.id),
         }
@@ -128,10 +136,11 @@ impl<const N: usize> View<'_, N> {
         holders
     }
 
-    /// The known members that should hold `hash` besides this node.
-    pub(crate) fn replica_targets(&self, hash: &FragmentHash) -> Vec<PeerInfo, N> {
+    /// The known members that should hold `hash` (of copy count `extra`)
+    /// besides this node.
+    pub(crate) fn replica_targets(&self, hash: &FragmentHash, extra: u8) -> Vec<PeerInfo, N> {
         let mut out: Vec<PeerInfo, N> = Vec::new();
-        match self.copies() {
+        match self.copies_with(extra) {
             None => {
                 for n in self.table.members_of(hash.shard()) {
                     let _ = out.push(n.peer);
@@ -158,6 +167,8 @@ pub(crate) struct Offer {
     /// Fetch at once (an upload, a hand-off) rather than after the
     /// replication delay.
     pub(crate) urgent: bool,
+    /// The copy count it carries (0: `R`).
+    pub(crate) copies: u8,
     /// Whether the sender had a token of its store budget left.
     pub(crate) budget: bool,
 }
@@ -373,8 +384,12 @@ impl<const F: usize> Replication<F> {
             // from a mate was announced by that mate already.
             let from_mate = fetch.origin.shard() == view.me.shard()
                 && view.table.contains_addr(fetch.origin.addr);
+            if fetch.copies != 0 {
+                store.set_copies(hash, fetch.copies);
+            }
             if !from_mate {
-                self.announce_to_holders(ctx, view, *hash, &[from, fetch.ack.unwrap_or(from)]);
+                let except = [from, fetch.ack.unwrap_or(from)];
+                self.announce_to_holders(ctx, view, *hash, fetch.copies, &except);
             }
         }
         self.fetches.pump(ctx);
@@ -441,11 +456,11 @@ impl<const F: usize> Replication<F> {
     pub(crate) fn on_offer<S: FragmentStore, const N: usize>(
         &mut self,
         ctx: &mut Ctx<'_, impl Transmit>,
-        store: &S,
+        store: &mut S,
         view: &View<'_, N>,
         offer: Offer,
     ) {
-        let Offer { from, addr, hash, urgent, budget } = offer;
+        let Offer { from, addr, hash, urgent, copies, budget } = offer;
         let answer = |ctx: &mut Ctx<'_, _>, outcome, holders| {
             ctx.send(addr, &Message::Stored { hash, outcome, holders });
         };
@@ -455,6 +470,12 @@ impl<const F: usize> Replication<F> {
         }
         if store.contains(&hash) {
             answer(ctx, StoreOutcome::AlreadyHeld, HolderList::new());
+            // A higher copy count (a file stored plain, then coded, shares
+            // its indexes): kept, and told to the holders it adds.
+            let more = view.copies_with(copies) > view.copies_with(store.copies(&hash));
+            if more && budget && store.set_copies(&hash, copies) {
+                self.announce_to_holders(ctx, view, hash, copies, &[addr]);
+            }
             return;
         }
         if hash.shard() != view.me.shard() {
@@ -473,8 +494,8 @@ impl<const F: usize> Replication<F> {
         }
         // A mate among the holders may say we are one of them: views of the
         // shard differ while its membership settles.
-        let told_by_holder = view.ranks_as_holder(&hash, &PeerInfo { id: from.id, addr });
-        if !view.should_hold(&hash) && !told_by_holder {
+        let told_by_holder = view.ranks_as_holder(&hash, &PeerInfo { id: from.id, addr }, copies);
+        if !view.should_hold(&hash, copies) && !told_by_holder {
             answer(ctx, StoreOutcome::NotHolder, view.suggested_holders(&hash));
             return;
         }
@@ -489,7 +510,7 @@ impl<const F: usize> Replication<F> {
             return;
         }
         let origin = PeerInfo { id: from.id, addr };
-        match self.fetches.want(ctx, store, origin, hash, Some(addr), urgent) {
+        match self.fetches.want(ctx, store, origin, hash, Some(addr), urgent, copies) {
             Ok(()) => self.fetches.pump(ctx),
             Err(outcome) => answer(ctx, outcome, HolderList::new()),
         }
@@ -509,8 +530,8 @@ impl<const F: usize> Replication<F> {
             if self.fetches.is_full() {
                 break;
             }
-            if view.should_hold(hash) && !store.contains(hash) {
-                let _ = self.fetches.want(ctx, store, from, *hash, None, false);
+            if view.should_hold(hash, 0) && !store.contains(hash) {
+                let _ = self.fetches.want(ctx, store, from, *hash, None, false, 0);
             }
         }
         self.fetches.pump(ctx);
@@ -541,16 +562,19 @@ impl<const F: usize> Replication<F> {
         ctx.send(to, &Message::Holdings { hashes });
     }
 
-    /// Offers `hash` to its other holders (not those in `except`).
+    /// Offers `hash` (of copy count `copies`) to its other holders (not
+    /// those in `except`).
     pub(crate) fn announce_to_holders<const N: usize>(
         &mut self,
         ctx: &mut Ctx<'_, impl Transmit>,
         view: &View<'_, N>,
         hash: FragmentHash,
+        copies: u8,
         except: &[PeerAddr],
     ) {
-        for peer in view.replica_targets(&hash).iter().filter(|p| !except.contains(&p.addr)) {
-            ctx.send(peer.addr, &Message::NewFile { hash, urgent: false });
+        let targets = view.replica_targets(&hash, copies);
+        for peer in targets.iter().filter(|p| !except.contains(&p.addr)) {
+            ctx.send(peer.addr, &Message::NewFile { hash, urgent: false, copies });
             if !self.announcements.expect_ack(ctx.now, hash, peer.addr) {
                 // Not remembered: a scan of the store makes up for it.
                 self.repair.lost(ctx.now);

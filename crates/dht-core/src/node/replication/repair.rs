@@ -97,14 +97,15 @@ impl RepairScan {
         let mut end = self.cursor.saturating_add(REPAIR_BATCH).min(store.len());
         for i in self.cursor..end {
             let Some(hash) = store.hash_at(i) else { break };
-            let targets = self.targets(view, &hash);
+            let copies = store.copies(&hash);
+            let targets = self.targets(view, &hash, copies);
             if announcements.room() < targets.len() {
                 // Paced by the answers: go on when announcements have room.
                 end = i;
                 break;
             }
             for to in targets {
-                ctx.send(to, &Message::NewFile { hash, urgent: false });
+                ctx.send(to, &Message::NewFile { hash, urgent: false, copies });
                 announcements.expect_ack(ctx.now, hash, to);
             }
         }
@@ -124,9 +125,10 @@ impl RepairScan {
         &self,
         view: &View<'_, N>,
         hash: &FragmentHash,
+        extra: u8,
     ) -> Vec<PeerAddr, MAX_COPIES> {
         let mut targets: Vec<PeerAddr, MAX_COPIES> = Vec::new();
-        let Some(copies) = view.config.copies().map(|r| r.clamp(1, MAX_COPIES)) else {
+        let Some(copies) = view.copies_with(extra) else {
             for (peer, added) in self.changes.iter() {
                 if *added && peer.shard() == hash.shard() {
                     let _ = targets.push(peer.addr);

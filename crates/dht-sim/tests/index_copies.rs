@@ -1,0 +1,96 @@
+//! Index fragments stored with more copies than R: the count travels with
+//! the fragment, repair restores it after a crash, and the extra copies a
+//! restart leaves are dropped down to it, never below.
+
+use dht_core::upload::{hash_file, Bytes, Item};
+use dht_core::{Config, Duration, FragmentHash, IndexName};
+use dht_sim::scene::{join_members, random_bytes};
+use dht_sim::{Faults, Sim};
+
+const R: usize = 3;
+const INDEX_COPIES: usize = 8;
+
+#[test]
+fn index_fragments_keep_the_copies_their_upload_asked_for() {
+    let mut sim = Sim::new(31, Faults::default());
+    // 10 members a shard: room for 8 copies and for losing two holders.
+    let members =
+        join_members(&mut sim, Config::member(), 128, 160, Duration::from_millis(2)).unwrap();
+    sim.run_for(Duration::from_secs(2));
+    let client = sim.add_client();
+    sim.join(client, members[7]);
+    assert!(sim.run_until(Duration::from_secs(10), |s| s.is_joined(client)));
+    // Two leaf indexes and a root of height 2.
+    let data = random_bytes(9, 2_500_000);
+    let (mut indexes, mut fragments) = (Vec::new(), Vec::new());
+    let name = IndexName::from_file_name("kept.bin");
+    hash_file(name, &mut Bytes(&data[..]), |item, hash| match item {
+        Item::Data(_) => fragments.push(hash),
+        Item::Index | Item::Root => indexes.push(hash),
+    })
+    .unwrap();
+    assert_eq!(indexes.len(), 3);
+    // Stored plain first (R copies of everything), then again asking for
+    // more copies of the indexes: the holders raise the count they keep.
+    let plain = sim.start_upload(client, "kept.bin", data.clone()).unwrap();
+    assert!(sim.run_until(Duration::from_secs(60), |s| s.app_done(client)));
+    assert_eq!(sim.upload_result(client), Some(Ok(plain)));
+    assert!(sim.run_until(Duration::from_secs(30), |s| indexes.iter().all(|h| s.copies(h) == R)));
+    let hash =
+        sim.start_upload_with_index_copies(client, "kept.bin", data, INDEX_COPIES as u8).unwrap();
+    assert!(sim.run_until(Duration::from_secs(60), |s| s.app_done(client)));
+    assert_eq!(sim.upload_result(client), Some(Ok(hash)));
+    let settled = |s: &Sim, want: usize| {
+        indexes.iter().all(|h| s.copies(h) == want) && fragments.iter().all(|h| s.copies(h) >= R)
+    };
+    assert!(
+        sim.run_until(Duration::from_secs(120), |s| settled(s, INDEX_COPIES)),
+        "index copies {:?}",
+        indexes.iter().map(|h| sim.copies(h)).collect::<Vec<_>>()
+    );
+    let data_copies = |s: &Sim| fragments.iter().map(|h| s.copies(h)).max().unwrap_or(0);
+
+    // Two holders of the root crash: repair brings it back to 8 among the
+    // eight members of its shard left.
+    let root: FragmentHash = hash;
+    let victims: Vec<_> = sim.holders_of(&root).into_iter().take(2).collect();
+    for &v in &victims {
+        sim.crash(v);
+    }
+    let shard = root.shard();
+    let left = members
+        .iter()
+        .filter(|&&m| sim.is_up(m) && sim.node(m).is_some_and(|n| n.shard() == shard))
+        .count();
+    let attainable = INDEX_COPIES.min(left);
+    assert!(attainable >= 7, "the shard has {left} members left");
+    let start = sim.now();
+    assert!(
+        sim.run_until(Duration::from_secs(120), |s| s.copies(&root) == attainable),
+        "root at {} copies, {attainable} attainable",
+        sim.copies(&root)
+    );
+    println!(
+        "root back to {attainable} copies {} after two of its holders crashed",
+        sim.now() - start
+    );
+
+    // They come back on their stores: the extra copies go, down to 8.
+    for &v in &victims {
+        sim.restart(v, members[0]);
+    }
+    sim.run_for(Duration::from_secs(5));
+    let start = sim.now();
+    let mut fewest = usize::MAX;
+    while !settled(&sim, INDEX_COPIES) && sim.now() - start < Duration::from_secs(600) {
+        sim.run_for(Duration::from_secs(5));
+        fewest = fewest.min(indexes.iter().map(|h| sim.copies(h)).min().unwrap_or(0));
+    }
+    assert!(
+        settled(&sim, INDEX_COPIES),
+        "index copies {:?}",
+        indexes.iter().map(|h| sim.copies(h)).collect::<Vec<_>>()
+    );
+    assert!(fewest >= INDEX_COPIES, "an index fragment fell to {fewest} copies");
+    assert!(data_copies(&sim) <= R + 1, "data fragments are kept at R, not at the index count");
+}
