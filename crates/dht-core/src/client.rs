@@ -146,6 +146,11 @@ impl Tried {
         self.peers.iter().all(Option::is_none)
     }
 
+    /// How many peers are in the list.
+    pub(crate) fn len(&self) -> usize {
+        self.peers.iter().filter(|p| p.is_some()).count()
+    }
+
     /// Whether `peer` is in the list.
     pub(crate) fn contains(&self, peer: &PeerAddr) -> bool {
         self.peers.contains(&Some(*peer))

@@ -253,10 +253,11 @@ pub use crate::client::{GIVE_UP_AFTER, MAX_ATTEMPTS};
 /// Peers whose windows are tracked at once.
 const PEERS: usize = 32;
 /// A data fragment of a coded file is given up (for its stripe to be
-/// decoded) after this many attempts...
-pub const CODED_ATTEMPTS: u8 = 6;
-/// ...and this long since the first.
-pub const CODED_GIVE_UP_AFTER: Duration = Duration::from_secs(2);
+/// decoded) after this many attempts, once as many members said they do
+/// not have it (or failed to answer)...
+pub const CODED_ATTEMPTS: u8 = 4;
+/// ...or this long since the first.
+pub const CODED_GIVE_UP_AFTER: Duration = Duration::from_secs(1);
 
 /// A download into `K` in progress, with `WINDOW` fragment slots, walking
 /// an index tree of up to `DEPTH` levels.
@@ -410,32 +411,34 @@ impl<K: FileSink, const WINDOW: usize, const DEPTH: usize> Download<K, WINDOW, D
     /// Fails the download if a request that is not in flight has used up
     /// its attempts.
     fn check_attempts(&mut self, now: Instant) {
-        let coded_spent = || {
-            // A coded file's data fragment is rebuilt from its stripe
-            // rather than waited for.
-            if self.coded.is_none() && self.sink.patient() {
-                return None;
-            }
-            self.requests.iter().find(|r| {
-                r.item.item.is_some()
+        // Every spent request at once: a sink that does without lost
+        // fragments should not wait a timeout for each.
+        loop {
+            let quick = self.coded.is_some() || !self.sink.patient();
+            let coded_spent = |r: &&Request<Wanted>| {
+                // A coded file's data fragment is rebuilt from its stripe
+                // rather than waited for.
+                quick
+                    && r.item.item.is_some()
                     && !r.is_in_flight()
                     && r.attempts >= CODED_ATTEMPTS
-                    && r.first_sent.is_some_and(|t| now >= t + CODED_GIVE_UP_AFTER)
-            })
-        };
-        let Some(request) = spent(&self.requests, now).or_else(coded_spent).copied() else {
-            return;
-        };
-        let attempts = request.attempts;
-        match request.item.item {
-            None if self.file.is_none() && self.coded.is_none() => {
-                self.fail(DownloadError::IndexNotFound { attempts })
+                    && (r.item.tried.len() >= usize::from(CODED_ATTEMPTS)
+                        || r.first_sent.is_some_and(|t| now >= t + CODED_GIVE_UP_AFTER))
+            };
+            let found =
+                spent(&self.requests, now).or_else(|| self.requests.iter().find(coded_spent));
+            let Some(request) = found.copied() else { return };
+            let attempts = request.attempts;
+            match request.item.item {
+                None if self.file.is_none() && self.coded.is_none() => {
+                    return self.fail(DownloadError::IndexNotFound { attempts })
+                }
+                None => return self.fail(DownloadError::IndexUnavailable { attempts }),
+                Some(fragment) if self.pass_over(fragment, &request.item.hash) => {}
+                Some(fragment) => {
+                    return self.fail(DownloadError::FragmentUnavailable { fragment, attempts })
+                }
             }
-            None => self.fail(DownloadError::IndexUnavailable { attempts }),
-            Some(fragment) if self.pass_over(fragment, &request.item.hash) => {
-                // The next spent request, if any, at the next timeout.
-            }
-            Some(fragment) => self.fail(DownloadError::FragmentUnavailable { fragment, attempts }),
         }
     }
 
@@ -445,12 +448,13 @@ impl<K: FileSink, const WINDOW: usize, const DEPTH: usize> Download<K, WINDOW, D
     fn pass_over(&mut self, item: u64, hash: &FragmentHash) -> bool {
         let Some((_, size)) = self.file else { return false };
         let (offset, len) = (item * FRAGMENT_SIZE as u64, data_fragment_len(size, item));
+        // Passed over only if its request goes (else the caller would find
+        // it spent again and again).
+        let Some(i) = self.requests.position(|r| r.item.item == Some(item)) else { return false };
         if !self.sink.lost(offset, len, hash) {
             return false;
         }
-        if let Some(i) = self.requests.position(|r| r.item.item == Some(item)) {
-            self.requests.remove(i);
-        }
+        self.requests.remove(i);
         if let Some(slot) = slot_of(&mut self.slots, &mut self.index_slot, Some(item)) {
             slot.ready = true;
             slot.held = true;

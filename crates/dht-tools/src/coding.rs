@@ -328,31 +328,36 @@ impl<E: fmt::Display> fmt::Display for RebuildError<E> {
 }
 
 /// Fetches into `pick` positions of `candidates` until it has `need`
-/// fragments, passing over positions no holder has.
+/// fragments, passing over positions no holder has; each pass asks for
+/// `spare` more than it lacks (some of them may be gone too).
 fn gather<F: Fetch>(
     net: &mut F,
     hash: FragmentHash,
     pick: &mut Pick,
     candidates: &[u64],
     need: usize,
+    spare: usize,
 ) -> Result<(), F::Error> {
-    loop {
+    while pick.got.len() < need {
         let lost = &pick.lost;
         let got = &pick.got;
         pick.want = candidates
             .iter()
             .filter(|n| !lost.contains(*n) && !got.contains_key(*n))
-            .take(need.saturating_sub(pick.got.len()))
+            .take(need + spare - pick.got.len())
             .copied()
             .collect();
         if pick.want.is_empty() {
             return Ok(());
         }
         pick.rewind();
+        let asked = pick.want.len();
         let (back, result) = net.fetch(hash, std::mem::take(pick));
         *pick = back;
         result?;
+        log::debug!("asked for {asked} pieces: {} in, {} gone", pick.got.len(), pick.lost.len());
     }
+    Ok(())
 }
 
 /// The data fragments of a rebuilt stripe, by position in the file.
@@ -375,11 +380,14 @@ pub fn rebuild_stripe<F: Fetch>(
     let mut picked = Pick { range: data.clone(), ..Pick::default() };
     picked.lost.insert(lost);
     let others: Vec<u64> = data.clone().collect();
-    gather(net, file, &mut picked, &others, k).map_err(RebuildError::Fetch)?;
+    gather(net, file, &mut picked, &others, k, 0).map_err(RebuildError::Fetch)?;
     let mut parity_pick = Pick::default();
+    // A few more than needed: some parity is gone too, and a second pass
+    // costs more than a few fragments.
     let need = k - picked.got.len();
     let positions: Vec<u64> = parity.clone().collect();
-    gather(net, parity_root, &mut parity_pick, &positions, need).map_err(RebuildError::Fetch)?;
+    gather(net, parity_root, &mut parity_pick, &positions, need, need / 4 + 2)
+        .map_err(RebuildError::Fetch)?;
     let found = picked.got.len() + parity_pick.got.len();
     if found < k {
         return Err(RebuildError::TooFew { stripe, found, needed: k });
