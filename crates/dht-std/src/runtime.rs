@@ -234,6 +234,13 @@ impl<S: FragmentStore> Runtime<S> {
                     | io::ErrorKind::Interrupted
                     | io::ErrorKind::ConnectionRefused
                     | io::ErrorKind::ConnectionReset => {}
+                    // An ICMP error for one datagram (the socket reports
+                    // them, see `report_refusals`): a neighbour that did
+                    // not answer ARP on a lossy link, a route that went.
+                    // The request that sent it times out and goes on.
+                    io::ErrorKind::HostUnreachable | io::ErrorKind::NetworkUnreachable => {
+                        log::debug!("a datagram did not reach its host: {e}");
+                    }
                     _ => return Err(e),
                 },
             }

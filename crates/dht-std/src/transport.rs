@@ -112,7 +112,9 @@ pub fn client_bind_addr(peer: SocketAddr, port: u16) -> SocketAddr {
 /// Asks the kernel to report errors from the network (an ICMP "port
 /// unreachable") on `socket` although it is not connected: a receive then
 /// fails with `ConnectionRefused` right after a datagram went to a port
-/// nobody listens on (Linux only; elsewhere nothing changes).
+/// nobody listens on (Linux only; elsewhere nothing changes). Other ICMP
+/// errors come the same way (`HostUnreachable` when a neighbour did not
+/// answer ARP): the runtime passes over those.
 pub fn report_refusals(socket: &UdpSocket) -> io::Result<()> {
     #[cfg(target_os = "linux")]
     {
