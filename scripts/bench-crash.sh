@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Durability on real processes: a 256-node scene stores five files (300 KB
-# to 20 MB) plain and erasure-coded, then half its nodes are killed at once
+# to 20 MB) plain and five of the same sizes erasure-coded (dhtsend's
+# defaults for --redundancy), then half its nodes are killed at once
 # (SIGKILL, a seeded random draw). Prints, for each file, whether it comes
 # back byte-identical and how long its download took; and for the scene,
 # the stored bytes over the file bytes before and after, how long repair
@@ -43,21 +44,45 @@ fragments_in() {
 export DHT_KEY_FILE=$DHT_SCENE_DIR/network.key
 ports=$(seq "$BASE" $((BASE + NODES - 1)))
 
-# Five files, each stored plain and coded.
-total=0
+# Five files stored plain and five others coded (different bytes, so that
+# they share no fragment and each kind's stored bytes can be counted).
 : >"$work/files"
 i=0
 for size in 300000 1000000 2097152 5000000 20000000; do
     i=$((i + 1))
-    head -c "$size" /dev/urandom >"$work/f$i.bin"
-    total=$((total + size))
-    plain=$("$bin/dhtsend" "$work/f$i.bin" 127.0.0.1 "$BASE" -q --no-verify)
-    coded=$("$bin/dhtsend" "$work/f$i.bin" 127.0.0.1 "$BASE" -q --no-verify --redundancy "$REDUNDANCY")
-    echo "f$i $size plain $plain" >>"$work/files"
-    echo "f$i $size coded $coded" >>"$work/files"
+    head -c "$size" /dev/urandom >"$work/p$i.bin"
+    head -c "$size" /dev/urandom >"$work/c$i.bin"
+    plain=$("$bin/dhtsend" "$work/p$i.bin" 127.0.0.1 "$BASE" -q --no-verify)
+    coded=$("$bin/dhtsend" "$work/c$i.bin" 127.0.0.1 "$BASE" -q --no-verify --redundancy "$REDUNDANCY")
+    echo "p$i $size plain $plain" >>"$work/files"
+    echo "c$i $size coded $coded" >>"$work/files"
 done
+# The fragments of each file, "kind hash" (dhthash -v lists them).
+: >"$work/fragments"
+while read -r name size kind hash; do
+    if [ "$kind" = coded ]; then
+        "$bin/dhthash" -v --redundancy "$REDUNDANCY" "$work/$name.bin" 2>&1 >/dev/null
+    else
+        "$bin/dhthash" -v "$work/$name.bin" 2>&1 >/dev/null
+    fi | awk -v k="$kind" 'NF == 4 && $3 == "shard" { print k, $2 }' >>"$work/fragments"
+done <"$work/files"
+# Stored bytes over file bytes, per kind, counting the copies in the
+# stores of the given ports.
+ratios() {
+    local port
+    for port in "$@"; do
+        find "$DHT_SCENE_DIR/$port/fragments" -maxdepth 1 -type f -printf '%f\n' 2>/dev/null
+    done | sort | uniq -c | awk -v list="$work/fragments" -v files="$work/files" '
+        { copies[$2] = $1 }
+        END {
+            while ((getline line < files) > 0) { split(line, f, " "); bytes[f[3]] += f[2] }
+            while ((getline line < list) > 0) { split(line, f, " "); stored[f[1]] += copies[f[2]] * 8192 }
+            printf "plain %.2fx, coded %.2fx", stored["plain"] / bytes["plain"], stored["coded"] / bytes["coded"]
+        }'
+}
 sleep "$SETTLE"
 before=$(fragments_in $ports)
+ratio_before=$(ratios $ports)
 
 # Half the nodes, killed at once.
 killed=$(echo "$ports" | shuf --random-source=<(yes "$SEED") | head -n "$KILL")
@@ -67,6 +92,7 @@ for port in $killed; do
 done
 start=$(ms)
 left=$(fragments_in $live)
+ratio_left=$(ratios $live)
 
 # Repair: until the live stores stop growing for 5 s (at most 120 s).
 last=$left
@@ -82,6 +108,7 @@ while [ $(( $(ms) - start )) -lt 120000 ]; do
     fi
 done
 after=$last
+ratio_after=$(ratios $live)
 
 entry=$(echo "$live" | head -n 1)
 echo "crash: $KILL of $NODES nodes killed (seed $SEED), files plain and coded $REDUNDANCY"
@@ -102,7 +129,7 @@ while read -r name size kind hash; do
     why=
 done <"$work/files"
 echo "coded files back: $ok of $count"
-awk -v b="$before" -v l="$left" -v a="$after" -v t="$total" -v s=$(( settled - start )) 'BEGIN {
-    printf "stored bytes / file bytes (both kinds: the coded files share the plain ones'"'"' data): %.2f before, %.2f left after the crash, %.2f after repair\n", b * 8192 / t, l * 8192 / t, a * 8192 / t
+echo "stored bytes / file bytes: before the crash $ratio_before; after it $ratio_left; after repair $ratio_after"
+awk -v l="$left" -v a="$after" -v s=$(( settled - start )) 'BEGIN {
     printf "repair: settled %.1f s after the crash, %d fragments (%.1f MB) stored anew\n", s / 1000, a - l, (a - l) * 8192 / 1e6
 }'

@@ -188,6 +188,7 @@ fn main() {
         Design { name: "RS 128+64 x3", k: 128, m: 64, copies: 3, index_copies: 3 },
         Design { name: "RS 128+32 x3, index x16", k: 128, m: 32, copies: 3, index_copies: 16 },
         Design { name: "RS 128+64 x3, index x16", k: 128, m: 64, copies: 3, index_copies: 16 },
+        Design { name: "RS 128+64 x2, index x16", k: 128, m: 64, copies: 2, index_copies: 16 },
         Design { name: "RS 128+72 x2, index x16", k: 128, m: 72, copies: 2, index_copies: 16 },
         Design { name: "RS 64+136 x1, index x16", k: 64, m: 136, copies: 1, index_copies: 16 },
     ];

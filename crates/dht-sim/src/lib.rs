@@ -629,10 +629,24 @@ impl Sim {
         data: Vec<u8>,
         index_copies: u8,
     ) -> Result<FragmentHash, UploadError> {
+        self.start_upload_with_copies(host, name, data, index_copies, 0)
+    }
+
+    /// Starts uploading `data` under `name` from client `host`, asking for
+    /// `index_copies` copies of each index fragment and `data_copies` of
+    /// each data fragment (0: the network's R).
+    pub fn start_upload_with_copies(
+        &mut self,
+        host: HostId,
+        name: &str,
+        data: Vec<u8>,
+        index_copies: u8,
+        data_copies: u8,
+    ) -> Result<FragmentHash, UploadError> {
         let name = IndexName::from_file_name(name);
         let hash = dht_core::upload::hash_file(name, &mut Bytes(&data), |_, _| {})?;
         let upload = SimUpload::new(name, Bytes(data)).map_err(|(e, _)| e)?;
-        let upload = upload.with_index_copies(index_copies);
+        let upload = upload.with_index_copies(index_copies).with_data_copies(data_copies);
         if let Some(h) = self.hosts.get_mut(host) {
             h.app.task = Task::Upload { upload: Box::new(upload), result: None };
         }

@@ -94,3 +94,47 @@ fn index_fragments_keep_the_copies_their_upload_asked_for() {
     assert!(fewest >= INDEX_COPIES, "an index fragment fell to {fewest} copies");
     assert!(data_copies(&sim) <= R + 1, "data fragments are kept at R, not at the index count");
 }
+
+#[test]
+fn data_fragments_asked_in_fewer_copies_than_r_stay_that_few_and_are_repaired() {
+    let mut sim = Sim::new(32, Faults::default());
+    let members =
+        join_members(&mut sim, Config::member(), 128, 96, Duration::from_millis(2)).unwrap();
+    sim.run_for(Duration::from_secs(2));
+    let client = sim.add_client();
+    sim.join(client, members[5]);
+    assert!(sim.run_until(Duration::from_secs(10), |s| s.is_joined(client)));
+    let data = random_bytes(10, 600_000);
+    let mut fragments = Vec::new();
+    hash_file(IndexName::from_file_name("few.bin"), &mut Bytes(&data[..]), |item, hash| {
+        if let Item::Data(_) = item {
+            fragments.push(hash);
+        }
+    })
+    .unwrap();
+    let hash = sim.start_upload_with_copies(client, "few.bin", data, 6, 2).unwrap();
+    assert!(sim.run_until(Duration::from_secs(60), |s| s.app_done(client)));
+    assert_eq!(sim.upload_result(client), Some(Ok(hash)));
+    let exactly = |s: &Sim, n: usize| fragments.iter().all(|h| s.copies(h) == n);
+    assert!(
+        sim.run_until(Duration::from_secs(120), |s| exactly(s, 2) && s.copies(&hash) == 6),
+        "data copies {:?}",
+        fragments.iter().map(|h| sim.copies(h)).collect::<Vec<_>>()
+    );
+    // Many maintenance rounds (HOLDINGS pages between mates, the extra-copy
+    // check): no third copy appears.
+    let start = sim.now();
+    while sim.now() - start < Duration::from_secs(300) {
+        sim.run_for(Duration::from_secs(10));
+        let most = fragments.iter().map(|h| sim.copies(h)).max().unwrap_or(0);
+        assert!(most <= 2, "a data fragment has {most} copies after {}", sim.now() - start);
+    }
+    // One holder of each of a few fragments crashes: each is back to 2.
+    let victim = sim.holders_of(&fragments[0])[0];
+    sim.crash(victim);
+    assert!(
+        sim.run_until(Duration::from_secs(120), |s| exactly(s, 2)),
+        "data copies after a crash {:?}",
+        fragments.iter().map(|h| sim.copies(h)).collect::<Vec<_>>()
+    );
+}

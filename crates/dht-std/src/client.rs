@@ -119,6 +119,19 @@ impl FileReader {
     }
 }
 
+/// How an upload stores its file.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct UploadOptions {
+    /// A coded file: `k`, `m` and the root of its parity tree, stored
+    /// before; its address is then its coded root
+    /// ([`dht_core::upload::Upload::with_coding`]).
+    pub coding: Option<(u16, u16, FragmentHash)>,
+    /// Copies of each index fragment (0: the network's R).
+    pub index_copies: u8,
+    /// Copies of each data fragment (0: the network's R).
+    pub data_copies: u8,
+}
+
 /// The upload the tools run: 128 store requests at a time.
 pub type HostUpload = Upload<FileReader, 128>;
 
@@ -265,19 +278,14 @@ impl Client {
         self.coding
     }
 
-    /// Uploads `source` under `name`; `progress` sees every event with the
-    /// number of fragments to store. Returns the index hash. With
-    /// `coding` (`k`, `m` and the root of the parity tree, stored
-    /// before), the file is stored as a coded file whose address is its
-    /// coded root ([`dht_core::upload::Upload::with_coding`]). Its index
-    /// fragments are kept in `index_copies` copies when that is more than
-    /// the network's R ([`dht_core::upload::Upload::with_index_copies`]).
+    /// Uploads `source` under `name` as `options` say; `progress` sees
+    /// every event with the number of fragments to store. Returns the
+    /// index hash.
     pub fn upload(
         &mut self,
         name: IndexName,
         source: FileReader,
-        coding: Option<(u16, u16, FragmentHash)>,
-        index_copies: u8,
+        options: &UploadOptions,
         timeout: StdDuration,
         mut progress: impl FnMut(&UploadEvent, u64),
     ) -> Result<FragmentHash, ClientError> {
@@ -288,8 +296,9 @@ impl Client {
             }
             Err((e, _)) => return Err(ClientError::Upload(e)),
         };
-        *upload = (*upload).with_index_copies(index_copies);
-        if let Some((k, m, parity)) = coding {
+        *upload =
+            (*upload).with_index_copies(options.index_copies).with_data_copies(options.data_copies);
+        if let Some((k, m, parity)) = options.coding {
             *upload = (*upload).with_coding(k, m, parity).map_err(|e| {
                 ClientError::Io(io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))
             })?;

@@ -252,6 +252,8 @@ pub struct Upload<
     coding: Option<(Coding, FragmentHash)>,
     /// Copies asked for the index fragments (0: the network's `R`).
     index_copies: u8,
+    /// Copies asked for the data fragments (0: the network's `R`).
+    data_copies: u8,
     root_offered: bool,
     pending: heapless::Vec<Pending<W>, DEPTH>,
     /// The next data fragment to read.
@@ -300,6 +302,7 @@ impl<SRC: FileSource, const WINDOW: usize, const DEPTH: usize, const W: usize>
             root: None,
             coding: None,
             index_copies: 0,
+            data_copies: 0,
             root_offered: false,
             pending: heapless::Vec::new(),
             next_data: 0,
@@ -335,12 +338,20 @@ impl<SRC: FileSource, const WINDOW: usize, const DEPTH: usize, const W: usize>
     }
 
     /// Asks for `copies` copies of every index fragment of the file (its
-    /// root and interior indexes), when that is more than the network's
-    /// `R`: a file whose data survives is lost with any index, so indexes
-    /// are worth more copies than data (capped at the members of the
-    /// shard and at [`crate::holders::MAX_COPIES`]).
+    /// root and interior indexes) instead of the network's `R` (0): a file
+    /// whose data survives is lost with any index, so indexes are worth
+    /// more copies than data (capped at the members of the shard and at
+    /// [`crate::holders::MAX_COPIES`]).
     pub fn with_index_copies(mut self, copies: u8) -> Self {
         self.index_copies = copies;
+        self
+    }
+
+    /// Asks for `copies` copies of every data fragment instead of the
+    /// network's `R` (0): fewer for the data and parity of a coded file,
+    /// whose stripes survive the loss of some.
+    pub fn with_data_copies(mut self, copies: u8) -> Self {
+        self.data_copies = copies;
         self
     }
 
@@ -583,7 +594,8 @@ impl<SRC: FileSource, const WINDOW: usize, const DEPTH: usize, const W: usize>
             };
             log::trace!("upload: NEWFILE {hash:?} {item} attempt {attempt} to {to}");
             // A refused send is treated like a loss: it times out.
-            let copies = if matches!(item, Item::Data(_)) { 0 } else { self.index_copies };
+            let copies =
+                if matches!(item, Item::Data(_)) { self.data_copies } else { self.index_copies };
             node.offer(now, to, hash, copies, sink);
             self.requester.on_sent(to, now);
             let timeout = self.requester.rto(attempt);

@@ -8,6 +8,7 @@ use dht_core::index::data_fragment_len;
 use dht_core::upload::{Item, UploadEvent};
 use dht_core::verify::{Check, VerifyEvent};
 use dht_core::IndexName;
+use dht_std::client::UploadOptions;
 use dht_std::logger;
 use dht_tools::{
     exit, fail, join, node_addrs, open_source, say, seconds, source_name, Failure, Network,
@@ -80,6 +81,11 @@ struct Args {
     /// up to 16), else the network's R]
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u8).range(1..=16))]
     index_copies: Option<u8>,
+    /// Copies kept of each data and parity fragment instead of the
+    /// network's R. [default: 2 with --redundancy (a stripe survives the
+    /// loss of some pieces), else the network's R]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u8).range(1..=16))]
+    data_copies: Option<u8>,
     #[command(flatten)]
     network: Network,
     #[command(flatten)]
@@ -89,6 +95,8 @@ struct Args {
 /// Copies of each index fragment of a coded file by default: every member
 /// of a shard of up to 16 (the most a node ranks).
 const CODED_INDEX_COPIES: u8 = 16;
+/// Copies of each data and parity fragment of a coded file by default.
+const CODED_DATA_COPIES: u8 = 2;
 
 fn main() -> ExitCode {
     let args = Args::parse();
@@ -131,17 +139,20 @@ fn run(args: &Args) -> Result<(String, Option<String>), Failure> {
     // read back after the upload: only their holders are kept.
     let size = dht_core::upload::FileSource::size(&reader);
     let data = dht_core::index::data_fragments(size);
-    let index_copies = args.index_copies.unwrap_or(match args.redundancy {
-        Some(_) => CODED_INDEX_COPIES,
-        None => 0,
-    });
-    let (parity, coding) = match args.redundancy {
+    let coded = args.redundancy.is_some();
+    let mut options = UploadOptions {
+        coding: None,
+        index_copies: args.index_copies.unwrap_or(if coded { CODED_INDEX_COPIES } else { 0 }),
+        data_copies: args.data_copies.unwrap_or(if coded { CODED_DATA_COPIES } else { 0 }),
+    };
+    let parity = match args.redundancy {
         Some(r) => {
             let (parity, root) =
-                send_parity(&mut client, &mut reader, r, index_copies, timeout, &args.verbosity)?;
-            (parity, Some((r.k, r.m, root)))
+                send_parity(&mut client, &mut reader, r, &options, timeout, &args.verbosity)?;
+            options.coding = Some((r.k, r.m, root));
+            parity
         }
-        None => (0, None),
+        None => 0,
     };
     progress.set_total(data, size);
     let mut fragments = 0;
@@ -154,8 +165,7 @@ fn run(args: &Args) -> Result<(String, Option<String>), Failure> {
     let result = client.upload(
         IndexName::from_file_name(&name),
         reader,
-        coding,
-        index_copies,
+        &options,
         timeout,
         |event, total| {
             fragments = total + parity;
@@ -232,7 +242,7 @@ fn send_parity(
     client: &mut dht_std::client::Client,
     reader: &mut dht_std::client::FileReader,
     redundancy: dht_tools::coding::Redundancy,
-    index_copies: u8,
+    options: &UploadOptions,
     timeout: std::time::Duration,
     verbosity: &Verbosity,
 ) -> Result<(u64, dht_core::FragmentHash), Failure> {
@@ -249,7 +259,7 @@ fn send_parity(
     );
     let mut progress = Progress::new(verbosity.quiet);
     progress.set_total(count, coding.parity_size());
-    let root = client.upload(IndexName::EMPTY, parity, None, index_copies, timeout, |event, _| {
+    let root = client.upload(IndexName::EMPTY, parity, options, timeout, |event, _| {
         if let UploadEvent::Stored { item: Item::Data(_), .. } = event {
             progress.step(8192);
         }

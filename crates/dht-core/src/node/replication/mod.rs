@@ -89,10 +89,11 @@ impl<const N: usize> View<'_, N> {
     }
 
     /// The copies kept of a fragment whose recorded count is `extra`
-    /// (NEWFILE's `copies`): the network's `R`, or more if it says so,
+    /// (NEWFILE's `copies`): the network's `R` for 0, else that count,
     /// clamped to what the ranking computes.
     pub(crate) fn copies_with(&self, extra: u8) -> Option<usize> {
-        self.config.copies().map(|r| r.max(usize::from(extra)).clamp(1, MAX_COPIES))
+        let count = |r: usize| if extra == 0 { r } else { usize::from(extra) };
+        self.config.copies().map(|r| count(r).clamp(1, MAX_COPIES))
     }
 
     /// Whether this node should hold `hash`, whose recorded copy count is
@@ -554,10 +555,18 @@ impl<const F: usize> Replication<F> {
         }
         let mut hashes = HashList::new();
         while !hashes.is_full() && self.holdings_cursor < held {
+            // A page carries no copy counts: a fragment stored with one
+            // is left to the offers that carry it (announcements, repair,
+            // hand-off), else a mate would restore it to R copies.
             if let Some(hash) = store.hash_at(self.holdings_cursor) {
-                let _ = hashes.push(hash);
+                if store.copies(&hash) == 0 {
+                    let _ = hashes.push(hash);
+                }
             }
             self.holdings_cursor += 1;
+        }
+        if hashes.is_empty() {
+            return;
         }
         ctx.send(to, &Message::Holdings { hashes });
     }
