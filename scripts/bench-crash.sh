@@ -7,7 +7,7 @@
 # the stored bytes over the file bytes before and after, how long repair
 # took to settle and how many bytes it moved.
 #
-#   scripts/bench-crash.sh            # NODES=256 KILL=128 REDUNDANCY=128+64 SEED=1
+#   scripts/bench-crash.sh            # NODES=256 KILL=128 REDUNDANCY=128+72 SEED=1
 #
 # The scene lives in a temporary directory on ports BASE.. (9600 by
 # default) and is stopped on exit, also on failure or Ctrl-C.
@@ -15,7 +15,7 @@ set -euo pipefail
 
 NODES=${NODES:-256}
 KILL=${KILL:-128}
-REDUNDANCY=${REDUNDANCY:-128+64}
+REDUNDANCY=${REDUNDANCY:-128+72}
 SEED=${SEED:-1}
 BASE=${BASE:-9600}
 SETTLE=${SETTLE:-20}
@@ -53,7 +53,7 @@ for size in 300000 1000000 2097152 5000000 20000000; do
     head -c "$size" /dev/urandom >"$work/p$i.bin"
     head -c "$size" /dev/urandom >"$work/c$i.bin"
     plain=$("$bin/dhtsend" "$work/p$i.bin" 127.0.0.1 "$BASE" -q --no-verify)
-    coded=$("$bin/dhtsend" "$work/c$i.bin" 127.0.0.1 "$BASE" -q --no-verify --redundancy "$REDUNDANCY")
+    coded=$("$bin/dhtsend" "$work/c$i.bin" 127.0.0.1 "$BASE" -q --no-verify --redundancy="$REDUNDANCY")
     echo "p$i $size plain $plain" >>"$work/files"
     echo "c$i $size coded $coded" >>"$work/files"
 done
@@ -61,7 +61,7 @@ done
 : >"$work/fragments"
 while read -r name size kind hash; do
     if [ "$kind" = coded ]; then
-        "$bin/dhthash" -v --redundancy "$REDUNDANCY" "$work/$name.bin" 2>&1 >/dev/null
+        "$bin/dhthash" -v --redundancy="$REDUNDANCY" "$work/$name.bin" 2>&1 >/dev/null
     else
         "$bin/dhthash" -v "$work/$name.bin" 2>&1 >/dev/null
     fi | awk -v k="$kind" 'NF == 4 && $3 == "shard" { print k, $2 }' >>"$work/fragments"

@@ -15,11 +15,8 @@ fn a_coded_file_comes_back_whole_after_losing_every_copy_of_some_data_fragments(
     // 31 data fragments with 15 or 16 parity fragments each.
     let data = random_bytes(77, 2_500_000);
     std::fs::write(work.path().join("coded.bin"), &data).unwrap();
-    let sent = run_tool(
-        "dhtsend",
-        &["coded.bin", "127.0.0.1", &entry, "--redundancy", "32+16"],
-        work.path(),
-    );
+    let sent =
+        run_tool("dhtsend", &["coded.bin", "127.0.0.1", &entry, "--redundancy=32+16"], work.path());
     assert!(sent.ok(), "{}", sent.stderr);
     assert!(
         sent.stderr.contains("156 parity fragments stored (32+16 a stripe)"),
@@ -29,7 +26,7 @@ fn a_coded_file_comes_back_whole_after_losing_every_copy_of_some_data_fragments(
     let address = sent.stdout.trim().to_owned();
     let plain = run_tool("dhthash", &["coded.bin"], work.path());
     assert_ne!(address, plain.stdout.trim(), "the coded root is not the plain address");
-    let offline = run_tool("dhthash", &["--redundancy", "32+16", "coded.bin"], work.path());
+    let offline = run_tool("dhthash", &["--redundancy=32+16", "coded.bin"], work.path());
     assert_eq!(offline.stdout.trim(), address, "dhthash knows the address: {}", offline.stderr);
 
     // Every copy of 12 data fragments of the first stripe, one of the

@@ -30,10 +30,16 @@ struct Args {
     /// `-`], as dhtsend --name. Only with one FILE.
     #[arg(long)]
     name: Option<String>,
-    /// The address of the file stored with `dhtsend --redundancy K+M`: its
-    /// coded root. With -v, the parity fragments are listed too (`par`,
+    /// The address of the file stored with `dhtsend --redundancy=K+M`: its
+    /// coded root (alone: 128+72, as dhtsend). With -v, the parity fragments are listed too (`par`,
     /// their tree's indexes `pidx`), then the coded root (`coded`).
-    #[arg(long, value_name = "K+M")]
+    #[arg(
+        long,
+        value_name = "K+M",
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "128+72"
+    )]
     redundancy: Option<dht_tools::coding::Redundancy>,
     #[command(flatten)]
     verbosity: Verbosity,

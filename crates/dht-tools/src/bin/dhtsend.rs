@@ -70,14 +70,24 @@ struct Args {
     /// Store the file erasure-coded: every stripe of K data fragments gets
     /// M parity fragments (Reed-Solomon), so that any K of its K+M pieces
     /// rebuild it, and dhtrecv rebuilds data fragments whose holders are
-    /// all gone. The parity is stored like data (R copies each), and the
-    /// address printed is the file's coded root. Without this option the
-    /// file is stored as whole copies only. Example: 128+64.
-    #[arg(long, value_name = "K+M")]
+    /// all gone. The parity is stored like data (--data-copies each), and
+    /// the address printed is the file's coded root (give it with `=`:
+    /// --redundancy=128+64). Without this option the
+    /// file is stored as whole copies only. `--redundancy` alone means
+    /// 128+72: with 2 copies of data and parity and 16 of indexes, about
+    /// 3.3 times the file, and (by the durability model) 99.8 % of 20 MB
+    /// files survive a crash of half of a 256-node network.
+    #[arg(
+        long,
+        value_name = "K+M",
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "128+72"
+    )]
     redundancy: Option<dht_tools::coding::Redundancy>,
     /// Copies kept of each index fragment (the root and the interior
-    /// indexes) when more than the network's R: a file is lost with any
-    /// of them. [default: 16 with --redundancy (every member of a shard of
+    /// indexes) instead of the network's R: a file is lost with any of
+    /// them. [default: 16 with --redundancy (every member of a shard of
     /// up to 16), else the network's R]
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u8).range(1..=16))]
     index_copies: Option<u8>,
