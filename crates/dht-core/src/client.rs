@@ -183,6 +183,8 @@ pub(crate) struct Requester<const PEERS: usize> {
     search_began: Option<crate::id::Shard>,
     /// A peer's window gained room since requests were last unblocked.
     freed: bool,
+    /// Searches of a shard before its requests fail.
+    searches: u8,
 }
 
 impl<const PEERS: usize> Requester<PEERS> {
@@ -198,6 +200,7 @@ impl<const PEERS: usize> Requester<PEERS> {
             hints: heapless::Deque::new(),
             search_began: None,
             freed: false,
+            searches: DISCOVERY_ATTEMPTS,
         }
     }
 
@@ -268,6 +271,13 @@ impl<const PEERS: usize> Requester<PEERS> {
         Pick::Full
     }
 
+    /// Searches a shard nobody is known in `searches` times (instead of
+    /// [`DISCOVERY_ATTEMPTS`]) before its requests fail: a download that
+    /// can do without a fragment (a coded file) does not wait 30 s.
+    pub(crate) fn limit_searches(&mut self, searches: u8) {
+        self.searches = searches.min(DISCOVERY_ATTEMPTS);
+    }
+
     /// Remembers the holders a node named for `hash`.
     pub(crate) fn hint(&mut self, hash: FragmentHash, holders: &HolderList) {
         if holders.is_empty() {
@@ -298,7 +308,7 @@ impl<const PEERS: usize> Requester<PEERS> {
         if !due {
             return true;
         }
-        if state.attempts >= DISCOVERY_ATTEMPTS {
+        if state.attempts >= self.searches {
             return false;
         }
         if state.attempts == 0 {

@@ -258,6 +258,9 @@ const PEERS: usize = 32;
 pub const CODED_ATTEMPTS: u8 = 4;
 /// ...or this long since the first.
 pub const CODED_GIVE_UP_AFTER: Duration = Duration::from_secs(1);
+/// Searches of a shard nobody is known in before a coded download (or an
+/// impatient sink's) gives its fragments up: about 4.5 s.
+const QUICK_SEARCHES: u8 = 4;
 
 /// A download into `K` in progress, with `WINDOW` fragment slots, walking
 /// an index tree of up to `DEPTH` levels.
@@ -304,6 +307,10 @@ impl<K: FileSink, const WINDOW: usize, const DEPTH: usize> Download<K, WINDOW, D
             sampled: false,
         };
         let _ = requests.push(Request::new(wanted, Instant::ZERO));
+        let mut requester = Requester::new();
+        if !sink.patient() {
+            requester.limit_searches(QUICK_SEARCHES);
+        }
         Download {
             sink,
             index_hash,
@@ -319,7 +326,7 @@ impl<K: FileSink, const WINDOW: usize, const DEPTH: usize> Download<K, WINDOW, D
             written: 0,
             reused: 0,
             requests,
-            requester: Requester::new(),
+            requester,
             state: State::FetchingIndex,
             events: EventQueue::new(),
         }
@@ -494,6 +501,7 @@ impl<K: FileSink, const WINDOW: usize, const DEPTH: usize> Download<K, WINDOW, D
         if let Some((coding, data, parity)) = index.coded() {
             // Read the data the cheap way: the file's own tree, no parity.
             self.coded = Some(Coded { name: *index.name(), coding, parity });
+            self.requester.limit_searches(QUICK_SEARCHES);
             let wanted = Wanted {
                 item: None,
                 hash: data,
@@ -596,6 +604,19 @@ impl<K: FileSink, const WINDOW: usize, const DEPTH: usize> Download<K, WINDOW, D
         node: &mut Node<S, N, D, F>,
         sink: &mut impl Transmit,
     ) {
+        // A fragment given up for want of any holder frees its slot: go
+        // round again to deliver past it and fill the slot.
+        while self.send_round(now, node, sink) {}
+    }
+
+    /// One round of [`Download::send_more`]; `true` if a fragment was
+    /// passed over (the slots changed).
+    fn send_round<S: FragmentStore, const N: usize, const D: usize, const F: usize>(
+        &mut self,
+        now: Instant,
+        node: &mut Node<S, N, D, F>,
+        sink: &mut impl Transmit,
+    ) -> bool {
         // Fragments the sink holds already are ready at once: skipping
         // them frees slots for more, until one must be fetched.
         while self.state == State::Fetching {
@@ -608,15 +629,15 @@ impl<K: FileSink, const WINDOW: usize, const DEPTH: usize> Download<K, WINDOW, D
         }
         self.requester.unblock(&mut self.requests, now);
         while !Download::is_done(self) {
-            let Some(i) = self.requests.next_ready(now) else { return };
-            let Some(&request) = self.requests.get(i) else { return };
+            let Some(i) = self.requests.next_ready(now) else { return false };
+            let Some(&request) = self.requests.get(i) else { return false };
             let hash = request.item.hash;
             let pick =
                 self.requester.pick(now, node, &hash, request.attempts, &request.item.tried, sink);
             if let Some(shard) = self.requester.take_search_began() {
                 self.events.push(DownloadEvent::Searching { shard });
             }
-            let Some(request) = self.requests.get_mut(i) else { return };
+            let Some(request) = self.requests.get_mut(i) else { return false };
             match pick {
                 Pick::Target(to) => {
                     log::trace!("download: FILEGET {hash:?} attempt {} to {to}", request.attempts);
@@ -630,11 +651,26 @@ impl<K: FileSink, const WINDOW: usize, const DEPTH: usize> Download<K, WINDOW, D
                 Pick::Wait => request.wait_until(now + RETRY_TICK),
                 Pick::Full => request.block_until(now + RETRY_TICK),
                 Pick::NoHolder => {
-                    self.fail(DownloadError::NoHolder { shard: hash.shard() });
-                    return;
+                    // Nobody of the shard can be found: a fragment a coded
+                    // download (or an impatient sink) can do without is
+                    // given up like one nobody has.
+                    let (item, attempts) = (request.item.item, request.attempts);
+                    let quick = self.coded.is_some() || !self.sink.patient();
+                    match item.filter(|_| quick) {
+                        Some(fragment) if self.pass_over(fragment, &hash) => return true,
+                        Some(fragment) => {
+                            self.fail(DownloadError::FragmentUnavailable { fragment, attempts });
+                            return false;
+                        }
+                        None => {
+                            self.fail(DownloadError::NoHolder { shard: hash.shard() });
+                            return false;
+                        }
+                    }
                 }
             }
         }
+        false
     }
 
     /// Gives free slots the next fragments of the file, and asks for the

@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{random_bytes, run_shell, run_tool, tool, Scene, TempDir};
+use common::{random_bytes, run_shell, run_tool, shard_of_hash, signal, tool, Scene, TempDir};
 
 #[test]
 fn a_coded_file_comes_back_whole_after_losing_every_copy_of_some_data_fragments() {
@@ -95,4 +95,60 @@ fn a_coded_file_comes_back_whole_after_losing_every_copy_of_some_data_fragments(
     assert_eq!(failed.status, Some(8), "{}", failed.stderr);
     assert!(failed.stderr.contains("stripe 0 of the file cannot be rebuilt"), "{}", failed.stderr);
     assert!(!work.path().join("lost.bin").exists());
+}
+
+#[test]
+fn a_coded_file_comes_back_when_every_member_of_a_shard_is_killed() {
+    let scene = Scene::deploy("coded-shard", 1500, 32, "");
+    let work = TempDir::new("coded-shard-files");
+    let entry = (scene.base + 3).to_string();
+    let data = random_bytes(78, 2_500_000);
+    std::fs::write(work.path().join("shard.bin"), &data).unwrap();
+    let sent =
+        run_tool("dhtsend", &["shard.bin", "127.0.0.1", &entry, "--redundancy=32+16"], work.path());
+    assert!(sent.ok(), "{}", sent.stderr);
+    let address = sent.stdout.trim().to_owned();
+    // A shard that holds data fragments and no index fragment (a file is
+    // lost with an index; parity does not cover them).
+    let listing = run_tool("dhthash", &["-v", "--redundancy=32+16", "shard.bin"], work.path());
+    let mut data_shards = [0usize; 16];
+    let mut index_shards = [false; 16];
+    for line in listing.stderr.lines() {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        let [tag, hash, "shard", _] = words[..] else { continue };
+        let shard = usize::from(shard_of_hash(hash));
+        match tag.parse::<u64>() {
+            Ok(_) => data_shards[shard] += 1,
+            Err(_) if tag != "par" => index_shards[shard] = true,
+            Err(_) => {}
+        }
+    }
+    let ports: Vec<u16> = (0..32).map(|i| scene.base + i).collect();
+    let victim_shard = (0..16)
+        .filter(|&s| !index_shards[s] && data_shards[s] > 0)
+        .find(|&s| {
+            let members = ports.iter().filter(|&&p| scene.node_shard(p) == Some(s as u8)).count();
+            // Not the entry node's shard: the tools join through it.
+            members > 0 && scene.node_shard(scene.base + 3) != Some(s as u8)
+        })
+        .expect("a shard with data fragments only");
+    let victims: Vec<(u16, u32)> = scene
+        .pids()
+        .into_iter()
+        .filter(|(p, _)| scene.node_shard(*p) == Some(victim_shard as u8))
+        .collect();
+    for (_, pid) in &victims {
+        signal(*pid, "KILL");
+    }
+    let received =
+        run_tool("dhtrecv", &[&address, "127.0.0.1", &entry, "-o", "back.bin", "-v"], work.path());
+    assert!(received.ok(), "{}", received.stderr);
+    assert_eq!(std::fs::read(work.path().join("back.bin")).unwrap(), data);
+    assert!(received.stderr.contains("rebuilding stripe"), "{}", received.stderr);
+    println!(
+        "shard {victim_shard} ({} members, {} data fragments) killed; the file came back in {:?}",
+        victims.len(),
+        data_shards[victim_shard],
+        received.elapsed
+    );
 }
