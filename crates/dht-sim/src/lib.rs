@@ -605,31 +605,7 @@ impl Sim {
         name: &str,
         data: Vec<u8>,
     ) -> Result<FragmentHash, UploadError> {
-        let name = IndexName::from_file_name(name);
-        let hash = dht_core::upload::hash_file(name, &mut Bytes(&data), |_, _| {})?;
-        let upload = SimUpload::new(name, Bytes(data)).map_err(|(e, _)| e)?;
-        if let Some(h) = self.hosts.get_mut(host) {
-            h.app.task = Task::Upload { upload: Box::new(upload), result: None };
-        }
-        self.with_app(host, |node, app, now, out| {
-            if let Task::Upload { upload, .. } = &mut app.task {
-                upload.start(now, node, out);
-            }
-        });
-        Ok(hash)
-    }
-
-    /// Starts uploading `data` under `name` from client `host`, asking for
-    /// `index_copies` copies of each of its index fragments
-    /// ([`dht_core::upload::Upload::with_index_copies`]).
-    pub fn start_upload_with_index_copies(
-        &mut self,
-        host: HostId,
-        name: &str,
-        data: Vec<u8>,
-        index_copies: u8,
-    ) -> Result<FragmentHash, UploadError> {
-        self.start_upload_with_copies(host, name, data, index_copies, 0)
+        self.start_upload_with_copies(host, name, data, 0, 0)
     }
 
     /// Starts uploading `data` under `name` from client `host`, asking for
@@ -646,15 +622,7 @@ impl Sim {
         let name = IndexName::from_file_name(name);
         let hash = dht_core::upload::hash_file(name, &mut Bytes(&data), |_, _| {})?;
         let upload = SimUpload::new(name, Bytes(data)).map_err(|(e, _)| e)?;
-        let upload = upload.with_index_copies(index_copies).with_data_copies(data_copies);
-        if let Some(h) = self.hosts.get_mut(host) {
-            h.app.task = Task::Upload { upload: Box::new(upload), result: None };
-        }
-        self.with_app(host, |node, app, now, out| {
-            if let Task::Upload { upload, .. } = &mut app.task {
-                upload.start(now, node, out);
-            }
-        });
+        self.run_upload(host, upload.with_index_copies(index_copies).with_data_copies(data_copies));
         Ok(hash)
     }
 
@@ -675,6 +643,12 @@ impl Sim {
         let upload = upload
             .with_coding(k, m, parity_root)
             .map_err(|_| UploadError::FileTooLarge { size })?;
+        self.run_upload(host, upload);
+        Ok(())
+    }
+
+    /// Makes `upload` the task of client `host` and starts it.
+    fn run_upload(&mut self, host: HostId, upload: SimUpload) {
         if let Some(h) = self.hosts.get_mut(host) {
             h.app.task = Task::Upload { upload: Box::new(upload), result: None };
         }
@@ -683,7 +657,6 @@ impl Sim {
                 upload.start(now, node, out);
             }
         });
-        Ok(())
     }
 
     /// The coding a download of `host` met (a coded root's), if any.

@@ -5,21 +5,27 @@
 use dht_core::upload::{hash_file, Bytes, Item};
 use dht_core::{Config, Duration, FragmentHash, IndexName};
 use dht_sim::scene::{join_members, random_bytes};
-use dht_sim::{Faults, Sim};
+use dht_sim::{Faults, HostId, Sim};
 
 const R: usize = 3;
 const INDEX_COPIES: usize = 8;
 
-#[test]
-fn index_fragments_keep_the_copies_their_upload_asked_for() {
-    let mut sim = Sim::new(31, Faults::default());
-    // 10 members a shard: room for 8 copies and for losing two holders.
+/// `nodes` members joined and settled, and a client joined through one.
+fn network(seed: u64, nodes: usize) -> (Sim, Vec<HostId>, HostId) {
+    let mut sim = Sim::new(seed, Faults::default());
     let members =
-        join_members(&mut sim, Config::member(), 128, 160, Duration::from_millis(2)).unwrap();
+        join_members(&mut sim, Config::member(), 128, nodes, Duration::from_millis(2)).unwrap();
     sim.run_for(Duration::from_secs(2));
     let client = sim.add_client();
-    sim.join(client, members[7]);
+    sim.join(client, members[5]);
     assert!(sim.run_until(Duration::from_secs(10), |s| s.is_joined(client)));
+    (sim, members, client)
+}
+
+#[test]
+fn index_fragments_keep_the_copies_their_upload_asked_for() {
+    // 10 members a shard: room for 8 copies and for losing two holders.
+    let (mut sim, members, client) = network(31, 160);
     // Two leaf indexes and a root of height 2.
     let data = random_bytes(9, 2_500_000);
     let (mut indexes, mut fragments) = (Vec::new(), Vec::new());
@@ -37,7 +43,7 @@ fn index_fragments_keep_the_copies_their_upload_asked_for() {
     assert_eq!(sim.upload_result(client), Some(Ok(plain)));
     assert!(sim.run_until(Duration::from_secs(30), |s| indexes.iter().all(|h| s.copies(h) == R)));
     let hash =
-        sim.start_upload_with_index_copies(client, "kept.bin", data, INDEX_COPIES as u8).unwrap();
+        sim.start_upload_with_copies(client, "kept.bin", data, INDEX_COPIES as u8, 0).unwrap();
     assert!(sim.run_until(Duration::from_secs(60), |s| s.app_done(client)));
     assert_eq!(sim.upload_result(client), Some(Ok(hash)));
     let settled = |s: &Sim, want: usize| {
@@ -97,13 +103,7 @@ fn index_fragments_keep_the_copies_their_upload_asked_for() {
 
 #[test]
 fn data_fragments_asked_in_fewer_copies_than_r_stay_that_few_and_are_repaired() {
-    let mut sim = Sim::new(32, Faults::default());
-    let members =
-        join_members(&mut sim, Config::member(), 128, 96, Duration::from_millis(2)).unwrap();
-    sim.run_for(Duration::from_secs(2));
-    let client = sim.add_client();
-    sim.join(client, members[5]);
-    assert!(sim.run_until(Duration::from_secs(10), |s| s.is_joined(client)));
+    let (mut sim, _, client) = network(32, 96);
     let data = random_bytes(10, 600_000);
     let mut fragments = Vec::new();
     hash_file(IndexName::from_file_name("few.bin"), &mut Bytes(&data[..]), |item, hash| {
