@@ -12,12 +12,14 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::io::{self, Write};
 use std::str::FromStr;
+use std::time::Duration;
 
 use dht_core::config::FRAGMENT_SIZE;
 use dht_core::download::FileSink;
 use dht_core::index::{Coding, MAX_STRIPE_DATA, MAX_STRIPE_PARITY};
 use dht_core::upload::FileSource;
 use dht_core::FragmentHash;
+use dht_std::client::{Client, ClientError};
 
 /// Data and parity fragments a stripe, as `--redundancy K+M` gives them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -52,6 +54,25 @@ impl FromStr for Redundancy {
         }
         Ok(Redundancy { k, m })
     }
+}
+
+/// The `--redundancy` option of dhtsend and dhthash.
+#[derive(clap::Args, Debug)]
+pub struct RedundancyArg {
+    /// Erasure-code the file: every stripe of K data fragments gets M
+    /// Reed-Solomon parity fragments, any K of the K+M giving back the
+    /// rest, and the address is the file's coded root. Give the value with
+    /// `=` (--redundancy=128+64); alone it means 128+72, which with 2
+    /// copies of data and parity and 16 of each index fragment (dhtsend's
+    /// defaults) stores about 3.3 times the file.
+    #[arg(
+        long,
+        value_name = "K+M",
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "128+72"
+    )]
+    pub redundancy: Option<Redundancy>,
 }
 
 /// Reads data fragment `n` of `source` zero-padded to 8192 bytes.
@@ -286,21 +307,11 @@ impl<K: FileSink> FileSink for Mend<K> {
     }
 }
 
-/// What rebuilding a stripe needs from the network: a download of
-/// `hash` into a [`Pick`], which fetches the picked fragments.
-pub trait Fetch {
-    /// The error of a download.
-    type Error;
-    /// Downloads `hash` into `pick` (which passes over the fragments no
-    /// holder has).
-    fn fetch(&mut self, hash: FragmentHash, pick: Pick) -> (Pick, Result<(), Self::Error>);
-}
-
 /// Why a stripe could not be rebuilt.
 #[derive(Debug)]
-pub enum RebuildError<E> {
+pub enum RebuildError {
     /// A download failed otherwise than on an unavailable fragment.
-    Fetch(E),
+    Fetch(ClientError),
     /// Too few pieces of the stripe are left.
     TooFew {
         /// The stripe.
@@ -314,7 +325,7 @@ pub enum RebuildError<E> {
     Decode(io::Error),
 }
 
-impl<E: fmt::Display> fmt::Display for RebuildError<E> {
+impl fmt::Display for RebuildError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             RebuildError::Fetch(e) => e.fmt(f),
@@ -330,14 +341,15 @@ impl<E: fmt::Display> fmt::Display for RebuildError<E> {
 /// Fetches into `pick` positions of `candidates` until it has `need`
 /// fragments, passing over positions no holder has; each pass asks for
 /// `spare` more than it lacks (some of them may be gone too).
-fn gather<F: Fetch>(
-    net: &mut F,
+fn gather(
+    client: &mut Client,
+    timeout: Duration,
     hash: FragmentHash,
     pick: &mut Pick,
     candidates: &[u64],
     need: usize,
     spare: usize,
-) -> Result<(), F::Error> {
+) -> Result<(), ClientError> {
     while pick.got.len() < need {
         let lost = &pick.lost;
         let got = &pick.got;
@@ -352,7 +364,7 @@ fn gather<F: Fetch>(
         }
         pick.rewind();
         let asked = pick.want.len();
-        let (back, result) = net.fetch(hash, std::mem::take(pick));
+        let (back, result) = client.download(hash, std::mem::take(pick), timeout, |_| Ok(()));
         *pick = back;
         result?;
         log::debug!("asked for {asked} pieces: {} in, {} gone", pick.got.len(), pick.lost.len());
@@ -367,26 +379,27 @@ pub type Rebuilt = Vec<(u64, Vec<u8>)>;
 /// (its coded root): fetches the stripe's data fragments that are left,
 /// then as many parity fragments as are missing, and decodes. Returns
 /// every data fragment of the stripe, checked against its hash.
-pub fn rebuild_stripe<F: Fetch>(
-    net: &mut F,
+pub fn rebuild_stripe(
+    client: &mut Client,
+    timeout: Duration,
     file: FragmentHash,
     coding: &Coding,
     parity_root: FragmentHash,
     lost: u64,
-) -> Result<Rebuilt, RebuildError<F::Error>> {
+) -> Result<Rebuilt, RebuildError> {
     let stripe = coding.stripe_of(lost).unwrap_or(0);
     let (data, parity) = coding.stripe(stripe);
     let (k, m) = ((data.end - data.start) as usize, (parity.end - parity.start) as usize);
     let mut picked = Pick { range: data.clone(), ..Pick::default() };
     picked.lost.insert(lost);
     let others: Vec<u64> = data.clone().collect();
-    gather(net, file, &mut picked, &others, k, 0).map_err(RebuildError::Fetch)?;
+    gather(client, timeout, file, &mut picked, &others, k, 0).map_err(RebuildError::Fetch)?;
     let mut parity_pick = Pick::default();
     // A few more than needed: some parity is gone too, and a second pass
     // costs more than a few fragments.
     let need = k - picked.got.len();
     let positions: Vec<u64> = parity.clone().collect();
-    gather(net, parity_root, &mut parity_pick, &positions, need, need / 4 + 2)
+    gather(client, timeout, parity_root, &mut parity_pick, &positions, need, need / 4 + 2)
         .map_err(RebuildError::Fetch)?;
     let found = picked.got.len() + parity_pick.got.len();
     if found < k {
@@ -412,23 +425,6 @@ pub fn rebuild_stripe<F: Fetch>(
     )
     .map_err(RebuildError::Decode)?;
     Ok(rebuilt.into_iter().enumerate().map(|(i, b)| (data.start + i as u64, b)).collect())
-}
-
-/// Fetching through a client, each download given `timeout`.
-pub struct ClientFetch<'a> {
-    /// The client.
-    pub client: &'a mut dht_std::client::Client,
-    /// Time a download may take.
-    pub timeout: std::time::Duration,
-}
-
-impl Fetch for ClientFetch<'_> {
-    type Error = dht_std::client::ClientError;
-
-    fn fetch(&mut self, hash: FragmentHash, pick: Pick) -> (Pick, Result<(), Self::Error>) {
-        let (pick, result) = self.client.download(hash, pick, self.timeout, |_| Ok(()));
-        (pick, result.map(|_| ()))
-    }
 }
 
 #[cfg(test)]

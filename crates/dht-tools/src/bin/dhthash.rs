@@ -15,7 +15,9 @@ use dht_tools::{exit, fail, open_source, say, source_name, Failure, Verbosity};
 /// hash then the file, as sha256sum does. `-` reads standard input (named
 /// `stdin`, as dhtsend names it). With -v, every fragment's number, hash
 /// and shard go to standard error: data fragments by number, the interior
-/// indexes of a file over 2,088,960 bytes as `idx`, the root as `index`.
+/// indexes of a file over 2,088,960 bytes as `idx`, the root as `index`;
+/// with --redundancy the parity fragments follow (`par`, their tree's
+/// indexes `pidx`), then the coded root, the address (`coded`).
 #[derive(Parser, Debug)]
 #[command(
     name = "dhthash",
@@ -30,17 +32,8 @@ struct Args {
     /// `-`], as dhtsend --name. Only with one FILE.
     #[arg(long)]
     name: Option<String>,
-    /// The address of the file stored with `dhtsend --redundancy=K+M`: its
-    /// coded root (alone: 128+72, as dhtsend). With -v, the parity fragments are listed too (`par`,
-    /// their tree's indexes `pidx`), then the coded root (`coded`).
-    #[arg(
-        long,
-        value_name = "K+M",
-        num_args = 0..=1,
-        require_equals = true,
-        default_missing_value = "128+72"
-    )]
-    redundancy: Option<dht_tools::coding::Redundancy>,
+    #[command(flatten)]
+    coded: dht_tools::coding::RedundancyArg,
     #[command(flatten)]
     verbosity: Verbosity,
 }
@@ -57,7 +50,7 @@ fn main() -> ExitCode {
     let several = args.files.len() > 1;
     let mut failed = false;
     for file in &args.files {
-        match hash(file, args.name.as_deref(), args.redundancy, args.verbosity.verbose > 0) {
+        match hash(file, args.name.as_deref(), args.coded.redundancy, args.verbosity.verbose > 0) {
             Ok(hash) if several => say(format!("{hash}  {}", file.display())),
             Ok(hash) => say(hash),
             Err(message) => {

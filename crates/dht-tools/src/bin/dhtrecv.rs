@@ -13,7 +13,7 @@ use dht_core::index::data_fragment_len;
 use dht_core::FragmentHash;
 use dht_std::client::{Client, ClientError};
 use dht_std::logger;
-use dht_tools::coding::{rebuild_stripe, ClientFetch, Mend, RebuildError};
+use dht_tools::coding::{rebuild_stripe, Mend, RebuildError};
 use dht_tools::save::{check_target, PartFile};
 use dht_tools::{
     fail, join, node_addrs, safe_file_name, seconds, Failure, Network, Progress, Searching,
@@ -337,8 +337,7 @@ fn download<K: FileSink>(
             return (mend.into_inner(), result);
         }
         log::info!("fragment {lost} has no holder left: rebuilding its stripe from parity");
-        let mut net = ClientFetch { client, timeout };
-        match rebuild_stripe(&mut net, hash, &coding, parity, lost) {
+        match rebuild_stripe(client, timeout, hash, &coding, parity, lost) {
             Ok(fragments) => mend.add(fragments),
             Err(RebuildError::Fetch(e)) => {
                 progress.finish();
