@@ -421,7 +421,7 @@ impl<K: FileSink, const WINDOW: usize, const DEPTH: usize> Download<K, WINDOW, D
         // Every spent request at once: a sink that does without lost
         // fragments should not wait a timeout for each.
         loop {
-            let quick = self.coded.is_some() || !self.sink.patient();
+            let quick = self.can_do_without();
             let coded_spent = |r: &&Request<Wanted>| {
                 // A coded file's data fragment is rebuilt from its stripe
                 // rather than waited for.
@@ -447,6 +447,12 @@ impl<K: FileSink, const WINDOW: usize, const DEPTH: usize> Download<K, WINDOW, D
                 }
             }
         }
+    }
+
+    /// Whether a data fragment nobody gives is given up early: a coded
+    /// file's is rebuilt from its stripe, an impatient sink's passed over.
+    fn can_do_without(&self) -> bool {
+        self.coded.is_some() || !self.sink.patient()
     }
 
     /// Offers the sink to do without data fragment `item`, which no
@@ -655,7 +661,7 @@ impl<K: FileSink, const WINDOW: usize, const DEPTH: usize> Download<K, WINDOW, D
                     // download (or an impatient sink) can do without is
                     // given up like one nobody has.
                     let (item, attempts) = (request.item.item, request.attempts);
-                    let quick = self.coded.is_some() || !self.sink.patient();
+                    let quick = self.can_do_without();
                     match item.filter(|_| quick) {
                         Some(fragment) if self.pass_over(fragment, &hash) => return true,
                         Some(fragment) => {
