@@ -90,6 +90,8 @@ test-core:
 lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	# The core alone, as a microcontroller builds it (without `listing`).
+	$(CARGO) clippy -p dht-core --lib -- -D warnings
 	RUSTDOCFLAGS="-D warnings" $(CARGO) doc --workspace --no-deps
 	cd $(FIRMWARE) && $(CARGO) fmt -- --check && $(CARGO) clippy --release -- -D warnings
 	cd $(BOARD) && $(CARGO) fmt -- --check && $(CARGO) clippy --release -- -D warnings
@@ -98,6 +100,7 @@ lint:
 # allocator (no rlib may reference __rust_alloc and friends).
 embedded:
 	$(CARGO) build -p dht-core --target $(EMBEDDED_TARGET) --release
+	$(CARGO) build -p dht-core --target $(EMBEDDED_TARGET) --release --features listing
 	@nm=$$(find "$$(rustc --print sysroot)" -name llvm-nm -type f | head -n 1); \
 	if [ -z "$$nm" ]; then echo "llvm-nm missing: run make setup"; exit 1; fi; \
 	bad=$$(for f in target/$(EMBEDDED_TARGET)/release/deps/*.rlib; do \

@@ -114,12 +114,15 @@ fn decode_seeds() -> Vec<(String, Vec<u8>)> {
                 neighbors: 12,
                 joined: true,
                 knows: true,
+                uptime: 3600,
                 counters,
             },
         },
         Message::Holdings { hashes },
         Message::Dead { peer: peer(5) },
         Message::Retry,
+        Message::ListRequest { nonce: 6, from: 12, files_only: true },
+        Message::List { nonce: 6, page: list_page(hash) },
     ];
     let mut seeds = Vec::new();
     let mut kinds = Vec::new();
@@ -476,6 +479,8 @@ fn node_seeds() -> Vec<(String, Vec<u8>)> {
             },
         ),
         (2, single, Message::Retry),
+        (3, single, Message::ListRequest { nonce: 4, from: 0, files_only: false }),
+        (1, single, Message::List { nonce: 4, page: list_page(own_hash) }),
         (4, single, Message::Leave),
     ];
     let mut kinds: Vec<MessageKind> = inbound.iter().map(|(_, _, m)| m.kind()).collect();
@@ -700,4 +705,21 @@ fn rounds_client(s: &mut Script, rounds: usize, step: u8, variant: u8) {
     for _ in 0..rounds {
         s.command(step, 5, variant);
     }
+}
+
+/// A LIST page: a file's root and an index, more to come.
+fn list_page(hash: &FragmentHash) -> dht_core::wire::ListPage {
+    use dht_core::wire::{ListPage, Listed, ListedKind};
+    let mut page = ListPage { held: 40, next: Some(14), ..ListPage::default() };
+    let file = Listed {
+        hash: *hash,
+        kind: ListedKind::File,
+        copies: 3,
+        size: 10_000,
+        name: "photo.jpg".try_into().expect("short"),
+    };
+    let index =
+        Listed { kind: ListedKind::Index, size: 0, name: Default::default(), ..file.clone() };
+    page.entries.extend([file, index]);
+    page
 }

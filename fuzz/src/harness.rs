@@ -721,6 +721,10 @@ impl<A: App<FuzzStore, 64, 256, 16>> Harness<A> {
                     ..NodeStats::default()
                 },
             },
+            Message::ListRequest { nonce, .. } => Message::List {
+                nonce,
+                page: dht_core::wire::ListPage { held: u32::from(choice), ..Default::default() },
+            },
             Message::AddMe | Message::Peers { .. } => Message::AddMe,
             Message::Leave => Message::Leave,
             Message::Dead { peer } => {
@@ -734,6 +738,7 @@ impl<A: App<FuzzStore, 64, 256, 16>> Harness<A> {
             | Message::Stored { .. }
             | Message::NotFound { .. }
             | Message::Stats { .. }
+            | Message::List { .. }
             | Message::Retry => Message::Ping { nonce: u64::from(variant) },
         };
         let transmission = if variant & 8 != 0 {

@@ -5,7 +5,7 @@
 //! its padding, and a `hex-keyed` block ends with a network key's tag,
 //! which `Packet::decode` does not strip).
 //!
-//! `cargo run -p dht-core --example protocol_examples`
+//! `cargo run -p dht-core --features listing --example protocol_examples`
 
 use dht_core::auth::NetworkKey;
 use dht_core::counters::Counters;
@@ -87,6 +87,7 @@ fn main() {
                     neighbors: 75,
                     joined: true,
                     knows: false,
+                    uptime: 3725,
                     counters,
                 },
             },
@@ -98,6 +99,8 @@ fn main() {
                 peer: PeerInfo { id: NodeId(0x23), addr: PeerAddr::v4([127, 0, 0, 1], 8003) },
             },
         ),
+        (Transmission::Singlecast, Message::ListRequest { nonce: 0x42, from: 0, files_only: true }),
+        (Transmission::Singlecast, Message::List { nonce: 0x42, page: list_page() }),
     ];
     let mut buf = [0u8; MAX_DATAGRAM_SIZE];
     // Every example carries cookies as between two nodes that have spoken
@@ -173,4 +176,19 @@ fn main() {
         "## PING with the key \"example network key\" ({len} bytes)\n```hex-keyed\n{}\n```\n",
         hex(&buf[..len])
     );
+}
+
+/// A LIST page: one file's root found among the first fragments read,
+/// more to read from position 64.
+fn list_page() -> dht_core::wire::ListPage {
+    use dht_core::wire::{ListPage, Listed, ListedKind};
+    let mut page = ListPage { held: 300, next: Some(64), ..ListPage::default() };
+    let _ = page.entries.push(Listed {
+        hash: FragmentHash([0xCC; 32]),
+        kind: ListedKind::File,
+        copies: 3,
+        size: 10_000,
+        name: "notes.txt".try_into().unwrap_or_default(),
+    });
+    page
 }

@@ -53,6 +53,15 @@ pub const MAX_PEERS_PER_MESSAGE: usize = 32;
 /// message).
 pub const MAX_HASHES_PER_MESSAGE: usize = 32;
 
+/// Most fragments one LIST page carries: 12 entries of at most 74 bytes
+/// fit an Ethernet-sized datagram with its header and tag.
+pub const MAX_LISTED: usize = 12;
+
+/// Most fragments a node reads to answer one LISTREQ: listing costs the
+/// node at most this many fragment reads per request, whatever the page
+/// finds.
+pub const LIST_SCAN: usize = 64;
+
 /// How a fragment is spread over its shard.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Replication {

@@ -82,8 +82,18 @@ fn every_message(hash: FragmentHash, peers: &[PeerInfo], piece: &[u8]) -> Vec<Me
         neighbors: 1,
         joined: true,
         knows: false,
+        uptime: 1,
         counters: Default::default(),
     };
+    let mut page = dht_core::wire::ListPage::default();
+    let listed = dht_core::wire::Listed {
+        hash,
+        kind: dht_core::wire::ListedKind::File,
+        copies: 3,
+        size: u64::MAX,
+        name: "a name as long as they come..".try_into().unwrap(),
+    };
+    while page.entries.push(listed.clone()).is_ok() {}
     let shard = hash.shard();
     let all = vec![
         Message::Join { want: 255, shard: None },
@@ -103,6 +113,8 @@ fn every_message(hash: FragmentHash, peers: &[PeerInfo], piece: &[u8]) -> Vec<Me
         Message::Holdings { hashes },
         Message::Dead { peer: peers[0] },
         Message::Retry,
+        Message::ListRequest { nonce: 4, from: 0, files_only: false },
+        Message::List { nonce: 4, page },
     ];
     assert_eq!(all.len(), MessageKind::COUNT, "one of each kind");
     all

@@ -54,7 +54,7 @@ fn valid_packet(rng: &mut Rng, fragment: &[u8; FRAGMENT_SIZE], buf: &mut [u8]) -
     let hash = random_hash(rng);
     let units = 1 + rng.below(16);
     let first_unit = rng.below(17 - units) as u8;
-    let message = match rng.below(17) {
+    let message = match rng.below(19) {
         0 => Message::Join { want: rng.next_u64() as u8, shard: rng.chance(1, 2).then_some(shard) },
         1 => Message::Peers { peers },
         2 => Message::AddMe,
@@ -88,6 +88,24 @@ fn valid_packet(rng: &mut Rng, fragment: &[u8; FRAGMENT_SIZE], buf: &mut [u8]) -
             Message::Holdings { hashes }
         }
         15 => Message::Retry,
+        16 => Message::ListRequest {
+            nonce: rng.next_u64(),
+            from: rng.next_u64() as u32 % 8,
+            files_only: rng.chance(1, 2),
+        },
+        17 => {
+            let mut page = dht_core::wire::ListPage::default();
+            for _ in 0..rng.below(13) {
+                let _ = page.entries.push(dht_core::wire::Listed {
+                    hash: random_hash(rng),
+                    kind: dht_core::wire::ListedKind::File,
+                    copies: rng.next_u64() as u8,
+                    size: rng.next_u64(),
+                    name: "x".try_into().unwrap(),
+                });
+            }
+            Message::List { nonce: rng.next_u64(), page }
+        }
         _ => Message::Stats {
             nonce: 1,
             stats: dht_core::wire::NodeStats {
@@ -96,6 +114,7 @@ fn valid_packet(rng: &mut Rng, fragment: &[u8; FRAGMENT_SIZE], buf: &mut [u8]) -
                 neighbors: 4,
                 joined: true,
                 knows: false,
+                uptime: 5,
                 counters: Default::default(),
             },
         },

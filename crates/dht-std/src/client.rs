@@ -15,7 +15,7 @@ use dht_core::driver::{App, Watched};
 use dht_core::node::{Event, Reply, Transmit};
 use dht_core::store::NoStore;
 use dht_core::upload::{FileSource, Upload, UploadError, UploadEvent};
-use dht_core::wire::{NodeStats, Transmission};
+use dht_core::wire::{Listed, NodeStats, Transmission};
 use dht_core::{
     Config, Duration, FragmentHash, IndexName, Instant, Node, NodeId, PeerAddr, PeerInfo, Shard,
 };
@@ -588,6 +588,98 @@ impl Client {
         match self.runtime.run(&mut app, Some(deadline))? {
             Stop::Signal => Err(ClientError::Interrupted),
             Stop::Done | Stop::Deadline | Stop::Refused => Ok(app.answers),
+        }
+    }
+
+    /// Lists what `target` holds, page by page (every fragment, or only
+    /// the roots of files), handing each page's entries to `on_entry`.
+    /// Each page is asked again every 200 ms until it comes or `wait`
+    /// passes; returns the fragments the node said it holds, or `None` if
+    /// a page did not come in time (the entries handed over so far stand).
+    pub fn list(
+        &mut self,
+        target: SocketAddr,
+        files_only: bool,
+        wait: StdDuration,
+        mut on_entry: impl FnMut(&PeerInfo, &Listed),
+    ) -> Result<Option<u32>, ClientError> {
+        struct Listing<'a> {
+            target: PeerAddr,
+            files_only: bool,
+            /// The page asked for; `None` once the last page came.
+            from: Option<u32>,
+            nonce: u64,
+            resend: Instant,
+            page_deadline: Instant,
+            wait: Duration,
+            held: Option<u32>,
+            late: bool,
+            on_entry: &'a mut dyn FnMut(&PeerInfo, &Listed),
+        }
+        impl App<NoStore, 256, 1024, 64> for Listing<'_> {
+            fn poll_timeout(&self) -> Option<Instant> {
+                Some(self.resend)
+            }
+            fn handle_timeout<T: Transmit>(
+                &mut self,
+                now: Instant,
+                node: &mut ClientNode,
+                tx: &mut T,
+            ) {
+                let Some(from) = self.from.filter(|_| now >= self.resend) else { return };
+                if now >= self.page_deadline {
+                    self.late = true;
+                    return;
+                }
+                self.resend = now + Duration::from_millis(200);
+                node.request_list(now, self.target, from, self.files_only, self.nonce, tx);
+            }
+            fn handle_reply<T: Transmit>(
+                &mut self,
+                now: Instant,
+                node: &mut ClientNode,
+                reply: &Reply<'_>,
+                tx: &mut T,
+            ) {
+                let Reply::List { from, nonce, page } = reply else { return };
+                if *nonce != self.nonce || from.addr != self.target || self.from.is_none() {
+                    return;
+                }
+                for entry in &page.entries {
+                    (self.on_entry)(from, entry);
+                }
+                self.held = Some(page.held);
+                // A page that does not move forward ends the listing.
+                self.from = page.next.filter(|n| Some(*n) > self.from);
+                // A new nonce a page: a late copy of an answer to the page
+                // before is not taken for this one.
+                self.nonce = node.rng().next_u64();
+                self.page_deadline = now + self.wait;
+                self.resend = now;
+                self.handle_timeout(now, node, tx);
+            }
+            fn is_done(&self) -> bool {
+                self.from.is_none() || self.late
+            }
+        }
+        let now = self.runtime.clock.now();
+        let wait_core = Duration::from_micros(wait.as_micros() as u64);
+        let mut app = Listing {
+            target: PeerAddr::from(target),
+            files_only,
+            from: Some(0),
+            nonce: self.runtime.node.rng().next_u64(),
+            resend: now,
+            page_deadline: now + wait_core,
+            wait: wait_core,
+            held: None,
+            late: false,
+            on_entry: &mut on_entry,
+        };
+        match self.runtime.run_until_refused(&mut app, None)? {
+            Stop::Signal => Err(ClientError::Interrupted),
+            Stop::Refused => Err(ClientError::Refused { entry: target }),
+            Stop::Done | Stop::Deadline => Ok(if app.late { None } else { app.held }),
         }
     }
 }

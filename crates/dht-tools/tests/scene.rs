@@ -268,3 +268,73 @@ fn a_killed_node_shows_in_the_others_logs_with_the_time_within_10_s_and_nodes_su
     });
     assert!(summary.contains("fragments held") && summary.contains("datagrams in"), "{summary}");
 }
+
+#[test]
+fn dhtping_lists_the_files_whose_root_a_node_holds_and_only_with_the_key() {
+    let scene = Scene::deploy_keyed("listing", 1600, 16, "");
+    let work = TempDir::new("listing-files");
+    let key = scene.key_file();
+    let key = key.to_str().unwrap();
+    let entry = (scene.base + 1).to_string();
+    let ports: Vec<u16> = (scene.base..scene.base + 16).collect();
+    // Two files, one with a name that must not reach a terminal raw.
+    let mut uploaded = Vec::new();
+    for (i, name) in ["photos.tar", "evil\u{202e}gpj.exe"].into_iter().enumerate() {
+        let size = 20_000 + 9_000 * i;
+        std::fs::write(work.path().join(format!("f{i}")), random_bytes(60 + i as u64, size))
+            .unwrap();
+        let sent = run_tool(
+            "dhtsend",
+            &["--key-file", key, "--name", name, &format!("f{i}"), "127.0.0.1", &entry],
+            work.path(),
+        );
+        assert!(sent.ok(), "{}", sent.stderr);
+        uploaded.push((sent.stdout.trim().to_string(), size, name));
+    }
+    for (hash, size, name) in &uploaded {
+        let holders = scene.holders(hash, &ports);
+        assert!(!holders.is_empty(), "no store holds the root {hash}");
+        for port in holders {
+            let listed = run_tool(
+                "dhtping",
+                &["127.0.0.1", &port.to_string(), "--list", "--key-file", key],
+                work.path(),
+            );
+            assert!(listed.ok(), "{}", listed.stderr);
+            let line = listed.stdout.lines().find(|l| l.starts_with(hash.as_str()));
+            let line = line.unwrap_or_else(|| panic!("{hash} not listed by {port}: {listed:?}"));
+            assert!(line.contains(&format!(" {size}  ")), "{line}");
+            let shown = name.escape_debug().to_string();
+            assert!(line.ends_with(&shown), "{line} does not end with {shown}");
+            assert!(!listed.stdout.contains('\u{202e}'), "a raw bidi override: {line}");
+            // Every fragment, with the copies its shard keeps.
+            let all = run_tool(
+                "dhtping",
+                &["127.0.0.1", &port.to_string(), "--list", "--fragments", "--key-file", key],
+                work.path(),
+            );
+            assert!(all.ok(), "{}", all.stderr);
+            let line = all.stdout.lines().find(|l| l.starts_with(hash.as_str())).unwrap();
+            let shard = common::shard_of_hash(hash);
+            assert!(line.contains(&format!("shard {shard:>2}  copies   3  file ")), "{line}");
+            let held = std::fs::read_dir(scene.store(port).join("fragments")).unwrap().count();
+            assert!(
+                all.stdout.contains(&format!("{held} fragments listed")),
+                "{held} held: {}",
+                all.stdout
+            );
+        }
+    }
+    // A node without the root of either file lists no file.
+    let bare = ports
+        .iter()
+        .find(|p| uploaded.iter().all(|(h, ..)| scene.holders(h, &[**p]).is_empty()))
+        .unwrap()
+        .to_string();
+    let none = run_tool("dhtping", &["127.0.0.1", &bare, "--list", "--key-file", key], work.path());
+    assert!(none.ok() && none.stdout.starts_with("0 files listed"), "{none:?}");
+    // Without the key the network lists nothing.
+    let stranger = run_tool("dhtping", &["127.0.0.1", &entry, "--list", "-W", "0.5"], work.path());
+    assert_eq!(stranger.status, Some(4), "{stranger:?}");
+    assert!(!stranger.stdout.contains("listed"), "{}", stranger.stdout);
+}

@@ -50,27 +50,34 @@ pub(crate) fn relayable(kind: MessageKind) -> bool {
 /// Whether a message of this kind is processed from a sender that has not
 /// proven its address (it is then answered with at most its own size).
 fn allowed_unproven(kind: MessageKind) -> bool {
-    matches!(
-        kind,
+    match kind {
         MessageKind::Ping
-            | MessageKind::AddMe
-            | MessageKind::Find
-            | MessageKind::Retry
-            // Requests that get a RETRY.
-            | MessageKind::Join
-            | MessageKind::FileGet
-            | MessageKind::NewFile
-            | MessageKind::StatsRequest
-    )
+        | MessageKind::AddMe
+        | MessageKind::Find
+        | MessageKind::Retry
+        // Requests that get a RETRY.
+        | MessageKind::Join
+        | MessageKind::FileGet
+        | MessageKind::NewFile
+        | MessageKind::StatsRequest => true,
+        #[cfg(feature = "listing")]
+        MessageKind::ListRequest => true,
+        _ => false,
+    }
 }
 
 /// Requests whose answer is big: each costs its sender a token of its
 /// answer budget.
 fn costs_an_answer(kind: MessageKind) -> bool {
-    matches!(
-        kind,
-        MessageKind::Join | MessageKind::FileGet | MessageKind::Find | MessageKind::StatsRequest
-    )
+    match kind {
+        MessageKind::Join
+        | MessageKind::FileGet
+        | MessageKind::Find
+        | MessageKind::StatsRequest => true,
+        #[cfg(feature = "listing")]
+        MessageKind::ListRequest => true,
+        _ => false,
+    }
 }
 
 impl<S: FragmentStore, const NEIGHBORS: usize, const DEDUP: usize, const FETCHES: usize>
@@ -465,6 +472,7 @@ impl<S: FragmentStore, const NEIGHBORS: usize, const DEDUP: usize, const FETCHES
                     neighbors: membership.table.len() as u16,
                     joined: membership.lifecycle.is_joined(),
                     knows: about.is_some_and(|a| membership.table.contains_addr(a)),
+                    uptime: now.total_millis() / 1000,
                     counters: ctx.out.counters.clone(),
                 };
                 ctx.answer_proven(from, proof, &Message::Stats { nonce, stats });
@@ -472,6 +480,17 @@ impl<S: FragmentStore, const NEIGHBORS: usize, const DEDUP: usize, const FETCHES
             Message::Stats { nonce, stats } => {
                 return Some(Reply::Stats { from: peer, nonce, stats })
             }
+            #[cfg(feature = "listing")]
+            Message::ListRequest { nonce, from: first, files_only } => {
+                let room = usize::from(ctx.config.max_datagram)
+                    .saturating_sub(super::listing::PAGE_OVERHEAD)
+                    / super::listing::ENTRY_MAX;
+                let page =
+                    super::listing::page(store, first, files_only, room, ctx.config.replication);
+                ctx.answer_proven(from, proof, &Message::List { nonce, page });
+            }
+            #[cfg(feature = "listing")]
+            Message::List { nonce, page } => return Some(Reply::List { from: peer, nonce, page }),
             Message::Retry => {
                 ctx.out.resend_after_retry(ctx.sink, ctx.jar, now, from);
             }

@@ -142,6 +142,16 @@ pub enum Reply<'a> {
         /// What it says of itself.
         stats: crate::wire::NodeStats,
     },
+    /// A page of what a node holds.
+    #[cfg(feature = "listing")]
+    List {
+        /// Who answered.
+        from: PeerInfo,
+        /// The nonce of the request.
+        nonce: u64,
+        /// The page.
+        page: crate::wire::ListPage,
+    },
 }
 
 /// Why a client request could not be sent.

@@ -54,6 +54,8 @@ use core::fmt;
 
 mod dispatch;
 mod interface;
+#[cfg(feature = "listing")]
+mod listing;
 pub(crate) mod liveness;
 pub(crate) mod membership;
 mod out;
@@ -557,6 +559,23 @@ impl<S: FragmentStore, const NEIGHBORS: usize, const DEDUP: usize, const FETCHES
         sink: &mut impl Transmit,
     ) {
         let message = Message::StatsRequest { nonce, about };
+        self.out.send(sink, &mut self.jar, now, to, Transmission::Singlecast, &message);
+    }
+
+    /// Asks `to` for a page of what it holds, from position `from` (0,
+    /// then the `next` of the page before); the LIST answer carries
+    /// `nonce`.
+    #[cfg(feature = "listing")]
+    pub fn request_list(
+        &mut self,
+        now: Instant,
+        to: PeerAddr,
+        from: u32,
+        files_only: bool,
+        nonce: u64,
+        sink: &mut impl Transmit,
+    ) {
+        let message = Message::ListRequest { nonce, from, files_only };
         self.out.send(sink, &mut self.jar, now, to, Transmission::Singlecast, &message);
     }
 

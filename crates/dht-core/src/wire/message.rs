@@ -5,10 +5,15 @@
 //! (postcard encodes an enum as its variant's position), the [`MessageKind`]
 //! enum that counters index, its names and [`Message::kind`]. Adding a
 //! message is one entry here, appended at the end: its tag is its place in
-//! the list, and nothing else has to be kept in step by hand.
+//! the list, and nothing else has to be kept in step by hand. An entry
+//! may start with `cfg(...)`: LISTREQ and LIST exist only with the
+//! `listing` feature, so a microcontroller's build neither decodes nor
+//! answers them (to it they are unknown tags, dropped as malformed).
 
 use serde::{Deserialize, Serialize};
 
+#[cfg(feature = "listing")]
+use super::ListPage;
 use super::{HashList, HolderList, NodeStats, PeerList, PieceRef, StoreOutcome};
 use crate::fragment::FragmentHash;
 use crate::id::{PeerAddr, PeerInfo, Shard};
@@ -16,6 +21,7 @@ use crate::id::{PeerAddr, PeerInfo, Shard};
 /// Declares the messages: `"NAME" Variant { fields }` in wire order.
 macro_rules! messages {
     ($(
+        $(cfg($cfg:meta))?
         $(#[$doc:meta])*
         $name:literal $variant:ident $({ $($fields:tt)* })?,
     )*) => {
@@ -29,18 +35,19 @@ macro_rules! messages {
         #[allow(clippy::large_enum_variant)]
         #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
         pub enum Message<'a> {
-            $( $(#[$doc])* $variant $({ $($fields)* })?, )*
+            $( $(#[cfg($cfg)])? $(#[$doc])* $variant $({ $($fields)* })?, )*
         }
 
         /// The kinds of message, in wire order, for counting.
         #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
         pub enum MessageKind {
-            $( #[doc = $name] $variant, )*
+            $( $(#[cfg($cfg)])? #[doc = $name] $variant, )*
         }
 
         impl MessageKind {
             /// All kinds in wire order.
-            pub const ALL: &'static [MessageKind] = &[$(MessageKind::$variant,)*];
+            pub const ALL: &'static [MessageKind] =
+                &[$($(#[cfg($cfg)])? MessageKind::$variant,)*];
 
             /// Number of kinds.
             pub const COUNT: usize = MessageKind::ALL.len();
@@ -48,7 +55,7 @@ macro_rules! messages {
             /// The name used in documentation and statistics.
             pub const fn name(self) -> &'static str {
                 match self {
-                    $(MessageKind::$variant => $name,)*
+                    $($(#[cfg($cfg)])? MessageKind::$variant => $name,)*
                 }
             }
         }
@@ -57,7 +64,7 @@ macro_rules! messages {
             /// The message's kind.
             pub const fn kind(&self) -> MessageKind {
                 match self {
-                    $(Message::$variant { .. } => MessageKind::$variant,)*
+                    $($(#[cfg($cfg)])? Message::$variant { .. } => MessageKind::$variant,)*
                 }
             }
         }
@@ -204,6 +211,28 @@ messages! {
     /// at: send it again with the cookie of this datagram's header (its
     /// `grant`) as your `echo`.
     "RETRY" Retry,
+
+    cfg(feature = "listing")
+    /// Answer with LIST: a page of the fragments held, from position
+    /// `from` of the store's order on. The receiver reads at most
+    /// [`crate::config::LIST_SCAN`] fragments for one request.
+    "LISTREQ" ListRequest {
+        /// Echoed in the LIST answer.
+        nonce: u64,
+        /// The position to start from (0, then the answer's `next`).
+        from: u32,
+        /// Only the roots of files, not every fragment.
+        files_only: bool,
+    },
+    cfg(feature = "listing")
+    /// Answers LISTREQ: fragments held and, for the roots of files, their
+    /// names and sizes.
+    "LIST" List {
+        /// The nonce of the request answered.
+        nonce: u64,
+        /// The page.
+        page: ListPage,
+    },
 }
 
 impl MessageKind {

@@ -254,8 +254,58 @@ pub struct NodeStats {
     pub joined: bool,
     /// Whether the address the request asked `about` is a neighbor.
     pub knows: bool,
+    /// Seconds on the node's clock, which starts with the node on the host
+    /// runtime and the firmware: how long it has been up.
+    pub uptime: u64,
     /// The counters.
     pub counters: crate::counters::Counters,
+}
+
+/// What a listed fragment is, as far as its holder tells by decoding it.
+#[cfg(feature = "listing")]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ListedKind {
+    /// Not an index: data or parity of some file.
+    Data,
+    /// An index that is not a file's root: an interior index of a tree,
+    /// or an index of parity fragments.
+    Index,
+    /// The root of a file (a named index, flat or a tree's root).
+    File,
+    /// The coded root of an erasure-coded file.
+    CodedFile,
+}
+
+/// One fragment of a LIST page.
+#[cfg(feature = "listing")]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Listed {
+    /// The fragment (for a root: the file's address).
+    pub hash: FragmentHash,
+    /// What it is.
+    pub kind: ListedKind,
+    /// How many members of its shard the holder keeps it on: the count it
+    /// was stored with, else the network's `R` (0: every member).
+    pub copies: u8,
+    /// For a root: the file's size in bytes; otherwise 0.
+    pub size: u64,
+    /// For a root: the file's name; otherwise empty. Untrusted: a reader
+    /// must not print it raw.
+    pub name: heapless::String<{ crate::config::INDEX_NAME_SIZE }>,
+}
+
+/// A page of LIST: some of the fragments a node holds.
+#[cfg(feature = "listing")]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ListPage {
+    /// Fragments the node holds in all.
+    pub held: u32,
+    /// The position the next LISTREQ starts from; `None` when the page
+    /// reached the end of the store.
+    pub next: Option<u32>,
+    /// The fragments of this page that were asked for (every fragment
+    /// read, or only the roots of files).
+    pub entries: heapless::Vec<Listed, { crate::config::MAX_LISTED }>,
 }
 
 /// Suggested holders carried by NOTFOUND.

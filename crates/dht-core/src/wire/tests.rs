@@ -171,8 +171,15 @@ fn fields_that_do_not_fit_together_are_refused() {
 fn stats_round_trip() {
     let mut counters = Counters::default();
     counters.count_sent(MessageKind::Ping, 20);
-    let stats =
-        NodeStats { held: 3, capacity: 100, neighbors: 17, joined: true, knows: false, counters };
+    let stats = NodeStats {
+        held: 3,
+        capacity: 100,
+        neighbors: 17,
+        joined: true,
+        knows: false,
+        uptime: 70,
+        counters,
+    };
     let packet = single(Message::Stats { nonce: 9, stats });
     let bytes = encode(&packet);
     assert_eq!(&bytes[TAG_AT..TAG_AT + 2], &[0x0D, 0x09]);
@@ -305,4 +312,48 @@ fn too_many_peers_is_malformed() {
         bytes.extend_from_slice(&[0x03, 0x00, 127, 0, 0, 1, 0xC1, 0x3E]);
     }
     assert_eq!(Packet::decode(&bytes), Err(DecodeError::Malformed));
+}
+
+#[cfg(feature = "listing")]
+#[test]
+fn a_full_list_page_fits_an_ethernet_datagram() {
+    use crate::config::{ETHERNET_DATAGRAM, INDEX_NAME_SIZE, MAX_LISTED};
+    use crate::wire::{ListPage, Listed, ListedKind};
+    let mut page = ListPage { held: u32::MAX, next: Some(u32::MAX), ..ListPage::default() };
+    let mut name = heapless::String::new();
+    while name.len() < INDEX_NAME_SIZE {
+        name.push('x').unwrap();
+    }
+    let entry = Listed {
+        hash: FragmentHash([0xFF; 32]),
+        kind: ListedKind::CodedFile,
+        copies: 255,
+        size: u64::MAX,
+        name,
+    };
+    while page.entries.push(entry.clone()).is_ok() {}
+    assert_eq!(page.entries.len(), MAX_LISTED);
+    let packet = Packet {
+        transmission: Transmission::Singlecast,
+        source: Source {
+            id: NodeId(u64::MAX),
+            addr: PeerAddr::v6([0xFF; 16], 65535),
+            member: true,
+            window: 255,
+            full: true,
+        },
+        cookies: Cookies { echo: Some(Cookie([1; 8])), grant: Some(Cookie([2; 8])) },
+        message: Message::List { nonce: u64::MAX, page },
+    };
+    let bytes = encode(&packet);
+    // With the 16-byte tag of a keyed network.
+    assert!(bytes.len() + 16 <= usize::from(ETHERNET_DATAGRAM), "{} bytes", bytes.len());
+    assert_eq!(Packet::decode(&bytes).unwrap(), packet);
+    // A name longer than an index can hold does not decode.
+    let long = encode(&packet);
+    let at = long.windows(INDEX_NAME_SIZE + 1).position(|w| w[0] == 29 && w[1] == b'x').unwrap();
+    let mut longer = long.clone();
+    longer[at] = 30;
+    longer.insert(at + 1, b'x');
+    assert!(Packet::decode(&longer).is_err());
 }

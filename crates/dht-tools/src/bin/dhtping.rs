@@ -17,13 +17,16 @@ use dht_tools::{exit, fail, node_addrs, say, seconds, Failure, Network, Verbosit
 /// the ping on a random walk of HOPS nodes and the last one answers;
 /// --broadcast floods it BREADTH levels deep and every node reached
 /// answers; --find asks the nodes of a shard to answer. --stats prints the
-/// node's counters instead. --scan N asks the N nodes on ports PORT to
-/// PORT+N-1 for their state (used to wait for a test scene to be up).
+/// node's counters instead; --list the files whose root index it holds
+/// (address, size, name), --list --fragments every fragment it holds with
+/// its shard, copy count and kind. --scan N asks the N nodes on ports
+/// PORT to PORT+N-1 for their state (used to wait for a test scene to be
+/// up).
 #[derive(Parser, Debug)]
 #[command(
     name = "dhtping",
     version,
-    after_help = concat!("Examples:\n  dhtping 127.0.0.1 8000\n  dhtping 127.0.0.1 8000 --broadcast 3\n  dhtping 127.0.0.1 8000 --find 7\n  dhtping 127.0.0.1 8000 --stats\n  dhtping 127.0.0.1 8000 --scan 256 --wait 30", "\n\n", dht_tools::exit_status_help!())
+    after_help = concat!("Examples:\n  dhtping 127.0.0.1 8000\n  dhtping 127.0.0.1 8000 --broadcast 3\n  dhtping 127.0.0.1 8000 --find 7\n  dhtping 127.0.0.1 8000 --stats -c 3 -i 10\n  dhtping 127.0.0.1 8000 --list\n  dhtping [::1]:8000 --list --fragments\n  dhtping 127.0.0.1 8000 --scan 256 --wait 30", "\n\n", dht_tools::exit_status_help!())
 )]
 // These doc comments are the --help text: "[::1]" in them is an address,
 // not a rustdoc link.
@@ -44,9 +47,18 @@ struct Args {
     /// Nodes of shard SHARD (0-15) answer (a FIND broadcast 4 levels deep).
     #[arg(long, value_name = "SHARD", group = "mode")]
     find: Option<u8>,
-    /// Print the node's counters.
+    /// Print the node's uptime, store and counters.
     #[arg(long, group = "mode")]
     stats: bool,
+    /// List the files whose root index the node holds: address, size in
+    /// bytes and name (names come from the network and are shown
+    /// escaped).
+    #[arg(long, group = "mode")]
+    list: bool,
+    /// With --list: every fragment the node holds, with its shard, the
+    /// copies its shard keeps (as the node knows) and what it is.
+    #[arg(long, requires = "list")]
+    fragments: bool,
     /// Ask the N nodes on ports PORT..PORT+N-1 whether they are up and joined.
     #[arg(long, value_name = "N", group = "mode")]
     scan: Option<u16>,
@@ -130,6 +142,9 @@ fn ping_node(
     if let Some(count) = args.scan {
         return scan(client, entry, count, wait, args.full_shards);
     }
+    if args.list {
+        return list(client, entry, args.fragments, wait);
+    }
     if args.stats {
         // Like ping -c and -i: COUNT reports, INTERVAL seconds apart.
         let reports = args.count.unwrap_or(1);
@@ -189,15 +204,17 @@ fn stats_report(
     match client.stats(entry, wait)? {
         Some(stats) => {
             say(format!(
-                "node {} shard {} at {}: {} of {} fragments, {} neighbors, {}",
+                "node {} shard {} at {}: up {}, {} of {} fragments, {} neighbors, {}",
                 stats.from.id,
                 stats.from.id.shard(),
                 stats.from.addr,
+                uptime(stats.stats.uptime),
                 stats.stats.held,
                 stats.stats.capacity,
                 stats.stats.neighbors,
                 if stats.stats.joined { "joined" } else { "joining" }
             ));
+            say(format!("{:<9} {:>30}   {:>32}", "message", "received", "sent"));
             say(format_args!("{}", stats.stats.counters).to_string().trim_end());
             Ok(true)
         }
@@ -251,4 +268,68 @@ fn shards_of(answers: &[Option<dht_std::client::StatsAnswer>]) -> [usize; 16] {
         }
     }
     shards
+}
+
+/// `secs` as people read an uptime: `3 d 4 h`, `2 h 5 min`, `40 s`.
+fn uptime(secs: u64) -> String {
+    let (d, h, m, s) = (secs / 86_400, secs / 3600 % 24, secs / 60 % 60, secs % 60);
+    match (d, h, m) {
+        (0, 0, 0) => format!("{s} s"),
+        (0, 0, _) => format!("{m} min {s} s"),
+        (0, _, _) => format!("{h} h {m} min"),
+        _ => format!("{d} d {h} h"),
+    }
+}
+
+/// Lists what `entry` holds (files, or every fragment); whether it
+/// answered every page.
+fn list(
+    client: &mut Client,
+    entry: SocketAddr,
+    fragments: bool,
+    wait: Duration,
+) -> Result<bool, ClientError> {
+    use dht_core::wire::ListedKind;
+    let mut listed = 0u64;
+    let mut who = None;
+    let held = client.list(entry, !fragments, wait, |from, e| {
+        who.get_or_insert(*from);
+        listed += 1;
+        let coded = if e.kind == ListedKind::CodedFile { ", coded" } else { "" };
+        let line = if !fragments {
+            format!("{}  {:>12}  {}{coded}", e.hash, e.size, e.name.escape_debug())
+        } else {
+            let what = match e.kind {
+                ListedKind::Data => "data".to_string(),
+                ListedKind::Index => "index".to_string(),
+                _ => format!("file {} ({} bytes{coded})", e.name.escape_debug(), e.size),
+            };
+            let copies = match e.copies {
+                0 => "all".to_string(),
+                n => n.to_string(),
+            };
+            format!("{}  shard {:>2}  copies {:>3}  {what}", e.hash, e.hash.shard(), copies)
+        };
+        say(line);
+    })?;
+    let node = who.map_or(entry.to_string(), |p| {
+        format!("node {} (shard {}) at {}", p.id, p.id.shard(), p.addr)
+    });
+    let what = if fragments { "fragments" } else { "files" };
+    match held {
+        Some(held) => {
+            say(format!("{listed} {what} listed; {node} holds {held} fragments"));
+            Ok(true)
+        }
+        None if listed == 0 => {
+            eprintln!("dhtping: no answer from {entry} within {:.1} s", wait.as_secs_f64());
+            Ok(false)
+        }
+        None => {
+            eprintln!(
+                "dhtping: {node} stopped answering after {listed} {what}; the list is incomplete"
+            );
+            Err(ClientError::Timeout { what: "listing", waited: wait })
+        }
+    }
 }
