@@ -267,6 +267,28 @@ fn a_killed_node_shows_in_the_others_logs_with_the_time_within_10_s_and_nodes_su
         panic!("no summary line in {log}");
     });
     assert!(summary.contains("fragments held") && summary.contains("datagrams in"), "{summary}");
+    // The victim's mates repair, and say when they start and end.
+    let shard = scene.node_shard(victim);
+    let mates: Vec<u16> =
+        ports.iter().copied().filter(|p| *p != victim && scene.node_shard(*p) == shard).collect();
+    let log_of = |port: u16| {
+        std::fs::read_to_string(scene.dir.path().join(port.to_string()).join("node.log"))
+            .unwrap_or_default()
+    };
+    let repaired = scene.wait_for(Duration::from_secs(10), || {
+        mates.iter().all(|m| {
+            let log = log_of(*m);
+            log.contains("repair started: ") && log.contains("repair finished in ")
+        })
+    });
+    assert!(repaired.is_some(), "mates {mates:?} did not log their repair: {}", log_of(mates[0]));
+    // Back on its store (same id): its neighbors say so.
+    scene.start_node(victim, scene.base, &[]);
+    let needle = format!("127.0.0.1:{victim} is back, ");
+    let back = scene.wait_for(Duration::from_secs(20), || {
+        ports.iter().any(|p| *p != victim && log_of(*p).contains(&needle))
+    });
+    assert!(back.is_some(), "no node logged the return of {victim}");
 }
 
 #[test]

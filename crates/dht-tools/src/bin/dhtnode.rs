@@ -14,6 +14,7 @@ use dht_std::runtime::Stop;
 use dht_std::transport::UdpTransport;
 use dht_std::{identity, logger, Clock, DirStore, Runtime};
 use dht_tools::address::{self, Attempt, HostArg};
+use dht_tools::watch::Watch;
 use dht_tools::{fail, node_addrs, Network, Verbosity};
 
 /// Runs a node of the DHT file store on a UDP port.
@@ -93,6 +94,11 @@ struct NodeApp {
     /// The store was said to be nearly full (said again once it has
     /// emptied below 80 %).
     nearly_full: bool,
+    /// Neighbors that may come back, repairs running; the node's clock,
+    /// for the events (which come without the time).
+    watch: Watch,
+    watch_at: Option<dht_core::time::Instant>,
+    clock: Clock,
 }
 
 /// Whether a store holding `held` of `capacity` fragments is nearly full
@@ -104,7 +110,10 @@ fn fill_level(held: usize, capacity: usize) -> (bool, bool) {
 
 impl App<DirStore, 256, 1024, 64> for NodeApp {
     fn poll_timeout(&self) -> Option<dht_core::time::Instant> {
-        self.summary_at
+        match (self.summary_at, self.watch_at) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
     /// Every `--summary-every` seconds: fragments held, neighbours, and the traffic
@@ -115,6 +124,10 @@ impl App<DirStore, 256, 1024, 64> for NodeApp {
         node: &mut Node<DirStore>,
         _: &mut T,
     ) {
+        if self.watch_at.is_some_and(|at| now >= at) {
+            self.watch.look(now, node);
+            self.watch_at = self.watch.poll_timeout(now);
+        }
         if self.summary_at.is_none_or(|at| now < at) {
             return;
         }
@@ -195,6 +208,9 @@ impl App<DirStore, 256, 1024, 64> for NodeApp {
             }
             Event::Left { .. } => {}
         }
+        let now = self.clock.now();
+        self.watch.on_event(now, node, &event);
+        self.watch_at = self.watch.poll_timeout(now);
     }
     /// Done only to join through the seed's next address.
     fn is_done(&self) -> bool {
@@ -297,6 +313,9 @@ fn run(args: Args) -> Result<(), String> {
         summary_every,
         last: dht_core::counters::Counters::default(),
         nearly_full: false,
+        watch: Watch::new(),
+        watch_at: None,
+        clock: runtime.clock,
     };
     let stop = loop {
         let stop = runtime.run(&mut app, None).map_err(|e| format!("network error: {e}"))?;

@@ -1,0 +1,130 @@
+//! What `dhtnode` tells its operator beyond the core's events: neighbors
+//! that come back after being declared dead, and the repair that follows
+//! a change among the shard's members, with its counts.
+//!
+//! The core says when a neighbor is declared dead ([`Event::NeighborDead`])
+//! but not when it returns, nor when a repair scan starts or ends (the
+//! microcontroller build has no flash for more events). The node's own
+//! diagnostics tell it instead: its neighbor table, the repair scan's
+//! wake-up ([`Node::timeouts`]), its fetch table and its counters. The
+//! watch looks at them when an event comes and every [`CHECK_EVERY`]
+//! while something is watched (a dead neighbor, a running repair).
+
+use std::collections::HashMap;
+
+use dht_core::counters::Counters;
+use dht_core::node::Event;
+use dht_core::store::FragmentStore;
+use dht_core::time::{Duration, Instant};
+use dht_core::wire::MessageKind;
+use dht_core::{Node, PeerAddr, PeerInfo};
+
+/// How often the watch looks while something is watched.
+pub const CHECK_EVERY: Duration = Duration::from_millis(500);
+
+/// Dead neighbors remembered, waiting for their return (the oldest is
+/// forgotten beyond this).
+const DEAD_REMEMBERED: usize = 256;
+
+/// How long a dead neighbor is waited for.
+const DEAD_FORGOTTEN: Duration = Duration::from_secs(3600);
+
+/// Counters at the start of a repair.
+#[derive(Clone, Copy, Debug)]
+struct RepairStart {
+    at: Instant,
+    offers: u64,
+    fetched: u64,
+    abandoned: u64,
+}
+
+impl RepairStart {
+    fn of(at: Instant, counters: &Counters) -> Self {
+        RepairStart {
+            at,
+            offers: counters.sent_of(MessageKind::NewFile).datagrams,
+            fetched: counters.fetches_completed,
+            abandoned: counters.fetches_abandoned,
+        }
+    }
+}
+
+/// The watch: dead neighbors waited for, and the repair running.
+#[derive(Debug, Default)]
+pub struct Watch {
+    dead: HashMap<PeerAddr, (PeerInfo, Instant)>,
+    repair: Option<RepairStart>,
+    /// Why the repair started, for its first line.
+    cause: Option<String>,
+}
+
+impl Watch {
+    /// A watch with nothing watched.
+    pub fn new() -> Self {
+        Watch::default()
+    }
+
+    /// When the watch wants to look next, if anything is watched.
+    pub fn poll_timeout(&self, last: Instant) -> Option<Instant> {
+        (!self.dead.is_empty() || self.repair.is_some()).then(|| last + CHECK_EVERY)
+    }
+
+    /// A node event: a dead neighbor is waited for, and a dead mate starts
+    /// a repair.
+    pub fn on_event<S: FragmentStore>(&mut self, now: Instant, node: &Node<S>, event: &Event) {
+        if let Event::NeighborDead(peer) = event {
+            if self.dead.len() >= DEAD_REMEMBERED {
+                let oldest = self.dead.iter().min_by_key(|(_, (_, at))| *at).map(|(a, _)| *a);
+                if let Some(oldest) = oldest {
+                    self.dead.remove(&oldest);
+                }
+            }
+            self.dead.insert(peer.addr, (*peer, now));
+            if peer.id.shard() == node.shard() && self.repair.is_none() {
+                self.cause = Some(format!("{peer} of this shard is dead"));
+            }
+        }
+        self.look(now, node);
+    }
+
+    /// Looks at the node: logs the neighbors that are back and the start
+    /// and end of a repair.
+    pub fn look<S: FragmentStore>(&mut self, now: Instant, node: &Node<S>) {
+        let table = node.neighbors();
+        self.dead.retain(|addr, (peer, since)| {
+            let back = table.get_addr(*addr).is_some_and(|n| n.peer.id == peer.id);
+            if back {
+                log::info!(
+                    "neighbor {peer} is back, {} s after it was declared dead",
+                    (now - *since).total_millis() / 1000
+                );
+            }
+            !back && now - *since < DEAD_FORGOTTEN
+        });
+        let scanning = node.timeouts().iter().any(|(part, at)| *part == "repair" && at.is_some());
+        let busy = scanning || node.pending_fetches() > 0;
+        match self.repair {
+            None if scanning || self.cause.is_some() => {
+                let held = node.store().len();
+                let cause =
+                    self.cause.take().unwrap_or_else(|| "the shard's members changed".into());
+                log::info!("repair started: {cause}; checking the {held} fragments held");
+                self.repair = Some(RepairStart::of(now, node.counters()));
+            }
+            Some(start) if !busy => {
+                let counters = node.counters();
+                let offers = counters.sent_of(MessageKind::NewFile).datagrams - start.offers;
+                let fetched = counters.fetches_completed - start.fetched;
+                let abandoned = counters.fetches_abandoned - start.abandoned;
+                log::info!(
+                    "repair finished in {:.1} s: {offers} fragments offered to mates, {fetched} \
+                     copies fetched here, {abandoned} fetches given up; {} fragments held",
+                    (now - start.at).total_millis() as f64 / 1000.0,
+                    node.store().len()
+                );
+                self.repair = None;
+            }
+            _ => {}
+        }
+    }
+}
