@@ -7,8 +7,9 @@
 //! microcontroller build has no flash for more events). The node's own
 //! diagnostics tell it instead: its neighbor table, the repair scan's
 //! wake-up ([`Node::timeouts`]), its fetch table and its counters. The
-//! watch looks at them when an event comes and every [`CHECK_EVERY`]
-//! while something is watched (a dead neighbor, a running repair).
+//! watch looks at them when an event comes, every [`CHECK_EVERY`] while a
+//! repair runs and every 2 s while a dead neighbor may return (for an
+//! hour); a node with nothing to watch is not woken.
 
 use std::collections::HashMap;
 
@@ -19,8 +20,11 @@ use dht_core::time::{Duration, Instant};
 use dht_core::wire::MessageKind;
 use dht_core::{Node, PeerAddr, PeerInfo};
 
-/// How often the watch looks while something is watched.
+/// How often the watch looks while a repair runs.
 pub const CHECK_EVERY: Duration = Duration::from_millis(500);
+
+/// How often it looks for dead neighbors' return otherwise.
+const RETURN_CHECK_EVERY: Duration = Duration::from_secs(2);
 
 /// Dead neighbors remembered, waiting for their return (the oldest is
 /// forgotten beyond this).
@@ -66,7 +70,11 @@ impl Watch {
 
     /// When the watch wants to look next, if anything is watched.
     pub fn poll_timeout(&self, last: Instant) -> Option<Instant> {
-        (!self.dead.is_empty() || self.repair.is_some()).then(|| last + CHECK_EVERY)
+        if self.repair.is_some() {
+            Some(last + CHECK_EVERY)
+        } else {
+            (!self.dead.is_empty()).then(|| last + RETURN_CHECK_EVERY)
+        }
     }
 
     /// A node event: a dead neighbor is waited for, and a dead mate starts

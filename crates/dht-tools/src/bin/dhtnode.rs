@@ -94,8 +94,9 @@ struct NodeApp {
     /// The store was said to be nearly full (said again once it has
     /// emptied below 80 %).
     nearly_full: bool,
-    /// Neighbors that may come back, repairs running; the node's clock,
-    /// for the events (which come without the time).
+    /// Neighbors that may come back, repairs running, and when to look
+    /// again; the node's clock, for the events (which come without the
+    /// time).
     watch: Watch,
     watch_at: Option<dht_core::time::Instant>,
     clock: Clock,
