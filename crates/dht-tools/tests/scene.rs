@@ -283,7 +283,8 @@ fn a_killed_node_shows_in_the_others_logs_with_the_time_within_10_s_and_nodes_su
     });
     assert!(repaired.is_some(), "mates {mates:?} did not log their repair: {}", log_of(mates[0]));
     // Back on its store (same id): its neighbors say so.
-    scene.start_node(victim, scene.base, &[]);
+    let seed = *ports.iter().find(|p| **p != victim).unwrap();
+    scene.start_node(victim, seed, &[]);
     let needle = format!("127.0.0.1:{victim} is back, ");
     let back = scene.wait_for(Duration::from_secs(20), || {
         ports.iter().any(|p| *p != victim && log_of(*p).contains(&needle))
