@@ -93,6 +93,12 @@ fn node_problems_are_reported() {
     std::fs::write(work.path().join("s2").join("node.id"), "garbage").unwrap();
     let identity = run_tool("dhtnode", &[&port_arg(394), "--store", "s2"], work.path());
     assert_fails(&identity, "does not hold a node id");
+
+    // Its own address as seed: it would wait for ever. No store is left.
+    let port = port_arg(395);
+    let itself = run_tool("dhtnode", &[&port, "127.0.0.1", &port, "--store", "s3"], work.path());
+    assert_fails(&itself, "is this node itself");
+    assert!(!work.path().join("s3").exists());
 }
 
 #[test]

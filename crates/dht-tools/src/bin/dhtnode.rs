@@ -255,9 +255,6 @@ fn run(args: Args) -> Result<(), String> {
     };
     // The port first: a node that cannot have it leaves no store behind.
     let transport = bind(&args, &seeds)?;
-    let store_dir = args.store.clone().unwrap_or_else(|| PathBuf::from(args.port.to_string()));
-    let store = DirStore::open(&store_dir, args.capacity).map_err(|e| e.to_string())?;
-    let saved = identity::load(&store_dir).map_err(|e| e.to_string())?;
     let local = transport.local_addr().map_err(|e| e.to_string())?;
     // A socket reaches only addresses of its own family.
     let seeds: Vec<SocketAddr> =
@@ -269,6 +266,25 @@ fn run(args: Args) -> Result<(), String> {
         Some(text) => advertised(text, local)?,
         None => local,
     };
+    // A node that joins through itself waits for ever.
+    let own = |seed: &SocketAddr| {
+        *seed == local
+            || *seed == advertised
+            || seed.port() == local.port()
+                && seed.ip().is_loopback()
+                && (local.ip().is_loopback() || local.ip().is_unspecified())
+    };
+    if seeds.iter().any(own) {
+        return Err(format!(
+            "the seed {} is this node itself ({local}): give another node's address, or no \
+             seed to start a new network",
+            address::list(&seeds)
+        ));
+    }
+    // The store last: a node that cannot start leaves none behind.
+    let store_dir = args.store.clone().unwrap_or_else(|| PathBuf::from(args.port.to_string()));
+    let store = DirStore::open(&store_dir, args.capacity).map_err(|e| e.to_string())?;
+    let saved = identity::load(&store_dir).map_err(|e| e.to_string())?;
     let random = dht_std::random_seed();
     let id = saved.unwrap_or_else(|| NodeId(dht_std::random_seed()));
     let mut config = config;
