@@ -127,7 +127,11 @@ impl fmt::Display for DownloadError {
                 "no node holds a file with this hash ({attempts} holders asked); \
                  check the hash dhtsend printed"
             ),
-            DownloadError::BadIndex(e) => write!(f, "the index fragment is invalid: {e}"),
+            DownloadError::BadIndex(e) => write!(
+                f,
+                "what came is not a file's index ({e}): the hash of a data fragment, or a \
+                 damaged index; give the address dhtsend printed"
+            ),
             DownloadError::IndexUnavailable { attempts } => write!(
                 f,
                 "an index fragment of the file could not be fetched after {attempts} attempts"

@@ -76,8 +76,8 @@ impl fmt::Display for ClientError {
                 "nothing listens at {entry} (connection refused): is a dhtnode running there, \
                  on that port?"
             ),
-            ClientError::Upload(e) => write!(f, "upload failed: {e}"),
-            ClientError::Download(e) => write!(f, "download failed: {e}"),
+            ClientError::Upload(e) => write!(f, "{e}"),
+            ClientError::Download(e) => write!(f, "{e}"),
             ClientError::Timeout { what, waited } => {
                 write!(f, "{what} did not finish within {:.1} s", waited.as_secs_f64())
             }

@@ -248,19 +248,49 @@ macro_rules! exit_status_help {
 /// The exit statuses as text ([`exit_status_help!`]).
 pub const EXIT_STATUS_HELP: &str = exit_status_help!();
 
-/// Why a tool failed: its exit status ([`exit`]) and a one-line message.
+/// Why a tool failed: its exit status ([`exit`]), the chain of causes
+/// (what the tool was doing, then why that failed, outermost first) and
+/// what to try, printed on one line: `dhtrecv: cannot download 3f2a…:
+/// download failed: no holder of fragment 12 answered; the partial
+/// download is kept in ….part: run the same command again to continue it`.
 #[derive(Debug)]
 pub struct Failure {
     /// The exit status.
     pub code: u8,
-    /// What failed, where, and what to try.
-    pub message: String,
+    error: anyhow::Error,
+    hint: Option<String>,
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // `{:#}`: every cause, joined by ": ".
+        write!(f, "{:#}", self.error)?;
+        match &self.hint {
+            Some(hint) => write!(f, "; {hint}"),
+            None => Ok(()),
+        }
+    }
 }
 
 impl Failure {
     /// A failure of class `code`.
     pub fn new(code: u8, message: impl std::fmt::Display) -> Failure {
-        Failure { code, message: message.to_string() }
+        Failure { code, error: anyhow::Error::msg(message.to_string()), hint: None }
+    }
+
+    /// The same failure, as the cause of `what` (what the tool was doing).
+    pub fn context(self, what: impl std::fmt::Display) -> Failure {
+        Failure { error: self.error.context(what.to_string()), ..self }
+    }
+
+    /// The same failure, with what to try after it.
+    pub fn hint(self, hint: impl std::fmt::Display) -> Failure {
+        Failure { hint: Some(hint.to_string()), ..self }
+    }
+
+    /// The causes, outermost first.
+    pub fn causes(&self) -> impl Iterator<Item = String> + '_ {
+        self.error.chain().map(|e| e.to_string())
     }
 
     /// A bad command line.
@@ -306,7 +336,7 @@ impl From<ClientError> for Failure {
             ClientError::Interrupted => exit::INTERRUPTED,
             ClientError::Upload(U::FileTooLarge { .. }) => exit::FAILURE,
         };
-        Failure::new(code, e)
+        Failure { code, error: anyhow::Error::new(e), hint: None }
     }
 }
 
@@ -314,7 +344,7 @@ impl From<ClientError> for Failure {
 /// status.
 pub fn fail(program: &str, failure: impl Into<Failure>) -> ExitCode {
     let failure = failure.into();
-    let _ = writeln!(std::io::stderr(), "{program}: {}", failure.message);
+    let _ = writeln!(std::io::stderr(), "{program}: {failure}");
     ExitCode::from(failure.code)
 }
 

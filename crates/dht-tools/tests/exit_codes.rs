@@ -64,6 +64,12 @@ fn every_failure_class_has_its_exit_status() {
         if expected == exit::UNREACHABLE {
             assert!(run.elapsed < Duration::from_secs(1), "{what} took {:?}", run.elapsed);
         }
+        // What the tool was doing, then why it failed, and what to do.
+        if expected == exit::INTEGRITY {
+            let chain = format!("dhtrecv: cannot get {first_fragment} from 127.0.0.1:{port}: ");
+            assert!(run.stderr.contains(&chain), "{what}: {}", run.stderr);
+            assert!(run.stderr.contains("is not a file's index"), "{what}: {}", run.stderr);
+        }
     }
 
     // Interrupted while joining a socket that never answers: 130.

@@ -177,6 +177,9 @@ fn run(args: &Args) -> Result<(), Failure> {
     let entries = node_addrs(&args.host, args.port).map_err(Failure::usage)?;
     let destination = destination(args.output.as_deref(), args.force, &hash)?;
     let mut client = join(&entries, args.listen, args.connect_timeout, &args.network)?;
+    let entry = client.entry();
+    let failed =
+        |e: ClientError| Failure::from(e).context(format!("cannot get {hash} from {entry}"));
     let mut progress = Progress::new(args.verbosity.quiet);
     let (dir, fixed_name, part) = match destination {
         Destination::Stdout => {
@@ -186,7 +189,7 @@ fn run(args: &Args) -> Result<(), Failure> {
             if let Some(e) = sink.error.take() {
                 return Err(Failure::local(format!("cannot write to standard output: {e}")));
             }
-            let size = result?;
+            let size = result.map_err(failed)?;
             sink.out
                 .flush()
                 .map_err(|e| Failure::local(format!("cannot write to standard output: {e}")))?;
@@ -242,21 +245,18 @@ fn run(args: &Args) -> Result<(), Failure> {
             e @ ClientError::Download(DownloadError::BadIndex(_) | DownloadError::TooDeep { .. }),
         ) => {
             part.discard();
-            return Err(e.into());
+            return Err(failed(e));
         }
         // Refused (the target): what an earlier run left stays for later.
         Err(e @ ClientError::Aborted(_)) => return Err(e.into()),
         Err(e) if part.will_be_kept() => {
             let kept = part.path().display().to_string();
-            let mut failure = Failure::from(e);
-            failure.message = format!(
-                "{}; the partial download is kept in {kept}: run the same command again to \
-                 continue it",
-                failure.message
-            );
-            return Err(failure);
+            return Err(failed(e).hint(format!(
+                "the partial download is kept in {kept}: run the same command again to continue \
+                 it"
+            )));
         }
-        Err(e) => return Err(e.into()),
+        Err(e) => return Err(failed(e)),
     };
     let target = target.ok_or("the download ended without an index")?;
     part.keep_as(&target, args.force).map_err(Failure::local)?;

@@ -186,7 +186,10 @@ fn run(args: &Args) -> Result<(String, Option<String>), Failure> {
         },
     );
     progress.finish();
-    let index = result?;
+    let entry = client.entry();
+    let index = result.map_err(|e| {
+        Failure::from(e).context(format!("cannot store {} through {entry}", args.file.display()))
+    })?;
     if held_before > 0 && !args.verbosity.quiet {
         eprintln!(
             "dhtsend: {held_before} of {fragments} fragments were held already; only the others \
