@@ -121,7 +121,7 @@ fn tools_reach_nodes_on_ipv6_loopback_however_it_is_written() {
     let err =
         dht_tools::join(&[nobody, dead], 0, 1.0, &open_network()).err().expect("nobody answers");
     assert!(
-        err.message.contains(&format!(
+        err.to_string().contains(&format!(
             "no node answered at {nobody} or {dead} (within 0.5 s each, or nothing listens there)"
         )),
         "{err:?}"
