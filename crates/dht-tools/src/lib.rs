@@ -398,11 +398,11 @@ impl Progress {
             indicatif::ProgressDrawTarget::stderr(),
         );
         // Everything on one line of the terminal: on a narrow one the bar
-        // keeps the percentage and the ETA, then only the bar.
+        // keeps the percentage, the rate and the ETA, then only the bar.
         let columns = console::Term::stderr().size().1;
         let template = match columns {
             0..=39 => "[{wide_bar}]",
-            40..=69 => "[{wide_bar}] {percent:>3}% ETA {eta}",
+            40..=69 => "[{wide_bar}] {percent:>3}% {binary_bytes_per_sec} ETA {eta}",
             _ => "{elapsed_precise} [{wide_bar}] {bytes}/{total_bytes} {binary_bytes_per_sec} ETA {eta}",
         };
         let style = indicatif::ProgressStyle::with_template(template)
