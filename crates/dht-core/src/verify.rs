@@ -30,6 +30,10 @@ use crate::store::FragmentStore;
 use crate::time::Instant;
 use crate::wire::{piece_mask, ALL_UNITS, UNIT};
 
+/// How long after its first request a fragment is asked for again every
+/// [`crate::client::RETRY_TICK`] (its copies are on their way).
+const EAGER_FOR: crate::time::Duration = crate::time::Duration::from_secs(1);
+
 /// A fragment to read back, and the holder that acknowledged it (not asked).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Check {
@@ -183,6 +187,21 @@ impl<const N: usize> Verify<N> {
         self.next();
     }
 
+    /// How long to wait before asking again after a NOTFOUND. Copies come
+    /// within a replication delay of the upload (0.2-0.4 s by default):
+    /// for a second after the first request they are asked for every
+    /// [`crate::client::RETRY_TICK`], then less and less often. (The
+    /// doubling waits alone made every read-back take 0.8 s, half of it
+    /// after the copies had come.)
+    fn patience(&self, now: Instant) -> crate::time::Duration {
+        let early = self.request.first_sent.is_some_and(|t| now < t + EAGER_FOR);
+        if early {
+            refusal_backoff(self.request.attempts).min(crate::client::RETRY_TICK)
+        } else {
+            refusal_backoff(self.request.attempts)
+        }
+    }
+
     /// On to the next fragment.
     fn next(&mut self) {
         self.current += 1;
@@ -241,7 +260,7 @@ impl<const N: usize> Verify<N> {
                 // wait (they may still be fetching their copies).
                 Pick::Target(_) => {
                     self.request.item = Tried::new();
-                    let wait = refusal_backoff(attempt).max(crate::client::RETRY_TICK);
+                    let wait = self.patience(now).max(crate::client::RETRY_TICK);
                     self.request.failed_attempt(now, now + wait);
                     return;
                 }
@@ -326,7 +345,8 @@ where
                 // few quick tries, ask less and less often (up to 1 s)
                 // rather than go round the shard's members every
                 // millisecond until the check gives up.
-                self.request.wait_until(now + refusal_backoff(self.request.attempts));
+                let wait = self.patience(now);
+                self.request.wait_until(now + wait);
             }
             _ => return,
         }

@@ -345,8 +345,13 @@ impl Client {
             ClientError::Io(io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))
         })?);
         let mut events = Vec::new();
+        let started = std::time::Instant::now();
         let watch = |verify: &mut Verify<256>| {
             while let Some(event) = verify.poll_event() {
+                log::debug!(
+                    "read back: {event:?} after {:.1} ms",
+                    started.elapsed().as_secs_f64() * 1e3
+                );
                 if !matches!(event, VerifyEvent::Finished { .. }) {
                     events.push(event);
                 }
