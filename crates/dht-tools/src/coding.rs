@@ -17,7 +17,7 @@ use std::time::Duration;
 use dht_core::config::FRAGMENT_SIZE;
 use dht_core::download::FileSink;
 use dht_core::index::{Coding, MAX_STRIPE_DATA, MAX_STRIPE_PARITY};
-use dht_core::upload::FileSource;
+use dht_core::upload::{read_fragment, FileSource};
 use dht_core::FragmentHash;
 use dht_std::client::{Client, ClientError};
 
@@ -75,15 +75,15 @@ pub struct RedundancyArg {
     pub redundancy: Option<Redundancy>,
 }
 
-/// Reads data fragment `n` of `source` zero-padded to 8192 bytes.
+/// Reads data fragment `n` of `source` zero-padded to 8192 bytes, as it
+/// is stored (the core's [`read_fragment`]).
 fn read_padded(source: &mut impl FileSource, size: u64, n: u64) -> io::Result<Vec<u8>> {
-    let mut buf = vec![0u8; FRAGMENT_SIZE];
-    let len = dht_core::index::data_fragment_len(size, n);
-    let offset = n * FRAGMENT_SIZE as u64;
-    if !source.read_at(offset, &mut buf[..len]) {
+    let mut buf = [0u8; FRAGMENT_SIZE];
+    if !read_fragment(source, size, n, &mut buf) {
+        let offset = n * FRAGMENT_SIZE as u64;
         return Err(io::Error::other(format!("cannot read the file at byte {offset}")));
     }
-    Ok(buf)
+    Ok(buf.to_vec())
 }
 
 fn rs_error(e: reed_solomon_simd::Error) -> io::Error {
