@@ -4,9 +4,9 @@
 //!
 //! The core says when a neighbor is declared dead ([`Event::NeighborDead`])
 //! but not when it returns, nor when a repair scan starts or ends (the
-//! microcontroller build has no flash for more events). The node's own
-//! diagnostics tell it instead: its neighbor table, the repair scan's
-//! wake-up ([`Node::timeouts`]), its fetch table and its counters. The
+//! microcontroller build has no flash for more events). What the node
+//! shows tells it instead: its neighbor table, whether its repair scan
+//! runs ([`Node::is_repairing`]), its fetch table and its counters. The
 //! watch looks at them when an event comes, every [`CHECK_EVERY`] while a
 //! repair runs and every 2 s while a dead neighbor may return (for an
 //! hour); a node with nothing to watch is not woken.
@@ -109,7 +109,7 @@ impl Watch {
             }
             !back && now - *since < DEAD_FORGOTTEN
         });
-        let scanning = node.timeouts().iter().any(|(part, at)| *part == "repair" && at.is_some());
+        let scanning = node.is_repairing();
         let busy = scanning || node.pending_fetches() > 0;
         match self.repair {
             None if scanning || self.cause.is_some() => {

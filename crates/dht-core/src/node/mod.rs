@@ -316,6 +316,12 @@ impl<S: FragmentStore, const NEIGHBORS: usize, const DEDUP: usize, const FETCHES
         self.replication.fetches.len()
     }
 
+    /// Whether the node is scanning its store to restore copies after a
+    /// change among its shard's members (or a lost announcement).
+    pub fn is_repairing(&self) -> bool {
+        self.replication.repairing()
+    }
+
     /// The random generator, for client state machines driven by this node.
     pub fn rng(&mut self) -> &mut Rng {
         &mut self.rng
