@@ -482,9 +482,7 @@ impl<S: FragmentStore, const NEIGHBORS: usize, const DEDUP: usize, const FETCHES
             }
             #[cfg(feature = "listing")]
             Message::ListRequest { nonce, from: first, files_only } => {
-                let room = usize::from(ctx.config.max_datagram)
-                    .saturating_sub(super::listing::PAGE_OVERHEAD)
-                    / super::listing::ENTRY_MAX;
+                let room = super::listing::room(ctx.config.max_datagram);
                 let page =
                     super::listing::page(store, first, files_only, room, ctx.config.replication);
                 ctx.answer_proven(from, proof, &Message::List { nonce, page });

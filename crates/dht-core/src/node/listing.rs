@@ -15,11 +15,16 @@ use crate::wire::{ListPage, Listed, ListedKind};
 /// The most bytes a LIST packet takes besides its entries: version,
 /// transmission, source (an IPv6 address), cookies, tag, nonce, page
 /// header.
-pub(crate) const PAGE_OVERHEAD: usize = 128;
+const PAGE_OVERHEAD: usize = 128;
 
 /// The most bytes one entry takes: hash, kind, copies, size (a varint of
 /// up to 10 bytes), name (a length and 29 bytes).
-pub(crate) const ENTRY_MAX: usize = 32 + 1 + 1 + 10 + 1 + crate::config::INDEX_NAME_SIZE;
+const ENTRY_MAX: usize = 32 + 1 + 1 + 10 + 1 + crate::config::INDEX_NAME_SIZE;
+
+/// Entries a page may carry in a datagram of at most `max_datagram` bytes.
+pub(crate) fn room(max_datagram: u16) -> usize {
+    usize::from(max_datagram).saturating_sub(PAGE_OVERHEAD) / ENTRY_MAX
+}
 
 /// The page of `store` from position `from`: at most `room` entries, every
 /// fragment read or only the roots of files. Copy counts the store does
