@@ -288,11 +288,6 @@ impl Failure {
         Failure { hint: Some(hint.to_string()), ..self }
     }
 
-    /// The causes, outermost first.
-    pub fn causes(&self) -> impl Iterator<Item = String> + '_ {
-        self.error.chain().map(|e| e.to_string())
-    }
-
     /// A bad command line.
     pub fn usage(message: impl std::fmt::Display) -> Failure {
         Failure::new(exit::USAGE, message)
