@@ -92,12 +92,20 @@ impl Watch {
                 self.cause = Some(format!("{peer} of this shard is dead"));
             }
         }
-        self.look(now, node);
+        // Only the repair's state: an upload brings an event per fragment
+        // stored, and the dead neighbors are looked up on the timer.
+        self.look_at_repair(now, node);
     }
 
     /// Looks at the node: logs the neighbors that are back and the start
     /// and end of a repair.
     pub fn look<S: FragmentStore>(&mut self, now: Instant, node: &Node<S>) {
+        self.look_for_returns(now, node);
+        self.look_at_repair(now, node);
+    }
+
+    /// Logs the dead neighbors that are back in the table.
+    fn look_for_returns<S: FragmentStore>(&mut self, now: Instant, node: &Node<S>) {
         let table = node.neighbors();
         self.dead.retain(|addr, (peer, since)| {
             let back = table.get_addr(*addr).is_some_and(|n| n.peer.id == peer.id);
@@ -109,6 +117,10 @@ impl Watch {
             }
             !back && now - *since < DEAD_FORGOTTEN
         });
+    }
+
+    /// Logs the start and the end of a repair.
+    fn look_at_repair<S: FragmentStore>(&mut self, now: Instant, node: &Node<S>) {
         let scanning = node.is_repairing();
         let busy = scanning || node.pending_fetches() > 0;
         match self.repair {
