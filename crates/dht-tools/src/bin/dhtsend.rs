@@ -268,5 +268,6 @@ fn send_parity(
     if !verbosity.quiet {
         eprintln!("dhtsend: {count} parity fragments stored ({redundancy} a stripe)");
     }
-    Ok((count, root?))
+    let root = root.map_err(|e| Failure::from(e).context("cannot store the parity fragments"))?;
+    Ok((count, root))
 }
