@@ -110,8 +110,16 @@ embedded:
 	echo "dht-core for $(EMBEDDED_TARGET): no allocator referenced"
 
 # The MPS2-AN385 firmware (its own workspace, built for the Cortex-M3).
+# Panic locations put source paths in flash, so the machine's own paths
+# (this checkout, cargo's registry) are remapped to short fixed ones: the
+# firmware is the same size wherever it is built. RUSTFLAGS replaces the
+# config's rustflags, hence the linker script again.
 firmware-build:
-	cd $(FIRMWARE) && $(CARGO) build --release
+	cd $(FIRMWARE) && $(CARGO) fetch --quiet && \
+	reg="$${CARGO_HOME:-$$HOME/.cargo}/registry/src"; \
+	flags="-C link-arg=-Tlink.x --remap-path-prefix=$(CURDIR)=/dht"; \
+	for d in "$$reg"/*/; do [ -d "$$d" ] && flags="$$flags --remap-path-prefix=$${d%/}=/crates"; done; \
+	RUSTFLAGS="$$flags" $(CARGO) build --release
 
 # Flash and RAM from the ELF, then the QEMU run that measures the stack.
 firmware: all firmware-build
