@@ -133,7 +133,8 @@ pub struct Config {
     /// How often a member probes one random neighbor it has not heard from
     /// (so that dead entries of other shards are found too).
     pub random_probe_interval: Duration,
-    /// How long a probe (PING) waits for its answer.
+    /// How long a probe waits for the answer to its last PING; its PINGs
+    /// go out a third of this apart (see `node::liveness`).
     pub probe_timeout: Duration,
     /// Probes without answer after which a neighbor is declared dead.
     pub probe_tries: u8,
