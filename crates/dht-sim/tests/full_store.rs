@@ -29,7 +29,31 @@ fn a_full_member_is_replaced_by_the_next_in_rank_without_a_refetch_loop_and_come
     let client = sim.add_client();
     sim.join(client, members[1]);
     assert!(sim.run_until(Duration::from_secs(10), |s| s.is_joined(client)));
-    let data = random_bytes(8, dht_core::MAX_FILE_SIZE as usize);
+    // A file of which the small member should hold more than its 4
+    // (among the top 3 of its shard by rendezvous score): which file that
+    // is depends on the ids the run drew.
+    let ids: Vec<_> = members
+        .iter()
+        .chain([&small])
+        .filter(|m| sim.node(**m).unwrap().shard() == shard)
+        .map(|m| sim.node(*m).unwrap().id())
+        .collect();
+    let small_id = sim.node(small).unwrap().id();
+    let ranked_among_top = |data: &[u8]| {
+        file_hashes("big.bin", data)
+            .into_iter()
+            .filter(|h| h.shard() == shard)
+            .filter(|h| {
+                let mine = dht_core::holders::rendezvous_score(h, small_id);
+                ids.iter().filter(|id| dht_core::holders::rendezvous_score(h, **id) > mine).count()
+                    < 3
+            })
+            .count()
+    };
+    let data = (8..200)
+        .map(|seed| random_bytes(seed, dht_core::MAX_FILE_SIZE as usize))
+        .find(|data| ranked_among_top(data) >= 6)
+        .expect("some file ranks the small member among the top 3 of 6 of its fragments");
     let hash = sim.start_upload(client, "big.bin", data.clone()).unwrap();
     assert!(sim.run_until(Duration::from_secs(120), |s| s.app_done(client)));
     assert_eq!(sim.upload_result(client), Some(Ok(hash)));
