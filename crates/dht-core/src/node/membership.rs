@@ -99,11 +99,6 @@ const CHANGES: usize = 8;
 const CONSIDERED: usize = 32;
 /// How soon a considered peer may be pinged again.
 const CONSIDER_AGAIN: Duration = Duration::from_secs(2);
-/// How long a PING to a considered peer holds a place of its shard in the
-/// table: a joining node hears of a hundred peers or more in the PEERS of
-/// its survey, and pinging every one while only four of another shard fit
-/// cost as many PINGs and PONGs as the rest of the join.
-const CONSIDER_IN_FLIGHT: Duration = Duration::from_millis(500);
 /// JOINs that came while this node was still joining, answered when it has.
 const WAITING: usize = 4;
 /// Times a survey asks the shards that did not answer again before the
@@ -140,7 +135,7 @@ pub(crate) struct Membership<const N: usize> {
     changes_overflowed: bool,
     /// A maintenance round ran since the last [`Membership::take_maintained`].
     maintained: bool,
-    considered: heapless::Deque<(PeerAddr, Shard, Instant), CONSIDERED>,
+    considered: heapless::Deque<(PeerAddr, Instant), CONSIDERED>,
     /// Askers (address, peers wanted, shard) to answer once joined.
     waiting: Vec<(PeerAddr, u8, Option<Shard>), WAITING>,
 }
@@ -245,11 +240,9 @@ impl<const N: usize> Membership<N> {
         outcome
     }
 
-    /// `peer` was heard of, not from: if the table has room for it, also
-    /// counting the peers of its shard pinged in the last
-    /// [`CONSIDER_IN_FLIGHT`] that have not answered, it is sent a PING (at
-    /// most every [`CONSIDER_AGAIN`]), and its proven PONG will bring it
-    /// in.
+    /// `peer` was heard of, not from: if the table has room for it, it is
+    /// sent a PING (at most every [`CONSIDER_AGAIN`]), and its proven PONG
+    /// will bring it in.
     pub(crate) fn consider(
         &mut self,
         ctx: &mut Ctx<'_, impl Transmit>,
@@ -267,25 +260,13 @@ impl<const N: usize> Membership<N> {
             return;
         }
         let now = ctx.now;
-        if self.considered.iter().any(|(a, _, at)| *a == peer.addr && now < *at + CONSIDER_AGAIN) {
-            return;
-        }
-        let shard = peer.shard();
-        let table = &self.table;
-        let pending = self
-            .considered
-            .iter()
-            .filter(|(a, s, at)| {
-                *s == shard && now < *at + CONSIDER_IN_FLIGHT && !table.contains_addr(*a)
-            })
-            .count();
-        if table.count_in(shard) + pending >= table.quota(shard) {
+        if self.considered.iter().any(|(a, at)| *a == peer.addr && now < *at + CONSIDER_AGAIN) {
             return;
         }
         if self.considered.is_full() {
             self.considered.pop_front();
         }
-        let _ = self.considered.push_back((peer.addr, shard, now));
+        let _ = self.considered.push_back((peer.addr, now));
         let nonce = ctx.rng.next_u64();
         ctx.send(peer.addr, &Message::Ping { nonce });
     }
