@@ -97,6 +97,13 @@ pub(crate) struct Offering {
 #[derive(Default)]
 pub(crate) struct Outbox(Vec<(PeerAddr, Vec<u8>)>);
 
+impl Outbox {
+    /// The datagrams sent: (to, bytes).
+    pub(crate) fn sent(&self) -> &[(PeerAddr, Vec<u8>)] {
+        &self.0
+    }
+}
+
 impl Transmit for Outbox {
     fn send(&mut self, to: PeerAddr, datagram: &[u8]) -> Result<(), SendError> {
         self.0.push((to, datagram.to_vec()));

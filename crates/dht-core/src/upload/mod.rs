@@ -187,6 +187,10 @@ struct Offer {
     /// The round trip was sampled at the holder's first FILEGET (its
     /// STORED comes after a fetch that may take several rounds).
     sampled: bool,
+    /// The last member whose offer of it timed out: its STORED saying it
+    /// holds the fragment is believed even after the offer has moved on
+    /// (a slow member still fetches and stores it).
+    timed_out: Option<PeerAddr>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -560,7 +564,7 @@ impl<SRC: FileSource, const WINDOW: usize, const DEPTH: usize, const W: usize>
             let Some((item, hash)) = self.next_offer().or_else(|| self.root_offer()) else {
                 break;
             };
-            let offer = Offer { item, hash, redirects: 0, sampled: false };
+            let offer = Offer { item, hash, redirects: 0, sampled: false, timed_out: None };
             let _ = self.requests.push(Request::new(offer, now));
         }
         self.requester.unblock(&mut self.requests, now);
@@ -731,7 +735,7 @@ where
         node: &mut Node<S, N, D, F>,
         sink: &mut T,
     ) {
-        self.requester.expire(&mut self.requests, now, |_, _| {});
+        self.requester.expire(&mut self.requests, now, |offer, to| offer.timed_out = Some(to));
         if self.gave_up(now) {
             return;
         }
@@ -759,10 +763,17 @@ where
             from.addr,
             holders.len()
         );
-        // Believed only from the member the offer went to, from its
-        // address: anyone else's word is dropped.
-        let asked =
-            |r: &Request<Offer>| r.item.hash == *hash && r.in_flight_to() == Some(from.addr);
+        // Believed only from a member the offer went to, from its
+        // address: anyone else's word is dropped. One whose offer timed
+        // out is believed when it holds the fragment: dropping its late
+        // STORED left the offer waiting on the next member, which might
+        // never answer (0.5 s for one fragment, right after a deploy).
+        let held = outcome.is_held();
+        let asked = |r: &Request<Offer>| {
+            r.item.hash == *hash
+                && (r.in_flight_to() == Some(from.addr)
+                    || held && r.item.timed_out == Some(from.addr))
+        };
         let Some(position) = self.requests.position(asked) else { return };
         self.requester.hint(*hash, holders);
         let Some(request) = self.requests.get_mut(position) else { return };

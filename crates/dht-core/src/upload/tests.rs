@@ -122,3 +122,73 @@ fn an_upload_whose_holders_are_all_full_fails_with_no_holder_not_a_spin() {
         net.upload_done(client)
     );
 }
+
+/// The NEWFILEs in `out`: (to, hash).
+fn offers(out: &crate::testing::Outbox) -> std::vec::Vec<(PeerAddr, FragmentHash)> {
+    out.sent()
+        .iter()
+        .filter_map(|(to, bytes)| match crate::wire::Packet::decode(bytes) {
+            Ok(p) => match p.message {
+                crate::wire::Message::NewFile { hash, .. } => Some((*to, hash)),
+                _ => None,
+            },
+            Err(_) => None,
+        })
+        .collect()
+}
+
+#[test]
+fn a_late_stored_from_a_member_whose_offer_timed_out_is_believed() {
+    // Three members a shard: an offer that times out goes to another.
+    let mut net = Net::joined(3, 48, 64);
+    let client = net.add_client();
+    net.join(client, 2);
+    assert!(net.run_until(Duration::from_secs(5), |n| n.node(client).is_joined()));
+    // One data fragment and the root; the network is not run: the test
+    // plays the members.
+    let data = bytes(5, 100);
+    let name = IndexName::from_file_name("late.bin");
+    let mut upload = Upload::<_, 4>::new(name, crate::upload::Bytes(data)).unwrap();
+    let node = &mut net.hosts[client].node;
+    let mut now = net.now;
+    let mut out = crate::testing::Outbox::default();
+    upload.start(now, node, &mut out);
+    let first = offers(&out);
+    assert_eq!(first.len(), 1, "only the data fragment is offered before it is stored");
+    let (slow, hash) = first[0];
+    // No FILEGET, no STORED: the offer times out and goes to another member.
+    now += Duration::from_secs(3);
+    let mut out = crate::testing::Outbox::default();
+    App::handle_timeout(&mut upload, now, node, &mut out);
+    let second = offers(&out);
+    assert!(second.iter().any(|(to, h)| *h == hash && *to != slow), "{second:?}");
+    // The slow member's STORED comes after all, from its address.
+    let from = PeerInfo { id: crate::id::NodeId(0), addr: slow };
+    let stored = Reply::Stored {
+        from,
+        hash,
+        outcome: StoreOutcome::Stored,
+        holders: crate::wire::HolderList::new(),
+    };
+    let mut out = crate::testing::Outbox::default();
+    App::handle_reply(&mut upload, now, node, &stored, &mut out);
+    // The fragment counts as stored: the root is offered next.
+    let root = upload.index_hash().unwrap();
+    assert!(offers(&out).iter().any(|(_, h)| *h == root), "the root is not offered");
+    // A STORED from a member never offered the fragment is not believed.
+    let mut other = Upload::<_, 4>::new(name, crate::upload::Bytes(bytes(6, 100))).unwrap();
+    let mut out = crate::testing::Outbox::default();
+    other.start(now, node, &mut out);
+    let (asked, hash) = offers(&out)[0];
+    let stranger = PeerInfo { id: crate::id::NodeId(1), addr: Net::addr(15) };
+    assert_ne!(stranger.addr, asked);
+    let forged = Reply::Stored {
+        from: stranger,
+        hash,
+        outcome: StoreOutcome::Stored,
+        holders: crate::wire::HolderList::new(),
+    };
+    let mut out = crate::testing::Outbox::default();
+    App::handle_reply(&mut other, now, node, &forged, &mut out);
+    assert!(offers(&out).is_empty(), "a stranger's STORED moved the upload on");
+}
