@@ -98,7 +98,18 @@ fn index_fragments_keep_the_copies_their_upload_asked_for() {
         indexes.iter().map(|h| sim.copies(h)).collect::<Vec<_>>()
     );
     assert!(fewest >= INDEX_COPIES, "an index fragment fell to {fewest} copies");
-    assert!(data_copies(&sim) <= R + 1, "data fragments are kept at R, not at the index count");
+    // The restarted holders brought their data fragments back too: the
+    // extra copies of those go down to R (a maintenance round or two),
+    // never up to the index count.
+    let start = sim.now();
+    while data_copies(&sim) > R + 1 && sim.now() - start < Duration::from_secs(300) {
+        sim.run_for(Duration::from_secs(5));
+    }
+    assert!(
+        data_copies(&sim) <= R + 1,
+        "data fragments are kept at R, not at the index count: {}",
+        data_copies(&sim)
+    );
 }
 
 #[test]
