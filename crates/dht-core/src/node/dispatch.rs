@@ -169,9 +169,7 @@ impl<S: FragmentStore, const NEIGHBORS: usize, const DEDUP: usize, const FETCHES
             self.out.drop(DropReason::NotServed);
             return None;
         }
-        if !singlecast && !self.admit_relayed(now, from, &packet) {
-            return None;
-        }
+        let first_copy = if singlecast { true } else { self.admit_relayed(now, from, &packet)? };
         let neighbor = self.membership.table.contains_addr(from);
         match packet.transmission {
             Transmission::Singlecast | Transmission::Randomcast { hops: 0 } => {}
@@ -193,7 +191,10 @@ impl<S: FragmentStore, const NEIGHBORS: usize, const DEDUP: usize, const FETCHES
             }
             Transmission::Broadcast { breadth, uid } => {
                 let breadth = breadth.min(self.config.max_breadth);
-                if breadth > 0 && neighbor && self.news(now, &packet.message) {
+                // A wider copy of a broadcast seen already is relayed
+                // (the news was judged at the first copy), not processed.
+                let news = !first_copy || self.news(now, &packet.message);
+                if breadth > 0 && neighbor && news {
                     let relayed = Packet {
                         transmission: Transmission::Broadcast { breadth: breadth - 1, uid },
                         source: packet.source,
@@ -203,6 +204,9 @@ impl<S: FragmentStore, const NEIGHBORS: usize, const DEDUP: usize, const FETCHES
                     let targets = self.membership.table.iter().map(|n| n.peer.addr);
                     let except = [from, packet.source.addr];
                     self.out.relay_to_all(sink, &mut self.jar, now, &relayed, targets, &except);
+                }
+                if !first_copy {
+                    return None;
                 }
             }
         }
@@ -266,31 +270,35 @@ impl<S: FragmentStore, const NEIGHBORS: usize, const DEDUP: usize, const FETCHES
     }
 
     /// Rule 3 for a randomcast or broadcast: whether it may be relayed and
-    /// processed (counted if not).
-    fn admit_relayed(&mut self, now: Instant, from: PeerAddr, packet: &Packet<'_>) -> bool {
+    /// processed (`Some(true)`), only relayed (`Some(false)`: a wider copy
+    /// of a broadcast seen already), or neither (`None`, counted).
+    fn admit_relayed(&mut self, now: Instant, from: PeerAddr, packet: &Packet<'_>) -> Option<bool> {
         if !relayable(packet.message.kind()) {
             self.out.drop(DropReason::NotRelayable);
-            return false;
+            return None;
         }
-        if let Transmission::Broadcast { uid, .. } = packet.transmission {
-            match self.dedup.first_time(uid, now) {
+        let mut first_copy = true;
+        if let Transmission::Broadcast { uid, breadth } = packet.transmission {
+            let breadth = breadth.min(self.config.max_breadth);
+            match self.dedup.first_time(uid, breadth, now) {
                 crate::dedup::Seen::New => {}
+                crate::dedup::Seen::Wider => first_copy = false,
                 crate::dedup::Seen::Duplicate => {
                     self.out.drop(DropReason::DuplicateBroadcast);
-                    return false;
+                    return None;
                 }
                 crate::dedup::Seen::Full => {
                     self.out.drop(DropReason::DedupFull);
-                    return false;
+                    return None;
                 }
             }
         }
         let limits = Limits { rate: self.config.relay_rate, burst: self.config.relay_burst };
         if !self.budgets.take(from, Cost::Relay, limits, now) {
             self.out.drop(DropReason::RateLimited);
-            return false;
+            return None;
         }
-        true
+        Some(first_copy)
     }
 
     /// Processes a packet addressed to this node, received from `from`;

@@ -428,6 +428,36 @@ fn a_broadcast_is_processed_once_per_node_however_often_it_arrives() {
 }
 
 #[test]
+fn a_broadcast_seen_with_no_breadth_left_is_relayed_when_a_wider_copy_comes() {
+    let mut net = Net::joined(12, 8, 4);
+    net.drive();
+    // Two neighbors of node 0; the second originated the broadcast.
+    let (relay, origin) = (net.node(1).me(), net.node(2).me());
+    assert!(net.node(0).neighbors().contains_addr(relay.addr));
+    assert!(net.node(0).neighbors().contains_addr(origin.addr));
+    let source = Source { id: origin.id, addr: origin.addr, member: true, window: 0, full: false };
+    let ping = || Message::Ping { nonce: 42 };
+    let (pings, pongs) = (sent(&net, 0, MessageKind::Ping), sent(&net, 0, MessageKind::Pong));
+    let duplicates = net.node(0).counters().drops_of(DropReason::DuplicateBroadcast);
+    // The copy that came the long way first: answered, not relayed.
+    let spent = Transmission::Broadcast { breadth: 0, uid: 77 };
+    net.forge(0, relay.addr, source, spent, ping(), true);
+    assert_eq!(sent(&net, 0, MessageKind::Pong), pongs + 1, "answered once");
+    assert_eq!(sent(&net, 0, MessageKind::Ping), pings, "no breadth left: not relayed");
+    // A copy with breadth left, later: relayed to the other neighbors, not
+    // answered again.
+    let wider = Transmission::Broadcast { breadth: 2, uid: 77 };
+    net.forge(0, relay.addr, source, wider, ping(), true);
+    let others = net.node(0).neighbors().len() as u64 - 2;
+    assert_eq!(sent(&net, 0, MessageKind::Ping), pings + others, "relayed to the rest");
+    assert_eq!(sent(&net, 0, MessageKind::Pong), pongs + 1, "not answered twice");
+    // The same breadth again is a duplicate.
+    net.forge(0, relay.addr, source, wider, ping(), true);
+    assert_eq!(sent(&net, 0, MessageKind::Ping), pings + others);
+    assert_eq!(net.node(0).counters().drops_of(DropReason::DuplicateBroadcast), duplicates + 1);
+}
+
+#[test]
 fn the_wake_up_invariant_holds_under_loss_churn_and_leaves() {
     // The harness asserts the invariant after every wake-up; this runs it
     // through many states: joins, uploads, downloads, 20 % loss, a leave,
