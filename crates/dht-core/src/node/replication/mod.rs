@@ -249,13 +249,13 @@ impl<const F: usize> Replication<F> {
         self.timeouts(config).into_iter().flatten().min()
     }
 
-    /// The wake-ups of fetches, announcements, repair and hand-off.
     /// Whether a repair scan of the store runs (after a change among the
     /// shard's members, or a lost announcement).
     pub(crate) fn repairing(&self) -> bool {
         self.repair.poll_timeout().is_some()
     }
 
+    /// The wake-ups of fetches, announcements, repair and hand-off.
     pub(crate) fn timeouts(&self, config: &Config) -> [Option<Instant>; 4] {
         [
             self.fetches.poll_timeout(config),
