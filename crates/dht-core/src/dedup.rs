@@ -53,7 +53,7 @@ pub enum Seen {
 pub struct BroadcastDedup<const N: usize> {
     uids: [u64; N],
     /// When each UID was seen (13 bytes an entry with the UID and the
-    /// breadth, not 24).
+    /// breadth, not the 16 of a struct of the three).
     seen: [Stamp; N],
     /// The largest breadth each UID came with.
     breadth: [u8; N],
@@ -69,7 +69,12 @@ impl<const N: usize> BroadcastDedup<N> {
 
     /// Whether `uid` is in the ring.
     pub fn contains(&self, uid: u64) -> bool {
-        self.uids.get(..self.len).is_some_and(|seen| seen.contains(&uid))
+        self.position(uid).is_some()
+    }
+
+    /// Where `uid` is in the ring.
+    fn position(&self, uid: u64) -> Option<usize> {
+        self.uids.get(..self.len)?.iter().position(|u| *u == uid)
     }
 
     /// Records `uid` seen at `now`, forgetting the oldest UID if the ring is
@@ -97,8 +102,7 @@ impl<const N: usize> BroadcastDedup<N> {
     /// a duplicate, a wider copy of one seen, or refused because the ring
     /// would turn over too fast.
     pub fn first_time(&mut self, uid: u64, breadth: u8, now: Instant) -> Seen {
-        let len = self.len;
-        if let Some(i) = self.uids.get(..len).and_then(|seen| seen.iter().position(|u| *u == uid)) {
+        if let Some(i) = self.position(uid) {
             return match self.breadth.get_mut(i) {
                 Some(widest) if *widest < breadth => {
                     *widest = breadth;
