@@ -111,10 +111,7 @@ fn fill_level(held: usize, capacity: usize) -> (bool, bool) {
 
 impl App<DirStore, 256, 1024, 64> for NodeApp {
     fn poll_timeout(&self) -> Option<dht_core::time::Instant> {
-        match (self.summary_at, self.watch_at) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        [self.summary_at, self.watch_at].into_iter().flatten().min()
     }
 
     /// Every `--summary-every` seconds: fragments held, neighbours, and the traffic
