@@ -78,12 +78,13 @@ pub struct RedundancyArg {
 /// Reads data fragment `n` of `source` zero-padded to 8192 bytes, as it
 /// is stored (the core's [`read_fragment`]).
 fn read_padded(source: &mut impl FileSource, size: u64, n: u64) -> io::Result<Vec<u8>> {
-    let mut buf = [0u8; FRAGMENT_SIZE];
-    if !read_fragment(source, size, n, &mut buf) {
+    let mut buf = vec![0u8; FRAGMENT_SIZE];
+    let whole = <&mut dht_core::fragment::FragmentBytes>::try_from(buf.as_mut_slice());
+    if !whole.is_ok_and(|whole| read_fragment(source, size, n, whole)) {
         let offset = n * FRAGMENT_SIZE as u64;
         return Err(io::Error::other(format!("cannot read the file at byte {offset}")));
     }
-    Ok(buf.to_vec())
+    Ok(buf)
 }
 
 fn rs_error(e: reed_solomon_simd::Error) -> io::Error {
