@@ -250,9 +250,10 @@ pub const EXIT_STATUS_HELP: &str = exit_status_help!();
 
 /// Why a tool failed: its exit status ([`exit`]), the chain of causes
 /// (what the tool was doing, then why that failed, outermost first) and
-/// what to try, printed on one line: `dhtrecv: cannot download 3f2a…:
-/// download failed: no holder of fragment 12 answered; the partial
-/// download is kept in ….part: run the same command again to continue it`.
+/// what to try, printed on one line: `dhtrecv: cannot get 3f2a… from
+/// 127.0.0.1:8000: fragment 12 of the file could not be fetched after 16
+/// attempts; the partial download is kept in ….part: run the same command
+/// again to continue it`.
 #[derive(Debug)]
 pub struct Failure {
     /// The exit status.
