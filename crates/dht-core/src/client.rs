@@ -13,6 +13,7 @@
 use crate::config::SHARD_COUNT;
 use crate::flow::{PeerWindows, RttEstimator};
 use crate::fragment::FragmentHash;
+use crate::holders::{Placement, MAX_COPIES, SHARD_COPIES};
 use crate::id::{PeerAddr, PeerInfo};
 use crate::node::{Node, Transmit};
 use crate::requests::{Request, RequestTable};
@@ -204,7 +205,12 @@ impl<const PEERS: usize> Requester<PEERS> {
         }
     }
 
-    /// Chooses the peer for the `attempt`-th request of `hash`.
+    /// Chooses the peer for the `attempt`-th request of `hash`. A request
+    /// for a fragment whose copies may be spread over several shards (an
+    /// index, [`crate::holders::Placement`]) may go, after the members of
+    /// its own shard, to the best known members of the shards they are
+    /// spread to (`spread`).
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn pick<S: FragmentStore, const N: usize, const D: usize, const F: usize>(
         &mut self,
         now: Instant,
@@ -212,6 +218,7 @@ impl<const PEERS: usize> Requester<PEERS> {
         hash: &FragmentHash,
         attempt: u8,
         tried: &Tried,
+        spread: bool,
         sink: &mut impl Transmit,
     ) -> Pick {
         let mut candidates: heapless::Vec<PeerInfo, CANDIDATES> = heapless::Vec::new();
@@ -225,9 +232,17 @@ impl<const PEERS: usize> Requester<PEERS> {
             named_count = candidates.len();
         }
         let known = node.holder_candidates::<CANDIDATES>(hash);
-        for peer in known.iter() {
+        let mut add = |peer: PeerInfo| {
             if !candidates.iter().any(|p| p.addr == peer.addr) {
                 let _ = candidates.push(peer);
+            }
+        };
+        known.iter().for_each(&mut add);
+        if spread {
+            let placement = Placement::counted(MAX_COPIES as u8);
+            for shard in placement.shards(hash).skip(1) {
+                let best = node.holder_candidates_in::<SHARD_COPIES>(hash, shard);
+                best.iter().for_each(&mut add);
             }
         }
         if candidates.is_empty() {
@@ -496,9 +511,9 @@ mod tests {
         let now = net.now;
         let mut picked = None;
         net.command(client, |node, _, out| {
-            let before = requester.pick(now, node, &hash, 0, &Tried::new(), out);
+            let before = requester.pick(now, node, &hash, 0, &Tried::new(), false, out);
             requester.hint(hash, &holders);
-            let after = requester.pick(now, node, &hash, 0, &Tried::new(), out);
+            let after = requester.pick(now, node, &hash, 0, &Tried::new(), false, out);
             picked = Some((before, after));
         });
         let (before, after) = picked.unwrap();
@@ -520,10 +535,10 @@ mod tests {
         let mut now = net.now;
         for k in 0..DISCOVERY_ATTEMPTS {
             net.command(client, |node, _, out| {
-                picks.push(requester.pick(now, node, &hash, 0, &Tried::new(), out));
+                picks.push(requester.pick(now, node, &hash, 0, &Tried::new(), false, out));
                 // Not yet time for the next search: it still waits.
                 let early = now + discovery_wait(k + 1) - Duration::from_millis(1);
-                picks.push(requester.pick(early, node, &hash, 0, &Tried::new(), out));
+                picks.push(requester.pick(early, node, &hash, 0, &Tried::new(), false, out));
             });
             now += discovery_wait(k + 1);
         }
@@ -533,7 +548,10 @@ mod tests {
         let searched = now - net.now;
         assert_eq!(searched, Duration::from_millis(30_100), "{searched}");
         net.command(client, |node, _, out| {
-            assert_eq!(requester.pick(now, node, &hash, 0, &Tried::new(), out), Pick::NoHolder);
+            assert_eq!(
+                requester.pick(now, node, &hash, 0, &Tried::new(), false, out),
+                Pick::NoHolder
+            );
         });
     }
 }

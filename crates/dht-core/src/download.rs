@@ -642,8 +642,10 @@ impl<K: FileSink, const WINDOW: usize, const DEPTH: usize> Download<K, WINDOW, D
             let Some(i) = self.requests.next_ready(now) else { return false };
             let Some(&request) = self.requests.get(i) else { return false };
             let hash = request.item.hash;
-            let pick =
-                self.requester.pick(now, node, &hash, request.attempts, &request.item.tried, sink);
+            // An index (no item number) may have copies in several shards.
+            let spread = request.item.item.is_none();
+            let tried = &request.item.tried;
+            let pick = self.requester.pick(now, node, &hash, request.attempts, tried, spread, sink);
             if let Some(shard) = self.requester.take_search_began() {
                 self.events.push(DownloadEvent::Searching { shard });
             }

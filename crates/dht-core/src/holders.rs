@@ -23,12 +23,76 @@
 
 use heapless::Vec;
 
+use crate::config::SHARD_COUNT;
 use crate::fragment::FragmentHash;
-use crate::id::{NodeId, PeerAddr, PeerInfo};
+use crate::id::{NodeId, PeerAddr, PeerInfo, Shard};
 use crate::neighbors::NeighborTable;
 
 /// The largest replication factor the ranking computes holders for.
 pub const MAX_COPIES: usize = 16;
+
+/// The most copies one shard keeps of a fragment whose uploader asked for
+/// a count of its own: a larger count is spread over consecutive shards,
+/// so that a shard emptied by a crash (on 64 nodes, a quarter of the
+/// shards lose all four members when half the nodes die) does not take
+/// the fragment with it.
+pub const SHARD_COPIES: usize = 4;
+
+/// Where the copies of a fragment go: the top `per_shard` members of each
+/// of `shards` consecutive shards, from the fragment's own (`hash mod 16`)
+/// upwards, wrapping after 15.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Placement {
+    /// Shards that keep copies (1 to 4).
+    pub shards: u8,
+    /// Copies each of them keeps.
+    pub per_shard: usize,
+}
+
+impl Placement {
+    /// The network's `r` copies, all in the fragment's own shard (a
+    /// fragment stored without a count of its own).
+    pub fn home(r: usize) -> Self {
+        Placement { shards: 1, per_shard: r.clamp(1, MAX_COPIES) }
+    }
+
+    /// A count of its own (NEWFILE's `copies`, 1 to 255): up to
+    /// [`SHARD_COPIES`] in the fragment's shard; more spread evenly over
+    /// `ceil(copies / 4)` shards (16, the most: 4 in each of 4 shards).
+    ///
+    /// ```
+    /// use dht_core::holders::Placement;
+    /// assert_eq!(Placement::counted(2), Placement { shards: 1, per_shard: 2 });
+    /// assert_eq!(Placement::counted(16), Placement { shards: 4, per_shard: 4 });
+    /// assert_eq!(Placement::counted(5), Placement { shards: 2, per_shard: 3 });
+    /// ```
+    pub fn counted(copies: u8) -> Self {
+        let copies = usize::from(copies).clamp(1, MAX_COPIES);
+        let shards = copies.div_ceil(SHARD_COPIES);
+        Placement { shards: shards as u8, per_shard: copies.div_ceil(shards) }
+    }
+
+    /// Copies kept in all.
+    pub fn total(&self) -> usize {
+        usize::from(self.shards) * self.per_shard
+    }
+
+    /// How many shards after `hash`'s own `shard` is (0 for its own).
+    fn step(hash: &FragmentHash, shard: Shard) -> u8 {
+        (shard.get() + SHARD_COUNT - hash.shard().get()) % SHARD_COUNT
+    }
+
+    /// Whether `shard` keeps copies of `hash`.
+    pub fn covers(&self, hash: &FragmentHash, shard: Shard) -> bool {
+        Self::step(hash, shard) < self.shards
+    }
+
+    /// The shards that keep copies of `hash`, its own first.
+    pub fn shards(&self, hash: &FragmentHash) -> impl Iterator<Item = Shard> {
+        let own = hash.shard().get();
+        (0..self.shards).filter_map(move |j| Shard::new((own + j) % SHARD_COUNT))
+    }
+}
 
 /// The score of `id` for holding `hash` in rendezvous hashing.
 pub fn rendezvous_score(hash: &FragmentHash, id: NodeId) -> u64 {
@@ -76,7 +140,19 @@ impl<const K: usize> Holders<K> {
         me: Option<PeerInfo>,
         limit: usize,
     ) -> Self {
-        let shard = hash.shard();
+        Self::of_shard_in(hash, hash.shard(), table, me, limit)
+    }
+
+    /// Ranks the members of `shard` in `table` for `hash` (a shard its
+    /// copies are spread to, [`Placement`]), and `me` if given and of that
+    /// shard.
+    pub fn of_shard_in<const N: usize>(
+        hash: &FragmentHash,
+        shard: Shard,
+        table: &NeighborTable<N>,
+        me: Option<PeerInfo>,
+        limit: usize,
+    ) -> Self {
         let me = me.filter(|m| m.shard() == shard);
         // A member whose store is full holds no new fragment: the next in
         // rank takes its place.

@@ -235,7 +235,7 @@ impl<const N: usize> Verify<N> {
             let attempt = self.request.attempts;
             let mut skip = self.request.item;
             skip.remember(check.acknowledged_by);
-            let pick = self.requester.pick(now, node, &check.hash, attempt, &skip, sink);
+            let pick = self.requester.pick(now, node, &check.hash, attempt, &skip, false, sink);
             log::trace!("verify: {:?} attempt {attempt}: {pick:?}", check.hash);
             match pick {
                 Pick::Target(to) if !skip.contains(&to) => {

@@ -6,7 +6,8 @@
 //! This is a placement model, not a protocol run: it places every piece of
 //! a file exactly as the network does (the shard of `hash mod 16`, the top
 //! `c` members of that shard by the core's own rendezvous ranking,
-//! [`Holders::rank`]), on a network whose shards are balanced (as the
+//! [`Holders::rank`]; a count above 4, as index fragments are stored, is
+//! spread over consecutive shards by the core's [`Placement`]), on a network whose shards are balanced (as the
 //! core's shard choice keeps them), then crashes a uniformly random set of
 //! nodes at once. A piece survives when one of its holders does; a file
 //! survives when every index fragment survives and every stripe keeps at
@@ -24,7 +25,7 @@
 //! fresh fragment hashes and a fresh crash.
 
 use dht_core::fragment::FragmentHash;
-use dht_core::holders::{Holders, MAX_COPIES};
+use dht_core::holders::{Holders, Placement, MAX_COPIES};
 use dht_core::id::{NodeId, PeerAddr, PeerInfo};
 use dht_core::rand::Rng;
 
@@ -42,10 +43,11 @@ struct Design {
     /// Parity fragments per full stripe.
     m: u64,
     /// Copies of every data and parity fragment.
-    copies: usize,
-    /// Copies of every index fragment (capped by the shard's size and by
-    /// the ranking's limit, [`MAX_COPIES`]).
-    index_copies: usize,
+    copies: u8,
+    /// Copies of every index fragment, placed as the network places a
+    /// counted fragment ([`Placement::counted`]: more than 4 are spread
+    /// over several shards; each shard's share is capped by its members).
+    index_copies: u8,
 }
 
 impl Design {
@@ -94,16 +96,21 @@ impl Network {
         Network { shards, nodes }
     }
 
-    /// The nodes (by index) that hold a fragment of `hash` with `copies`.
-    fn holders(&self, hash: &FragmentHash, copies: usize, out: &mut Vec<usize>) {
+    /// The nodes (by index) that hold a fragment of `hash` stored with
+    /// `copies`.
+    fn holders(&self, hash: &FragmentHash, copies: u8, out: &mut Vec<usize>) {
         out.clear();
-        let members = &self.shards[usize::from(hash.shard().get())];
-        if copies >= members.len() {
-            out.extend(members.iter().map(|p| usize::from(p.addr.port())));
-            return;
+        let placement = Placement::counted(copies);
+        let copies = placement.per_shard;
+        for shard in placement.shards(hash) {
+            let members = &self.shards[shard.index()];
+            if copies >= members.len() {
+                out.extend(members.iter().map(|p| usize::from(p.addr.port())));
+                continue;
+            }
+            let top = Holders::<MAX_COPIES>::rank(hash, members.iter().copied(), copies);
+            out.extend(top.iter().map(|p| usize::from(p.addr.port())));
         }
-        let top = Holders::<MAX_COPIES>::rank(hash, members.iter().copied(), copies);
-        out.extend(top.iter().map(|p| usize::from(p.addr.port())));
     }
 }
 
@@ -183,7 +190,7 @@ fn main() {
     let trials = args.first().copied().unwrap_or(1000);
     let seed = args.get(1).copied().unwrap_or(1);
     let designs = [
-        Design { name: "3 copies (today)", k: 0, m: 0, copies: 3, index_copies: 3 },
+        Design { name: "3 copies (plain files)", k: 0, m: 0, copies: 3, index_copies: 3 },
         Design { name: "RS 128+16 x3", k: 128, m: 16, copies: 3, index_copies: 3 },
         Design { name: "RS 128+64 x3", k: 128, m: 64, copies: 3, index_copies: 3 },
         Design { name: "RS 128+32 x3, index x16", k: 128, m: 32, copies: 3, index_copies: 16 },
@@ -193,7 +200,7 @@ fn main() {
         Design { name: "RS 64+136 x1, index x16", k: 64, m: 136, copies: 1, index_copies: 16 },
     ];
     let crashes = [30u64, 50, 60];
-    let sizes = [("2 MB", 2u64 << 20), ("20 MB", 20 << 20)];
+    let sizes = [("300 KB", 300_000u64), ("2 MB", 2u64 << 20), ("20 MB", 20 << 20)];
     println!("durability: share of files that survive a simultaneous crash ({trials} trials per cell, seed {seed})");
     println!(
         "{:<7} {:<6} {:<25} {:>7} {:>13} {:>8} {:>8} {:>8}",

@@ -55,9 +55,22 @@ fn index_fragments_keep_the_copies_their_upload_asked_for() {
         indexes.iter().map(|h| sim.copies(h)).collect::<Vec<_>>()
     );
     let data_copies = |s: &Sim| fragments.iter().map(|h| s.copies(h)).max().unwrap_or(0);
+    // Eight copies are four in each of two shards: the fragment's own and
+    // the next (a shard emptied by a crash does not take them all).
+    for index in &indexes {
+        let mut per_shard = [0usize; 16];
+        for holder in sim.holders_of(index) {
+            per_shard[sim.node(holder).unwrap().shard().index()] += 1;
+        }
+        let own = index.shard().index();
+        let mut want = [0usize; 16];
+        want[own] = 4;
+        want[(own + 1) % 16] = 4;
+        assert_eq!(per_shard, want, "copies of {index:?} by shard");
+    }
 
-    // Two holders of the root crash: repair brings it back to 8 among the
-    // eight members of its shard left.
+    // Two holders of the root crash: repair brings it back to 8 (4 in
+    // each of its two shards, of 10 members each).
     let root: FragmentHash = hash;
     let victims: Vec<_> = sim.holders_of(&root).into_iter().take(2).collect();
     for &v in &victims {
@@ -82,8 +95,10 @@ fn index_fragments_keep_the_copies_their_upload_asked_for() {
     );
 
     // They come back on their stores: the extra copies go, down to 8.
+    // Each through a member that stayed up (not through itself).
+    let seed = *members.iter().find(|m| !victims.contains(m)).unwrap();
     for &v in &victims {
-        sim.restart(v, members[0]);
+        sim.restart(v, seed);
     }
     sim.run_for(Duration::from_secs(5));
     let start = sim.now();
@@ -148,4 +163,57 @@ fn data_fragments_asked_in_fewer_copies_than_r_stay_that_few_and_are_repaired() 
         "data copies after a crash {:?}",
         fragments.iter().map(|h| sim.copies(h)).collect::<Vec<_>>()
     );
+}
+
+#[test]
+fn an_index_whose_own_shard_died_is_read_from_the_next_shards() {
+    // 4 members a shard, as on 64 nodes: 16 copies of an index are 4 in
+    // each of 4 shards, every member of them.
+    let (mut sim, members, client) = network(33, 64);
+    // One data fragment and its root, in different shards (the data has
+    // no copies outside its own).
+    let (data, fragment) = (0..)
+        .map(|seed| {
+            let data = random_bytes(seed, 5_000);
+            let mut fragment = None;
+            let name = IndexName::from_file_name("small.bin");
+            let root = hash_file(name, &mut Bytes(&data[..]), |item, hash| {
+                if let Item::Data(_) = item {
+                    fragment = Some(hash);
+                }
+            })
+            .unwrap();
+            (data, fragment.unwrap(), root)
+        })
+        .find(|(_, fragment, root)| fragment.shard() != root.shard())
+        .map(|(data, fragment, _)| (data, fragment))
+        .unwrap();
+    let root = sim.start_upload_with_copies(client, "small.bin", data.clone(), 16, 0).unwrap();
+    assert!(sim.run_until(Duration::from_secs(60), |s| s.app_done(client)));
+    assert_eq!(sim.upload_result(client), Some(Ok(root)));
+    let shard_of = |s: &Sim, h: HostId| s.node(h).map(|n| n.shard());
+    let spread: Vec<_> = (0..4).map(|j| (root.shard().get() + j) % 16).collect();
+    let in_spread = |s: &Sim| {
+        let mut shards: Vec<u8> =
+            s.holders_of(&root).iter().filter_map(|&h| shard_of(s, h)).map(|x| x.get()).collect();
+        shards.sort_unstable();
+        shards.dedup();
+        let mut want = spread.clone();
+        want.sort_unstable();
+        shards == want
+    };
+    assert!(sim.run_until(Duration::from_secs(60), in_spread), "root not in 4 shards");
+    assert!(sim.copies(&fragment) >= 1);
+
+    // Every member of the root's own shard crashes.
+    let victims: Vec<HostId> =
+        members.iter().copied().filter(|&m| shard_of(&sim, m) == Some(root.shard())).collect();
+    assert!(!victims.is_empty());
+    for &v in &victims {
+        sim.crash(v);
+    }
+    assert_eq!(sim.copies(&root), sim.holders_of(&root).len());
+    sim.start_download(client, root);
+    assert!(sim.run_until(Duration::from_secs(60), |s| s.app_done(client)));
+    assert_eq!(sim.download_result(client), Some(&Ok(data)), "{} victims", victims.len());
 }

@@ -376,6 +376,16 @@ impl<S: FragmentStore, const NEIGHBORS: usize, const DEDUP: usize, const FETCHES
         Holders::of_shard(hash, &self.membership.table, None, K)
     }
 
+    /// Known members of `shard` that should hold `hash` if its copies are
+    /// spread there ([`crate::holders::Placement`]), best first.
+    pub fn holder_candidates_in<const K: usize>(
+        &self,
+        hash: &FragmentHash,
+        shard: crate::id::Shard,
+    ) -> Holders<K> {
+        Holders::of_shard_in(hash, shard, &self.membership.table, None, K)
+    }
+
     // ----- outputs -------------------------------------------------------
 
     /// The next application event.

@@ -573,7 +573,7 @@ impl<SRC: FileSource, const WINDOW: usize, const DEPTH: usize, const W: usize>
             let Some(&request) = self.requests.get(i) else { return };
             let Offer { item, hash, .. } = request.item;
             let attempt = request.attempts;
-            let pick = self.requester.pick(now, node, &hash, attempt, &Tried::new(), sink);
+            let pick = self.requester.pick(now, node, &hash, attempt, &Tried::new(), false, sink);
             if let Some(shard) = self.requester.take_search_began() {
                 self.events.push(UploadEvent::Searching { shard });
             }

@@ -118,7 +118,7 @@ impl Collector {
             }
             let copies = view.copies_with(extra).unwrap_or(MAX_COPIES);
             let top = view.top(&hash, copies, false);
-            if top.len() < copies || hash.shard() != view.me.shard() {
+            if top.len() < copies || !view.covers(&hash, extra) {
                 // Not every holder is known: keep the copy.
                 continue;
             }

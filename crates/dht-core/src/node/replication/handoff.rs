@@ -210,8 +210,9 @@ fn replacement_for<const N: usize>(
     if !with_me.contains(view.me.id) {
         return None;
     }
+    let wider_count = copies + usize::from(HANDOFF_TRIES);
     let wider: Holders<{ MAX_COPIES + HANDOFF_TRIES as usize }> =
-        Holders::of_shard(hash, view.table, None, copies + usize::from(HANDOFF_TRIES));
+        Holders::of_shard_in(hash, view.me.shard(), view.table, None, wider_count);
     let outside = |p: &PeerInfo| !with_me.contains_addr(p.addr);
     let count = wider.iter().filter(outside).count();
     if count == 0 {

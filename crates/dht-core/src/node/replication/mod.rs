@@ -32,7 +32,9 @@ use crate::config::{Config, Role};
 use crate::counters::DropReason;
 use crate::flow::AdvertisedWindows;
 use crate::fragment::FragmentHash;
-use crate::holders::{Holders, MAX_COPIES};
+#[cfg(doc)]
+use crate::holders::SHARD_COPIES;
+use crate::holders::{Holders, Placement, MAX_COPIES};
 use crate::id::{PeerAddr, PeerInfo};
 use crate::neighbors::NeighborTable;
 use crate::node::{Event, Transmit};
@@ -71,8 +73,9 @@ impl<'a, const N: usize> View<'a, N> {
 }
 
 impl<const N: usize> View<'_, N> {
-    /// The top `copies` holders of `hash` among the known members of its
-    /// shard, with this node if `with_me`, best first.
+    /// The top `copies` holders of `hash` among the known members of this
+    /// node's shard, with this node if `with_me`, best first. Callers ask
+    /// only of fragments this node's shard keeps ([`View::covers`]).
     pub(crate) fn top(
         &self,
         hash: &FragmentHash,
@@ -80,27 +83,39 @@ impl<const N: usize> View<'_, N> {
         with_me: bool,
     ) -> Holders<MAX_COPIES> {
         let me = (with_me && !self.full).then_some(self.me);
-        Holders::of_shard(hash, self.table, me, copies)
+        Holders::of_shard_in(hash, self.me.shard(), self.table, me, copies)
     }
 
-    /// The replication factor, clamped to what the ranking computes.
-    fn copies(&self) -> Option<usize> {
-        self.copies_with(0)
+    /// Where the copies of a fragment whose recorded count is `extra`
+    /// (NEWFILE's `copies`) go: the network's `R` in its own shard for 0,
+    /// else that count ([`Placement::counted`]); `None` under whole-shard
+    /// replication.
+    pub(crate) fn placement(&self, extra: u8) -> Option<Placement> {
+        let placement =
+            |r: usize| if extra == 0 { Placement::home(r) } else { Placement::counted(extra) };
+        self.config.copies().map(placement)
     }
 
-    /// The copies kept of a fragment whose recorded count is `extra`
-    /// (NEWFILE's `copies`): the network's `R` for 0, else that count,
-    /// clamped to what the ranking computes.
+    /// The copies this node's shard keeps of a fragment whose recorded
+    /// count is `extra`, clamped to what the ranking computes.
     pub(crate) fn copies_with(&self, extra: u8) -> Option<usize> {
-        let count = |r: usize| if extra == 0 { r } else { usize::from(extra) };
-        self.config.copies().map(|r| count(r).clamp(1, MAX_COPIES))
+        self.placement(extra).map(|p| p.per_shard)
+    }
+
+    /// Whether this node's shard keeps copies of `hash` (of count
+    /// `extra`): its own shard, or one its copies are spread to.
+    pub(crate) fn covers(&self, hash: &FragmentHash, extra: u8) -> bool {
+        match self.placement(extra) {
+            Some(placement) => placement.covers(hash, self.me.shard()),
+            None => hash.shard() == self.me.shard(),
+        }
     }
 
     /// Whether this node should hold `hash`, whose recorded copy count is
-    /// `extra`: a member of its shard, and under bounded replication among
-    /// its top copies.
+    /// `extra`: a member of a shard that keeps it, and under bounded
+    /// replication among that shard's top copies.
     pub(crate) fn should_hold(&self, hash: &FragmentHash, extra: u8) -> bool {
-        if self.config.role != Role::Member || hash.shard() != self.me.shard() {
+        if self.config.role != Role::Member || !self.covers(hash, extra) {
             return false;
         }
         match self.copies_with(extra) {
@@ -109,10 +124,11 @@ impl<const N: usize> View<'_, N> {
         }
     }
 
-    /// Whether `peer` is among the holders of `hash` as this node sees its
-    /// shard (under whole-shard replication: any member).
+    /// Whether `peer`, a mate, is among the holders of `hash` as this
+    /// node sees its shard (under whole-shard replication: any member).
     fn ranks_as_holder(&self, hash: &FragmentHash, peer: &PeerInfo, extra: u8) -> bool {
-        if peer.shard() != hash.shard() || !self.table.contains_addr(peer.addr) {
+        let mate = peer.shard() == self.me.shard() && self.table.contains_addr(peer.addr);
+        if !mate || !self.covers(hash, extra) {
             return false;
         }
         match self.copies_with(extra) {
@@ -121,14 +137,27 @@ impl<const N: usize> View<'_, N> {
         }
     }
 
-    /// The members other than this node that should hold `hash`, as this
-    /// node sees its shard, to point a client at them.
-    pub(crate) fn suggested_holders(&self, hash: &FragmentHash) -> HolderList {
+    /// Whether `peer` is a known member of `hash`'s own shard offering a
+    /// fragment whose copies are spread to this node's shard: a holder
+    /// there passing it on ([`View::replica_targets`]). Its view of this
+    /// shard is a sample, so it may not name the top: the copy is taken,
+    /// passed to the top here, and dropped later if extra.
+    fn spread_from_home(&self, hash: &FragmentHash, peer: &PeerInfo, extra: u8) -> bool {
+        self.me.shard() != hash.shard()
+            && peer.shard() == hash.shard()
+            && self.table.contains_addr(peer.addr)
+            && self.covers(hash, extra)
+    }
+
+    /// The members other than this node that should hold `hash` (of copy
+    /// count `extra`, 0 for `R`), as this node sees its shard, to point a
+    /// client or a node passing it on at them.
+    pub(crate) fn suggested_holders(&self, hash: &FragmentHash, extra: u8) -> HolderList {
         let mut holders = HolderList::new();
-        if hash.shard() != self.me.shard() {
+        if !self.covers(hash, extra) {
             return holders;
         }
-        let copies = self.copies().unwrap_or(crate::wire::MAX_SUGGESTED_HOLDERS);
+        let copies = self.copies_with(extra).unwrap_or(crate::wire::MAX_SUGGESTED_HOLDERS);
         for peer in self.top(hash, copies, false).iter() {
             if holders.push(peer).is_err() {
                 break;
@@ -138,17 +167,25 @@ impl<const N: usize> View<'_, N> {
     }
 
     /// The known members that should hold `hash` (of copy count `extra`)
-    /// besides this node.
+    /// besides this node; from a member of its own shard also the best
+    /// known member of every other shard its copies are spread to, which
+    /// passes it to the top of its shard.
     pub(crate) fn replica_targets(&self, hash: &FragmentHash, extra: u8) -> Vec<PeerInfo, N> {
         let mut out: Vec<PeerInfo, N> = Vec::new();
-        match self.copies_with(extra) {
-            None => {
-                for n in self.table.members_of(hash.shard()) {
-                    let _ = out.push(n.peer);
-                }
+        let Some(placement) = self.placement(extra) else {
+            for n in self.table.members_of(hash.shard()) {
+                let _ = out.push(n.peer);
             }
-            Some(copies) => {
-                for peer in self.top(hash, copies, true).iter().filter(|p| p.id != self.me.id) {
+            return out;
+        };
+        let copies = placement.per_shard;
+        for peer in self.top(hash, copies, true).iter().filter(|p| p.id != self.me.id) {
+            let _ = out.push(peer);
+        }
+        if self.me.shard() == hash.shard() {
+            for shard in placement.shards(hash).skip(1) {
+                let best = Holders::<1>::of_shard_in(hash, shard, self.table, None, 1);
+                for peer in best.iter() {
                     let _ = out.push(peer);
                 }
             }
@@ -452,7 +489,11 @@ impl<const F: usize> Replication<F> {
                 ctx.out.event(Event::CorruptFragmentRemoved(hash));
             }
         }
-        let holders = view.suggested_holders(&hash);
+        // The count is not known here: outside the fragment's own shard
+        // only a spread one can be asked for, whose holders are the top
+        // [`SHARD_COPIES`] of this shard.
+        let extra = if hash.shard() == view.me.shard() { 0 } else { MAX_COPIES as u8 };
+        let holders = view.suggested_holders(&hash, extra);
         ctx.send(to, &Message::NotFound { hash, holders });
         true
     }
@@ -479,13 +520,14 @@ impl<const F: usize> Replication<F> {
             answer(ctx, StoreOutcome::AlreadyHeld, HolderList::new());
             // A higher copy count (a file stored plain, then coded, shares
             // its indexes): kept, and told to the holders it adds.
-            let more = view.copies_with(copies) > view.copies_with(store.copies(&hash));
+            let total = |extra| view.placement(extra).map(|p| p.total());
+            let more = total(copies) > total(store.copies(&hash));
             if more && budget && store.set_copies(&hash, copies) {
                 self.announce_to_holders(ctx, view, hash, copies, &[addr]);
             }
             return;
         }
-        if hash.shard() != view.me.shard() {
+        if !view.covers(&hash, copies) {
             ctx.out.drop(DropReason::WrongShard);
             answer(ctx, StoreOutcome::WrongShard, HolderList::new());
             return;
@@ -501,9 +543,11 @@ impl<const F: usize> Replication<F> {
         }
         // A mate among the holders may say we are one of them: views of the
         // shard differ while its membership settles.
-        let told_by_holder = view.ranks_as_holder(&hash, &PeerInfo { id: from.id, addr }, copies);
+        let sender = PeerInfo { id: from.id, addr };
+        let told_by_holder = view.ranks_as_holder(&hash, &sender, copies)
+            || view.spread_from_home(&hash, &sender, copies);
         if !view.should_hold(&hash, copies) && !told_by_holder {
-            answer(ctx, StoreOutcome::NotHolder, view.suggested_holders(&hash));
+            answer(ctx, StoreOutcome::NotHolder, view.suggested_holders(&hash, copies));
             return;
         }
         if self.fetches.nudge(ctx, addr, &hash) {
