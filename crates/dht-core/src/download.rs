@@ -199,6 +199,9 @@ struct Wanted {
     /// The round trip was sampled (at the first piece of a first
     /// attempt), or can no longer be (missing pieces were asked again).
     sampled: bool,
+    /// Every member known to hold it was asked and failed it: the pick
+    /// came back to one tried already.
+    asked_all: bool,
 }
 
 /// A place for one fragment in the window, or for the index being
@@ -309,6 +312,7 @@ impl<K: FileSink, const WINDOW: usize, const DEPTH: usize> Download<K, WINDOW, D
             tried: Tried::new(),
             progress: false,
             sampled: false,
+            asked_all: false,
         };
         let _ = requests.push(Request::new(wanted, Instant::ZERO));
         let mut requester = Requester::new();
@@ -434,6 +438,7 @@ impl<K: FileSink, const WINDOW: usize, const DEPTH: usize> Download<K, WINDOW, D
                     && !r.is_in_flight()
                     && r.attempts >= CODED_ATTEMPTS
                     && (r.item.tried.len() >= usize::from(CODED_ATTEMPTS)
+                        || r.item.asked_all
                         || r.first_sent.is_some_and(|t| now >= t + CODED_GIVE_UP_AFTER))
             };
             let found =
@@ -518,6 +523,7 @@ impl<K: FileSink, const WINDOW: usize, const DEPTH: usize> Download<K, WINDOW, D
                 tried: Tried::new(),
                 progress: false,
                 sampled: false,
+                asked_all: false,
             };
             if self.requests.push(Request::new(wanted, now)).is_ok() {
                 self.fetching_index = true;
@@ -653,6 +659,7 @@ impl<K: FileSink, const WINDOW: usize, const DEPTH: usize> Download<K, WINDOW, D
             match pick {
                 Pick::Target(to) => {
                     log::trace!("download: FILEGET {hash:?} attempt {} to {to}", request.attempts);
+                    request.item.asked_all |= request.item.tried.contains(&to);
                     let have = slot_of(&mut self.slots, &mut self.index_slot, request.item.item)
                         .map_or(0, |s| s.have);
                     node.send_fileget(now, to, hash, ALL_UNITS & !have, sink);
@@ -712,8 +719,14 @@ impl<K: FileSink, const WINDOW: usize, const DEPTH: usize> Download<K, WINDOW, D
                     continue;
                 }
             }
-            let wanted =
-                Wanted { item, hash, tried: Tried::new(), progress: false, sampled: false };
+            let wanted = Wanted {
+                item,
+                hash,
+                tried: Tried::new(),
+                progress: false,
+                sampled: false,
+                asked_all: false,
+            };
             if self.requests.push(Request::new(wanted, now)).is_err() {
                 return;
             }

@@ -74,13 +74,15 @@ struct Args {
     coded: dht_tools::coding::RedundancyArg,
     /// Copies kept of each index fragment (the root and the interior
     /// indexes) instead of the network's R: a file is lost with any of
-    /// them. [default: 16 with --redundancy (every member of a shard of
-    /// up to 16), else the network's R]
+    /// them. Above 4 they are spread, 4 a shard, over consecutive shards.
+    /// [default: 16 with --redundancy (4 in each of 4 shards), else the
+    /// network's R]
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u8).range(1..=16))]
     index_copies: Option<u8>,
     /// Copies kept of each data and parity fragment instead of the
     /// network's R. [default: 2 with --redundancy (a stripe survives the
-    /// loss of some pieces), else the network's R]
+    /// loss of some pieces), else the network's R] With 1, only the index
+    /// is read back (no other holder has the data).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u8).range(1..=16))]
     data_copies: Option<u8>,
     #[command(flatten)]
@@ -153,7 +155,13 @@ fn run(args: &Args) -> Result<(String, Option<String>), Failure> {
     };
     progress.set_total(data, size);
     let mut fragments = 0;
-    let sample = u64::from(args.verify_sample);
+    // One copy of each data fragment has no other holder to read it back
+    // from: only the index is read back then.
+    let single = options.data_copies == 1;
+    if single && !args.no_verify {
+        log::info!("one copy of each data fragment: only the index is read back");
+    }
+    let sample = if single { 0 } else { u64::from(args.verify_sample) };
     let step = (data / sample.max(1)).max(1);
     let mut root: Option<Check> = None;
     let mut held_before = 0u64;
