@@ -222,27 +222,33 @@ impl<const PEERS: usize> Requester<PEERS> {
         sink: &mut impl Transmit,
     ) -> Pick {
         let mut candidates: heapless::Vec<PeerInfo, CANDIDATES> = heapless::Vec::new();
-        // Holders a node named for this fragment come first: they may be
-        // missing from our table (a shard larger than our quota for it).
-        let mut named_count = 0;
-        if let Some((_, named)) = self.hints.iter().find(|(h, _)| h == hash) {
-            for peer in named.iter() {
-                let _ = candidates.push(*peer);
-            }
-            named_count = candidates.len();
-        }
-        let known = node.holder_candidates::<CANDIDATES>(hash);
-        let mut add = |peer: PeerInfo| {
+        let add = |candidates: &mut heapless::Vec<PeerInfo, CANDIDATES>, peer: PeerInfo| {
             if !candidates.iter().any(|p| p.addr == peer.addr) {
                 let _ = candidates.push(peer);
             }
         };
-        known.iter().for_each(&mut add);
-        if spread {
+        let home = hash.shard();
+        let named = self.hints.iter().find(|(h, _)| h == hash).map(|(_, named)| named);
+        // Holders a node named for this fragment come first: they may be
+        // missing from our table (a shard larger than our quota for it).
+        for peer in named.into_iter().flatten().filter(|p| p.shard() == home) {
+            add(&mut candidates, *peer);
+        }
+        let named_count = candidates.len();
+        for peer in node.holder_candidates::<CANDIDATES>(hash).iter() {
+            add(&mut candidates, peer);
+        }
+        // The other shards of a spread fragment only once every member of
+        // its own shard we know was asked (a fragment that is not spread
+        // is not there: asking them first would spend the attempts).
+        if spread && candidates.iter().all(|p| tried.contains(&p.addr)) {
+            for peer in named.into_iter().flatten().filter(|p| p.shard() != home) {
+                add(&mut candidates, *peer);
+            }
             let placement = Placement::counted(MAX_COPIES as u8);
             for shard in placement.shards(hash).skip(1) {
                 let best = node.holder_candidates_in::<SHARD_COPIES>(hash, shard);
-                best.iter().for_each(&mut add);
+                best.iter().for_each(|peer| add(&mut candidates, peer));
             }
         }
         if candidates.is_empty() {
