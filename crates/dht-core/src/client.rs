@@ -173,6 +173,18 @@ impl Tried {
 /// they were named for.
 const HINTS: usize = 16;
 
+/// Adds the `peers` not among `candidates` yet, while there is room.
+fn push_new<const N: usize>(
+    candidates: &mut heapless::Vec<PeerInfo, N>,
+    peers: impl Iterator<Item = PeerInfo>,
+) {
+    for peer in peers {
+        if !candidates.iter().any(|p| p.addr == peer.addr) {
+            let _ = candidates.push(peer);
+        }
+    }
+}
+
 /// Holder choice, round-trip estimation and per-peer windows.
 #[derive(Clone, Debug)]
 pub(crate) struct Requester<const PEERS: usize> {
@@ -222,33 +234,24 @@ impl<const PEERS: usize> Requester<PEERS> {
         sink: &mut impl Transmit,
     ) -> Pick {
         let mut candidates: heapless::Vec<PeerInfo, CANDIDATES> = heapless::Vec::new();
-        let add = |candidates: &mut heapless::Vec<PeerInfo, CANDIDATES>, peer: PeerInfo| {
-            if !candidates.iter().any(|p| p.addr == peer.addr) {
-                let _ = candidates.push(peer);
-            }
-        };
-        let home = hash.shard();
-        let named = self.hints.iter().find(|(h, _)| h == hash).map(|(_, named)| named);
         // Holders a node named for this fragment come first: they may be
         // missing from our table (a shard larger than our quota for it).
-        for peer in named.into_iter().flatten().filter(|p| p.shard() == home) {
-            add(&mut candidates, *peer);
+        let mut named_count = 0;
+        if let Some((_, named)) = self.hints.iter().find(|(h, _)| h == hash) {
+            for peer in named.iter() {
+                let _ = candidates.push(*peer);
+            }
+            named_count = candidates.len();
         }
-        let named_count = candidates.len();
-        for peer in node.holder_candidates::<CANDIDATES>(hash).iter() {
-            add(&mut candidates, peer);
-        }
+        let known = node.holder_candidates::<CANDIDATES>(hash);
+        push_new(&mut candidates, known.iter());
         // The other shards of a spread fragment only once every member of
         // its own shard we know was asked (a fragment that is not spread
         // is not there: asking them first would spend the attempts).
         if spread && candidates.iter().all(|p| tried.contains(&p.addr)) {
-            for peer in named.into_iter().flatten().filter(|p| p.shard() != home) {
-                add(&mut candidates, *peer);
-            }
-            let placement = Placement::counted(MAX_COPIES as u8);
-            for shard in placement.shards(hash).skip(1) {
+            for shard in Placement::counted(MAX_COPIES as u8).shards(hash).skip(1) {
                 let best = node.holder_candidates_in::<SHARD_COPIES>(hash, shard);
-                best.iter().for_each(|peer| add(&mut candidates, peer));
+                push_new(&mut candidates, best.iter());
             }
         }
         if candidates.is_empty() {
@@ -299,9 +302,11 @@ impl<const PEERS: usize> Requester<PEERS> {
         self.searches = searches.min(DISCOVERY_ATTEMPTS);
     }
 
-    /// Remembers the holders a node named for `hash`.
+    /// Remembers the holders a node named for `hash`: members of its own
+    /// shard (a member of a shard its copies may be spread to names its
+    /// shard's, which would come before the fragment's own holders).
     pub(crate) fn hint(&mut self, hash: FragmentHash, holders: &HolderList) {
-        if holders.is_empty() {
+        if holders.is_empty() || holders.iter().any(|p| p.shard() != hash.shard()) {
             return;
         }
         if let Some(entry) = self.hints.iter_mut().find(|(h, _)| *h == hash) {
