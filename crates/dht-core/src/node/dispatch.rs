@@ -34,7 +34,6 @@ use super::{parts, Node, Reply};
 use crate::budget::{Cost, Limits};
 use crate::config::Role;
 use crate::counters::DropReason;
-use crate::holders::{Placement, MAX_COPIES};
 use crate::id::{PeerAddr, PeerInfo};
 use crate::node::Transmit;
 use crate::store::FragmentStore;
@@ -507,8 +506,7 @@ impl<S: FragmentStore, const NEIGHBORS: usize, const DEDUP: usize, const FETCHES
 }
 
 /// Holders named in a STORED or NOTFOUND: members of the fragment's shard
-/// (or of one its copies may be spread to) worth knowing, once they answer
-/// a PING themselves.
+/// worth knowing, once they answer a PING themselves.
 fn consider_holders<T: Transmit, const N: usize>(
     ctx: &mut super::Ctx<'_, T>,
     membership: &mut super::membership::Membership<N>,
@@ -520,8 +518,7 @@ fn consider_holders<T: Transmit, const N: usize>(
         // A member keeps only its quota of other shards: no need to chase.
         return;
     }
-    let spread = Placement::counted(MAX_COPIES as u8);
-    for peer in holders.iter().filter(|p| spread.covers(hash, p.shard())) {
+    for peer in holders.iter().filter(|p| p.shard() == hash.shard()) {
         membership.consider(ctx, liveness, *peer);
     }
 }
