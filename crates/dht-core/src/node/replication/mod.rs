@@ -489,11 +489,10 @@ impl<const F: usize> Replication<F> {
                 ctx.out.event(Event::CorruptFragmentRemoved(hash));
             }
         }
-        // The count is not known here: outside the fragment's own shard
-        // only a spread one can be asked for, whose holders are the top
-        // [`SHARD_COPIES`] of this shard.
-        let extra = if hash.shard() == view.me.shard() { 0 } else { MAX_COPIES as u8 };
-        let holders = view.suggested_holders(&hash, extra);
+        // Holders of the fragment's own shard only: a client keeps no
+        // others ([`crate::client`]'s hints), and outside that shard the
+        // count that says who holds it is not known here.
+        let holders = view.suggested_holders(&hash, 0);
         ctx.send(to, &Message::NotFound { hash, holders });
         true
     }
