@@ -508,9 +508,7 @@ mod tests {
     #[test]
     fn pick_asks_the_holders_a_node_named_first() {
         let mut net = Net::joined(1, 32, 4);
-        let client = net.add_client();
-        net.join(client, 0);
-        assert!(net.run_until(Duration::from_secs(5), |n| n.node(client).is_joined()));
+        let client = net.add_joined_client(0, Duration::from_secs(5));
         let hash = FragmentHash([0x13; 32]);
         let named = PeerInfo {
             id: NodeId::in_shard(77, hash.shard()),

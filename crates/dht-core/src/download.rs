@@ -957,16 +957,12 @@ mod tests {
     /// address and a joined reader client.
     fn uploaded(seed: u64, data: &[u8]) -> (Net, FragmentHash, usize) {
         let mut net = Net::joined(seed, 64, 64);
-        let writer = net.add_client();
-        net.join(writer, 1);
-        assert!(net.run_until(Duration::from_secs(5), |n| n.node(writer).is_joined()));
+        let writer = net.add_joined_client(1, Duration::from_secs(5));
         let hash = net.upload(writer, "f.bin", data.to_vec());
         assert!(net.run_until(Duration::from_secs(30), |n| n.upload_done(writer).is_some()));
         assert_eq!(net.upload_done(writer), Some(Ok(hash)));
         net.run_for(Duration::from_secs(2));
-        let reader = net.add_client();
-        net.join(reader, 40);
-        assert!(net.run_until(Duration::from_secs(5), |n| n.node(reader).is_joined()));
+        let reader = net.add_joined_client(40, Duration::from_secs(5));
         (net, hash, reader)
     }
 
@@ -1028,9 +1024,7 @@ mod tests {
         net.download(reader, hash);
         assert!(net.run_until(Duration::from_secs(60), |n| n.downloaded(reader).is_some()));
         assert_eq!(net.downloaded(reader), Some(Ok(&data[..])));
-        let other = net.add_client();
-        net.join(other, 9);
-        assert!(net.run_until(Duration::from_secs(5), |n| n.node(other).is_joined()));
+        let other = net.add_joined_client(9, Duration::from_secs(5));
         net.download_one_slot(other, hash);
         assert!(net.run_until(Duration::from_secs(120), |n| n.downloaded(other).is_some()));
         assert_eq!(net.downloaded(other), Some(Ok(&data[..])));

@@ -252,6 +252,15 @@ impl Net {
         self.add(Config::client(), id, 0)
     }
 
+    /// A client joined through host `via`, asserting that it joins within
+    /// `within`.
+    pub(crate) fn add_joined_client(&mut self, via: usize, within: Duration) -> usize {
+        let client = self.add_client();
+        self.join(client, via);
+        assert!(self.run_until(within, |n| n.node(client).is_joined()), "no join via {via}");
+        client
+    }
+
     pub(crate) fn node(&self, i: usize) -> &TestNode {
         &self.hosts[i].node
     }

@@ -387,9 +387,7 @@ mod tests {
         for seed in 0..6u64 {
             let mut net = Net::joined(10 + seed, 128, 64);
             for k in 0..4u64 {
-                let writer = net.add_client();
-                net.join(writer, (k as usize * 17) % 128);
-                assert!(net.run_until(Duration::from_secs(5), |n| n.node(writer).is_joined()));
+                let writer = net.add_joined_client((k as usize * 17) % 128, Duration::from_secs(5));
                 let data = bytes(seed * 100 + k, 8 * FRAGMENT_SIZE);
                 net.upload(writer, "v.bin", data.clone());
                 assert!(net.run_until(Duration::from_secs(30), |n| n.upload_done(writer).is_some()));
@@ -409,9 +407,7 @@ mod tests {
     #[test]
     fn fragments_are_read_back_from_a_holder_other_than_the_one_that_acknowledged() {
         let mut net = Net::joined(3, 32, 16);
-        let writer = net.add_client();
-        net.join(writer, 1);
-        assert!(net.run_until(Duration::from_secs(5), |n| n.node(writer).is_joined()));
+        let writer = net.add_joined_client(1, Duration::from_secs(5));
         let data = bytes(9, 3 * FRAGMENT_SIZE);
         let index = net.upload(writer, "v.bin", data.clone());
         assert!(net.run_until(Duration::from_secs(30), |n| n.upload_done(writer).is_some()));

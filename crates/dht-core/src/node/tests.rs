@@ -54,9 +54,7 @@ fn best_for(net: &Net, members: usize, hash: &FragmentHash) -> usize {
 fn store_at_best(net: &mut Net, members: usize, data: &[u8; FRAGMENT_SIZE]) -> FragmentHash {
     let hash = FragmentHash::of(data);
     let target = best_for(net, members, &hash);
-    let client = net.add_client();
-    net.join(client, 0);
-    assert!(net.run_until(Duration::from_secs(3), |n| n.node(client).is_joined()));
+    let client = net.add_joined_client(0, Duration::from_secs(3));
     net.offer(client, target, data);
     assert!(net.run_until(Duration::from_secs(3), |n| n.node(target).store().contains(&hash)));
     hash
@@ -64,9 +62,7 @@ fn store_at_best(net: &mut Net, members: usize, data: &[u8; FRAGMENT_SIZE]) -> F
 
 /// A client joined to `net` through member 0.
 fn joined_client(net: &mut Net) -> usize {
-    let client = net.add_client();
-    net.join(client, 0);
-    assert!(net.run_until(Duration::from_secs(3), |n| n.node(client).is_joined()));
+    let client = net.add_joined_client(0, Duration::from_secs(3));
     net.drive();
     client
 }
@@ -390,10 +386,7 @@ fn a_leaving_member_hands_off_at_every_acknowledgement_and_leaves_quickly() {
 #[test]
 fn a_randomcast_is_processed_only_at_the_end_of_its_walk() {
     let mut net = Net::joined(10, 8, 4);
-    let client = net.add_client();
-    net.join(client, 0);
-    assert!(net.run_until(Duration::from_secs(3), |n| n.node(client).is_joined()));
-    net.drive();
+    let client = joined_client(&mut net);
     let relayed_before: u64 = net.hosts.iter().map(|h| h.node.counters().relayed).sum();
     let mut nonce = 0;
     net.command(client, |node, now, out| {

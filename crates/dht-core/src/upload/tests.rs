@@ -68,9 +68,7 @@ use crate::time::Duration;
 #[test]
 fn an_upload_is_acknowledged_by_a_holder_of_every_fragment() {
     let mut net = Net::joined(1, 16, 64);
-    let client = net.add_client();
-    net.join(client, 3);
-    assert!(net.run_until(Duration::from_secs(5), |n| n.node(client).is_joined()));
+    let client = net.add_joined_client(3, Duration::from_secs(5));
     let data = bytes(7, 5 * FRAGMENT_SIZE + 100);
     let hash = net.upload(client, "five.bin", data.clone());
     assert!(net.run_until(Duration::from_secs(10), |n| n.upload_done(client).is_some()));
@@ -111,9 +109,7 @@ fn an_upload_whose_holders_are_all_full_fails_with_no_holder_not_a_spin() {
     // store is full, the client finds no holder for any shard and the
     // upload ends with an error, waking the client only when it can act.
     let mut net = Net::joined(2, 16, 0);
-    let client = net.add_client();
-    net.join(client, 0);
-    assert!(net.run_until(Duration::from_secs(5), |n| n.node(client).is_joined()));
+    let client = net.add_joined_client(0, Duration::from_secs(5));
     net.upload(client, "refused.bin", bytes(3, 3 * FRAGMENT_SIZE));
     assert!(net.run_until(Duration::from_secs(60), |n| n.upload_done(client).is_some()));
     assert!(
@@ -141,9 +137,7 @@ fn offers(out: &crate::testing::Outbox) -> std::vec::Vec<(PeerAddr, FragmentHash
 fn a_late_stored_from_a_member_whose_offer_timed_out_is_believed() {
     // Three members a shard: an offer that times out goes to another.
     let mut net = Net::joined(3, 48, 64);
-    let client = net.add_client();
-    net.join(client, 2);
-    assert!(net.run_until(Duration::from_secs(5), |n| n.node(client).is_joined()));
+    let client = net.add_joined_client(2, Duration::from_secs(5));
     // One data fragment and the root; the network is not run: the test
     // plays the members.
     let data = bytes(5, 100);
