@@ -7,8 +7,9 @@
 //! a file exactly as the network does (the shard of `hash mod 16`, the top
 //! `c` members of that shard by the core's own rendezvous ranking,
 //! [`Holders::rank`]; a count above 4, as index fragments are stored, is
-//! spread over consecutive shards by the core's [`Placement`]), on a network whose shards are balanced (as the
-//! core's shard choice keeps them), then crashes a uniformly random set of
+//! spread over consecutive shards by the core's [`Placement`]), on a
+//! network whose shards are balanced (as the core's shard choice keeps
+//! them), then crashes a uniformly random set of
 //! nodes at once. A piece survives when one of its holders does; a file
 //! survives when every index fragment survives and every stripe keeps at
 //! least `k` of its `k + m` pieces. Index loss is counted as fatal (a
@@ -101,14 +102,10 @@ impl Network {
     fn holders(&self, hash: &FragmentHash, copies: u8, out: &mut Vec<usize>) {
         out.clear();
         let placement = Placement::counted(copies);
-        let copies = placement.per_shard;
         for shard in placement.shards(hash) {
-            let members = &self.shards[shard.index()];
-            if copies >= members.len() {
-                out.extend(members.iter().map(|p| usize::from(p.addr.port())));
-                continue;
-            }
-            let top = Holders::<MAX_COPIES>::rank(hash, members.iter().copied(), copies);
+            // A shard of fewer members than its share: all of them.
+            let members = self.shards[shard.index()].iter().copied();
+            let top = Holders::<MAX_COPIES>::rank(hash, members, placement.per_shard);
             out.extend(top.iter().map(|p| usize::from(p.addr.port())));
         }
     }
