@@ -11,6 +11,8 @@ and the most pieces of a stripe one node holds, on average."""
 import os, subprocess, sys
 from collections import Counter
 
+if len(sys.argv) < 5:
+    sys.exit(__doc__.strip())
 scene, k, m = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 ports = [p for p in os.listdir(scene) if p.isdigit()]
 held = {}
@@ -21,8 +23,11 @@ for p in ports:
             held.setdefault(h, []).append(p)
 stripes = shared = worst_sum = pieces_total = lone = 0
 for f in sys.argv[4:]:
-    out = subprocess.run([os.environ.get("DHTHASH", "bin/dhthash"),
-                          "-v", f"--redundancy={k}+{m}", f], capture_output=True, text=True).stderr
+    run = subprocess.run([os.environ.get("DHTHASH", "bin/dhthash"),
+                          "-v", f"--redundancy={k}+{m}", f], capture_output=True, text=True)
+    if run.returncode != 0:
+        sys.exit(f"dhthash failed on {f}: {run.stderr.strip()}")
+    out = run.stderr
     data, parity = [], []
     for line in out.splitlines():
         w = line.split()
