@@ -16,7 +16,7 @@ use heapless::Vec;
 
 use super::View;
 use crate::fragment::FragmentHash;
-use crate::holders::MAX_COPIES;
+use crate::holders::{Holders, MAX_COPIES};
 use crate::id::PeerAddr;
 use crate::node::{Ctx, Transmit};
 use crate::store::FragmentStore;
@@ -117,8 +117,11 @@ impl Collector {
                 continue;
             }
             let copies = view.copies_with(extra).unwrap_or(MAX_COPIES);
-            let top = view.top(&hash, copies, false);
-            if top.len() < copies || !view.covers(&hash, extra) {
+            // Held in a shard that keeps it: its top there. Held outside
+            // (the node moved to an empty shard): its own shard's share.
+            let shard = if view.covers(&hash, extra) { view.me.shard() } else { hash.shard() };
+            let top = Holders::<MAX_COPIES>::of_shard_in(&hash, shard, view.table, None, copies);
+            if top.len() < copies {
                 // Not every holder is known: keep the copy.
                 continue;
             }
