@@ -399,6 +399,12 @@ pub struct Coding {
     pub k: u16,
     /// Parity fragments per full stripe, `1..=MAX_STRIPE_PARITY`.
     pub m: u16,
+    /// Copies asked for each data and parity fragment (0: the network's
+    /// `R`), so that a node rebuilding lost pieces stores them as the
+    /// upload did.
+    pub data_copies: u8,
+    /// Copies asked for each index fragment (0: the network's `R`).
+    pub index_copies: u8,
 }
 
 /// The code of a coded index: systematic Reed-Solomon over GF(2^16) in the
@@ -416,7 +422,7 @@ impl Coding {
     /// The coding of a file of `size` bytes (1 to [`MAX_TREE_SIZE`]) with
     /// `k` data and `m` parity fragments per full stripe.
     pub fn new(size: u64, k: u16, m: u16) -> Result<Coding, IndexError> {
-        let coding = Coding { size, k, m };
+        let coding = Coding { size, k, m, data_copies: 0, index_copies: 0 };
         coding.check().map(|()| coding)
     }
 
@@ -512,12 +518,13 @@ impl IndexParts<'_> {
                 out(&size.to_be_bytes());
                 out(&[0; 24]);
             }
-            Layout::Coded(Coding { size, k, m }) => {
+            Layout::Coded(Coding { size, k, m, data_copies, index_copies }) => {
                 out(&[CODED_MARKER, CODE_LEOPARD_GF16]);
                 out(&size.to_be_bytes());
                 out(&k.to_be_bytes());
                 out(&m.to_be_bytes());
-                out(&[0; 20]);
+                out(&[data_copies, index_copies]);
+                out(&[0; 18]);
             }
         }
     }
@@ -630,17 +637,21 @@ impl IndexFragment {
             let (head, hash_bytes) =
                 flat_hashes.split_first_chunk::<HASH_SIZE>().ok_or(IndexError::NameNotPadded)?;
             let (fields, reserved) =
-                head.split_first_chunk::<12>().ok_or(IndexError::NameNotPadded)?;
+                head.split_first_chunk::<14>().ok_or(IndexError::NameNotPadded)?;
             if b31 != CODE_LEOPARD_GF16 {
                 return Err(IndexError::UnknownCode { code: b31 });
             }
             if reserved.iter().any(|b| *b != 0) {
                 return Err(IndexError::ReservedNotZero);
             }
-            let [s0, s1, s2, s3, s4, s5, s6, s7, k0, k1, m0, m1] = *fields;
+            let [s0, s1, s2, s3, s4, s5, s6, s7, k0, k1, m0, m1, data_copies, index_copies] =
+                *fields;
             let size = u64::from_be_bytes([s0, s1, s2, s3, s4, s5, s6, s7]);
-            let coding =
-                Coding::new(size, u16::from_be_bytes([k0, k1]), u16::from_be_bytes([m0, m1]))?;
+            let coding = Coding {
+                data_copies,
+                index_copies,
+                ..Coding::new(size, u16::from_be_bytes([k0, k1]), u16::from_be_bytes([m0, m1]))?
+            };
             if count != 2 {
                 return Err(IndexError::BadCodedRoot { count });
             }
@@ -1365,7 +1376,10 @@ mod tests {
         assert_eq!(mutate(41, 0), Err(IndexError::BadCoding { k: 0, m: 72 }));
         assert_eq!(mutate(42, 2), Err(IndexError::BadCoding { k: 128, m: 584 }));
         assert_eq!(mutate(32, 0xFF), Err(IndexError::BadCodedSize { size: 0xFF00_0000_002D_C6C0 }));
-        for at in 44..64 {
+        let counted = |data_copies, index_copies| Coding { data_copies, index_copies, ..coding };
+        assert_eq!(mutate(44, 2).map(|r| r.coded()), Ok(Some((counted(2, 0), fake(1), fake(2)))));
+        assert_eq!(mutate(45, 16).map(|r| r.coded()), Ok(Some((counted(0, 16), fake(1), fake(2)))));
+        for at in 46..64 {
             assert_eq!(mutate(at, 1), Err(IndexError::ReservedNotZero));
         }
         for at in (128..FRAGMENT_SIZE).step_by(101) {

@@ -75,6 +75,40 @@ pub struct RedundancyArg {
     pub redundancy: Option<Redundancy>,
 }
 
+/// Copies of each index fragment of a coded file by default: every member
+/// of a shard of up to 16 (the most a node ranks).
+pub const CODED_INDEX_COPIES: u8 = 16;
+/// Copies of each data and parity fragment of a coded file by default.
+pub const CODED_DATA_COPIES: u8 = 2;
+
+/// The copy counts of dhtsend and dhthash. A coded root records them (so
+/// they are part of a coded file's address); a plain file's are not.
+#[derive(clap::Args, Debug, Clone, Copy)]
+pub struct CopiesArg {
+    /// Copies kept of each index fragment (the root and the interior
+    /// indexes) instead of the network's R: a file is lost with any of
+    /// them. Above 4 they are spread, 4 a shard, over consecutive shards.
+    /// [default: 16 with --redundancy (4 in each of 4 shards), else the
+    /// network's R]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u8).range(1..=16))]
+    pub index_copies: Option<u8>,
+    /// Copies kept of each data and parity fragment instead of the
+    /// network's R. [default: 2 with --redundancy (a stripe survives the
+    /// loss of some pieces), else the network's R] With 1, only the index
+    /// is read back (no other holder has the data).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u8).range(1..=16))]
+    pub data_copies: Option<u8>,
+}
+
+impl CopiesArg {
+    /// The counts asked for, index then data (0: the network's R), for a
+    /// coded file or a plain one.
+    pub fn resolve(&self, coded: bool) -> (u8, u8) {
+        let (index, data) = if coded { (CODED_INDEX_COPIES, CODED_DATA_COPIES) } else { (0, 0) };
+        (self.index_copies.unwrap_or(index), self.data_copies.unwrap_or(data))
+    }
+}
+
 /// Reads data fragment `n` of `source` zero-padded to 8192 bytes, as it
 /// is stored (the core's [`read_fragment`]).
 fn read_padded(source: &mut impl FileSource, size: u64, n: u64) -> io::Result<Vec<u8>> {

@@ -8,6 +8,7 @@ pub mod address;
 pub mod coding;
 pub mod save;
 pub mod source;
+pub mod transfer;
 pub mod watch;
 
 pub use address::node_addrs;

@@ -530,6 +530,13 @@ impl<SRC: FileSource, const WINDOW: usize, const DEPTH: usize, const W: usize>
                 self.root = Some(match coding {
                     Some((coding, parity)) => {
                         keep(pending, &root, hash);
+                        // The copy counts go in the root: a node that
+                        // rebuilds lost pieces stores them as asked here.
+                        let coding = Coding {
+                            data_copies: self.data_copies,
+                            index_copies: self.index_copies,
+                            ..coding
+                        };
                         let coded = IndexBuf::coded_root(self.name, coding, hash, parity);
                         let coded_hash = coded.hash();
                         (coded, coded_hash)

@@ -34,6 +34,9 @@ struct Args {
     name: Option<String>,
     #[command(flatten)]
     coded: dht_tools::coding::RedundancyArg,
+    /// The copy counts, as given to dhtsend: a coded root records them.
+    #[command(flatten)]
+    copies: dht_tools::coding::CopiesArg,
     #[command(flatten)]
     verbosity: Verbosity,
 }
@@ -50,7 +53,13 @@ fn main() -> ExitCode {
     let several = args.files.len() > 1;
     let mut failed = false;
     for file in &args.files {
-        match hash(file, args.name.as_deref(), args.coded.redundancy, args.verbosity.verbose > 0) {
+        match hash(
+            file,
+            args.name.as_deref(),
+            args.coded.redundancy,
+            args.copies,
+            args.verbosity.verbose > 0,
+        ) {
             Ok(hash) if several => say(format!("{hash}  {}", file.display())),
             Ok(hash) => say(hash),
             Err(message) => {
@@ -73,6 +82,7 @@ fn hash(
     file: &Path,
     name: Option<&str>,
     redundancy: Option<dht_tools::coding::Redundancy>,
+    copies: dht_tools::coding::CopiesArg,
     verbose: bool,
 ) -> Result<String, String> {
     let reader = open_source(file)?;
@@ -106,6 +116,8 @@ fn hash(
     let Some(r) = redundancy else { return Ok(hash.to_string()) };
     let coding = dht_core::index::Coding::new(size, r.k, r.m)
         .map_err(|e| format!("{}: --redundancy {r}: {e}", file.display()))?;
+    let (index_copies, data_copies) = copies.resolve(true);
+    let coding = dht_core::index::Coding { index_copies, data_copies, ..coding };
     let (mut parity, _) = dht_tools::coding::parity_file(&mut reader, &coding)
         .map_err(|e| format!("cannot compute the parity of {}: {e}", file.display()))?;
     let parity_root = hash_file(IndexName::EMPTY, &mut parity, |item, hash| {

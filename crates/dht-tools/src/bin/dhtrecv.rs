@@ -13,8 +13,8 @@ use dht_core::index::data_fragment_len;
 use dht_core::FragmentHash;
 use dht_std::client::{Client, ClientError};
 use dht_std::logger;
-use dht_tools::coding::{rebuild_stripe, Mend, RebuildError};
 use dht_tools::save::{check_target, PartFile};
+use dht_tools::transfer::download_mending;
 use dht_tools::{
     fail, join, node_addrs, safe_file_name, seconds, Failure, Network, Progress, Searching,
     Verbosity,
@@ -278,8 +278,8 @@ fn run(args: &Args) -> Result<(), Failure> {
 
 /// Downloads `hash` into `sink` with progress on stderr; `on_name` sees
 /// the name stored in the index and may refuse to go on. A data fragment
-/// of a coded file that no holder has is rebuilt from its stripe, and the
-/// download goes on from there.
+/// of a coded file that no holder has is rebuilt from its stripe
+/// ([`download_mending`]).
 fn download<K: FileSink>(
     client: &mut Client,
     hash: FragmentHash,
@@ -290,70 +290,31 @@ fn download<K: FileSink>(
 ) -> (K, Result<u64, ClientError>) {
     let mut file_size = 0;
     let mut searching = Searching::default();
-    let mut mend = Mend::new(sink);
     let mut named = false;
     let mut counted = 0u64;
-    let mut rebuilt = std::collections::BTreeSet::new();
-    loop {
-        mend.rewind();
-        let (back, result) = client.download(hash, mend, timeout, |event| {
-            match event {
-                DownloadEvent::IndexReceived { name, size, fragments } if !named => {
-                    log::info!(
-                        "index: \"{}\", {} in {fragments} fragments",
-                        name.as_str().escape_debug(),
-                        dht_tools::size(*size)
-                    );
-                    progress.set_total(*fragments, *size);
-                    file_size = *size;
-                    named = true;
-                    on_name(name.as_str())?;
-                }
-                // A pass after a rebuild passes over what was written.
-                DownloadEvent::Written { fragment } if *fragment >= counted => {
-                    counted = fragment + 1;
-                    progress.step(data_fragment_len(file_size, *fragment) as u64);
-                }
-                DownloadEvent::Searching { shard } => searching.say(*shard),
-                _ => {}
+    let (sink, result, _) = download_mending(client, hash, sink, timeout, |event| {
+        match event {
+            DownloadEvent::IndexReceived { name, size, fragments } if !named => {
+                log::info!(
+                    "index: \"{}\", {} in {fragments} fragments",
+                    name.as_str().escape_debug(),
+                    dht_tools::size(*size)
+                );
+                progress.set_total(*fragments, *size);
+                file_size = *size;
+                named = true;
+                on_name(name.as_str())?;
             }
-            Ok(())
-        });
-        mend = back;
-        let lost = match (&result, client.last_coding()) {
-            (
-                Err(ClientError::Download(DownloadError::FragmentUnavailable { fragment, .. })),
-                Some(coding),
-            ) => Some((*fragment, coding)),
-            _ => None,
-        };
-        let Some((lost, (coding, parity))) = lost else {
-            progress.finish();
-            return (mend.into_inner(), result);
-        };
-        let stripe = coding.stripe_of(lost).unwrap_or(0);
-        if !rebuilt.insert(stripe) {
-            progress.finish();
-            return (mend.into_inner(), result);
+            // A pass after a rebuild passes over what was written.
+            DownloadEvent::Written { fragment } if *fragment >= counted => {
+                counted = fragment + 1;
+                progress.step(data_fragment_len(file_size, *fragment) as u64);
+            }
+            DownloadEvent::Searching { shard } => searching.say(*shard),
+            _ => {}
         }
-        log::info!("fragment {lost} has no holder left: rebuilding its stripe from parity");
-        match rebuild_stripe(client, timeout, hash, &coding, parity, lost) {
-            Ok(fragments) => mend.add(fragments),
-            Err(RebuildError::Fetch(e)) => {
-                progress.finish();
-                return (mend.into_inner(), Err(e));
-            }
-            // Not found, as without parity: the exit status says so.
-            Err(e @ RebuildError::TooFew { .. }) => {
-                progress.finish();
-                log::error!("{e}");
-                return (mend.into_inner(), result);
-            }
-            Err(e) => {
-                progress.finish();
-                let message = e.to_string();
-                return (mend.into_inner(), Err(ClientError::Io(io::Error::other(message))));
-            }
-        }
-    }
+        Ok(())
+    });
+    progress.finish();
+    (sink, result)
 }

@@ -72,30 +72,13 @@ struct Args {
     verify_sample: u16,
     #[command(flatten)]
     coded: dht_tools::coding::RedundancyArg,
-    /// Copies kept of each index fragment (the root and the interior
-    /// indexes) instead of the network's R: a file is lost with any of
-    /// them. Above 4 they are spread, 4 a shard, over consecutive shards.
-    /// [default: 16 with --redundancy (4 in each of 4 shards), else the
-    /// network's R]
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u8).range(1..=16))]
-    index_copies: Option<u8>,
-    /// Copies kept of each data and parity fragment instead of the
-    /// network's R. [default: 2 with --redundancy (a stripe survives the
-    /// loss of some pieces), else the network's R] With 1, only the index
-    /// is read back (no other holder has the data).
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u8).range(1..=16))]
-    data_copies: Option<u8>,
+    #[command(flatten)]
+    copies: dht_tools::coding::CopiesArg,
     #[command(flatten)]
     network: Network,
     #[command(flatten)]
     verbosity: Verbosity,
 }
-
-/// Copies of each index fragment of a coded file by default: every member
-/// of a shard of up to 16 (the most a node ranks).
-const CODED_INDEX_COPIES: u8 = 16;
-/// Copies of each data and parity fragment of a coded file by default.
-const CODED_DATA_COPIES: u8 = 2;
 
 fn main() -> ExitCode {
     let args = Args::parse();
@@ -139,11 +122,8 @@ fn run(args: &Args) -> Result<(String, Option<String>), Failure> {
     let size = dht_core::upload::FileSource::size(&reader);
     let data = dht_core::index::data_fragments(size);
     let coded = args.coded.redundancy.is_some();
-    let mut options = UploadOptions {
-        coding: None,
-        index_copies: args.index_copies.unwrap_or(if coded { CODED_INDEX_COPIES } else { 0 }),
-        data_copies: args.data_copies.unwrap_or(if coded { CODED_DATA_COPIES } else { 0 }),
-    };
+    let (index_copies, data_copies) = args.copies.resolve(coded);
+    let mut options = UploadOptions { coding: None, index_copies, data_copies };
     let parity = match args.coded.redundancy {
         Some(r) => {
             let (parity, root) =
@@ -243,9 +223,8 @@ fn run(args: &Args) -> Result<(String, Option<String>), Failure> {
     Ok((index.to_string(), problem))
 }
 
-/// Computes the parity of `reader` with `redundancy` into a temporary
-/// file and uploads it as the unnamed parity tree of a coded file.
-/// Returns the parity fragments and the parity tree's root.
+/// Uploads the parity of `reader` ([`dht_tools::transfer::send_parity`])
+/// with progress. Returns the parity fragments and the parity tree's root.
 fn send_parity(
     client: &mut dht_std::client::Client,
     reader: &mut dht_std::client::FileReader,
@@ -254,28 +233,21 @@ fn send_parity(
     timeout: std::time::Duration,
     verbosity: &Verbosity,
 ) -> Result<(u64, dht_core::FragmentHash), Failure> {
-    let size = dht_core::upload::FileSource::size(reader);
-    let coding = dht_core::index::Coding::new(size, redundancy.k, redundancy.m)
-        .map_err(|e| Failure::usage(format!("--redundancy {redundancy}: {e}")))?;
-    let started = std::time::Instant::now();
-    let (parity, count) = dht_tools::coding::parity_file(reader, &coding)
-        .map_err(|e| Failure::local(format!("cannot compute the parity: {e}")))?;
-    log::info!(
-        "parity: {count} fragments for {} stripes of {redundancy} ({:.2} s)",
-        coding.stripes(),
-        started.elapsed().as_secs_f64()
-    );
     let mut progress = Progress::new(verbosity.quiet);
-    progress.set_total(count, coding.parity_size());
-    let root = client.upload(IndexName::EMPTY, parity, options, timeout, |event, _| {
-        if let UploadEvent::Stored { item: Item::Data(_), .. } = event {
-            progress.step(8192);
-        }
-    });
+    let size = dht_core::upload::FileSource::size(reader);
+    if let Ok(coding) = dht_core::index::Coding::new(size, redundancy.k, redundancy.m) {
+        progress.set_total(coding.parity_fragments(), coding.parity_size());
+    }
+    let sent =
+        dht_tools::transfer::send_parity(client, reader, redundancy, options, timeout, |event| {
+            if let UploadEvent::Stored { item: Item::Data(_), .. } = event {
+                progress.step(8192);
+            }
+        });
     progress.finish();
+    let (_, count, root) = sent?;
     if !verbosity.quiet {
         eprintln!("dhtsend: {count} parity fragments stored ({redundancy} a stripe)");
     }
-    let root = root.map_err(|e| Failure::from(e).context("cannot store the parity fragments"))?;
     Ok((count, root))
 }

@@ -1,0 +1,115 @@
+//! Whole transfers of coded files, shared by the tools and by the node's
+//! stripe repair ([`crate::repair`]): a download that rebuilds the
+//! stripes whose data fragments are lost, and the upload of a file's
+//! parity.
+
+use std::collections::BTreeSet;
+use std::io;
+use std::time::Duration;
+
+use dht_core::download::{DownloadError, DownloadEvent, FileSink};
+use dht_core::index::Coding;
+use dht_core::upload::UploadEvent;
+use dht_core::{FragmentHash, IndexName};
+use dht_std::client::{Client, ClientError, FileReader, UploadOptions};
+
+use crate::coding::{parity_file, rebuild_stripe, Mend, RebuildError, Redundancy};
+use crate::Failure;
+
+/// What a download had to rebuild.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Mended {
+    /// Stripes decoded from parity.
+    pub stripes: u64,
+    /// Data fragments written from a decoded stripe, not from a holder.
+    pub fragments: u64,
+}
+
+/// Downloads `hash` into `sink`; `on_event` sees every event (those of
+/// the first fragments again after a rebuild: the download passes over
+/// what was written) and may stop it. A data fragment of a coded file
+/// that no holder has is rebuilt from its stripe, and the download goes
+/// on from there; each stripe is rebuilt once at most.
+pub fn download_mending<K: FileSink>(
+    client: &mut Client,
+    hash: FragmentHash,
+    sink: K,
+    timeout: Duration,
+    mut on_event: impl FnMut(&DownloadEvent) -> Result<(), String>,
+) -> (K, Result<u64, ClientError>, Mended) {
+    let mut mend = Mend::new(sink);
+    let mut rebuilt = BTreeSet::new();
+    let mut mended = Mended::default();
+    loop {
+        mend.rewind();
+        let (back, result) = client.download(hash, mend, timeout, &mut on_event);
+        mend = back;
+        let lost = match (&result, client.last_coding()) {
+            (
+                Err(ClientError::Download(DownloadError::FragmentUnavailable { fragment, .. })),
+                Some(coding),
+            ) => Some((*fragment, coding)),
+            _ => None,
+        };
+        let Some((lost, (coding, parity))) = lost else {
+            return (mend.into_inner(), result, mended);
+        };
+        let stripe = coding.stripe_of(lost).unwrap_or(0);
+        if !rebuilt.insert(stripe) {
+            return (mend.into_inner(), result, mended);
+        }
+        log::info!("fragment {lost} has no holder left: rebuilding its stripe from parity");
+        match rebuild_stripe(client, timeout, hash, &coding, parity, lost) {
+            Ok(fragments) => {
+                mended.stripes += 1;
+                mended.fragments += fragments.len() as u64;
+                mend.add(fragments);
+            }
+            Err(RebuildError::Fetch(e)) => return (mend.into_inner(), Err(e), mended),
+            // Not found, as without parity: the exit status says so.
+            Err(e @ RebuildError::TooFew { .. }) => {
+                log::error!("{e}");
+                return (mend.into_inner(), result, mended);
+            }
+            Err(e) => {
+                let message = e.to_string();
+                return (
+                    mend.into_inner(),
+                    Err(ClientError::Io(io::Error::other(message))),
+                    mended,
+                );
+            }
+        }
+    }
+}
+
+/// Computes the parity of `reader` with `redundancy` into a temporary
+/// file and uploads it as the unnamed parity tree of a coded file, as
+/// `options` say (without a coding: the parity tree is plain). `on_event`
+/// sees the upload's events. Returns the coding, the parity fragments and
+/// the parity tree's root.
+pub fn send_parity(
+    client: &mut Client,
+    reader: &mut FileReader,
+    redundancy: Redundancy,
+    options: &UploadOptions,
+    timeout: Duration,
+    mut on_event: impl FnMut(&UploadEvent),
+) -> Result<(Coding, u64, FragmentHash), Failure> {
+    let size = dht_core::upload::FileSource::size(reader);
+    let coding = Coding::new(size, redundancy.k, redundancy.m)
+        .map_err(|e| Failure::usage(format!("--redundancy {redundancy}: {e}")))?;
+    let started = std::time::Instant::now();
+    let (parity, count) = parity_file(reader, &coding)
+        .map_err(|e| Failure::local(format!("cannot compute the parity: {e}")))?;
+    log::info!(
+        "parity: {count} fragments for {} stripes of {redundancy} ({:.2} s)",
+        coding.stripes(),
+        started.elapsed().as_secs_f64()
+    );
+    let plain = UploadOptions { coding: None, ..*options };
+    let root = client
+        .upload(IndexName::EMPTY, parity, &plain, timeout, |event, _| on_event(event))
+        .map_err(|e| Failure::from(e).context("cannot store the parity fragments"))?;
+    Ok((coding, count, root))
+}
