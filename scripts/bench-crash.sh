@@ -19,6 +19,7 @@ REDUNDANCY=${REDUNDANCY:-128+72}
 SEED=${SEED:-1}
 BASE=${BASE:-9600}
 SETTLE=${SETTLE:-20}
+QUIET=${QUIET:-20}
 root=$(cd "$(dirname "$0")/.." && pwd)
 bin=$root/bin
 work=$(mktemp -d /tmp/dht-bench-crash.XXXXXX)
@@ -94,16 +95,18 @@ start=$(ms)
 left=$(fragments_in $live)
 ratio_left=$(ratios $live)
 
-# Repair: until the live stores stop growing for 5 s (at most 120 s).
+# Repair: until the live stores stop growing for QUIET s (at most 240 s).
+# The nodes rebuild lost stripe pieces 10 s after the last death they
+# see (60 s after the first at most), after the copies are restored.
 last=$left
 settled=$start
-while [ $(( $(ms) - start )) -lt 120000 ]; do
+while [ $(( $(ms) - start )) -lt 240000 ]; do
     sleep 1
     now=$(fragments_in $live)
     if [ "$now" != "$last" ]; then
         last=$now
         settled=$(ms)
-    elif [ $(( $(ms) - settled )) -ge 5000 ]; then
+    elif [ $(( $(ms) - settled )) -ge $(( QUIET * 1000 )) ]; then
         break
     fi
 done
@@ -133,3 +136,11 @@ echo "stored bytes / file bytes: before the crash $ratio_before; after it $ratio
 awk -v l="$left" -v a="$after" -v s=$(( settled - start )) 'BEGIN {
     printf "repair: settled %.1f s after the crash, %d fragments (%.1f MB) stored anew\n", s / 1000, a - l, (a - l) * 8192 / 1e6
 }'
+# What the nodes' stripe repair did (dhtnode logs it per file).
+for port in $live; do cat "$DHT_SCENE_DIR/$port/node.log"; done | awk '
+    /stripe repair of / { files++; for (i = 1; i <= NF; i++) {
+        if ($(i + 1) == "stripes") stripes += $i
+        if ($(i + 1) == "of" && $(i + 3) == "fragments" && $(i + 4) == "stored") stored += $i
+        if ($(i + 1) == "MB" && $(i + 2) == "moved") moved += $i } }
+    /stripe repair of .* failed/ { failed++ }
+    END { printf "stripe repair: %d files repaired by the nodes (%d failed), %d stripes decoded, %d fragments stored anew, %.1f MB moved\n", files - failed, failed, stripes, stored, moved }'

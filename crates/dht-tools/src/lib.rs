@@ -6,6 +6,7 @@
 
 pub mod address;
 pub mod coding;
+pub mod repair;
 pub mod save;
 pub mod source;
 pub mod transfer;

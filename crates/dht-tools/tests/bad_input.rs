@@ -89,6 +89,9 @@ fn node_problems_are_reported() {
     let copies = run_tool("dhtnode", &[&port_arg(393), "--copies", "zero"], work.path());
     assert_fails(&copies, "--copies");
 
+    let rate = run_tool("dhtnode", &[&port_arg(393), "--repair-rate=-1"], work.path());
+    assert_fails(&rate, "--repair-rate");
+
     std::fs::create_dir_all(work.path().join("s2")).unwrap();
     std::fs::write(work.path().join("s2").join("node.id"), "garbage").unwrap();
     let identity = run_tool("dhtnode", &[&port_arg(394), "--store", "s2"], work.path());

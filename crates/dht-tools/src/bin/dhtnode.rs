@@ -14,6 +14,7 @@ use dht_std::runtime::Stop;
 use dht_std::transport::UdpTransport;
 use dht_std::{identity, logger, Clock, DirStore, Runtime};
 use dht_tools::address::{self, Attempt, HostArg};
+use dht_tools::repair::{Settings as StripeSettings, StripeRepair};
 use dht_tools::watch::Watch;
 use dht_tools::{fail, node_addrs, Network, Verbosity};
 
@@ -70,6 +71,11 @@ struct Args {
     /// shard (the original system's behaviour).
     #[arg(long, value_name = "N|all", default_value = "3")]
     copies: String,
+    /// Megabytes a second the node may move on average to rebuild the
+    /// lost pieces of coded files it looks after (downloaded, and sent to
+    /// be stored anew); 0: never rebuild them.
+    #[arg(long, value_name = "MB/S", default_value_t = 8.0)]
+    repair_rate: f64,
     #[command(flatten)]
     network: Network,
     #[command(flatten)]
@@ -100,6 +106,9 @@ struct NodeApp {
     watch: Watch,
     watch_at: Option<dht_core::time::Instant>,
     clock: Clock,
+    /// The rebuilding of lost pieces of coded files (none with
+    /// --repair-rate 0).
+    stripes: Option<StripeRepair>,
 }
 
 /// Whether a store holding `held` of `capacity` fragments is nearly full
@@ -111,7 +120,8 @@ fn fill_level(held: usize, capacity: usize) -> (bool, bool) {
 
 impl App<DirStore, 256, 1024, 64> for NodeApp {
     fn poll_timeout(&self) -> Option<dht_core::time::Instant> {
-        [self.summary_at, self.watch_at].into_iter().flatten().min()
+        let stripes = self.stripes.as_ref().and_then(StripeRepair::poll_timeout);
+        [self.summary_at, self.watch_at, stripes].into_iter().flatten().min()
     }
 
     /// Every `--summary-every` seconds: fragments held, neighbours, and the traffic
@@ -125,6 +135,9 @@ impl App<DirStore, 256, 1024, 64> for NodeApp {
         if self.watch_at.is_some_and(|at| now >= at) {
             self.watch.look(now, node);
             self.watch_at = self.watch.poll_timeout(now);
+        }
+        if let Some(stripes) = &mut self.stripes {
+            stripes.handle_timeout(now, node);
         }
         if self.summary_at.is_none_or(|at| now < at) {
             return;
@@ -207,6 +220,9 @@ impl App<DirStore, 256, 1024, 64> for NodeApp {
             Event::Left { .. } => {}
         }
         let now = self.clock.now();
+        if let Some(stripes) = &mut self.stripes {
+            stripes.on_event(now, &event);
+        }
         self.watch.on_event(now, node, &event);
         self.watch_at = self.watch.poll_timeout(now);
     }
@@ -245,6 +261,10 @@ fn run(args: Args) -> Result<(), String> {
     let config = parse_config(&args)?;
     if args.capacity == 0 {
         return Err("--capacity must be at least 1 fragment".into());
+    }
+    let rate = args.repair_rate;
+    if !(rate.is_finite() && rate >= 0.0) {
+        return Err(format!("--repair-rate takes megabytes a second (0 or more), not {rate}"));
     }
     let seeds = match &args.seed_host {
         Some(host) => node_addrs(host, args.seed_port)?,
@@ -291,6 +311,22 @@ fn run(args: Args) -> Result<(), String> {
     })
     .map_err(|e| format!("invalid settings: {e}"))?;
     let key = args.network.key()?;
+    let stripes = if rate > 0.0 {
+        let settings = StripeSettings {
+            entry: if advertised.ip().is_unspecified() {
+                SocketAddr::new(Ipv4Addr::LOCALHOST.into(), local.port())
+            } else {
+                advertised
+            },
+            key: key.clone(),
+            max_datagram: config.max_datagram,
+            store: store_dir.clone(),
+            rate: (rate * 1e6) as u64,
+        };
+        Some(StripeRepair::start(settings).map_err(|e| format!("cannot start the repair: {e}"))?)
+    } else {
+        None
+    };
     if key.is_some() {
         log::info!("on a network with a key ({})", args.network.key_file_display());
     }
@@ -330,6 +366,7 @@ fn run(args: Args) -> Result<(), String> {
         watch: Watch::new(),
         watch_at: None,
         clock: runtime.clock,
+        stripes,
     };
     let stop = loop {
         let stop = runtime.run(&mut app, None).map_err(|e| format!("network error: {e}"))?;

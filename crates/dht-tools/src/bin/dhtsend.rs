@@ -24,9 +24,11 @@ use dht_tools::{
 /// stored, the index hash, the file's address for dhtrecv, is printed
 /// alone on stdout. A file over 2,088,960 bytes gets a tree of index
 /// fragments; its root is the address. With --redundancy the file is
-/// erasure-coded, and dhtrecv rebuilds data fragments whose holders are all
-/// gone: by the durability model, 128+72 keeps 99.8 % of 20 MB files through
-/// a crash of half of a 256-node network; whole copies keep none.
+/// erasure-coded: dhtrecv rebuilds data fragments whose holders are all
+/// gone, and the nodes store such lost pieces again by themselves (dhtnode
+/// --repair-rate). By the durability model, 128+72 keeps 99.8 % of 20 MB
+/// files through a crash of half of a 256-node network; whole copies keep
+/// none.
 #[derive(Parser, Debug)]
 #[command(
     name = "dhtsend",

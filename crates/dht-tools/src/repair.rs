@@ -1,0 +1,387 @@
+//! Stripe repair: `dhtnode` rebuilding the pieces of coded files that no
+//! holder has any more, without anyone running a command.
+//!
+//! The members of a shard restore the copies of fragments that survive
+//! (the core's replication). A data or parity fragment whose every holder
+//! died is gone for them; only its stripe can give it back. So after a
+//! neighbor is declared dead, once the deaths have settled (10 s after the
+//! last one, 60 s after the first at most), the node looks at the coded
+//! roots it holds. For each, the member that ranks first for the root
+//! (in the root's own shard, or the next shard of its spread if it knows
+//! no member there) repairs the file:
+//!
+//! 1. it downloads the file through its own node with a client of its
+//!    own, rebuilding the stripes whose data fragments are lost
+//!    ([`download_mending`]), into an anonymous temporary file in its
+//!    store directory;
+//! 2. it computes the parity again and offers every parity, data and index
+//!    fragment with the copy counts the coded root records. A fragment
+//!    that is held is answered "already held" and its bytes do not move;
+//!    a lost one is stored on the members that should hold it, as at
+//!    upload. The address comes out the same, which checks the rebuild.
+//!
+//! Extra copies (a dead node that comes back with its old pieces) are
+//! dropped by the core's extra-copy check, down to the recorded counts.
+//!
+//! The repair runs on its own thread, one file at a time, and keeps to a
+//! byte budget: after each file it waits until the bytes it moved
+//! (downloaded, and sent to be stored anew) fit `rate` bytes a second
+//! since the repair began.
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::{self, BufWriter, Read, Write};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::{self, Receiver, Sender};
+use std::sync::{Arc, Mutex};
+use std::time::Duration as StdDuration;
+
+use dht_core::auth::NetworkKey;
+use dht_core::config::FRAGMENT_SIZE;
+use dht_core::download::{DownloadEvent, FileSink};
+use dht_core::holders::{Holders, Placement};
+use dht_core::index::{Coding, IndexFragment};
+use dht_core::node::Event;
+use dht_core::store::FragmentStore;
+use dht_core::time::{Duration, Instant};
+use dht_core::upload::UploadEvent;
+use dht_core::{FragmentHash, IndexName, Node};
+use dht_std::client::{Client, FileReader, UploadOptions};
+
+use crate::coding::Redundancy;
+use crate::transfer::{download_mending, send_parity};
+
+/// How long after the last neighbor declared dead the repair looks.
+pub const SETTLE: Duration = Duration::from_secs(10);
+/// How long after the first one at most.
+pub const SETTLE_AT_MOST: Duration = Duration::from_secs(60);
+/// Byte 30 of a coded root (see [`dht_core::index`]).
+const CODED_MARKER: u8 = 0xFE;
+/// How long one file's download or upload may take.
+const FILE_TIMEOUT: StdDuration = StdDuration::from_secs(600);
+
+/// How the repair thread reaches the network.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    /// The node's own address: the repair's client joins through it.
+    pub entry: SocketAddr,
+    /// The network key, if the network has one.
+    pub key: Option<NetworkKey>,
+    /// Largest datagram to send.
+    pub max_datagram: u16,
+    /// The node's store directory (fragments are in `fragments/`, the
+    /// temporary file goes here).
+    pub store: PathBuf,
+    /// Bytes a second the repair may move, on average.
+    pub rate: u64,
+}
+
+/// What the node's thread asks the repair thread.
+enum Job {
+    /// A fragment was stored: remember it if it is a coded root.
+    Stored(FragmentHash),
+    /// Repair these coded files.
+    Repair(Vec<(FragmentHash, Coding)>),
+}
+
+/// The node's side of the stripe repair: notes deaths and stored
+/// fragments, and hands the files this node repairs to the repair thread.
+pub struct StripeRepair {
+    jobs: Sender<Job>,
+    /// The coded roots held here, as the repair thread found them.
+    roots: Arc<Mutex<BTreeMap<FragmentHash, Coding>>>,
+    /// The first and the last death since the last look.
+    deaths: Option<(Instant, Instant)>,
+}
+
+impl StripeRepair {
+    /// Starts the repair thread, which first finds the coded roots already
+    /// in the store.
+    pub fn start(settings: Settings) -> io::Result<StripeRepair> {
+        let (jobs, inbox) = mpsc::channel();
+        let roots = Arc::new(Mutex::new(BTreeMap::new()));
+        let found = Arc::clone(&roots);
+        std::thread::Builder::new()
+            .name("stripe-repair".into())
+            .spawn(move || Worker::new(settings, found).run(inbox))?;
+        Ok(StripeRepair { jobs, roots, deaths: None })
+    }
+
+    /// When the repair wants to look at the node.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.deaths.map(|(first, last)| (last + SETTLE).min(first + SETTLE_AT_MOST))
+    }
+
+    /// A node event: a stored fragment may be a coded root, a death
+    /// (re)starts the wait.
+    pub fn on_event(&mut self, now: Instant, event: &Event) {
+        match event {
+            Event::FragmentStored(hash) => {
+                let _ = self.jobs.send(Job::Stored(*hash));
+            }
+            Event::NeighborDead(_) => {
+                self.deaths = Some(match self.deaths {
+                    Some((first, _)) => (first, now),
+                    None => (now, now),
+                });
+            }
+            _ => {}
+        }
+    }
+
+    /// Once the deaths have settled: the coded roots held here that this
+    /// node ranks first for go to the repair thread.
+    pub fn handle_timeout<S: FragmentStore>(&mut self, now: Instant, node: &Node<S>) {
+        if self.poll_timeout().is_none_or(|at| now < at) {
+            return;
+        }
+        self.deaths = None;
+        let Ok(mut roots) = self.roots.lock() else { return };
+        roots.retain(|hash, _| node.store().contains(hash));
+        let mine: Vec<(FragmentHash, Coding)> = roots
+            .iter()
+            .filter(|(hash, coding)| repairs(node, hash, coding))
+            .map(|(hash, coding)| (*hash, *coding))
+            .collect();
+        log::info!(
+            "stripe repair: {} coded files held here, {} of them repaired by this node",
+            roots.len(),
+            mine.len()
+        );
+        if !mine.is_empty() {
+            let _ = self.jobs.send(Job::Repair(mine));
+        }
+    }
+}
+
+/// Whether `node` repairs the coded file whose root is `hash`: it ranks
+/// first for the root among the members it knows of the first shard of
+/// the root's placement where it knows any.
+fn repairs<S: FragmentStore>(node: &Node<S>, hash: &FragmentHash, coding: &Coding) -> bool {
+    let placement = match coding.index_copies {
+        0 => Placement::home(node.config().copies().unwrap_or(16)),
+        n => Placement::counted(n),
+    };
+    placement
+        .shards(hash)
+        .map(|shard| Holders::<1>::of_shard_in(hash, shard, node.neighbors(), Some(node.me()), 1))
+        .find(|ranked| !ranked.is_empty())
+        .is_some_and(|ranked| ranked.contains(node.id()))
+}
+
+/// What one file's repair did.
+#[derive(Debug, Default)]
+struct Repaired {
+    /// Stripes decoded from parity (their lost data fragments rebuilt).
+    stripes: u64,
+    /// Fragments offered, and of them those stored anew.
+    offered: u64,
+    stored: u64,
+    /// Bytes downloaded and sent.
+    bytes: u64,
+}
+
+/// The repair thread.
+struct Worker {
+    settings: Settings,
+    roots: Arc<Mutex<BTreeMap<FragmentHash, Coding>>>,
+    /// When the budget began counting, and the bytes moved since.
+    since: std::time::Instant,
+    moved: u64,
+}
+
+impl Worker {
+    fn new(settings: Settings, roots: Arc<Mutex<BTreeMap<FragmentHash, Coding>>>) -> Self {
+        Worker { settings, roots, since: std::time::Instant::now(), moved: 0 }
+    }
+
+    fn run(mut self, inbox: Receiver<Job>) {
+        self.find_roots();
+        while let Ok(job) = inbox.recv() {
+            match job {
+                Job::Stored(hash) => self.look_at(&hash),
+                Job::Repair(files) => self.repair_all(&files),
+            }
+        }
+    }
+
+    fn fragment_path(&self, hash: &FragmentHash) -> PathBuf {
+        self.settings.store.join("fragments").join(hash.to_string())
+    }
+
+    /// The coded roots in the store when the node starts.
+    fn find_roots(&mut self) {
+        let Ok(entries) = std::fs::read_dir(self.settings.store.join("fragments")) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            if let Some(hash) =
+                entry.file_name().to_str().and_then(|n| FragmentHash::from_hex(n).ok())
+            {
+                self.look_at(&hash);
+            }
+        }
+        let found = self.roots.lock().map(|r| r.len()).unwrap_or(0);
+        if found > 0 {
+            log::info!("stripe repair: {found} coded files held here");
+        }
+    }
+
+    /// Remembers `hash` if the store holds it as a coded root.
+    fn look_at(&mut self, hash: &FragmentHash) {
+        if let Some(coding) = coded_root(&self.fragment_path(hash)) {
+            if let Ok(mut roots) = self.roots.lock() {
+                roots.insert(*hash, coding);
+            }
+        }
+    }
+
+    fn repair_all(&mut self, files: &[(FragmentHash, Coding)]) {
+        let started = std::time::Instant::now();
+        let mut total = Repaired::default();
+        for (hash, coding) in files {
+            self.since = std::time::Instant::now();
+            self.moved = 0;
+            match self.repair(hash, coding) {
+                Ok(done) => {
+                    log::info!(
+                        "stripe repair of {hash}: {} stripes decoded, {} of {} fragments stored \
+                         anew, {:.1} MB moved",
+                        done.stripes,
+                        done.stored,
+                        done.offered,
+                        done.bytes as f64 / 1e6
+                    );
+                    total.stripes += done.stripes;
+                    total.stored += done.stored;
+                    total.offered += done.offered;
+                    total.bytes += done.bytes;
+                }
+                Err(e) => log::warn!("stripe repair of {hash} failed: {e}"),
+            }
+            self.pace();
+        }
+        log::info!(
+            "stripe repair finished in {:.1} s: {} files, {} stripes decoded, {} fragments stored \
+             anew, {:.1} MB moved",
+            started.elapsed().as_secs_f64(),
+            files.len(),
+            total.stripes,
+            total.stored,
+            total.bytes as f64 / 1e6
+        );
+    }
+
+    /// Waits until the bytes moved fit the budget.
+    fn pace(&self) {
+        let rate = self.settings.rate.max(1);
+        let due = StdDuration::from_secs_f64(self.moved as f64 / rate as f64);
+        if let Some(wait) = due.checked_sub(self.since.elapsed()) {
+            log::debug!("stripe repair: waiting {:.1} s for the byte budget", wait.as_secs_f64());
+            std::thread::sleep(wait);
+        }
+    }
+
+    fn client(&self) -> Result<Client, String> {
+        let mut client =
+            Client::bind(self.settings.entry, 0).map_err(|e| format!("cannot bind: {e}"))?;
+        client.set_network_key(self.settings.key.clone());
+        client.set_max_datagram(self.settings.max_datagram).map_err(|e| e.to_string())?;
+        client
+            .join(StdDuration::from_secs(5))
+            .map_err(|e| format!("cannot join through the node: {e}"))?;
+        Ok(client)
+    }
+
+    /// Repairs the coded file `hash` (see the module's text).
+    fn repair(&mut self, hash: &FragmentHash, coding: &Coding) -> Result<Repaired, String> {
+        let mut client = self.client()?;
+        let file = tempfile::tempfile_in(&self.settings.store)
+            .map_err(|e| format!("cannot create a temporary file: {e}"))?;
+        let sink = FileWriter { out: BufWriter::new(&file), error: None };
+        let mut name = None;
+        let (mut sink, result, mended) =
+            download_mending(&mut client, *hash, sink, FILE_TIMEOUT, |event| {
+                if let DownloadEvent::IndexReceived { name: stored, .. } = event {
+                    name.get_or_insert(*stored);
+                }
+                Ok(())
+            });
+        if let Some(e) = sink.error.take() {
+            return Err(format!("cannot write the temporary file: {e}"));
+        }
+        let size = result.map_err(|e| format!("cannot download it: {e}"))?;
+        sink.out.flush().map_err(|e| format!("cannot write the temporary file: {e}"))?;
+        drop(sink);
+        let mut done = Repaired {
+            stripes: mended.stripes,
+            bytes: size + mended.stripes * u64::from(coding.k) * FRAGMENT_SIZE as u64,
+            ..Repaired::default()
+        };
+        self.moved += done.bytes;
+        let copy = file.try_clone().map_err(|e| e.to_string())?;
+        let mut reader = FileReader::from_file(copy, size);
+        let mut options = UploadOptions {
+            coding: None,
+            index_copies: coding.index_copies,
+            data_copies: coding.data_copies,
+        };
+        let mut count = |event: &UploadEvent| {
+            if let UploadEvent::Stored { already, .. } = event {
+                done.offered += 1;
+                if !already {
+                    done.stored += 1;
+                }
+            }
+        };
+        let redundancy = Redundancy { k: coding.k, m: coding.m };
+        let (_, _, parity) =
+            send_parity(&mut client, &mut reader, redundancy, &options, FILE_TIMEOUT, &mut count)
+                .map_err(|e| e.to_string())?;
+        options.coding = Some((coding.k, coding.m, parity));
+        let name = name.unwrap_or(IndexName::EMPTY);
+        let again = client
+            .upload(name, reader, &options, FILE_TIMEOUT, |event, _| count(event))
+            .map_err(|e| format!("cannot offer its fragments again: {e}"))?;
+        let sent = done.stored * FRAGMENT_SIZE as u64;
+        done.bytes += sent;
+        self.moved += sent;
+        if again != *hash {
+            return Err(format!("the rebuilt file's address is {again}, not the one repaired"));
+        }
+        Ok(done)
+    }
+}
+
+/// The coding of the fragment in `path` if it is a coded root.
+fn coded_root(path: &Path) -> Option<Coding> {
+    let mut file = File::open(path).ok()?;
+    let mut head = [0u8; 31];
+    file.read_exact(&mut head).ok()?;
+    if head[30] != CODED_MARKER {
+        return None;
+    }
+    let mut bytes = [0u8; FRAGMENT_SIZE];
+    bytes[..31].copy_from_slice(&head);
+    file.read_exact(&mut bytes[31..]).ok()?;
+    IndexFragment::decode(&bytes).ok()?.coded().map(|(coding, _, _)| coding)
+}
+
+/// A download written in order to a file.
+struct FileWriter<'a> {
+    out: BufWriter<&'a File>,
+    error: Option<io::Error>,
+}
+
+impl FileSink for FileWriter<'_> {
+    fn write(&mut self, bytes: &[u8]) -> bool {
+        match self.out.write_all(bytes) {
+            Ok(()) => true,
+            Err(e) => {
+                self.error.get_or_insert(e);
+                false
+            }
+        }
+    }
+}

@@ -1,0 +1,160 @@
+//! Stripe repair by the nodes themselves, with real processes, and no
+//! copies left over once the dead come back.
+//!
+//! On a 32-node scene (2 members a shard) a 2 MB file is coded 128+72
+//! with one copy of each data and parity fragment, so that every piece a
+//! killed node held is gone with it: only its stripe can give it back.
+//! Eight nodes are killed with SIGKILL, one in each of eight shards (so
+//! that no shard is emptied and no node moves). Nobody runs a command: the
+//! nodes must rebuild every lost piece by themselves. Then the killed
+//! nodes come back on their stores, holding their old pieces again, and
+//! the stored fragments must return to the design: every data and parity
+//! fragment once, every index fragment as many times as before the crash.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use common::{random_bytes, run_shell, run_tool, run_with_limit, signal, tool, Scene, TempDir};
+
+const NODES: u16 = 32;
+const REDUNDANCY: &str = "--redundancy=128+72";
+
+/// The fragments of the coded file `file` from `dhthash -v`: pieces (data
+/// and parity) and index fragments.
+fn fragments(dir: &std::path::Path, file: &str) -> (Vec<String>, Vec<String>) {
+    let list = format!("{file}.list");
+    let line =
+        format!("'{}' -v {REDUNDANCY} --data-copies=1 {file} 2> {list}", tool("dhthash").display());
+    let listing = run_shell(&line, dir);
+    assert!(listing.ok(), "{}", listing.stderr);
+    let (mut pieces, mut indexes) = (Vec::new(), Vec::new());
+    for line in std::fs::read_to_string(dir.join(list)).unwrap().lines() {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        let [tag, hash, "shard", _] = words[..] else { continue };
+        if tag.parse::<u64>().is_ok() || tag == "par" {
+            pieces.push(hash.to_owned());
+        } else {
+            indexes.push(hash.to_owned());
+        }
+    }
+    (pieces, indexes)
+}
+
+#[test]
+fn lost_pieces_are_rebuilt_by_the_nodes_and_extra_copies_go_once_the_dead_return() {
+    let scene = Scene::deploy("stripe-repair", 1800, NODES, "");
+    let work = TempDir::new("stripe-repair-files");
+    let ports: Vec<u16> = (0..NODES).map(|i| scene.base + i).collect();
+    let data = random_bytes(77, 2_000_000);
+    std::fs::write(work.path().join("f.bin"), &data).unwrap();
+    let entry = ports[1].to_string();
+    let sent = run_tool(
+        "dhtsend",
+        &["-q", "--data-copies=1", REDUNDANCY, "f.bin", "127.0.0.1", &entry],
+        work.path(),
+    );
+    assert!(sent.ok(), "{}", sent.stderr);
+    let address = sent.stdout.trim().to_owned();
+    let (pieces, indexes) = fragments(work.path(), "f.bin");
+    assert!(pieces.len() > 245, "245 data fragments and their parity: {}", pieces.len());
+
+    // Settled: each piece on one node, each index on every member of the
+    // four shards it is spread to (4 a shard at most; about 2 here).
+    let members = |shard: u8| ports.iter().filter(|&&p| scene.node_shard(p) == Some(shard)).count();
+    let want = |hash: &str| {
+        let own = common::shard_of_hash(hash);
+        (0..4).map(|j| members((own + j) % 16).min(4)).sum::<usize>()
+    };
+    let held = |hashes: &[String], among: &[u16]| -> BTreeMap<String, usize> {
+        hashes.iter().map(|h| (h.clone(), scene.holders(h, among).len())).collect()
+    };
+    let settled = scene.wait_for(Duration::from_secs(60), || {
+        held(&pieces, &ports).values().all(|n| *n == 1)
+            && indexes.iter().all(|h| scene.holders(h, &ports).len() == want(h))
+    });
+    assert!(
+        settled.is_some(),
+        "not settled: pieces {:?}, indexes {:?}",
+        held(&pieces, &ports).values().filter(|n| **n != 1).collect::<Vec<_>>(),
+        held(&indexes, &ports)
+    );
+    let designed_indexes = held(&indexes, &ports);
+
+    // One node of each of eight shards that have another, holding pieces,
+    // killed at once.
+    let pids = scene.pids();
+    let mut victims: Vec<u16> = Vec::new();
+    for port in ports.iter().skip(2) {
+        let shard = scene.node_shard(*port);
+        let holds = pieces.iter().any(|h| scene.holders(h, &[*port]).len() == 1);
+        let mates = shard.map_or(0, members);
+        if holds
+            && mates >= 2
+            && victims.iter().all(|v| scene.node_shard(*v) != shard)
+            && victims.len() < 8
+        {
+            victims.push(*port);
+        }
+    }
+    assert_eq!(victims.len(), 8, "eight shards with a node holding pieces");
+    let live: Vec<u16> = ports.iter().copied().filter(|p| !victims.contains(p)).collect();
+    let lost = held(&pieces, &live).values().filter(|n| **n == 0).count();
+    assert!(lost > 0, "the victims held pieces");
+    for (port, pid) in &pids {
+        if victims.contains(port) {
+            signal(*pid, "KILL");
+        }
+    }
+
+    // The nodes rebuild every lost piece by themselves.
+    let rebuilt =
+        scene.wait_for(Duration::from_secs(180), || held(&pieces, &live).values().all(|n| *n >= 1));
+    let missing = held(&pieces, &live).values().filter(|n| **n == 0).count();
+    assert!(rebuilt.is_some(), "{missing} of {lost} lost pieces still missing after 180 s");
+    let logs: String = live
+        .iter()
+        .map(|p| std::fs::read_to_string(scene.store(*p).join("node.log")).unwrap_or_default())
+        .collect();
+    let repair_line = logs
+        .lines()
+        .find(|l| l.contains(&format!("stripe repair of {address}")))
+        .expect("a node logged the file's repair");
+    println!("{lost} pieces lost with 8 of 32 nodes, all back after {rebuilt:?}: {repair_line}");
+    let exit = live[1].to_string();
+    let received = run_with_limit(
+        &tool("dhtrecv"),
+        &["-q", &address, "127.0.0.1", &exit, "-o", "back.bin"],
+        work.path(),
+        Duration::from_secs(120),
+    );
+    assert!(received.ok(), "{}", received.stderr);
+    assert!(std::fs::read(work.path().join("back.bin")).unwrap() == data, "the file differs");
+
+    // The dead return with their old pieces: the copies made by the
+    // repair or the old ones go, down to the design.
+    for victim in &victims {
+        scene.start_node(*victim, scene.base, &[]);
+    }
+    let designed = scene.wait_for(Duration::from_secs(400), || {
+        held(&pieces, &ports).values().all(|n| *n == 1)
+            && held(&indexes, &ports) == designed_indexes
+    });
+    let extra: Vec<usize> = held(&pieces, &ports).values().copied().filter(|n| *n != 1).collect();
+    assert!(
+        designed.is_some(),
+        "not back to the design 400 s after the restart: pieces held {extra:?} times, indexes \
+         {:?} against {designed_indexes:?}",
+        held(&indexes, &ports)
+    );
+    let stored: usize = ports
+        .iter()
+        .map(|p| std::fs::read_dir(scene.store(*p).join("fragments")).map_or(0, |d| d.count()))
+        .sum();
+    println!(
+        "back to {stored} fragments ({} pieces once, indexes as before) {designed:?} after the \
+         restart",
+        pieces.len()
+    );
+}
