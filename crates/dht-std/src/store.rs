@@ -30,7 +30,6 @@ use dht_core::fragment::{FragmentBytes, FragmentHash, FRAGMENT_SIZE};
 use dht_core::store::{FragmentStore, StoreError};
 
 /// Fragments kept in a directory.
-#[derive(Debug)]
 pub struct DirStore {
     dir: PathBuf,
     held: Vec<FragmentHash>,
@@ -40,6 +39,21 @@ pub struct DirStore {
     /// Fragments being received in pieces, put together here.
     partial: Vec<(FragmentHash, Box<FragmentBytes>)>,
     capacity: usize,
+    /// Told of every fragment written ([`DirStore::on_written`]).
+    written: Option<WrittenHook>,
+}
+
+/// What [`DirStore::on_written`] calls.
+type WrittenHook = Box<dyn Fn(&FragmentHash, &FragmentBytes) + Send>;
+
+impl std::fmt::Debug for DirStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DirStore")
+            .field("dir", &self.dir)
+            .field("held", &self.held.len())
+            .field("capacity", &self.capacity)
+            .finish_non_exhaustive()
+    }
 }
 
 impl DirStore {
@@ -83,7 +97,14 @@ impl DirStore {
         held.sort_unstable();
         let copies_dir = root.join("copies");
         let copies = read_copies(&copies_dir, &held);
-        Ok(DirStore { dir, held, copies, copies_dir, partial: Vec::new(), capacity })
+        Ok(DirStore { dir, held, copies, copies_dir, partial: Vec::new(), capacity, written: None })
+    }
+
+    /// Calls `hook` with every fragment written to the store from now on,
+    /// once it is in place (the node's stripe repair looks for coded
+    /// roots there without reading the files again).
+    pub fn on_written(&mut self, hook: impl Fn(&FragmentHash, &FragmentBytes) + Send + 'static) {
+        self.written = Some(Box::new(hook));
     }
 
     fn path_of(&self, hash: &FragmentHash) -> PathBuf {
@@ -101,8 +122,12 @@ impl DirStore {
         let written = fs::File::create(&tmp)
             .and_then(|mut f| f.write_all(data))
             .and_then(|()| fs::rename(&tmp, self.path_of(hash)));
-        if written.is_err() {
-            let _ = fs::remove_file(&tmp);
+        match (&written, &self.written) {
+            (Err(_), _) => {
+                let _ = fs::remove_file(&tmp);
+            }
+            (Ok(()), Some(hook)) => hook(hash, data),
+            (Ok(()), None) => {}
         }
         written
     }

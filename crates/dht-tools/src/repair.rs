@@ -40,6 +40,7 @@ use std::time::Duration as StdDuration;
 use dht_core::auth::NetworkKey;
 use dht_core::config::FRAGMENT_SIZE;
 use dht_core::download::{DownloadEvent, FileSink};
+use dht_core::fragment::FragmentBytes;
 use dht_core::holders::{Holders, Placement};
 use dht_core::index::{Coding, IndexFragment};
 use dht_core::node::Event;
@@ -79,8 +80,8 @@ pub struct Settings {
 
 /// What the node's thread asks the repair thread.
 enum Job {
-    /// A fragment was stored: remember it if it is a coded root.
-    Stored(FragmentHash),
+    /// A coded root was stored.
+    Root(FragmentHash, Coding),
     /// Repair these coded files.
     Repair(Vec<(FragmentHash, Coding)>),
 }
@@ -108,25 +109,34 @@ impl StripeRepair {
         Ok(StripeRepair { jobs, roots, deaths: None })
     }
 
+    /// What the store should call with each fragment it writes
+    /// ([`dht_std::DirStore::on_written`]): coded roots are passed on to
+    /// the repair thread, anything else costs a byte's comparison.
+    pub fn store_hook(&self) -> impl Fn(&FragmentHash, &FragmentBytes) + Send + 'static {
+        let jobs = self.jobs.clone();
+        move |hash, bytes| {
+            if bytes.get(30) != Some(&CODED_MARKER) {
+                return;
+            }
+            let coding = IndexFragment::decode(bytes).ok().and_then(|root| root.coded());
+            if let Some((coding, _, _)) = coding {
+                let _ = jobs.send(Job::Root(*hash, coding));
+            }
+        }
+    }
+
     /// When the repair wants to look at the node.
     pub fn poll_timeout(&self) -> Option<Instant> {
         self.deaths.map(|(first, last)| (last + SETTLE).min(first + SETTLE_AT_MOST))
     }
 
-    /// A node event: a stored fragment may be a coded root, a death
-    /// (re)starts the wait.
+    /// A node event: a death (re)starts the wait.
     pub fn on_event(&mut self, now: Instant, event: &Event) {
-        match event {
-            Event::FragmentStored(hash) => {
-                let _ = self.jobs.send(Job::Stored(*hash));
-            }
-            Event::NeighborDead(_) => {
-                self.deaths = Some(match self.deaths {
-                    Some((first, _)) => (first, now),
-                    None => (now, now),
-                });
-            }
-            _ => {}
+        if let Event::NeighborDead(_) = event {
+            self.deaths = Some(match self.deaths {
+                Some((first, _)) => (first, now),
+                None => (now, now),
+            });
         }
     }
 
@@ -200,7 +210,11 @@ impl Worker {
         self.find_roots();
         while let Ok(job) = inbox.recv() {
             match job {
-                Job::Stored(hash) => self.look_at(&hash),
+                Job::Root(hash, coding) => {
+                    if let Ok(mut roots) = self.roots.lock() {
+                        roots.insert(hash, coding);
+                    }
+                }
                 Job::Repair(files) => self.repair_all(&files),
             }
         }
@@ -210,7 +224,8 @@ impl Worker {
         self.settings.store.join("fragments").join(hash.to_string())
     }
 
-    /// The coded roots in the store when the node starts.
+    /// The coded roots in the store when the node starts (those stored
+    /// later come from [`StripeRepair::store_hook`]).
     fn find_roots(&mut self) {
         let Ok(entries) = std::fs::read_dir(self.settings.store.join("fragments")) else {
             return;

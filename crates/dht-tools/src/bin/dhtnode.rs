@@ -298,19 +298,11 @@ fn run(args: Args) -> Result<(), String> {
             address::list(&seeds)
         ));
     }
+    let key = args.network.key()?;
+    let max_datagram = args.network.max_datagram_for(local.ip());
     // The store last: a node that cannot start leaves none behind.
     let store_dir = args.store.clone().unwrap_or_else(|| PathBuf::from(args.port.to_string()));
-    let store = DirStore::open(&store_dir, args.capacity).map_err(|e| e.to_string())?;
-    let saved = identity::load(&store_dir).map_err(|e| e.to_string())?;
-    let random = dht_std::random_seed();
-    let id = saved.unwrap_or_else(|| NodeId(dht_std::random_seed()));
-    let mut config = config;
-    config.max_datagram = args.network.max_datagram_for(local.ip());
-    let mut node = dht_std::runtime::build_node(|| {
-        Node::new(config, id, PeerAddr::from(advertised), random, store)
-    })
-    .map_err(|e| format!("invalid settings: {e}"))?;
-    let key = args.network.key()?;
+    let mut store = DirStore::open(&store_dir, args.capacity).map_err(|e| e.to_string())?;
     let stripes = if rate > 0.0 {
         let settings = StripeSettings {
             entry: if advertised.ip().is_unspecified() {
@@ -319,7 +311,7 @@ fn run(args: Args) -> Result<(), String> {
                 advertised
             },
             key: key.clone(),
-            max_datagram: config.max_datagram,
+            max_datagram,
             store: store_dir.clone(),
             rate: (rate * 1e6) as u64,
         };
@@ -327,6 +319,18 @@ fn run(args: Args) -> Result<(), String> {
     } else {
         None
     };
+    if let Some(stripes) = &stripes {
+        store.on_written(stripes.store_hook());
+    }
+    let saved = identity::load(&store_dir).map_err(|e| e.to_string())?;
+    let random = dht_std::random_seed();
+    let id = saved.unwrap_or_else(|| NodeId(dht_std::random_seed()));
+    let mut config = config;
+    config.max_datagram = max_datagram;
+    let mut node = dht_std::runtime::build_node(|| {
+        Node::new(config, id, PeerAddr::from(advertised), random, store)
+    })
+    .map_err(|e| format!("invalid settings: {e}"))?;
     if key.is_some() {
         log::info!("on a network with a key ({})", args.network.key_file_display());
     }
