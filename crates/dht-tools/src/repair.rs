@@ -24,9 +24,11 @@
 //! dropped by the core's extra-copy check, down to the recorded counts.
 //!
 //! The repair runs on its own thread, one file at a time, and keeps to a
-//! byte budget: after each file it waits until the bytes it moved
-//! (downloaded, and sent to be stored anew) fit `rate` bytes a second
-//! since the repair began.
+//! byte budget: each fragment downloaded, fetched to decode a stripe or
+//! stored anew is counted as it moves, and the thread sleeps whenever the
+//! bytes moved run ahead of `rate` bytes a second since the repair began
+//! (the pieces fetched to decode one stripe count at once: a burst of at
+//! most one stripe).
 
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -192,18 +194,40 @@ struct Repaired {
     bytes: u64,
 }
 
-/// The repair thread.
-struct Worker {
-    settings: Settings,
-    roots: Arc<Mutex<BTreeMap<FragmentHash, Coding>>>,
-    /// When the budget began counting, and the bytes moved since.
+/// The byte budget of a repair: bytes a second on average since it began.
+/// Each fragment moved is spent as it moves; a spend that runs ahead of
+/// the budget sleeps until it fits, so the repair never bursts by more
+/// than what one call spends.
+struct Budget {
+    rate: u64,
     since: std::time::Instant,
     moved: u64,
 }
 
+impl Budget {
+    fn new(rate: u64) -> Self {
+        Budget { rate: rate.max(1), since: std::time::Instant::now(), moved: 0 }
+    }
+
+    /// Counts `bytes` moved, and waits while they are ahead of the budget.
+    fn spend(&mut self, bytes: u64) {
+        self.moved += bytes;
+        let due = StdDuration::from_secs_f64(self.moved as f64 / self.rate as f64);
+        if let Some(wait) = due.checked_sub(self.since.elapsed()) {
+            std::thread::sleep(wait);
+        }
+    }
+}
+
+/// The repair thread.
+struct Worker {
+    settings: Settings,
+    roots: Arc<Mutex<BTreeMap<FragmentHash, Coding>>>,
+}
+
 impl Worker {
     fn new(settings: Settings, roots: Arc<Mutex<BTreeMap<FragmentHash, Coding>>>) -> Self {
-        Worker { settings, roots, since: std::time::Instant::now(), moved: 0 }
+        Worker { settings, roots }
     }
 
     fn run(mut self, inbox: Receiver<Job>) {
@@ -255,10 +279,9 @@ impl Worker {
     fn repair_all(&mut self, files: &[(FragmentHash, Coding)]) {
         let started = std::time::Instant::now();
         let mut total = Repaired::default();
+        let mut budget = Budget::new(self.settings.rate);
         for (hash, coding) in files {
-            self.since = std::time::Instant::now();
-            self.moved = 0;
-            match self.repair(hash, coding) {
+            match self.repair(hash, coding, &mut budget) {
                 Ok(done) => {
                     log::info!(
                         "stripe repair of {hash}: {} stripes decoded, {} of {} fragments stored \
@@ -275,7 +298,6 @@ impl Worker {
                 }
                 Err(e) => log::warn!("stripe repair of {hash} failed: {e}"),
             }
-            self.pace();
         }
         log::info!(
             "stripe repair finished in {:.1} s: {} files, {} stripes decoded, {} fragments stored \
@@ -286,16 +308,6 @@ impl Worker {
             total.stored,
             total.bytes as f64 / 1e6
         );
-    }
-
-    /// Waits until the bytes moved fit the budget.
-    fn pace(&self) {
-        let rate = self.settings.rate.max(1);
-        let due = StdDuration::from_secs_f64(self.moved as f64 / rate as f64);
-        if let Some(wait) = due.checked_sub(self.since.elapsed()) {
-            log::debug!("stripe repair: waiting {:.1} s for the byte budget", wait.as_secs_f64());
-            std::thread::sleep(wait);
-        }
     }
 
     fn client(&self) -> Result<Client, String> {
@@ -310,7 +322,12 @@ impl Worker {
     }
 
     /// Repairs the coded file `hash` (see the module's text).
-    fn repair(&mut self, hash: &FragmentHash, coding: &Coding) -> Result<Repaired, String> {
+    fn repair(
+        &mut self,
+        hash: &FragmentHash,
+        coding: &Coding,
+        budget: &mut Budget,
+    ) -> Result<Repaired, String> {
         let mut client = self.client()?;
         let file = tempfile::tempfile_in(&self.settings.store)
             .map_err(|e| format!("cannot create a temporary file: {e}"))?;
@@ -318,8 +335,14 @@ impl Worker {
         let mut name = None;
         let (mut sink, result, mended) =
             download_mending(&mut client, *hash, sink, FILE_TIMEOUT, |event| {
-                if let DownloadEvent::IndexReceived { name: stored, .. } = event {
-                    name.get_or_insert(*stored);
+                match event {
+                    DownloadEvent::IndexReceived { name: stored, .. } => {
+                        name.get_or_insert(*stored);
+                    }
+                    // (Again on the passes after a rebuild: those are read
+                    // again too.)
+                    DownloadEvent::Written { .. } => budget.spend(FRAGMENT_SIZE as u64),
+                    _ => {}
                 }
                 Ok(())
             });
@@ -329,12 +352,11 @@ impl Worker {
         let size = result.map_err(|e| format!("cannot download it: {e}"))?;
         sink.out.flush().map_err(|e| format!("cannot write the temporary file: {e}"))?;
         drop(sink);
-        let mut done = Repaired {
-            stripes: mended.stripes,
-            bytes: size + mended.stripes * u64::from(coding.k) * FRAGMENT_SIZE as u64,
-            ..Repaired::default()
-        };
-        self.moved += done.bytes;
+        // The pieces fetched to decode the stripes, not counted as written.
+        let decoding = mended.stripes * u64::from(coding.k) * FRAGMENT_SIZE as u64;
+        budget.spend(decoding);
+        let mut done =
+            Repaired { stripes: mended.stripes, bytes: size + decoding, ..Repaired::default() };
         let copy = file.try_clone().map_err(|e| e.to_string())?;
         let mut reader = FileReader::from_file(copy, size);
         let mut options = UploadOptions {
@@ -347,6 +369,7 @@ impl Worker {
                 done.offered += 1;
                 if !already {
                     done.stored += 1;
+                    budget.spend(FRAGMENT_SIZE as u64);
                 }
             }
         };
@@ -359,9 +382,7 @@ impl Worker {
         let again = client
             .upload(name, reader, &options, FILE_TIMEOUT, |event, _| count(event))
             .map_err(|e| format!("cannot offer its fragments again: {e}"))?;
-        let sent = done.stored * FRAGMENT_SIZE as u64;
-        done.bytes += sent;
-        self.moved += sent;
+        done.bytes += done.stored * FRAGMENT_SIZE as u64;
         if again != *hash {
             return Err(format!("the rebuilt file's address is {again}, not the one repaired"));
         }
