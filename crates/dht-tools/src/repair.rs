@@ -35,7 +35,7 @@ use std::fs::File;
 use std::io::{self, BufWriter, Read, Write};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::mpsc::{self, Receiver, Sender};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::sync::{Arc, Mutex};
 use std::time::Duration as StdDuration;
 
@@ -63,6 +63,11 @@ pub const SETTLE_AT_MOST: Duration = Duration::from_secs(60);
 const CODED_MARKER: u8 = 0xFE;
 /// How long one file's download or upload may take.
 const FILE_TIMEOUT: StdDuration = StdDuration::from_secs(600);
+/// How long after a failed repair it is tried again.
+const RETRY_AFTER: StdDuration = StdDuration::from_secs(300);
+/// Tries of one file's repair before it is given up (until the next
+/// death starts a look again).
+const TRIES: u32 = 3;
 
 /// How the repair thread reaches the network.
 #[derive(Clone, Debug)]
@@ -232,14 +237,47 @@ impl Worker {
 
     fn run(mut self, inbox: Receiver<Job>) {
         self.find_roots();
-        while let Ok(job) = inbox.recv() {
-            match job {
-                Job::Root(hash, coding) => {
+        // Failed repairs, with the tries they had, tried again after
+        // RETRY_AFTER unless a look asks for them sooner.
+        let mut failed: Vec<(FragmentHash, Coding, u32)> = Vec::new();
+        loop {
+            let job = if failed.is_empty() {
+                inbox.recv().map_err(|_| RecvTimeoutError::Disconnected)
+            } else {
+                inbox.recv_timeout(RETRY_AFTER)
+            };
+            let (files, tries): (Vec<(FragmentHash, Coding)>, Vec<u32>) = match job {
+                Ok(Job::Root(hash, coding)) => {
                     if let Ok(mut roots) = self.roots.lock() {
                         roots.insert(hash, coding);
                     }
+                    continue;
                 }
-                Job::Repair(files) => self.repair_all(&files),
+                Ok(Job::Repair(files)) => {
+                    // A new look starts every file's tries again.
+                    failed.retain(|(h, _, _)| files.iter().all(|(f, _)| f != h));
+                    let n = files.len();
+                    (files, vec![0; n])
+                }
+                Err(RecvTimeoutError::Timeout) => {
+                    let held = self.roots.lock().map(|r| r.clone()).unwrap_or_default();
+                    let again: Vec<_> =
+                        failed.drain(..).filter(|(h, _, _)| held.contains_key(h)).collect();
+                    log::info!("stripe repair: trying {} failed files again", again.len());
+                    again.into_iter().map(|(h, c, t)| ((h, c), t)).unzip()
+                }
+                Err(RecvTimeoutError::Disconnected) => return,
+            };
+            for ((hash, coding), tries) in self.repair_all(&files).into_iter().zip(tries) {
+                let tries = tries + 1;
+                match hash {
+                    Some(hash) if tries < TRIES => failed.push((hash, coding, tries)),
+                    Some(hash) => log::error!(
+                        "stripe repair of {hash} failed {TRIES} times: given up until a \
+                         neighbor dies again"
+                    ),
+                    None => {}
+                }
             }
         }
     }
@@ -276,11 +314,18 @@ impl Worker {
         }
     }
 
-    fn repair_all(&mut self, files: &[(FragmentHash, Coding)]) {
+    /// Repairs `files` one after the other. Returns, for each file in
+    /// turn, its hash if its repair failed, with its coding.
+    fn repair_all(
+        &mut self,
+        files: &[(FragmentHash, Coding)],
+    ) -> Vec<(Option<FragmentHash>, Coding)> {
         let started = std::time::Instant::now();
         let mut total = Repaired::default();
         let mut budget = Budget::new(self.settings.rate);
+        let mut outcomes = Vec::new();
         for (hash, coding) in files {
+            let mut failed = None;
             match self.repair(hash, coding, &mut budget) {
                 Ok(done) => {
                     log::info!(
@@ -296,18 +341,24 @@ impl Worker {
                     total.offered += done.offered;
                     total.bytes += done.bytes;
                 }
-                Err(e) => log::warn!("stripe repair of {hash} failed: {e}"),
+                Err(e) => {
+                    log::warn!("stripe repair of {hash} failed: {e}");
+                    failed = Some(*hash);
+                }
             }
+            outcomes.push((failed, *coding));
         }
         log::info!(
-            "stripe repair finished in {:.1} s: {} files, {} stripes decoded, {} fragments stored \
-             anew, {:.1} MB moved",
+            "stripe repair finished in {:.1} s: {} files ({} failed), {} stripes decoded, {} \
+             fragments stored anew, {:.1} MB moved",
             started.elapsed().as_secs_f64(),
             files.len(),
+            outcomes.iter().filter(|(failed, _)| failed.is_some()).count(),
             total.stripes,
             total.stored,
             total.bytes as f64 / 1e6
         );
+        outcomes
     }
 
     fn client(&self) -> Result<Client, String> {
