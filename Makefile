@@ -49,7 +49,11 @@ setup-qemu:
 all:
 	$(CARGO) build --release -p dht-tools
 	@mkdir -p $(BIN_DIR)
-	@for t in $(TOOLS); do cp target/release/$$t $(BIN_DIR)/$$t; done
+	@# Copied beside and renamed into place: a tool that is running (a
+	@# scene's nodes) is replaced rather than refused as "text file busy".
+	@set -e; for t in $(TOOLS); do \
+	    cp target/release/$$t $(BIN_DIR)/.$$t.new; mv -f $(BIN_DIR)/.$$t.new $(BIN_DIR)/$$t; \
+	done
 	@echo "built $(addprefix $(BIN_DIR)/,$(TOOLS))"
 
 # `setup` first: on a fresh machine `make test` alone installs what it needs
