@@ -17,7 +17,9 @@ use dht_tools::{exit, fail, open_source, say, source_name, Failure, Verbosity};
 /// and shard go to standard error: data fragments by number, the interior
 /// indexes of a file over 2,088,960 bytes as `idx`, the root as `index`;
 /// with --redundancy the parity fragments follow (`par`, their tree's
-/// indexes `pidx`), then the coded root, the address (`coded`).
+/// indexes `pidx`), then the coded root, the address (`coded`). A coded
+/// root records the copy counts: give --data-copies and --index-copies as
+/// they were given to dhtsend (the defaults are the same).
 #[derive(Parser, Debug)]
 #[command(
     name = "dhthash",
@@ -34,7 +36,6 @@ struct Args {
     name: Option<String>,
     #[command(flatten)]
     coded: dht_tools::coding::RedundancyArg,
-    /// The copy counts, as given to dhtsend: a coded root records them.
     #[command(flatten)]
     copies: dht_tools::coding::CopiesArg,
     #[command(flatten)]
