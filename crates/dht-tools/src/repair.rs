@@ -8,7 +8,12 @@
 //! last one, 60 s after the first at most), the node looks at the coded
 //! roots it holds. For each, the member that ranks first for the root
 //! (in the root's own shard, or the next shard of its spread if it knows
-//! no member there) repairs the file:
+//! no member there) repairs the file. A node also looks once
+//! [`AFTER_START`] after it starts: a network restarted without some of
+//! its nodes declares nobody dead (the missing never joined the new
+//! tables), and their pieces would stay lost.
+//!
+//! The repair:
 //!
 //! 1. it downloads the file through its own node with a client of its
 //!    own, rebuilding the stripes whose data fragments are lost
@@ -59,6 +64,9 @@ use crate::transfer::{download_mending, send_parity};
 pub const SETTLE: Duration = Duration::from_secs(10);
 /// How long after the first one at most.
 pub const SETTLE_AT_MOST: Duration = Duration::from_secs(60);
+/// When a node looks after it starts (it has joined and learned its
+/// shard's members by then).
+pub const AFTER_START: Duration = Duration::from_secs(120);
 /// Byte 30 of a coded root (see [`dht_core::index`]).
 const CODED_MARKER: u8 = 0xFE;
 /// How long one file's download or upload may take.
@@ -101,6 +109,8 @@ pub struct StripeRepair {
     roots: Arc<Mutex<BTreeMap<FragmentHash, Coding>>>,
     /// The first and the last death since the last look.
     deaths: Option<(Instant, Instant)>,
+    /// A look asked for apart from deaths ([`StripeRepair::look_later`]).
+    later: Option<Instant>,
 }
 
 impl StripeRepair {
@@ -113,7 +123,7 @@ impl StripeRepair {
         std::thread::Builder::new()
             .name("stripe-repair".into())
             .spawn(move || Worker::new(settings, found).run(inbox))?;
-        Ok(StripeRepair { jobs, roots, deaths: None })
+        Ok(StripeRepair { jobs, roots, deaths: None, later: None })
     }
 
     /// What the store should call with each fragment it writes
@@ -132,9 +142,15 @@ impl StripeRepair {
         }
     }
 
+    /// Asks for a look at `at` (the node's start plus [`AFTER_START`]).
+    pub fn look_later(&mut self, at: Instant) {
+        self.later = Some(at);
+    }
+
     /// When the repair wants to look at the node.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.deaths.map(|(first, last)| (last + SETTLE).min(first + SETTLE_AT_MOST))
+        let deaths = self.deaths.map(|(first, last)| (last + SETTLE).min(first + SETTLE_AT_MOST));
+        [deaths, self.later].into_iter().flatten().min()
     }
 
     /// A node event: a death (re)starts the wait.
@@ -147,13 +163,15 @@ impl StripeRepair {
         }
     }
 
-    /// Once the deaths have settled: the coded roots held here that this
-    /// node ranks first for go to the repair thread.
+    /// Once the deaths have settled (or at the look asked for): the coded
+    /// roots held here that this node ranks first for go to the repair
+    /// thread.
     pub fn handle_timeout<S: FragmentStore>(&mut self, now: Instant, node: &Node<S>) {
         if self.poll_timeout().is_none_or(|at| now < at) {
             return;
         }
         self.deaths = None;
+        self.later = None;
         let Ok(mut roots) = self.roots.lock() else { return };
         roots.retain(|hash, _| node.store().contains(hash));
         let mine: Vec<(FragmentHash, Coding)> = roots
@@ -161,11 +179,13 @@ impl StripeRepair {
             .filter(|(hash, coding)| repairs(node, hash, coding))
             .map(|(hash, coding)| (*hash, *coding))
             .collect();
-        log::info!(
-            "stripe repair: {} coded files held here, {} of them repaired by this node",
-            roots.len(),
-            mine.len()
-        );
+        if !roots.is_empty() {
+            log::info!(
+                "stripe repair: {} coded files held here, {} of them repaired by this node",
+                roots.len(),
+                mine.len()
+            );
+        }
         if !mine.is_empty() {
             let _ = self.jobs.send(Job::Repair(mine));
         }

@@ -10,13 +10,19 @@
 //! nodes come back on their stores, holding their old pieces again, and
 //! the stored fragments must return to the design: every data and parity
 //! fragment once, every index fragment as many times as before the crash.
+//!
+//! A second test restarts a whole network without some of its nodes:
+//! nobody is declared dead then (the missing never join the new tables),
+//! and the nodes' look after their start must rebuild the pieces.
 
 mod common;
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use common::{random_bytes, run_shell, run_tool, run_with_limit, signal, tool, Scene, TempDir};
+use common::{
+    alive, random_bytes, run_shell, run_tool, run_with_limit, signal, tool, Scene, TempDir,
+};
 
 const NODES: u16 = 32;
 const REDUNDANCY: &str = "--redundancy=128+72";
@@ -157,4 +163,88 @@ fn lost_pieces_are_rebuilt_by_the_nodes_and_extra_copies_go_once_the_dead_return
          restart",
         pieces.len()
     );
+}
+
+#[test]
+fn a_network_restarted_without_some_of_its_nodes_rebuilds_their_pieces() {
+    let scene = Scene::deploy("stripe-restart", 1840, NODES, "");
+    let work = TempDir::new("stripe-restart-files");
+    let ports: Vec<u16> = (0..NODES).map(|i| scene.base + i).collect();
+    let data = random_bytes(78, 2_000_000);
+    std::fs::write(work.path().join("f.bin"), &data).unwrap();
+    let entry = ports[1].to_string();
+    let sent = run_tool(
+        "dhtsend",
+        &["-q", "--data-copies=1", REDUNDANCY, "f.bin", "127.0.0.1", &entry],
+        work.path(),
+    );
+    assert!(sent.ok(), "{}", sent.stderr);
+    let address = sent.stdout.trim().to_owned();
+    let (pieces, indexes) = fragments(work.path(), "f.bin");
+    let members = |shard: u8| ports.iter().filter(|&&p| scene.node_shard(p) == Some(shard)).count();
+    let want = |hash: &str| {
+        let own = common::shard_of_hash(hash);
+        (0..4).map(|j| members((own + j) % 16).min(4)).sum::<usize>()
+    };
+    let settled = scene.wait_for(Duration::from_secs(60), || {
+        pieces.iter().all(|h| scene.holders(h, &ports).len() == 1)
+            && indexes.iter().all(|h| scene.holders(h, &ports).len() == want(h))
+    });
+    assert!(settled.is_some(), "the upload did not settle");
+
+    // Every node stops at once (SIGKILL); six, one in each of six shards
+    // that have another member, holding pieces, never come back.
+    let mut missing: Vec<u16> = Vec::new();
+    for port in ports.iter().skip(2) {
+        let shard = scene.node_shard(*port);
+        let holds = pieces.iter().any(|h| scene.holders(h, &[*port]).len() == 1);
+        let mates = shard.map_or(0, members);
+        if holds && mates >= 2 && missing.iter().all(|v| scene.node_shard(*v) != shard) {
+            missing.push(*port);
+        }
+        if missing.len() == 6 {
+            break;
+        }
+    }
+    assert_eq!(missing.len(), 6, "six shards with a node holding pieces");
+    let pids = scene.pids();
+    for (_, pid) in &pids {
+        signal(*pid, "KILL");
+    }
+    let down = scene.wait_for(Duration::from_secs(10), || pids.iter().all(|(_, p)| !alive(*p)));
+    assert!(down.is_some(), "the nodes did not stop");
+    let back: Vec<u16> = ports.iter().copied().filter(|p| !missing.contains(p)).collect();
+    let lost = pieces.iter().filter(|h| scene.holders(h, &back).is_empty()).count();
+    assert!(lost > 0, "the missing nodes held pieces");
+
+    // The rest restart on their stores, the first without a seed.
+    scene.start_node_from(back[0], None, &[]);
+    for port in &back[1..] {
+        scene.start_node_from(*port, Some(back[0]), &[]);
+    }
+    let rebuilt = scene.wait_for(Duration::from_secs(300), || {
+        pieces.iter().all(|h| !scene.holders(h, &back).is_empty())
+    });
+    let still = pieces.iter().filter(|h| scene.holders(h, &back).is_empty()).count();
+    assert!(
+        rebuilt.is_some(),
+        "{still} of {lost} lost pieces still missing 300 s after the restart"
+    );
+    let logs: String = back
+        .iter()
+        .map(|p| std::fs::read_to_string(scene.store(*p).join("node.log")).unwrap_or_default())
+        .collect();
+    assert!(
+        !logs.contains("declared dead"),
+        "a node was declared dead: the look after the start is not what is tested"
+    );
+    println!("{lost} pieces of 6 missing nodes rebuilt {rebuilt:?} after the restart of the rest");
+    let received = run_with_limit(
+        &tool("dhtrecv"),
+        &["-q", &address, "127.0.0.1", &back[1].to_string(), "-o", "back.bin"],
+        work.path(),
+        Duration::from_secs(120),
+    );
+    assert!(received.ok(), "{}", received.stderr);
+    assert!(std::fs::read(work.path().join("back.bin")).unwrap() == data, "the file differs");
 }

@@ -372,6 +372,9 @@ fn run(args: Args) -> Result<(), String> {
         clock: runtime.clock,
         stripes,
     };
+    if let Some(stripes) = &mut app.stripes {
+        stripes.look_later(runtime.clock.now() + dht_tools::repair::AFTER_START);
+    }
     let stop = loop {
         let stop = runtime.run(&mut app, None).map_err(|e| format!("network error: {e}"))?;
         if stop != Stop::Done {

@@ -320,10 +320,20 @@ impl Scene {
     /// `seed`, recording its PID where the deploy script looks for it (so
     /// that the scene's stop stops it too).
     pub fn start_node(&self, port: u16, seed: u16, extra: &[&str]) -> u32 {
+        self.start_node_from(port, Some(seed), extra)
+    }
+
+    /// [`Scene::start_node`], or without a seed (the node resumes on its
+    /// store and others join through it).
+    pub fn start_node_from(&self, port: u16, seed: Option<u16>, extra: &[&str]) -> u32 {
         let store = self.store(port);
         std::fs::create_dir_all(&store).unwrap();
         let log = std::fs::File::create(store.join("node.log")).unwrap();
-        let mut args = vec![port.to_string(), "127.0.0.1".into(), seed.to_string()];
+        let mut args = vec![port.to_string()];
+        if let Some(seed) = seed {
+            args.push("127.0.0.1".into());
+            args.push(seed.to_string());
+        }
         args.push("--store".into());
         args.push(store.to_str().unwrap().into());
         args.extend(extra.iter().map(|s| s.to_string()));
