@@ -149,7 +149,7 @@ impl StripeRepair {
 
     /// When the repair wants to look at the node.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        let deaths = self.deaths.map(|(first, last)| (last + SETTLE).min(first + SETTLE_AT_MOST));
+        let deaths = self.deaths.map(settled);
         [deaths, self.later].into_iter().flatten().min()
     }
 
@@ -163,15 +163,28 @@ impl StripeRepair {
         }
     }
 
+    /// Whether a look is due at `now`; what is due is then taken as done
+    /// (a death after it starts a wait again, a later look stays).
+    fn due(&mut self, now: Instant) -> bool {
+        if self.poll_timeout().is_none_or(|at| now < at) {
+            return false;
+        }
+        if self.deaths.is_some_and(|d| settled(d) <= now) {
+            self.deaths = None;
+        }
+        if self.later.is_some_and(|at| at <= now) {
+            self.later = None;
+        }
+        true
+    }
+
     /// Once the deaths have settled (or at the look asked for): the coded
     /// roots held here that this node ranks first for go to the repair
     /// thread.
     pub fn handle_timeout<S: FragmentStore>(&mut self, now: Instant, node: &Node<S>) {
-        if self.poll_timeout().is_none_or(|at| now < at) {
+        if !self.due(now) {
             return;
         }
-        self.deaths = None;
-        self.later = None;
         let Ok(mut roots) = self.roots.lock() else { return };
         roots.retain(|hash, _| node.store().contains(hash));
         let mine: Vec<(FragmentHash, Coding)> = roots
@@ -190,6 +203,11 @@ impl StripeRepair {
             let _ = self.jobs.send(Job::Repair(mine));
         }
     }
+}
+
+/// When a look follows the deaths seen first and last.
+fn settled((first, last): (Instant, Instant)) -> Instant {
+    (last + SETTLE).min(first + SETTLE_AT_MOST)
 }
 
 /// Whether `node` repairs the coded file whose root is `hash`: it ranks
@@ -490,5 +508,57 @@ impl FileSink for FileWriter<'_> {
                 false
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn idle() -> StripeRepair {
+        let (jobs, _) = mpsc::channel();
+        StripeRepair { jobs, roots: Arc::default(), deaths: None, later: None }
+    }
+
+    fn at(secs: u64) -> Instant {
+        Instant::from_micros(secs * 1_000_000)
+    }
+
+    fn death(repair: &mut StripeRepair, secs: u64) {
+        let peer = dht_core::PeerInfo {
+            id: dht_core::NodeId(7),
+            addr: dht_core::PeerAddr::from(SocketAddr::from(([127, 0, 0, 1], 9))),
+        };
+        repair.on_event(at(secs), &Event::NeighborDead(peer));
+    }
+
+    #[test]
+    fn a_look_comes_10_s_after_the_last_death_and_60_s_after_the_first_at_most() {
+        let mut repair = idle();
+        assert_eq!(repair.poll_timeout(), None, "nothing to look at: no wake-up");
+        death(&mut repair, 100);
+        assert_eq!(repair.poll_timeout(), Some(at(110)));
+        death(&mut repair, 105);
+        assert_eq!(repair.poll_timeout(), Some(at(115)));
+        for t in (110..=155).step_by(5) {
+            death(&mut repair, t);
+        }
+        assert_eq!(repair.poll_timeout(), Some(at(160)), "60 s after the first death");
+        assert!(!repair.due(at(159)));
+        assert!(repair.due(at(160)));
+        assert_eq!(repair.poll_timeout(), None);
+        assert!(!repair.due(at(500)), "one look for those deaths");
+    }
+
+    #[test]
+    fn the_look_after_the_start_stays_when_an_earlier_look_is_due() {
+        let mut repair = idle();
+        repair.look_later(at(120));
+        death(&mut repair, 20);
+        assert_eq!(repair.poll_timeout(), Some(at(30)));
+        assert!(repair.due(at(30)));
+        assert_eq!(repair.poll_timeout(), Some(at(120)), "the look after the start is kept");
+        assert!(repair.due(at(120)));
+        assert_eq!(repair.poll_timeout(), None);
     }
 }
