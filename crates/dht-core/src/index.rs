@@ -416,7 +416,7 @@ pub const MAX_STRIPE_DATA: u16 = 256;
 /// The most parity fragments a stripe may have.
 pub const MAX_STRIPE_PARITY: u16 = 256;
 /// The byte at offset 30 that marks a coded root.
-const CODED_MARKER: u8 = 0xFE;
+pub const CODED_MARKER: u8 = 0xFE;
 
 impl Coding {
     /// The coding of a file of `size` bytes (1 to [`MAX_TREE_SIZE`]) with

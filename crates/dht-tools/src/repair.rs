@@ -46,10 +46,10 @@ use std::time::Duration as StdDuration;
 
 use dht_core::auth::NetworkKey;
 use dht_core::config::FRAGMENT_SIZE;
-use dht_core::download::{DownloadEvent, FileSink};
+use dht_core::download::DownloadEvent;
 use dht_core::fragment::FragmentBytes;
 use dht_core::holders::{Holders, Placement};
-use dht_core::index::{Coding, IndexFragment};
+use dht_core::index::{Coding, IndexFragment, CODED_MARKER};
 use dht_core::node::Event;
 use dht_core::store::FragmentStore;
 use dht_core::time::{Duration, Instant};
@@ -58,7 +58,7 @@ use dht_core::{FragmentHash, IndexName, Node};
 use dht_std::client::{Client, FileReader, UploadOptions};
 
 use crate::coding::Redundancy;
-use crate::transfer::{download_mending, send_parity};
+use crate::transfer::{download_mending, send_parity, WriteSink};
 
 /// How long after the last neighbor declared dead the repair looks.
 pub const SETTLE: Duration = Duration::from_secs(10);
@@ -67,8 +67,6 @@ pub const SETTLE_AT_MOST: Duration = Duration::from_secs(60);
 /// When a node looks after it starts (it has joined and learned its
 /// shard's members by then).
 pub const AFTER_START: Duration = Duration::from_secs(120);
-/// Byte 30 of a coded root (see [`dht_core::index`]).
-const CODED_MARKER: u8 = 0xFE;
 /// How long one file's download or upload may take.
 const FILE_TIMEOUT: StdDuration = StdDuration::from_secs(600);
 /// How long after a failed repair it is tried again.
@@ -132,11 +130,7 @@ impl StripeRepair {
     pub fn store_hook(&self) -> impl Fn(&FragmentHash, &FragmentBytes) + Send + 'static {
         let jobs = self.jobs.clone();
         move |hash, bytes| {
-            if bytes.get(30) != Some(&CODED_MARKER) {
-                return;
-            }
-            let coding = IndexFragment::decode(bytes).ok().and_then(|root| root.coded());
-            if let Some((coding, _, _)) = coding {
+            if let Some(coding) = coding_of(bytes) {
                 let _ = jobs.send(Job::Root(*hash, coding));
             }
         }
@@ -420,9 +414,9 @@ impl Worker {
         let mut client = self.client()?;
         let file = tempfile::tempfile_in(&self.settings.store)
             .map_err(|e| format!("cannot create a temporary file: {e}"))?;
-        let sink = FileWriter { out: BufWriter::new(&file), error: None };
+        let sink = WriteSink::new(BufWriter::new(&file));
         let mut name = None;
-        let (mut sink, result, mended) =
+        let (mut sink, result, stripes) =
             download_mending(&mut client, *hash, sink, FILE_TIMEOUT, |event| {
                 match event {
                     DownloadEvent::IndexReceived { name: stored, .. } => {
@@ -442,10 +436,9 @@ impl Worker {
         sink.out.flush().map_err(|e| format!("cannot write the temporary file: {e}"))?;
         drop(sink);
         // The pieces fetched to decode the stripes, not counted as written.
-        let decoding = mended.stripes * u64::from(coding.k) * FRAGMENT_SIZE as u64;
+        let decoding = stripes * u64::from(coding.k) * FRAGMENT_SIZE as u64;
         budget.spend(decoding);
-        let mut done =
-            Repaired { stripes: mended.stripes, bytes: size + decoding, ..Repaired::default() };
+        let mut done = Repaired { stripes, bytes: size + decoding, ..Repaired::default() };
         let copy = file.try_clone().map_err(|e| e.to_string())?;
         let mut reader = FileReader::from_file(copy, size);
         let mut options = UploadOptions {
@@ -479,36 +472,27 @@ impl Worker {
     }
 }
 
-/// The coding of the fragment in `path` if it is a coded root.
-fn coded_root(path: &Path) -> Option<Coding> {
-    let mut file = File::open(path).ok()?;
-    let mut head = [0u8; 31];
-    file.read_exact(&mut head).ok()?;
-    if head[30] != CODED_MARKER {
+/// The coding of `bytes` if they are a coded root; anything else costs
+/// one byte's comparison.
+fn coding_of(bytes: &FragmentBytes) -> Option<Coding> {
+    if bytes.get(30) != Some(&CODED_MARKER) {
         return None;
     }
+    IndexFragment::decode(bytes).ok()?.coded().map(|(coding, _, _)| coding)
+}
+
+/// The coding of the fragment in `path` if it is a coded root: its first
+/// 31 bytes are read, the rest only for a coded root's marker.
+fn coded_root(path: &Path) -> Option<Coding> {
+    let mut file = File::open(path).ok()?;
     let mut bytes = [0u8; FRAGMENT_SIZE];
-    bytes[..31].copy_from_slice(&head);
-    file.read_exact(&mut bytes[31..]).ok()?;
-    IndexFragment::decode(&bytes).ok()?.coded().map(|(coding, _, _)| coding)
-}
-
-/// A download written in order to a file.
-struct FileWriter<'a> {
-    out: BufWriter<&'a File>,
-    error: Option<io::Error>,
-}
-
-impl FileSink for FileWriter<'_> {
-    fn write(&mut self, bytes: &[u8]) -> bool {
-        match self.out.write_all(bytes) {
-            Ok(()) => true,
-            Err(e) => {
-                self.error.get_or_insert(e);
-                false
-            }
-        }
+    let (head, rest) = bytes.split_at_mut(31);
+    file.read_exact(head).ok()?;
+    if head.last() != Some(&CODED_MARKER) {
+        return None;
     }
+    file.read_exact(rest).ok()?;
+    coding_of(&bytes)
 }
 
 #[cfg(test)]

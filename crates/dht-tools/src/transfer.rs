@@ -4,7 +4,7 @@
 //! parity.
 
 use std::collections::BTreeSet;
-use std::io;
+use std::io::{self, Write};
 use std::time::Duration;
 
 use dht_core::download::{DownloadError, DownloadEvent, FileSink};
@@ -16,30 +16,50 @@ use dht_std::client::{Client, ClientError, FileReader, UploadOptions};
 use crate::coding::{parity_file, rebuild_stripe, Mend, RebuildError, Redundancy};
 use crate::Failure;
 
-/// What a download had to rebuild.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Mended {
-    /// Stripes decoded from parity.
-    pub stripes: u64,
-    /// Data fragments written from a decoded stripe, not from a holder.
-    pub fragments: u64,
+/// A download's destination that writes to any [`Write`] in file order,
+/// keeping the first error for the message.
+pub struct WriteSink<W: Write> {
+    /// Where the bytes go.
+    pub out: W,
+    /// The first write that failed.
+    pub error: Option<io::Error>,
+}
+
+impl<W: Write> WriteSink<W> {
+    /// Writes to `out`.
+    pub fn new(out: W) -> Self {
+        WriteSink { out, error: None }
+    }
+}
+
+impl<W: Write> FileSink for WriteSink<W> {
+    fn write(&mut self, bytes: &[u8]) -> bool {
+        match self.out.write_all(bytes) {
+            Ok(()) => true,
+            Err(e) => {
+                self.error.get_or_insert(e);
+                false
+            }
+        }
+    }
 }
 
 /// Downloads `hash` into `sink`; `on_event` sees every event (those of
 /// the first fragments again after a rebuild: the download passes over
 /// what was written) and may stop it. A data fragment of a coded file
 /// that no holder has is rebuilt from its stripe, and the download goes
-/// on from there; each stripe is rebuilt once at most.
+/// on from there; each stripe is rebuilt once at most. Returns the sink,
+/// the outcome and the number of stripes decoded.
 pub fn download_mending<K: FileSink>(
     client: &mut Client,
     hash: FragmentHash,
     sink: K,
     timeout: Duration,
     mut on_event: impl FnMut(&DownloadEvent) -> Result<(), String>,
-) -> (K, Result<u64, ClientError>, Mended) {
+) -> (K, Result<u64, ClientError>, u64) {
     let mut mend = Mend::new(sink);
     let mut rebuilt = BTreeSet::new();
-    let mut mended = Mended::default();
+    let mut decoded = 0;
     loop {
         mend.rewind();
         let (back, result) = client.download(hash, mend, timeout, &mut on_event);
@@ -52,31 +72,30 @@ pub fn download_mending<K: FileSink>(
             _ => None,
         };
         let Some((lost, (coding, parity))) = lost else {
-            return (mend.into_inner(), result, mended);
+            return (mend.into_inner(), result, decoded);
         };
         let stripe = coding.stripe_of(lost).unwrap_or(0);
         if !rebuilt.insert(stripe) {
-            return (mend.into_inner(), result, mended);
+            return (mend.into_inner(), result, decoded);
         }
         log::info!("fragment {lost} has no holder left: rebuilding its stripe from parity");
         match rebuild_stripe(client, timeout, hash, &coding, parity, lost) {
             Ok(fragments) => {
-                mended.stripes += 1;
-                mended.fragments += fragments.len() as u64;
+                decoded += 1;
                 mend.add(fragments);
             }
-            Err(RebuildError::Fetch(e)) => return (mend.into_inner(), Err(e), mended),
+            Err(RebuildError::Fetch(e)) => return (mend.into_inner(), Err(e), decoded),
             // Not found, as without parity: the exit status says so.
             Err(e @ RebuildError::TooFew { .. }) => {
                 log::error!("{e}");
-                return (mend.into_inner(), result, mended);
+                return (mend.into_inner(), result, decoded);
             }
             Err(e) => {
                 let message = e.to_string();
                 return (
                     mend.into_inner(),
                     Err(ClientError::Io(io::Error::other(message))),
-                    mended,
+                    decoded,
                 );
             }
         }

@@ -14,7 +14,7 @@ use dht_core::FragmentHash;
 use dht_std::client::{Client, ClientError};
 use dht_std::logger;
 use dht_tools::save::{check_target, PartFile};
-use dht_tools::transfer::download_mending;
+use dht_tools::transfer::{download_mending, WriteSink};
 use dht_tools::{
     fail, join, node_addrs, safe_file_name, seconds, Failure, Network, Progress, Searching,
     Verbosity,
@@ -95,24 +95,6 @@ struct Args {
     verbosity: Verbosity,
 }
 
-/// Standard output as a download's destination (`-o -`).
-struct StdoutSink {
-    out: BufWriter<io::Stdout>,
-    error: Option<io::Error>,
-}
-
-impl FileSink for StdoutSink {
-    fn write(&mut self, bytes: &[u8]) -> bool {
-        match self.out.write_all(bytes) {
-            Ok(()) => true,
-            Err(e) => {
-                self.error.get_or_insert(e);
-                false
-            }
-        }
-    }
-}
-
 fn main() -> ExitCode {
     let args = Args::parse();
     logger::init("dhtrecv: ", args.verbosity.level());
@@ -183,7 +165,7 @@ fn run(args: &Args) -> Result<(), Failure> {
     let mut progress = Progress::new(args.verbosity.quiet);
     let (dir, fixed_name, part) = match destination {
         Destination::Stdout => {
-            let sink = StdoutSink { out: BufWriter::new(io::stdout()), error: None };
+            let sink = WriteSink::new(BufWriter::new(io::stdout()));
             let (mut sink, result) =
                 download(&mut client, hash, sink, timeout, &mut progress, |_| Ok(()));
             if let Some(e) = sink.error.take() {
