@@ -1,28 +1,36 @@
 //! Copies beyond R (a crashed holder back on its old store after repair
 //! made new copies elsewhere) are dropped once the top R hold them.
 
-use dht_core::{Config, Duration};
+use dht_core::{Config, Duration, FragmentHash};
 use dht_sim::scene::{file_hashes, join_members, random_bytes};
-use dht_sim::{Faults, Sim};
+use dht_sim::{Faults, HostId, Sim};
 
 const R: usize = 3;
 
-#[test]
-fn extra_copies_are_dropped_once_the_top_r_hold_them_and_no_fragment_falls_below_r() {
-    let mut sim = Sim::new(12, Faults::default());
+/// 64 members (seeded by `seed`) holding an 800 KB file `name` (bytes
+/// from `data`) with R copies of every fragment: the simulator, the
+/// members and the file's fragments with its index.
+fn stored(seed: u64, name: &str, data: u64) -> (Sim, Vec<HostId>, Vec<FragmentHash>) {
+    let mut sim = Sim::new(seed, Faults::default());
     let members =
         join_members(&mut sim, Config::member(), 64, 80, Duration::from_millis(2)).unwrap();
     sim.run_for(Duration::from_secs(2));
     let client = sim.add_client();
     sim.join(client, members[3]);
     assert!(sim.run_until(Duration::from_secs(10), |s| s.is_joined(client)));
-    let data = random_bytes(5, 800_000);
-    let hash = sim.start_upload(client, "x.bin", data.clone()).unwrap();
+    let data = random_bytes(data, 800_000);
+    let hash = sim.start_upload(client, name, data.clone()).unwrap();
     assert!(sim.run_until(Duration::from_secs(60), |s| s.app_done(client)));
     assert_eq!(sim.upload_result(client), Some(Ok(hash)));
-    let mut all = file_hashes("x.bin", &data);
+    let mut all = file_hashes(name, &data);
     all.push(hash);
     assert!(sim.run_until(Duration::from_secs(30), |s| all.iter().all(|h| s.copies(h) >= R)));
+    (sim, members, all)
+}
+
+#[test]
+fn extra_copies_are_dropped_once_the_top_r_hold_them_and_no_fragment_falls_below_r() {
+    let (mut sim, members, all) = stored(12, "x.bin", 5);
 
     // The member holding most crashes; repair copies its fragments to the
     // next in rank; it comes back on its old store.
@@ -56,20 +64,7 @@ fn extra_copies_are_dropped_once_the_top_r_hold_them_and_no_fragment_falls_below
 
 #[test]
 fn a_member_that_moves_to_an_empty_shard_drops_what_it_held_of_its_old_shard() {
-    let mut sim = Sim::new(21, Faults::default());
-    let members =
-        join_members(&mut sim, Config::member(), 64, 80, Duration::from_millis(2)).unwrap();
-    sim.run_for(Duration::from_secs(2));
-    let client = sim.add_client();
-    sim.join(client, members[3]);
-    assert!(sim.run_until(Duration::from_secs(10), |s| s.is_joined(client)));
-    let data = random_bytes(6, 800_000);
-    let hash = sim.start_upload(client, "y.bin", data.clone()).unwrap();
-    assert!(sim.run_until(Duration::from_secs(60), |s| s.app_done(client)));
-    assert_eq!(sim.upload_result(client), Some(Ok(hash)));
-    let mut all = file_hashes("y.bin", &data);
-    all.push(hash);
-    assert!(sim.run_until(Duration::from_secs(30), |s| all.iter().all(|h| s.copies(h) >= R)));
+    let (mut sim, members, all) = stored(21, "y.bin", 6);
 
     // Every member of one shard crashes: a member of another moves there,
     // with the fragments of its old shard it holds.

@@ -48,65 +48,132 @@ fn fragments(dir: &std::path::Path, file: &str) -> (Vec<String>, Vec<String>) {
     (pieces, indexes)
 }
 
+/// A 32-node scene holding one 2 MB file coded with one copy of each
+/// piece, uploaded and settled.
+struct Stored {
+    scene: Scene,
+    work: TempDir,
+    ports: Vec<u16>,
+    data: Vec<u8>,
+    address: String,
+    pieces: Vec<String>,
+    indexes: Vec<String>,
+}
+
+impl Stored {
+    /// Deploys `name` at `offset`, uploads the file made from `seed`, and
+    /// waits until each piece is on one node and each index on every
+    /// member of the four shards it is spread to (4 a shard at most; about
+    /// 2 here).
+    fn settled(name: &str, offset: u16, seed: u64) -> Stored {
+        let scene = Scene::deploy(name, offset, NODES, "");
+        let work = TempDir::new(&format!("{name}-files"));
+        let ports: Vec<u16> = (0..NODES).map(|i| scene.base + i).collect();
+        let data = random_bytes(seed, 2_000_000);
+        std::fs::write(work.path().join("f.bin"), &data).unwrap();
+        let entry = ports[1].to_string();
+        let sent = run_tool(
+            "dhtsend",
+            &["-q", "--data-copies=1", REDUNDANCY, "f.bin", "127.0.0.1", &entry],
+            work.path(),
+        );
+        assert!(sent.ok(), "{}", sent.stderr);
+        let address = sent.stdout.trim().to_owned();
+        let (pieces, indexes) = fragments(work.path(), "f.bin");
+        assert!(pieces.len() > 245, "245 data fragments and their parity: {}", pieces.len());
+        let stored = Stored { scene, work, ports, data, address, pieces, indexes };
+        let settled = stored.scene.wait_for(Duration::from_secs(60), || {
+            stored.held(&stored.pieces, &stored.ports).values().all(|n| *n == 1)
+                && stored.indexes.iter().all(|h| stored.holders(h, &stored.ports) == stored.want(h))
+        });
+        assert!(
+            settled.is_some(),
+            "not settled: pieces {:?}, indexes {:?}",
+            stored
+                .held(&stored.pieces, &stored.ports)
+                .values()
+                .filter(|n| **n != 1)
+                .collect::<Vec<_>>(),
+            stored.held(&stored.indexes, &stored.ports)
+        );
+        stored
+    }
+
+    fn holders(&self, hash: &str, among: &[u16]) -> usize {
+        self.scene.holders(hash, among).len()
+    }
+
+    /// Holders of each of `hashes` among `among`.
+    fn held(&self, hashes: &[String], among: &[u16]) -> BTreeMap<String, usize> {
+        hashes.iter().map(|h| (h.clone(), self.holders(h, among))).collect()
+    }
+
+    fn members(&self, shard: u8) -> usize {
+        self.ports.iter().filter(|&&p| self.scene.node_shard(p) == Some(shard)).count()
+    }
+
+    /// Copies of an index: every member of the four shards of its spread,
+    /// 4 a shard at most.
+    fn want(&self, hash: &str) -> usize {
+        let own = common::shard_of_hash(hash);
+        (0..4).map(|j| self.members((own + j) % 16).min(4)).sum::<usize>()
+    }
+
+    /// `n` nodes holding pieces, one in each of `n` shards that have
+    /// another member (so no shard empties), never the first two.
+    fn one_a_shard(&self, n: usize) -> Vec<u16> {
+        let mut picked: Vec<u16> = Vec::new();
+        for port in self.ports.iter().skip(2) {
+            let shard = self.scene.node_shard(*port);
+            let holds = self.pieces.iter().any(|h| self.holders(h, &[*port]) == 1);
+            let mates = shard.map_or(0, |s| self.members(s));
+            if holds && mates >= 2 && picked.iter().all(|v| self.scene.node_shard(*v) != shard) {
+                picked.push(*port);
+            }
+            if picked.len() == n {
+                break;
+            }
+        }
+        assert_eq!(picked.len(), n, "{n} shards with a node holding pieces");
+        picked
+    }
+
+    /// The logs of the nodes on `ports`, one after the other.
+    fn logs(&self, ports: &[u16]) -> String {
+        ports
+            .iter()
+            .map(|p| {
+                std::fs::read_to_string(self.scene.store(*p).join("node.log")).unwrap_or_default()
+            })
+            .collect()
+    }
+
+    /// Downloads the file through `exit` and compares it.
+    fn download_through(&self, exit: u16) {
+        let received = run_with_limit(
+            &tool("dhtrecv"),
+            &["-q", &self.address, "127.0.0.1", &exit.to_string(), "-o", "back.bin"],
+            self.work.path(),
+            Duration::from_secs(120),
+        );
+        assert!(received.ok(), "{}", received.stderr);
+        let back = std::fs::read(self.work.path().join("back.bin")).unwrap();
+        assert!(back == self.data, "the file differs");
+    }
+}
+
 #[test]
 fn lost_pieces_are_rebuilt_by_the_nodes_and_extra_copies_go_once_the_dead_return() {
-    let scene = Scene::deploy("stripe-repair", 1800, NODES, "");
-    let work = TempDir::new("stripe-repair-files");
-    let ports: Vec<u16> = (0..NODES).map(|i| scene.base + i).collect();
-    let data = random_bytes(77, 2_000_000);
-    std::fs::write(work.path().join("f.bin"), &data).unwrap();
-    let entry = ports[1].to_string();
-    let sent = run_tool(
-        "dhtsend",
-        &["-q", "--data-copies=1", REDUNDANCY, "f.bin", "127.0.0.1", &entry],
-        work.path(),
-    );
-    assert!(sent.ok(), "{}", sent.stderr);
-    let address = sent.stdout.trim().to_owned();
-    let (pieces, indexes) = fragments(work.path(), "f.bin");
-    assert!(pieces.len() > 245, "245 data fragments and their parity: {}", pieces.len());
-
-    // Settled: each piece on one node, each index on every member of the
-    // four shards it is spread to (4 a shard at most; about 2 here).
-    let members = |shard: u8| ports.iter().filter(|&&p| scene.node_shard(p) == Some(shard)).count();
-    let want = |hash: &str| {
-        let own = common::shard_of_hash(hash);
-        (0..4).map(|j| members((own + j) % 16).min(4)).sum::<usize>()
-    };
-    let held = |hashes: &[String], among: &[u16]| -> BTreeMap<String, usize> {
-        hashes.iter().map(|h| (h.clone(), scene.holders(h, among).len())).collect()
-    };
-    let settled = scene.wait_for(Duration::from_secs(60), || {
-        held(&pieces, &ports).values().all(|n| *n == 1)
-            && indexes.iter().all(|h| scene.holders(h, &ports).len() == want(h))
-    });
-    assert!(
-        settled.is_some(),
-        "not settled: pieces {:?}, indexes {:?}",
-        held(&pieces, &ports).values().filter(|n| **n != 1).collect::<Vec<_>>(),
-        held(&indexes, &ports)
-    );
-    let designed_indexes = held(&indexes, &ports);
+    let stored = Stored::settled("stripe-repair", 1800, 77);
+    let Stored { scene, ports, pieces, indexes, address, .. } = &stored;
+    let designed_indexes = stored.held(indexes, ports);
 
     // One node of each of eight shards that have another, holding pieces,
     // killed at once.
     let pids = scene.pids();
-    let mut victims: Vec<u16> = Vec::new();
-    for port in ports.iter().skip(2) {
-        let shard = scene.node_shard(*port);
-        let holds = pieces.iter().any(|h| scene.holders(h, &[*port]).len() == 1);
-        let mates = shard.map_or(0, members);
-        if holds
-            && mates >= 2
-            && victims.iter().all(|v| scene.node_shard(*v) != shard)
-            && victims.len() < 8
-        {
-            victims.push(*port);
-        }
-    }
-    assert_eq!(victims.len(), 8, "eight shards with a node holding pieces");
+    let victims = stored.one_a_shard(8);
     let live: Vec<u16> = ports.iter().copied().filter(|p| !victims.contains(p)).collect();
-    let lost = held(&pieces, &live).values().filter(|n| **n == 0).count();
+    let lost = stored.held(pieces, &live).values().filter(|n| **n == 0).count();
     assert!(lost > 0, "the victims held pieces");
     for (port, pid) in &pids {
         if victims.contains(port) {
@@ -115,28 +182,18 @@ fn lost_pieces_are_rebuilt_by_the_nodes_and_extra_copies_go_once_the_dead_return
     }
 
     // The nodes rebuild every lost piece by themselves.
-    let rebuilt =
-        scene.wait_for(Duration::from_secs(180), || held(&pieces, &live).values().all(|n| *n >= 1));
-    let missing = held(&pieces, &live).values().filter(|n| **n == 0).count();
+    let rebuilt = scene.wait_for(Duration::from_secs(180), || {
+        stored.held(pieces, &live).values().all(|n| *n >= 1)
+    });
+    let missing = stored.held(pieces, &live).values().filter(|n| **n == 0).count();
     assert!(rebuilt.is_some(), "{missing} of {lost} lost pieces still missing after 180 s");
-    let logs: String = live
-        .iter()
-        .map(|p| std::fs::read_to_string(scene.store(*p).join("node.log")).unwrap_or_default())
-        .collect();
+    let logs = stored.logs(&live);
     let repair_line = logs
         .lines()
         .find(|l| l.contains(&format!("stripe repair of {address}")))
         .expect("a node logged the file's repair");
     println!("{lost} pieces lost with 8 of 32 nodes, all back after {rebuilt:?}: {repair_line}");
-    let exit = live[1].to_string();
-    let received = run_with_limit(
-        &tool("dhtrecv"),
-        &["-q", &address, "127.0.0.1", &exit, "-o", "back.bin"],
-        work.path(),
-        Duration::from_secs(120),
-    );
-    assert!(received.ok(), "{}", received.stderr);
-    assert!(std::fs::read(work.path().join("back.bin")).unwrap() == data, "the file differs");
+    stored.download_through(live[1]);
 
     // The dead return with their old pieces: the copies made by the
     // repair or the old ones go, down to the design.
@@ -144,22 +201,23 @@ fn lost_pieces_are_rebuilt_by_the_nodes_and_extra_copies_go_once_the_dead_return
         scene.start_node(*victim, scene.base, &[]);
     }
     let designed = scene.wait_for(Duration::from_secs(400), || {
-        held(&pieces, &ports).values().all(|n| *n == 1)
-            && held(&indexes, &ports) == designed_indexes
+        stored.held(pieces, ports).values().all(|n| *n == 1)
+            && stored.held(indexes, ports) == designed_indexes
     });
-    let extra: Vec<usize> = held(&pieces, &ports).values().copied().filter(|n| *n != 1).collect();
+    let extra: Vec<usize> =
+        stored.held(pieces, ports).values().copied().filter(|n| *n != 1).collect();
     assert!(
         designed.is_some(),
         "not back to the design 400 s after the restart: pieces held {extra:?} times, indexes \
          {:?} against {designed_indexes:?}",
-        held(&indexes, &ports)
+        stored.held(indexes, ports)
     );
-    let stored: usize = ports
+    let fragments: usize = ports
         .iter()
         .map(|p| std::fs::read_dir(scene.store(*p).join("fragments")).map_or(0, |d| d.count()))
         .sum();
     println!(
-        "back to {stored} fragments ({} pieces once, indexes as before) {designed:?} after the \
+        "back to {fragments} fragments ({} pieces once, indexes as before) {designed:?} after the \
          restart",
         pieces.len()
     );
@@ -167,46 +225,12 @@ fn lost_pieces_are_rebuilt_by_the_nodes_and_extra_copies_go_once_the_dead_return
 
 #[test]
 fn a_network_restarted_without_some_of_its_nodes_rebuilds_their_pieces() {
-    let scene = Scene::deploy("stripe-restart", 1840, NODES, "");
-    let work = TempDir::new("stripe-restart-files");
-    let ports: Vec<u16> = (0..NODES).map(|i| scene.base + i).collect();
-    let data = random_bytes(78, 2_000_000);
-    std::fs::write(work.path().join("f.bin"), &data).unwrap();
-    let entry = ports[1].to_string();
-    let sent = run_tool(
-        "dhtsend",
-        &["-q", "--data-copies=1", REDUNDANCY, "f.bin", "127.0.0.1", &entry],
-        work.path(),
-    );
-    assert!(sent.ok(), "{}", sent.stderr);
-    let address = sent.stdout.trim().to_owned();
-    let (pieces, indexes) = fragments(work.path(), "f.bin");
-    let members = |shard: u8| ports.iter().filter(|&&p| scene.node_shard(p) == Some(shard)).count();
-    let want = |hash: &str| {
-        let own = common::shard_of_hash(hash);
-        (0..4).map(|j| members((own + j) % 16).min(4)).sum::<usize>()
-    };
-    let settled = scene.wait_for(Duration::from_secs(60), || {
-        pieces.iter().all(|h| scene.holders(h, &ports).len() == 1)
-            && indexes.iter().all(|h| scene.holders(h, &ports).len() == want(h))
-    });
-    assert!(settled.is_some(), "the upload did not settle");
+    let stored = Stored::settled("stripe-restart", 1840, 78);
+    let Stored { scene, ports, pieces, .. } = &stored;
 
     // Every node stops at once (SIGKILL); six, one in each of six shards
     // that have another member, holding pieces, never come back.
-    let mut missing: Vec<u16> = Vec::new();
-    for port in ports.iter().skip(2) {
-        let shard = scene.node_shard(*port);
-        let holds = pieces.iter().any(|h| scene.holders(h, &[*port]).len() == 1);
-        let mates = shard.map_or(0, members);
-        if holds && mates >= 2 && missing.iter().all(|v| scene.node_shard(*v) != shard) {
-            missing.push(*port);
-        }
-        if missing.len() == 6 {
-            break;
-        }
-    }
-    assert_eq!(missing.len(), 6, "six shards with a node holding pieces");
+    let missing = stored.one_a_shard(6);
     let pids = scene.pids();
     for (_, pid) in &pids {
         signal(*pid, "KILL");
@@ -214,7 +238,7 @@ fn a_network_restarted_without_some_of_its_nodes_rebuilds_their_pieces() {
     let down = scene.wait_for(Duration::from_secs(10), || pids.iter().all(|(_, p)| !alive(*p)));
     assert!(down.is_some(), "the nodes did not stop");
     let back: Vec<u16> = ports.iter().copied().filter(|p| !missing.contains(p)).collect();
-    let lost = pieces.iter().filter(|h| scene.holders(h, &back).is_empty()).count();
+    let lost = pieces.iter().filter(|h| stored.holders(h, &back) == 0).count();
     assert!(lost > 0, "the missing nodes held pieces");
 
     // The rest restart on their stores, the first without a seed.
@@ -222,29 +246,17 @@ fn a_network_restarted_without_some_of_its_nodes_rebuilds_their_pieces() {
     for port in &back[1..] {
         scene.start_node_from(*port, Some(back[0]), &[]);
     }
-    let rebuilt = scene.wait_for(Duration::from_secs(300), || {
-        pieces.iter().all(|h| !scene.holders(h, &back).is_empty())
-    });
-    let still = pieces.iter().filter(|h| scene.holders(h, &back).is_empty()).count();
+    let rebuilt = scene
+        .wait_for(Duration::from_secs(300), || pieces.iter().all(|h| stored.holders(h, &back) > 0));
+    let still = pieces.iter().filter(|h| stored.holders(h, &back) == 0).count();
     assert!(
         rebuilt.is_some(),
         "{still} of {lost} lost pieces still missing 300 s after the restart"
     );
-    let logs: String = back
-        .iter()
-        .map(|p| std::fs::read_to_string(scene.store(*p).join("node.log")).unwrap_or_default())
-        .collect();
     assert!(
-        !logs.contains("declared dead"),
+        !stored.logs(&back).contains("declared dead"),
         "a node was declared dead: the look after the start is not what is tested"
     );
     println!("{lost} pieces of 6 missing nodes rebuilt {rebuilt:?} after the restart of the rest");
-    let received = run_with_limit(
-        &tool("dhtrecv"),
-        &["-q", &address, "127.0.0.1", &back[1].to_string(), "-o", "back.bin"],
-        work.path(),
-        Duration::from_secs(120),
-    );
-    assert!(received.ok(), "{}", received.stderr);
-    assert!(std::fs::read(work.path().join("back.bin")).unwrap() == data, "the file differs");
+    stored.download_through(back[1]);
 }
