@@ -57,7 +57,6 @@ use dht_core::upload::UploadEvent;
 use dht_core::{FragmentHash, IndexName, Node};
 use dht_std::client::{Client, FileReader, UploadOptions};
 
-use crate::coding::Redundancy;
 use crate::transfer::{download_mending, send_parity, WriteSink};
 
 /// How long after the last neighbor declared dead the repair looks.
@@ -455,9 +454,8 @@ impl Worker {
                 }
             }
         };
-        let redundancy = Redundancy { k: coding.k, m: coding.m };
-        let (_, _, parity) =
-            send_parity(&mut client, &mut reader, redundancy, &options, FILE_TIMEOUT, &mut count)
+        let (_, parity) =
+            send_parity(&mut client, &mut reader, coding, &options, FILE_TIMEOUT, &mut count)
                 .map_err(|e| e.to_string())?;
         options.coding = Some((coding.k, coding.m, parity));
         let name = name.unwrap_or(IndexName::EMPTY);

@@ -13,7 +13,7 @@ use dht_core::upload::UploadEvent;
 use dht_core::{FragmentHash, IndexName};
 use dht_std::client::{Client, ClientError, FileReader, UploadOptions};
 
-use crate::coding::{parity_file, rebuild_stripe, Mend, RebuildError, Redundancy};
+use crate::coding::{parity_file, rebuild_stripe, Mend, RebuildError};
 use crate::Failure;
 
 /// A download's destination that writes to any [`Write`] in file order,
@@ -102,33 +102,32 @@ pub fn download_mending<K: FileSink>(
     }
 }
 
-/// Computes the parity of `reader` with `redundancy` into a temporary
+/// Computes the parity of `reader` as `coding` says into a temporary
 /// file and uploads it as the unnamed parity tree of a coded file, as
 /// `options` say (without a coding: the parity tree is plain). `on_event`
-/// sees the upload's events. Returns the coding, the parity fragments and
-/// the parity tree's root.
+/// sees the upload's events. Returns the parity fragments and the parity
+/// tree's root.
 pub fn send_parity(
     client: &mut Client,
     reader: &mut FileReader,
-    redundancy: Redundancy,
+    coding: &Coding,
     options: &UploadOptions,
     timeout: Duration,
     mut on_event: impl FnMut(&UploadEvent),
-) -> Result<(Coding, u64, FragmentHash), Failure> {
-    let size = dht_core::upload::FileSource::size(reader);
-    let coding = Coding::new(size, redundancy.k, redundancy.m)
-        .map_err(|e| Failure::usage(format!("--redundancy {redundancy}: {e}")))?;
+) -> Result<(u64, FragmentHash), Failure> {
     let started = std::time::Instant::now();
-    let (parity, count) = parity_file(reader, &coding)
+    let (parity, count) = parity_file(reader, coding)
         .map_err(|e| Failure::local(format!("cannot compute the parity: {e}")))?;
     log::info!(
-        "parity: {count} fragments for {} stripes of {redundancy} ({:.2} s)",
+        "parity: {count} fragments for {} stripes of {}+{} ({:.2} s)",
         coding.stripes(),
+        coding.k,
+        coding.m,
         started.elapsed().as_secs_f64()
     );
     let plain = UploadOptions { coding: None, ..*options };
     let root = client
         .upload(IndexName::EMPTY, parity, &plain, timeout, |event, _| on_event(event))
         .map_err(|e| Failure::from(e).context("cannot store the parity fragments"))?;
-    Ok((coding, count, root))
+    Ok((count, root))
 }

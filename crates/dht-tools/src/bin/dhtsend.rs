@@ -235,19 +235,19 @@ fn send_parity(
     timeout: std::time::Duration,
     verbosity: &Verbosity,
 ) -> Result<(u64, dht_core::FragmentHash), Failure> {
-    let mut progress = Progress::new(verbosity.quiet);
     let size = dht_core::upload::FileSource::size(reader);
-    if let Ok(coding) = dht_core::index::Coding::new(size, redundancy.k, redundancy.m) {
-        progress.set_total(coding.parity_fragments(), coding.parity_size());
-    }
+    let coding = dht_core::index::Coding::new(size, redundancy.k, redundancy.m)
+        .map_err(|e| Failure::usage(format!("--redundancy {redundancy}: {e}")))?;
+    let mut progress = Progress::new(verbosity.quiet);
+    progress.set_total(coding.parity_fragments(), coding.parity_size());
     let sent =
-        dht_tools::transfer::send_parity(client, reader, redundancy, options, timeout, |event| {
+        dht_tools::transfer::send_parity(client, reader, &coding, options, timeout, |event| {
             if let UploadEvent::Stored { item: Item::Data(_), .. } = event {
                 progress.step(8192);
             }
         });
     progress.finish();
-    let (_, count, root) = sent?;
+    let (count, root) = sent?;
     if !verbosity.quiet {
         eprintln!("dhtsend: {count} parity fragments stored ({redundancy} a stripe)");
     }
