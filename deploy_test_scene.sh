@@ -118,10 +118,10 @@ if [ "$ACTION" = stop ]; then
 fi
 
 # The running scene: how many nodes live, whether they answer and have
-# joined (dhtping --scan on their ports), and the fragments their stores
-# hold. Exits 1 when no scene runs.
+# joined, and the fragments their stores hold (dhtping --scan on their
+# ports). Exits 1 when no scene runs.
 status_scene() {
-    local file port ports=() first last held mode args=()
+    local file port ports=() first last mode args=()
     for file in "$SCENE"/*/node.pid; do
         [ -f "$file" ] || continue
         port=${file%/node.pid}
@@ -138,10 +138,9 @@ status_scene() {
     mapfile -t ports < <(printf '%s\n' "${ports[@]}" | sort -n)
     first=${ports[0]}
     last=${ports[${#ports[@]} - 1]}
-    held=$(find "$SCENE" -path '*/fragments/*' -type f ! -name '.*' 2>/dev/null | wc -l)
     mode=$(cat "$SCENE/deploy.mode" 2>/dev/null || echo keyed)
     [ "$mode" = keyed ] && [ -f "$SCENE/network.key" ] && args=(--key-file "$SCENE/network.key")
-    echo "$live of ${#ports[@]} nodes running in $SCENE on 127.0.0.1:$first-$last ($mode network); $held fragments held in all"
+    echo "$live of ${#ports[@]} nodes running in $SCENE on 127.0.0.1:$first-$last ($mode network)"
     if [ -x "$BIN/dhtping" ]; then
         "$BIN/dhtping" 127.0.0.1 "$first" "${args[@]}" --scan $((last - first + 1)) --wait 3 -q 2>&1 | head -n 1 || true
     fi

@@ -176,16 +176,22 @@ fn settle(client: &mut Client, setup: &Setup, limit: Duration) -> Result<Counter
     }
 }
 
-/// Holders of each of `hashes`, from the files in the nodes' stores.
+/// The fragments (hex hashes) the store of the node on `port` holds.
+fn held(setup: &Setup, port: u16) -> Vec<String> {
+    dht_std::store::held_in(&setup.scene.join(port.to_string()))
+        .unwrap_or_default()
+        .iter()
+        .map(|(hash, _)| hash.to_string())
+        .collect()
+}
+
+/// Holders of each of `hashes`, from the nodes' stores.
 fn holders(setup: &Setup, hashes: &[String]) -> Vec<usize> {
     let mut count: HashMap<&str, usize> = hashes.iter().map(|h| (h.as_str(), 0)).collect();
     for port in setup.ports() {
-        let dir = setup.scene.join(port.to_string()).join("fragments");
-        for hash in hashes {
-            if dir.join(hash).exists() {
-                if let Some(c) = count.get_mut(hash.as_str()) {
-                    *c += 1;
-                }
+        for hash in held(setup, port) {
+            if let Some(c) = count.get_mut(hash.as_str()) {
+                *c += 1;
             }
         }
     }
@@ -201,22 +207,28 @@ fn node_shard(setup: &Setup, port: u16) -> Option<u64> {
     u64::from_str_radix(text.trim(), 16).ok().map(|id| id % 16)
 }
 
-/// Ports among `ports` whose store holds `hash`.
-fn holders_among(setup: &Setup, hash: &str, ports: &[u16]) -> Vec<u16> {
-    ports
-        .iter()
-        .copied()
-        .filter(|p| setup.scene.join(p.to_string()).join("fragments").join(hash).exists())
-        .collect()
+/// What the stores of the nodes on `ports` hold, read once.
+fn holdings(setup: &Setup, ports: &[u16]) -> HashMap<u16, std::collections::HashSet<String>> {
+    ports.iter().map(|p| (*p, held(setup, *p).into_iter().collect())).collect()
+}
+
+/// Ports among `ports` whose store holds `hash`, in `holdings`.
+fn holders_among(
+    holdings: &HashMap<u16, std::collections::HashSet<String>>,
+    hash: &str,
+    ports: &[u16],
+) -> Vec<u16> {
+    ports.iter().copied().filter(|p| holdings.get(p).is_some_and(|h| h.contains(hash))).collect()
 }
 
 /// Whether every fragment has R copies among `live`, or as many as its
 /// shard still has members.
 fn repaired(setup: &Setup, hashes: &[String], live: &[u16]) -> bool {
+    let holdings = holdings(setup, live);
     hashes.iter().all(|h| {
         let shard = u64::from_str_radix(&h[..16], 16).map(|v| v % 16).ok();
         let members = live.iter().filter(|p| node_shard(setup, **p) == shard).count();
-        holders_among(setup, h, live).len() >= REPLICATION.min(members)
+        holders_among(&holdings, h, live).len() >= REPLICATION.min(members)
     })
 }
 
@@ -554,12 +566,13 @@ fn measure(
     let mut order = live.clone();
     rng.shuffle(&mut order);
     let mut victims = Vec::new();
+    let before = holdings(setup, &live);
     for &p in &order {
         if victims.len() + 1 >= usize::from(setup.nodes) / 2 {
             break;
         }
         let keeps = hashes.iter().all(|h| {
-            holders_among(setup, h, &live).iter().any(|x| *x != p && !victims.contains(x))
+            holders_among(&before, h, &live).iter().any(|x| *x != p && !victims.contains(x))
         });
         if keeps {
             victims.push(p);
@@ -570,8 +583,9 @@ fn measure(
     }
     live.retain(|p| !victims.contains(p));
     let repair_s = time_until(Duration::from_secs(300), || repaired(setup, &hashes, &live));
+    let now = holdings(setup, &live);
     let mut after: Vec<usize> =
-        hashes.iter().map(|h| holders_among(setup, h, &live).len()).collect();
+        hashes.iter().map(|h| holders_among(&now, h, &live).len()).collect();
     after.sort_unstable();
     setup.stop();
 

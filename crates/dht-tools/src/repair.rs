@@ -36,10 +36,9 @@
 //! most one stripe).
 
 use std::collections::BTreeMap;
-use std::fs::File;
-use std::io::{self, BufWriter, Read, Write};
+use std::io::{self, BufWriter, Write};
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::sync::{Arc, Mutex};
 use std::time::Duration as StdDuration;
@@ -83,7 +82,7 @@ pub struct Settings {
     pub key: Option<NetworkKey>,
     /// Largest datagram to send.
     pub max_datagram: u16,
-    /// The node's store directory (fragments are in `fragments/`, the
+    /// The node's store directory (fragments are in `fragments.pack`, the
     /// temporary file goes here).
     pub store: PathBuf,
     /// Bytes a second the repair may move, on average.
@@ -313,35 +312,29 @@ impl Worker {
         }
     }
 
-    fn fragment_path(&self, hash: &FragmentHash) -> PathBuf {
-        self.settings.store.join("fragments").join(hash.to_string())
-    }
-
     /// The coded roots in the store when the node starts (those stored
-    /// later come from [`StripeRepair::store_hook`]).
+    /// later come from [`StripeRepair::store_hook`]): a fragment is read
+    /// whole only if its first 31 bytes end with a coded root's marker.
     fn find_roots(&mut self) {
-        let Ok(entries) = std::fs::read_dir(self.settings.store.join("fragments")) else {
-            return;
-        };
-        for entry in entries.flatten() {
-            if let Some(hash) =
-                entry.file_name().to_str().and_then(|n| FragmentHash::from_hex(n).ok())
-            {
-                self.look_at(&hash);
+        let mut found = Vec::new();
+        let scanned = dht_std::store::for_each_held(&self.settings.store, |record| {
+            if record.head.get(30) != Some(&CODED_MARKER) {
+                return;
             }
+            let mut bytes = [0u8; FRAGMENT_SIZE];
+            if let Some(coding) = record.read(&mut bytes).ok().and_then(|()| coding_of(&bytes)) {
+                found.push((record.hash, coding));
+            }
+        });
+        if let Err(e) = scanned {
+            log::warn!("stripe repair: cannot read the store: {e}");
+        }
+        if let Ok(mut roots) = self.roots.lock() {
+            roots.extend(found);
         }
         let found = self.roots.lock().map(|r| r.len()).unwrap_or(0);
         if found > 0 {
             log::info!("stripe repair: {found} coded files held here");
-        }
-    }
-
-    /// Remembers `hash` if the store holds it as a coded root.
-    fn look_at(&mut self, hash: &FragmentHash) {
-        if let Some(coding) = coded_root(&self.fragment_path(hash)) {
-            if let Ok(mut roots) = self.roots.lock() {
-                roots.insert(*hash, coding);
-            }
         }
     }
 
@@ -477,20 +470,6 @@ fn coding_of(bytes: &FragmentBytes) -> Option<Coding> {
         return None;
     }
     IndexFragment::decode(bytes).ok()?.coded().map(|(coding, _, _)| coding)
-}
-
-/// The coding of the fragment in `path` if it is a coded root: its first
-/// 31 bytes are read, the rest only for a coded root's marker.
-fn coded_root(path: &Path) -> Option<Coding> {
-    let mut file = File::open(path).ok()?;
-    let mut bytes = [0u8; FRAGMENT_SIZE];
-    let (head, rest) = bytes.split_at_mut(31);
-    file.read_exact(head).ok()?;
-    if head.last() != Some(&CODED_MARKER) {
-        return None;
-    }
-    file.read_exact(rest).ok()?;
-    coding_of(&bytes)
 }
 
 #[cfg(test)]

@@ -47,7 +47,7 @@ fn a_coded_file_comes_back_whole_after_losing_every_copy_of_some_data_fragments(
         let holders = scene.holders(hash, &ports);
         assert!(!holders.is_empty(), "{hash} was stored");
         for port in holders {
-            std::fs::remove_file(scene.store(port).join("fragments").join(hash)).unwrap();
+            scene.lose(port, hash);
         }
     }
 
@@ -86,7 +86,7 @@ fn a_coded_file_comes_back_whole_after_losing_every_copy_of_some_data_fragments(
         .collect();
     for hash in &more {
         for port in scene.holders(hash, &ports) {
-            std::fs::remove_file(scene.store(port).join("fragments").join(hash)).unwrap();
+            scene.lose(port, hash);
         }
     }
     let failed =

@@ -340,7 +340,7 @@ fn dhtping_lists_the_files_whose_root_a_node_holds_and_only_with_the_key() {
             let line = all.stdout.lines().find(|l| l.starts_with(hash.as_str())).unwrap();
             let shard = common::shard_of_hash(hash);
             assert!(line.contains(&format!("shard {shard:>2}  copies   3  file ")), "{line}");
-            let held = std::fs::read_dir(scene.store(port).join("fragments")).unwrap().count();
+            let held = scene.held(port).len();
             assert!(
                 all.stdout.contains(&format!("{held} fragments listed")),
                 "{held} held: {}",

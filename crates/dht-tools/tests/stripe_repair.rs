@@ -212,10 +212,7 @@ fn lost_pieces_are_rebuilt_by_the_nodes_and_extra_copies_go_once_the_dead_return
          {:?} against {designed_indexes:?}",
         stored.held(indexes, ports)
     );
-    let fragments: usize = ports
-        .iter()
-        .map(|p| std::fs::read_dir(scene.store(*p).join("fragments")).map_or(0, |d| d.count()))
-        .sum();
+    let fragments: usize = ports.iter().map(|p| scene.held(*p).len()).sum();
     println!(
         "back to {fragments} fragments ({} pieces once, indexes as before) {designed:?} after the \
          restart",

@@ -247,8 +247,10 @@ fn scan(
     let up = answers.iter().filter(|a| a.is_some()).count();
     let joined = answers.iter().filter(|a| a.as_ref().is_some_and(|s| s.stats.joined)).count();
     let shards = shards_of(&answers);
+    let held: u64 = answers.iter().flatten().map(|s| u64::from(s.stats.held)).sum();
     say(format!(
-        "{up} of {} nodes answered, {joined} joined, in {:.3} s; nodes per shard {shards:?}",
+        "{up} of {} nodes answered, {joined} joined, in {:.3} s; nodes per shard {shards:?}; \
+         {held} fragments held",
         targets.len(),
         start.elapsed().as_secs_f64()
     ));

@@ -295,11 +295,22 @@ pub fn fragment_hashes(file: &Path) -> Vec<String> {
 impl Scene {
     /// Ports whose store holds `hash`, among `ports`.
     pub fn holders(&self, hash: &str, ports: &[u16]) -> Vec<u16> {
-        ports
+        ports.iter().copied().filter(|p| self.held(*p).iter().any(|h| h == hash)).collect()
+    }
+
+    /// The fragments (hex hashes) the store of the node on `port` holds.
+    pub fn held(&self, port: u16) -> Vec<String> {
+        dht_std::store::held_in(&self.store(port))
+            .unwrap()
             .iter()
-            .copied()
-            .filter(|p| self.store(*p).join("fragments").join(hash).exists())
+            .map(|(hash, _)| hash.to_string())
             .collect()
+    }
+
+    /// Loses `hash` from the store of the node on `port`, as a disk would.
+    pub fn lose(&self, port: u16, hash: &str) {
+        let hash = dht_core::FragmentHash::from_hex(hash).unwrap();
+        assert!(dht_std::store::lose(&self.store(port), &hash).unwrap(), "{hash} held on {port}");
     }
 
     /// Polls until `done` holds or `limit` passes; returns the time it took.
