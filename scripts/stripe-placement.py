@@ -4,7 +4,7 @@
 usage: scripts/stripe-placement.py SCENE_DIR K M FILE [FILE...]
 Each FILE must have been uploaded with --redundancy=K+M; its piece list
 comes from `bin/dhthash -v --redundancy=K+M FILE` (DHTHASH overrides the
-path), its holders from the scene's stores (SCENE_DIR/<port>/fragments.pack).
+path), its holders from the scene's stores (SCENE_DIR/<port>/fragments.idx).
 Stripes follow docs/PROTOCOL.md "Coded files" (balanced, m_i = ceil(k_i m / k)).
 Prints the share of stripes two of whose pieces (any copy) are on one node
 and the most pieces of a stripe one node holds, on average."""
@@ -16,14 +16,14 @@ if len(sys.argv) < 5:
 scene, k, m = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 ports = [p for p in os.listdir(scene) if p.isdigit()]
 held = {}
-RECORD = 8232  # crates/dht-std/src/store.rs: "DHFR", count, 3 zeros, hash, fragment
+ENTRY = 40  # crates/dht-std/src/store.rs: "DHFR", count, 3 zeros, hash
 for p in ports:
-    pack = os.path.join(scene, p, "fragments.pack")
-    if os.path.isfile(pack):
-        with open(pack, "rb") as f:
-            while len(record := f.read(RECORD)) == RECORD:
-                if record[:4] == b"DHFR":
-                    held.setdefault(record[8:40].hex(), []).append(p)
+    index = os.path.join(scene, p, "fragments.idx")
+    if os.path.isfile(index):
+        with open(index, "rb") as f:
+            while len(entry := f.read(ENTRY)) == ENTRY:
+                if entry[:4] == b"DHFR":
+                    held.setdefault(entry[8:40].hex(), []).append(p)
 stripes = shared = worst_sum = pieces_total = lone = 0
 for f in sys.argv[4:]:
     run = subprocess.run([os.environ.get("DHTHASH", "bin/dhthash"),

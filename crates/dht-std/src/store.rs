@@ -1,34 +1,36 @@
-//! A fragment store on a directory: one pack file of fixed-size records.
+//! A fragment store on a directory: two files of fixed-size slots.
 //!
-//! The fragments live in `fragments.pack`, a file of records of
-//! [`RECORD_SIZE`] = 8232 bytes, record `i` from byte `i * 8232`:
+//! Slot `i` of the store is the 8192 bytes of `fragments.pack` from byte
+//! `i * 8192`, the fragment, and the 40 bytes of `fragments.idx` from byte
+//! `i * 40`, its entry:
 //!
-//! | bytes | what |
-//! |-------|------|
+//! | entry bytes | what |
+//! |-------------|------|
 //! | 0-3 | `DHFR` for a fragment held; anything else is a free slot |
 //! | 4 | the copy count recorded with it (`0`: the network's R) |
 //! | 5-7 | zero |
 //! | 8-39 | its SHA-256 |
-//! | 40-8231 | its 8192 bytes |
 //!
-//! Why one file and not a file per fragment: on this project's test
-//! machine (ext4), creating a file cost more than all the rest of storing
-//! a fragment; while a 256-node scene took a 256 MiB upload, a third of
-//! the nodes' time went to allocating inodes, and the upload ran 1.6 to
-//! 1.9 times faster with the fragments appended to one file.
+//! Why slots and not a file per fragment: on this project's test machine
+//! (ext4), creating a file cost more than all the rest of storing a
+//! fragment; while a 256-node scene took a 256 MiB upload, a third of the
+//! nodes' time went to allocating inodes and a tenth to renaming. Slots of
+//! whole pages keep the kernel from zeroing or reading back the pages a
+//! fragment shares with its neighbors.
 //!
-//! A fragment is written with one positioned write, into a free slot or at
-//! the end; it is removed by zeroing its first 4 bytes, and its slot is
-//! reused. When the store opens it reads every record's header: a record
-//! naming a fragment held in an earlier record, and a record cut short at
-//! the end (a write a crash interrupted), are dropped. Bytes are not
-//! checked at open: the node checks every fragment it reads against its
-//! hash and removes one that fails, so a record torn by a crash or damaged
-//! on disk is never served. Data is not fsync'ed: after a power loss a
-//! fragment may be missing or fail its check, and the shard's repair
-//! brings it back from another holder. A full disk is reported as a full
-//! store ([`StoreError::Full`]), so that the node stops taking fragments
-//! instead of retrying them.
+//! A fragment is written with two positioned writes, the bytes and then
+//! the entry, into a free slot or at the end; it is removed by zeroing its
+//! entry's first 4 bytes, and its slot is reused. When the store opens it
+//! reads the index: an entry naming a fragment held in an earlier slot, or
+//! whose bytes the pack does not reach (a crash), is dropped; an entry cut
+//! short at the end is cut off. Bytes are not checked at open: the node
+//! checks every fragment it reads against its hash and removes one that
+//! fails, so a slot torn by a crash or damaged on disk is never served.
+//! Data is not fsync'ed: after a power loss a fragment may be missing or
+//! fail its check, and the shard's repair brings it back from another
+//! holder. A full disk is reported as a full store
+//! ([`StoreError::Full`]), so that the node stops taking fragments instead
+//! of retrying them.
 //!
 //! A fragment arriving in pieces is put together in memory (at most one
 //! 8 KB buffer per fetch the node runs, 64) and written once whole and
@@ -36,10 +38,10 @@
 //!
 //! The list of held hashes is kept in memory, sorted, so that `contains` is
 //! a binary search and `hash_at` (the walk behind HOLDINGS) is an index;
-//! beside it a map from each hash to its record and copy count.
+//! beside it a map from each hash to its slot and copy count.
 //!
 //! A store of earlier versions (a file `fragments/<hash>` per fragment and
-//! `copies/<hash>` per count) is moved into the pack when it opens.
+//! `copies/<hash>` per count) is moved into the slots when it opens.
 //!
 //! [`held_in`], [`for_each_held`] and [`lose`] read (or damage) the store
 //! of a node from another thread or process: the stripe repair, tests,
@@ -54,34 +56,33 @@ use std::path::{Path, PathBuf};
 use dht_core::fragment::{FragmentBytes, FragmentHash, FRAGMENT_SIZE};
 use dht_core::store::{FragmentStore, StoreError};
 
-/// The pack file's name in the store directory.
+/// The fragments' file in the store directory.
 pub const PACK_FILE: &str = "fragments.pack";
-/// Bytes 0-3 of a record that holds a fragment.
+/// The entries' file in the store directory.
+pub const INDEX_FILE: &str = "fragments.idx";
+/// Bytes 0-3 of the entry of a slot that holds a fragment.
 pub const MAGIC: [u8; 4] = *b"DHFR";
-/// Bytes of a record's header, before the fragment.
-pub const HEADER_SIZE: usize = 40;
-/// Bytes of a record.
-pub const RECORD_SIZE: usize = HEADER_SIZE + FRAGMENT_SIZE;
+/// Bytes of an entry.
+pub const ENTRY_SIZE: usize = 40;
 
-/// Fragments kept in a pack file in a directory.
+/// Fragments kept in slots of two files in a directory.
 pub struct DirStore {
     root: PathBuf,
     pack: File,
+    index: File,
     /// Held hashes, sorted.
     held: Vec<FragmentHash>,
-    /// The record of each held fragment, and its recorded copy count.
+    /// The slot of each held fragment, and its recorded copy count.
     slots: HashMap<FragmentHash, Slot>,
-    /// Free records, reused before the pack grows.
+    /// Free slots, reused before the files grow.
     free: Vec<u32>,
-    /// Records in the pack.
+    /// Slots in the files.
     end: u32,
     /// Fragments being received in pieces, put together here.
     partial: Vec<(FragmentHash, Box<FragmentBytes>)>,
     capacity: usize,
     /// Told of every fragment written ([`DirStore::on_written`]).
     written: Option<WrittenHook>,
-    /// A record, built here before it is written and read here.
-    record: Box<[u8; RECORD_SIZE]>,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -104,25 +105,39 @@ impl std::fmt::Debug for DirStore {
     }
 }
 
-/// Byte offset of record `index`.
-fn offset(index: u32) -> u64 {
-    u64::from(index) * RECORD_SIZE as u64
+/// Byte offset of slot `index`'s fragment in the pack.
+fn data_at(index: u32) -> u64 {
+    u64::from(index) * FRAGMENT_SIZE as u64
 }
 
-/// The fragment and copy count a record's header names, if it holds one.
-fn parse_header(header: &[u8]) -> Option<(FragmentHash, u8)> {
-    if header.get(..4)? != MAGIC {
+/// Byte offset of slot `index`'s entry in the index.
+fn entry_at(index: u32) -> u64 {
+    u64::from(index) * ENTRY_SIZE as u64
+}
+
+/// The entry of a slot holding `hash`.
+fn entry(hash: &FragmentHash, copies: u8) -> [u8; ENTRY_SIZE] {
+    let mut entry = [0u8; ENTRY_SIZE];
+    entry[..4].copy_from_slice(&MAGIC);
+    entry[4] = copies;
+    entry[8..].copy_from_slice(&hash.0);
+    entry
+}
+
+/// The fragment and copy count an entry names, if its slot holds one.
+fn parse_entry(entry: &[u8]) -> Option<(FragmentHash, u8)> {
+    if entry.get(..4)? != MAGIC {
         return None;
     }
-    let hash: [u8; 32] = header.get(8..HEADER_SIZE)?.try_into().ok()?;
-    Some((FragmentHash(hash), *header.get(4)?))
+    let hash: [u8; 32] = entry.get(8..ENTRY_SIZE)?.try_into().ok()?;
+    Some((FragmentHash(hash), *entry.get(4)?))
 }
 
 impl DirStore {
     /// Opens (creating it if needed) the store under `root`, holding at most
     /// `capacity` fragments. Fails with a message a person can act on if the
     /// directory cannot be created, read or written.
-    /// A start that fails leaves nothing behind: neither a pack file nor a
+    /// A start that fails leaves nothing behind: neither a file nor a
     /// directory it created.
     pub fn open(root: &Path, capacity: usize) -> io::Result<DirStore> {
         let created_root = !root.exists();
@@ -132,27 +147,30 @@ impl DirStore {
                 format!("cannot create store directory {}: {e}", root.display()),
             )
         })?;
-        let path = root.join(PACK_FILE);
-        let created = !path.exists();
+        let (pack_path, index_path) = (root.join(PACK_FILE), root.join(INDEX_FILE));
+        let created = [!pack_path.exists(), !index_path.exists()];
         let undo = |e: io::Error, what: &str| {
-            if created {
-                let _ = fs::remove_file(&path);
+            for (path, created) in [&pack_path, &index_path].into_iter().zip(created) {
+                if created {
+                    let _ = fs::remove_file(path);
+                }
             }
             if created_root {
                 let _ = fs::remove_dir(root);
             }
             io::Error::new(e.kind(), format!("{what} {}: {e}", root.display()))
         };
-        let pack = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(&path)
-            .map_err(|e| undo(e, "store directory is not writable:"))?;
+        let open = |path: &Path| {
+            OpenOptions::new().read(true).write(true).create(true).truncate(false).open(path)
+        };
+        let (pack, index) = match (open(&pack_path), open(&index_path)) {
+            (Ok(pack), Ok(index)) => (pack, index),
+            (Err(e), _) | (_, Err(e)) => return Err(undo(e, "store directory is not writable:")),
+        };
         let mut store = DirStore {
             root: root.to_owned(),
             pack,
+            index,
             held: Vec::new(),
             slots: HashMap::new(),
             free: Vec::new(),
@@ -160,38 +178,43 @@ impl DirStore {
             partial: Vec::new(),
             capacity,
             written: None,
-            record: Box::new([0u8; RECORD_SIZE]),
         };
         store.load().map_err(|e| undo(e, "cannot read the store in"))?;
         store.move_old_files();
         Ok(store)
     }
 
-    /// Reads the header of every record.
+    /// Reads the index.
     fn load(&mut self) -> io::Result<()> {
-        let len = self.pack.metadata()?.len();
-        let records = u32::try_from(len / RECORD_SIZE as u64)
-            .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "pack file too large"))?;
-        if len % RECORD_SIZE as u64 != 0 {
-            // A record cut short by a crash.
-            self.pack.set_len(offset(records))?;
+        let bytes = fs::read(self.root.join(INDEX_FILE))?;
+        let slots = u32::try_from(bytes.len() / ENTRY_SIZE)
+            .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "index file too large"))?;
+        if bytes.len() % ENTRY_SIZE != 0 {
+            // An entry cut short by a crash.
+            self.index.set_len(entry_at(slots))?;
         }
-        let mut header = [0u8; HEADER_SIZE];
-        for index in 0..records {
-            self.pack.read_exact_at(&mut header, offset(index))?;
-            match parse_header(&header) {
-                Some((hash, copies)) if !self.slots.contains_key(&hash) => {
+        let reached = self.pack.metadata()?.len() / FRAGMENT_SIZE as u64;
+        for (index, bytes) in (0..slots).zip(bytes.chunks_exact(ENTRY_SIZE)) {
+            match parse_entry(bytes) {
+                Some((hash, copies))
+                    if u64::from(index) < reached && !self.slots.contains_key(&hash) =>
+                {
                     self.slots.insert(hash, Slot { index, copies });
                     self.held.push(hash);
                 }
                 Some(_) => {
-                    self.pack.write_all_at(&[0u8; 4], offset(index))?;
+                    self.index.write_all_at(&[0u8; 4], entry_at(index))?;
                     self.free.push(index);
                 }
                 None => self.free.push(index),
             }
         }
-        self.end = records;
+        self.end = slots;
+        // Bytes written for a slot whose entry was not, or a pack a crash
+        // left short.
+        if self.pack.metadata()?.len() != data_at(slots) {
+            self.pack.set_len(data_at(slots))?;
+        }
         self.held.sort_unstable();
         // Lowest slots first.
         self.free.reverse();
@@ -243,19 +266,19 @@ impl DirStore {
         self.written = Some(Box::new(hook));
     }
 
-    /// Writes the record of `hash` into a free slot or at the end.
-    fn write_record(&mut self, hash: &FragmentHash, data: &FragmentBytes) -> io::Result<u32> {
+    /// Writes `hash` into a free slot or at the end: the bytes, then the
+    /// entry.
+    fn write_slot(&mut self, hash: &FragmentHash, data: &FragmentBytes) -> io::Result<u32> {
         let (index, fresh) = match self.free.pop() {
             Some(index) => (index, false),
             None if self.end < u32::MAX => (self.end, true),
-            None => return Err(io::Error::new(io::ErrorKind::StorageFull, "pack file full")),
+            None => return Err(io::Error::new(io::ErrorKind::StorageFull, "index file full")),
         };
-        let (header, bytes) = self.record.split_at_mut(HEADER_SIZE);
-        header.fill(0);
-        header[..4].copy_from_slice(&MAGIC);
-        header[8..].copy_from_slice(&hash.0);
-        bytes.copy_from_slice(data);
-        match self.pack.write_all_at(&self.record[..], offset(index)) {
+        let written = self
+            .pack
+            .write_all_at(data, data_at(index))
+            .and_then(|()| self.index.write_all_at(&entry(hash, 0), entry_at(index)));
+        match written {
             Ok(()) => {
                 if fresh {
                     self.end += 1;
@@ -264,8 +287,9 @@ impl DirStore {
             }
             Err(e) => {
                 if fresh {
-                    let _ = self.pack.set_len(offset(self.end));
-                } else if self.pack.write_all_at(&[0u8; 4], offset(index)).is_ok() {
+                    let _ = self.pack.set_len(data_at(self.end));
+                    let _ = self.index.set_len(entry_at(self.end));
+                } else if self.index.write_all_at(&[0u8; 4], entry_at(index)).is_ok() {
                     self.free.push(index);
                 }
                 Err(e)
@@ -281,7 +305,7 @@ impl DirStore {
         hash: &FragmentHash,
         data: &FragmentBytes,
     ) -> Result<(), StoreError> {
-        match self.write_record(hash, data) {
+        match self.write_slot(hash, data) {
             Ok(index) => {
                 self.held.insert(position, *hash);
                 self.slots.insert(*hash, Slot { index, copies: 0 });
@@ -323,23 +347,12 @@ impl FragmentStore for DirStore {
         self.keep(position, hash, data)
     }
 
+    /// The bytes of the slot; the node checks them against the hash and
+    /// removes a fragment that fails.
     fn read(&mut self, hash: &FragmentHash, out: &mut FragmentBytes) -> Result<bool, StoreError> {
         let Some(slot) = self.slots.get(hash).copied() else { return Ok(false) };
-        match self.pack.read_exact_at(&mut self.record[..], offset(slot.index)) {
-            Ok(()) => match parse_header(&self.record[..HEADER_SIZE]) {
-                Some((named, _)) if named == *hash => {
-                    out.copy_from_slice(&self.record[HEADER_SIZE..]);
-                    Ok(true)
-                }
-                named => {
-                    log::warn!("the record of fragment {hash} was lost, forgetting it");
-                    self.forget(hash);
-                    if named.is_none() {
-                        self.free.push(slot.index);
-                    }
-                    Ok(false)
-                }
-            },
+        match self.pack.read_exact_at(out, data_at(slot.index)) {
+            Ok(()) => Ok(true),
             Err(e) => {
                 log::warn!("fragment {hash} is unreadable, forgetting it: {e}");
                 self.forget(hash);
@@ -350,7 +363,7 @@ impl FragmentStore for DirStore {
 
     fn remove(&mut self, hash: &FragmentHash) -> Result<bool, StoreError> {
         let Some(slot) = self.forget(hash) else { return Ok(false) };
-        match self.pack.write_all_at(&[0u8; 4], offset(slot.index)) {
+        match self.index.write_all_at(&[0u8; 4], entry_at(slot.index)) {
             Ok(()) => {
                 self.free.push(slot.index);
                 Ok(true)
@@ -380,7 +393,7 @@ impl FragmentStore for DirStore {
         if slot.copies == copies {
             return true;
         }
-        match self.pack.write_all_at(&[copies], offset(slot.index) + 4) {
+        match self.index.write_all_at(&[copies], entry_at(slot.index) + 4) {
             Ok(()) => {
                 slot.copies = copies;
                 true
@@ -434,8 +447,8 @@ impl FragmentStore for DirStore {
         self.forget_partial(hash);
     }
 
-    /// Under the capacity, and a free record, or the disk takes one more
-    /// (written past the end, then cut off again).
+    /// Under the capacity, and a free slot, or the disk takes one more
+    /// fragment (written past the end of the pack, then cut off again).
     fn can_store(&mut self) -> bool {
         if self.held.len() + self.partial.len() >= self.capacity {
             return false;
@@ -443,8 +456,8 @@ impl FragmentStore for DirStore {
         if !self.free.is_empty() {
             return true;
         }
-        let at = offset(self.end);
-        let written = self.pack.write_all_at(&[0u8; RECORD_SIZE], at);
+        let at = data_at(self.end);
+        let written = self.pack.write_all_at(&[0u8; FRAGMENT_SIZE], at);
         let _ = self.pack.set_len(at);
         written.is_ok()
     }
@@ -459,23 +472,24 @@ fn store_error(e: &io::Error) -> StoreError {
     }
 }
 
-/// The fragments held in the store under `root`, with their recorded copy
-/// counts, in the order of their records; none if it has no pack. Reads
-/// only the headers; the store may be in use by a node.
-pub fn held_in(root: &Path) -> io::Result<Vec<(FragmentHash, u8)>> {
-    let pack = match File::open(root.join(PACK_FILE)) {
-        Ok(pack) => pack,
+/// The live entries of the store under `root`: slot, hash and copy count.
+fn entries_in(root: &Path) -> io::Result<Vec<(u32, FragmentHash, u8)>> {
+    let bytes = match fs::read(root.join(INDEX_FILE)) {
+        Ok(bytes) => bytes,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
         Err(e) => return Err(e),
     };
-    let records = pack.metadata()?.len() / RECORD_SIZE as u64;
-    let mut header = [0u8; HEADER_SIZE];
-    let mut held = Vec::new();
-    for index in 0..records {
-        pack.read_exact_at(&mut header, index * RECORD_SIZE as u64)?;
-        held.extend(parse_header(&header));
-    }
-    Ok(held)
+    Ok((0..u32::MAX)
+        .zip(bytes.chunks_exact(ENTRY_SIZE))
+        .filter_map(|(slot, entry)| parse_entry(entry).map(|(hash, n)| (slot, hash, n)))
+        .collect())
+}
+
+/// The fragments held in the store under `root`, with their recorded copy
+/// counts, in the order of their slots; none if it has no index. Reads
+/// only the index; the store may be in use by a node.
+pub fn held_in(root: &Path) -> io::Result<Vec<(FragmentHash, u8)>> {
+    Ok(entries_in(root)?.into_iter().map(|(_, hash, n)| (hash, n)).collect())
 }
 
 /// Bytes of a fragment's beginning that [`for_each_held`] reads.
@@ -486,7 +500,7 @@ pub const HEAD_SIZE: usize = 32;
 pub struct HeldRecord<'a> {
     pack: &'a File,
     at: u64,
-    /// The fragment's hash, from its record.
+    /// The fragment's hash, from its entry.
     pub hash: FragmentHash,
     /// Its first [`HEAD_SIZE`] bytes.
     pub head: [u8; HEAD_SIZE],
@@ -495,54 +509,46 @@ pub struct HeldRecord<'a> {
 impl HeldRecord<'_> {
     /// Reads the whole fragment (not checked against its hash).
     pub fn read(&self, out: &mut FragmentBytes) -> io::Result<()> {
-        self.pack.read_exact_at(out, self.at + HEADER_SIZE as u64)
+        self.pack.read_exact_at(out, self.at)
     }
 }
 
 /// Calls `f` with each fragment held in the store under `root`, reading
-/// its header and the fragment's first [`HEAD_SIZE`] bytes (the rest if
+/// its entry and the fragment's first [`HEAD_SIZE`] bytes (the rest if
 /// `f` asks). The store may be in use by a node.
 pub fn for_each_held(root: &Path, mut f: impl FnMut(&HeldRecord<'_>)) -> io::Result<()> {
-    let pack = match File::open(root.join(PACK_FILE)) {
-        Ok(pack) => pack,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
-        Err(e) => return Err(e),
-    };
-    let records = pack.metadata()?.len() / RECORD_SIZE as u64;
-    let mut start = [0u8; HEADER_SIZE + HEAD_SIZE];
-    for index in 0..records {
-        let at = index * RECORD_SIZE as u64;
-        pack.read_exact_at(&mut start, at)?;
-        let (header, head) = start.split_at(HEADER_SIZE);
-        if let (Some((hash, _)), Ok(head)) = (parse_header(header), head.try_into()) {
+    let entries = entries_in(root)?;
+    if entries.is_empty() {
+        return Ok(());
+    }
+    let pack = File::open(root.join(PACK_FILE))?;
+    let mut head = [0u8; HEAD_SIZE];
+    for (slot, hash, _) in entries {
+        let at = data_at(slot);
+        if pack.read_exact_at(&mut head, at).is_ok() {
             f(&HeldRecord { pack: &pack, at, hash, head });
         }
     }
     Ok(())
 }
 
-/// Frees the record of `hash` in the store under `root`, as a disk that
-/// lost it would; whether it was held. For tests of loss: a node running
-/// on the store finds the fragment gone when it next reads it.
+/// Loses `hash` from the store under `root`, as a disk would: its bytes
+/// are zeroed and its slot freed; whether it was held. For tests of loss:
+/// a node running on the store finds the bytes wrong when it next reads
+/// them, and removes the fragment.
 pub fn lose(root: &Path, hash: &FragmentHash) -> io::Result<bool> {
-    let pack = OpenOptions::new().read(true).write(true).open(root.join(PACK_FILE))?;
-    let records = pack.metadata()?.len() / RECORD_SIZE as u64;
-    let mut header = [0u8; HEADER_SIZE];
-    for index in 0..records {
-        let at = index * RECORD_SIZE as u64;
-        pack.read_exact_at(&mut header, at)?;
-        if parse_header(&header).is_some_and(|(named, _)| named == *hash) {
-            pack.write_all_at(&[0u8; 4], at)?;
-            return Ok(true);
-        }
-    }
-    Ok(false)
+    let Some((slot, _, _)) = entries_in(root)?.into_iter().find(|(_, h, _)| h == hash) else {
+        return Ok(false);
+    };
+    let open = |name: &str| OpenOptions::new().write(true).open(root.join(name));
+    open(PACK_FILE)?.write_all_at(&[0u8; FRAGMENT_SIZE], data_at(slot))?;
+    open(INDEX_FILE)?.write_all_at(&[0u8; 4], entry_at(slot))?;
+    Ok(true)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::io::Read;
 
     fn temp_dir(name: &str) -> PathBuf {
         let dir = std::env::temp_dir().join(format!("dht-store-{name}-{}", std::process::id()));
@@ -584,10 +590,10 @@ mod tests {
         let mut store = DirStore::open(&dir, 10).unwrap();
         store.store(&FragmentHash::of(&a), &a).unwrap();
         store.store(&FragmentHash::of(&b), &b).unwrap();
-        assert_eq!(pack_len(&dir), 2 * RECORD_SIZE as u64);
+        assert_eq!(pack_len(&dir), 2 * FRAGMENT_SIZE as u64);
         assert!(store.remove(&FragmentHash::of(&a)).unwrap());
         store.store(&FragmentHash::of(&c), &c).unwrap();
-        assert_eq!(pack_len(&dir), 2 * RECORD_SIZE as u64);
+        assert_eq!(pack_len(&dir), 2 * FRAGMENT_SIZE as u64);
         let mut out = [0u8; FRAGMENT_SIZE];
         assert!(store.read(&FragmentHash::of(&c), &mut out).unwrap());
         assert_eq!(out, c);
@@ -649,7 +655,7 @@ mod tests {
     }
 
     #[test]
-    fn a_lost_record_is_forgotten_not_served_and_its_slot_reused() {
+    fn a_lost_fragment_fails_its_check_and_its_slot_is_reused_once_removed() {
         let dir = temp_dir("lost");
         let (a, b) = ([3u8; FRAGMENT_SIZE], [4u8; FRAGMENT_SIZE]);
         let hash = FragmentHash::of(&a);
@@ -657,12 +663,15 @@ mod tests {
         store.store(&hash, &a).unwrap();
         assert!(lose(&dir, &hash).unwrap());
         assert!(!lose(&dir, &hash).unwrap(), "lost already");
-        assert!(store.contains(&hash), "the node learns of it when it reads it");
+        assert!(held_in(&dir).unwrap().is_empty());
+        // The node reads it, finds it wrong and removes it.
         let mut out = [0u8; FRAGMENT_SIZE];
-        assert!(!store.read(&hash, &mut out).unwrap());
+        assert!(store.read(&hash, &mut out).unwrap());
+        assert!(!hash.verifies(&out));
+        assert!(store.remove(&hash).unwrap());
         assert!(!store.contains(&hash));
         store.store(&FragmentHash::of(&b), &b).unwrap();
-        assert_eq!(pack_len(&dir), RECORD_SIZE as u64);
+        assert_eq!(pack_len(&dir), FRAGMENT_SIZE as u64);
         fs::remove_dir_all(&dir).unwrap();
     }
 
@@ -700,7 +709,7 @@ mod tests {
     }
 
     #[test]
-    fn a_record_cut_short_or_repeated_by_a_crash_is_dropped_at_open() {
+    fn an_entry_cut_short_repeated_or_beyond_the_pack_is_dropped_at_open() {
         let root = temp_dir("crash");
         let (a, b) = ([1u8; FRAGMENT_SIZE], [2u8; FRAGMENT_SIZE]);
         let (ha, hb) = (FragmentHash::of(&a), FragmentHash::of(&b));
@@ -709,24 +718,24 @@ mod tests {
             store.store(&ha, &a).unwrap();
             store.store(&hb, &b).unwrap();
         }
-        // The crash came in the middle of writing b.
+        // The crash came after b's entry was written, before its bytes.
         let pack = OpenOptions::new().write(true).open(root.join(PACK_FILE)).unwrap();
-        pack.set_len(2 * RECORD_SIZE as u64 - 100).unwrap();
+        pack.set_len(FRAGMENT_SIZE as u64 + 100).unwrap();
         let store = DirStore::open(&root, 4).unwrap();
         assert_eq!(store.len(), 1);
         assert!(store.contains(&ha));
-        assert!(!store.contains(&hb), "a record cut short is not held");
-        assert_eq!(pack_len(&root), RECORD_SIZE as u64, "and it is cut off");
+        assert!(!store.contains(&hb), "a slot the pack does not reach is not held");
+        assert_eq!(pack_len(&root), 2 * FRAGMENT_SIZE as u64, "the pack covers every slot");
         drop(store);
-        // A copy of a's record written into a free slot (a crash between
-        // two writes of the same fragment).
-        let mut record = vec![0u8; RECORD_SIZE];
-        File::open(root.join(PACK_FILE)).unwrap().read_exact(&mut record).unwrap();
-        pack.write_all_at(&record, RECORD_SIZE as u64).unwrap();
-        drop(pack);
+        // A copy of a's entry over b's freed slot, then an entry cut short.
+        let index = OpenOptions::new().write(true).open(root.join(INDEX_FILE)).unwrap();
+        index.write_all_at(&entry(&ha, 0), ENTRY_SIZE as u64).unwrap();
+        index.write_all_at(&entry(&hb, 0)[..10], 2 * ENTRY_SIZE as u64).unwrap();
+        drop(index);
         let mut store = DirStore::open(&root, 4).unwrap();
         assert_eq!(store.len(), 1);
-        assert_eq!(held_in(&root).unwrap(), [(ha, 0)], "the repeated record is freed");
+        assert_eq!(held_in(&root).unwrap(), [(ha, 0)], "the repeated entry is freed");
+        assert_eq!(fs::metadata(root.join(INDEX_FILE)).unwrap().len(), 2 * ENTRY_SIZE as u64);
         let mut out = [0u8; FRAGMENT_SIZE];
         assert!(store.read(&ha, &mut out).unwrap());
         assert_eq!(out, a);
