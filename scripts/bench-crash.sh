@@ -32,13 +32,20 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 ms() { echo $(( $(date +%s%N) / 1000000 )); }
-# Fragment files in the stores of the given ports.
-fragments_in() {
-    local n=0 port
+# The hashes of the fragments held in the stores of the given ports, one
+# per line: each store's fragments.idx is a row of 40-byte entries, "DHFR",
+# the copy count, 3 zero bytes and the hash (crates/dht-std/src/store.rs).
+held_in() {
+    local port
     for port in "$@"; do
-        n=$(( n + $(find "$DHT_SCENE_DIR/$port/fragments" -maxdepth 1 -type f 2>/dev/null | wc -l) ))
-    done
-    echo "$n"
+        [ -f "$DHT_SCENE_DIR/$port/fragments.idx" ] || continue
+        od -An -v -tx1 -w40 "$DHT_SCENE_DIR/$port/fragments.idx"
+    done | awk '$1 == "44" && $2 == "48" && $3 == "46" && $4 == "52" {
+        h = ""; for (i = 9; i <= 40; i++) h = h $i; print h }'
+}
+# Fragments held in the stores of the given ports.
+fragments_in() {
+    held_in "$@" | wc -l
 }
 
 "$root/deploy_test_scene.sh" -n "$NODES" -p "$BASE" >/dev/null
@@ -70,10 +77,7 @@ done <"$work/files"
 # Stored bytes over file bytes, per kind, counting the copies in the
 # stores of the given ports.
 ratios() {
-    local port
-    for port in "$@"; do
-        find "$DHT_SCENE_DIR/$port/fragments" -maxdepth 1 -type f -printf '%f\n' 2>/dev/null
-    done | sort | uniq -c | awk -v list="$work/fragments" -v files="$work/files" '
+    held_in "$@" | sort | uniq -c | awk -v list="$work/fragments" -v files="$work/files" '
         { copies[$2] = $1 }
         END {
             while ((getline line < files) > 0) { split(line, f, " "); bytes[f[3]] += f[2] }
